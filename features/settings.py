@@ -72,5 +72,9 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         seed = int(env.get(f"{ENV_PREFIX}SEED", "42"))
         max_comp = int(env.get(f"{ENV_PREFIX}MAX_IDENTITY_COMPONENT", "25"))
     except ValueError as exc:
-        raise ValueError(f"OMNI_SEED / OMNI_MAX_IDENTITY_COMPONENT must be integers: {exc}") from exc
-    return Settings(home=home, tracking_uri=tracking_uri, seed=seed, max_identity_component=max_comp)
+        raise ValueError(
+            f"OMNI_SEED / OMNI_MAX_IDENTITY_COMPONENT must be integers: {exc}"
+        ) from exc
+    return Settings(
+        home=home, tracking_uri=tracking_uri, seed=seed, max_identity_component=max_comp
+    )
