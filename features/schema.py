@@ -108,6 +108,7 @@ EVENTS = TableSchema(
         Column("store_id", "string", "store of a store event; pickup store of a BOPIS order"),
         Column("quantity", "int", "units (never negative on a purchase)"),
         Column("amount", "float", "revenue in the shop's currency, negative for returns"),
+        Column("discount", "float", "discount given on the line (positive), where known"),
         Column("campaign_id", "string", "campaign of an outreach event"),
         Column("email_hash", "string", "identifier: hashed account e-mail"),
         Column("loyalty_id", "string", "identifier: loyalty card number"),
