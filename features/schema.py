@@ -189,12 +189,16 @@ def as_contract_frame(df, table: TableSchema = EVENTS):
     """
     import pandas as pd
 
-    out = df.copy()
+    out = df.copy(deep=False)
     for col in table.columns:
         if col.name not in out.columns:
             continue
+        values = out[col.name]
         if col.kind == "category" and col.allowed:
-            out[col.name] = pd.Categorical(out[col.name].astype("object"), categories=col.allowed)
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                out[col.name] = values.cat.set_categories(list(col.allowed))
+            else:
+                out[col.name] = pd.Categorical(values, categories=list(col.allowed))
         elif col.kind == "timestamp":
-            out[col.name] = pd.to_datetime(out[col.name], utc=True)
+            out[col.name] = pd.to_datetime(values, utc=True)
     return out

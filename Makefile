@@ -1,0 +1,41 @@
+# Bootstraps uv from PyPI into .tools/, then installs the locked environment into .venv/.
+PY ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+export UV_PYTHON := $(PY)
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: run test lint format bench clean
+
+$(UV):
+	$(PY) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --all-extras
+	touch $@
+
+## The main job on the embedded default (synthetic data, local store, local MLflow).
+run: .venv/.synced
+	.venv/bin/omni run
+
+## Lint and the whole test suite (what CI runs).
+test: .venv/.synced
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/pytest
+
+lint: .venv/.synced
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: .venv/.synced
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+## Benchmarks (not part of the tests); results printed and written to bench_results/.
+bench: .venv/.synced
+	.venv/bin/python tests/benchmarks/run_all.py
+
+clean:
+	rm -rf .venv .tools omni_home bench_results

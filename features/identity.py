@@ -1,0 +1,249 @@
+"""Unified customer identity: link identifiers seen together into one customer.
+
+Every non-empty value of ``customer_id`` and of each identifier column is a node;
+identifiers on the same event are linked; connected components are customers.
+Over-merge guard: a component with more than ``max_component_size`` identifiers
+(a shared family device, a store's default loyalty card) is split by cutting its
+most-linked identifiers (devices and loyalty cards first) until every part fits;
+the cut identifiers are reported and never merged with anyone.
+
+The resolved customer_id is stable across re-runs: the smallest known customer_id in
+the component, else ``U`` + a hash of the component's smallest identifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from features.schema import IDENTIFIER_COLUMNS
+
+# When several identifiers are equally linked, cut the kinds that are shared in practice first.
+_CUT_PRIORITY = {"device_id": 0, "loyalty_id": 1, "phone_hash": 2, "email_hash": 3}
+_NEVER_CUT = "customer_id"
+MAX_GUARD_ROUNDS = 50
+
+
+@dataclass
+class IdentityReport:
+    """What resolution did: sizes, and the identifiers it refused to merge."""
+
+    n_events: int
+    n_identifiers: int
+    n_customers: int
+    n_known_customers: int
+    cut_identifiers: pd.DataFrame  # column, value, links, component_size
+    n_events_only_cut: int  # events whose only identifiers were cut (kept apart, unmerged)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{self.n_identifiers:,} identifiers on {self.n_events:,} events -> "
+            f"{self.n_customers:,} customers ({self.n_known_customers:,} with a known customer_id)"
+        ]
+        if len(self.cut_identifiers):
+            top = self.cut_identifiers.head(5)
+            listed = ", ".join(
+                f"{r.column}={r.value} ({r.links} links)" for r in top.itertuples(index=False)
+            )
+            out.append(
+                f"over-merge guard: {len(self.cut_identifiers):,} shared identifiers not merged "
+                f"(e.g. {listed}); {self.n_events_only_cut:,} events carry only those"
+            )
+        return out
+
+
+def _node_codes(events: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, list, np.ndarray]:
+    """Global node id per (event, column), -1 where empty; plus each node's value and column."""
+    codes = np.full((len(events), len(columns)), -1, dtype=np.int64)
+    values: list = []
+    node_col = []
+    offset = 0
+    for j, col in enumerate(columns):
+        c, uniques = pd.factorize(events[col], sort=True, use_na_sentinel=True)
+        present = c >= 0
+        codes[present, j] = c[present] + offset
+        values.extend(np.asarray(uniques, dtype=object).tolist())
+        node_col.append(np.full(len(uniques), j, dtype=np.int8))
+        offset += len(uniques)
+    return codes, values, np.concatenate(node_col) if node_col else np.empty(0, np.int8)
+
+
+def _edges(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique undirected links between every pair of identifiers on the same event."""
+    src, dst = [], []
+    k = codes.shape[1]
+    for a in range(k):
+        for b in range(a + 1, k):
+            both = (codes[:, a] >= 0) & (codes[:, b] >= 0)
+            src.append(codes[both, a])
+            dst.append(codes[both, b])
+    if not src:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    s, d = np.concatenate(src), np.concatenate(dst)
+    lo, hi = np.minimum(s, d), np.maximum(s, d)
+    pairs = np.unique(np.stack([lo, hi], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _components(n: int, src: np.ndarray, dst: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    m = keep[src] & keep[dst]
+    graph = coo_matrix((np.ones(m.sum(), np.int8), (src[m], dst[m])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _guard(
+    n: int,
+    src: np.ndarray,
+    dst: np.ndarray,
+    node_col: np.ndarray,
+    columns: list[str],
+    max_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut the most-linked identifiers of oversized components until all fit.
+
+    Returns component labels (cut identifiers are singletons), the cut mask, and the
+    size of the component each cut identifier was cut from.
+    """
+    keep = np.ones(n, bool)
+    cut_from = np.zeros(n, np.int64)
+    priority = np.array([_CUT_PRIORITY.get(c, 4) for c in columns])[node_col]
+    never = np.array([c == _NEVER_CUT for c in columns])[node_col]
+    for _ in range(MAX_GUARD_ROUNDS):
+        labels = _components(n, src, dst, keep)
+        sizes = np.bincount(labels)
+        over = (sizes[labels] > max_size) & keep & ~never
+        if not over.any():
+            break
+        m = keep[src] & keep[dst]
+        degree = np.bincount(np.concatenate([src[m], dst[m]]), minlength=n)
+        cand = np.flatnonzero(over)
+        # Most links first, then device / loyalty card before e-mail; one cut per component.
+        order = np.lexsort((priority[cand], -degree[cand], labels[cand]))
+        cand = cand[order]
+        first = np.r_[True, labels[cand][1:] != labels[cand][:-1]]
+        chosen = cand[first]
+        keep[chosen] = False
+        cut_from[chosen] = sizes[labels[chosen]]
+    labels = _components(n, src, dst, keep)
+    sizes = np.bincount(labels)
+    # Components still too large (only customer_ids left to cut) are left unmerged.
+    unmerged = (sizes[labels] > max_size) & keep
+    if unmerged.any():
+        cut_from[unmerged] = sizes[labels[unmerged]]
+        keep[unmerged] = False
+    # Cut identifiers become singletons.
+    labels = np.where(keep, labels, labels.max(initial=-1) + 1 + np.arange(n))
+    _, labels = np.unique(labels, return_inverse=True)
+    return labels, ~keep, cut_from
+
+
+def _stable_ids(
+    labels: np.ndarray, values: list, node_col: np.ndarray, columns: list[str]
+) -> np.ndarray:
+    """Customer id per component: smallest known customer_id, else U + hash of smallest key.
+
+    Node ids are ordered by (column, sorted value) with customer_id first, so the
+    smallest node id of a component is its representative.
+    """
+    n_comp = int(labels.max()) + 1 if len(labels) else 0
+    rep = np.full(n_comp, len(labels), np.int64)
+    np.minimum.at(rep, labels, np.arange(len(labels)))
+    out = np.empty(n_comp, dtype=object)
+    for comp, node in enumerate(rep):
+        col = columns[node_col[node]]
+        if col == "customer_id":
+            out[comp] = str(values[node])
+        else:
+            key = f"{col}:{values[node]}"
+            out[comp] = "U" + hashlib.sha1(key.encode()).hexdigest()[:12]
+    return out
+
+
+def resolve_identities(
+    events: pd.DataFrame, max_component_size: int = 25, id_columns: list[str] | None = None
+) -> tuple[pd.DataFrame, IdentityReport]:
+    """Fill ``customer_id`` on every event from linked identifiers; report what was cut."""
+    if max_component_size < 2:
+        raise ValueError(f"max_component_size must be >= 2, got {max_component_size}")
+    cols = ["customer_id", *(id_columns or IDENTIFIER_COLUMNS)]
+    columns = [c for c in cols if c in events.columns]
+    codes, values, node_col = _node_codes(events, columns)
+    n = len(values)
+    src, dst = _edges(codes)
+    labels, cut, cut_from = _guard(n, src, dst, node_col, columns, max_component_size)
+    comp_ids = _stable_ids(labels, values, node_col, columns)
+
+    # An event belongs to the component of its first identifier that was not cut.
+    anchor = np.full(len(events), -1, np.int64)
+    fallback = np.full(len(events), -1, np.int64)
+    for j in range(codes.shape[1]):
+        c = codes[:, j]
+        ok = (c >= 0) & (anchor < 0)
+        usable = ok & ~cut[np.maximum(c, 0)]
+        anchor[usable] = c[usable]
+        fb = (c >= 0) & (fallback < 0)
+        fallback[fb] = c[fb]
+    only_cut = (anchor < 0) & (fallback >= 0)
+    anchor = np.where(anchor >= 0, anchor, fallback)
+    if (anchor < 0).any():
+        row = int(np.flatnonzero(anchor < 0)[0]) + 1
+        raise ValueError(f"events row {row}: no customer_id and no identifier to resolve")
+    out = events.copy(deep=False)
+    out["customer_id"] = pd.array(comp_ids[labels[anchor]], dtype="str")
+
+    cut_nodes = np.flatnonzero(cut)
+    cut_df = pd.DataFrame(
+        {
+            "column": [columns[node_col[i]] for i in cut_nodes],
+            "value": [values[i] for i in cut_nodes],
+            "links": np.bincount(np.concatenate([src, dst]), minlength=n)[cut_nodes],
+            "component_size": cut_from[cut_nodes],
+        }
+    ).sort_values("links", ascending=False, ignore_index=True)
+    known = events["customer_id"].nunique() if "customer_id" in events.columns else 0
+    report = IdentityReport(
+        n_events=len(events),
+        n_identifiers=n,
+        n_customers=int(out["customer_id"].nunique()),
+        n_known_customers=int(known),
+        cut_identifiers=cut_df,
+        n_events_only_cut=int(only_cut.sum()),
+    )
+    return out, report
+
+
+@dataclass(frozen=True)
+class MergeQuality:
+    """Pairwise precision / recall of predicted customers against true persons (event pairs)."""
+
+    precision: float
+    recall: float
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def merge_quality(predicted: pd.Series | np.ndarray, truth: pd.Series | np.ndarray) -> MergeQuality:
+    """Pairwise precision / recall: of event pairs put together, how many truly belong so."""
+    pred = pd.factorize(np.asarray(predicted))[0].astype(np.int64)
+    true = pd.factorize(np.asarray(truth))[0].astype(np.int64)
+
+    def pairs(counts: np.ndarray) -> float:
+        c = counts.astype(np.float64)
+        return float((c * (c - 1) / 2).sum())
+
+    joint = np.unique(pred * (true.max(initial=0) + 1) + true, return_counts=True)[1]
+    tp = pairs(joint)
+    pred_pairs = pairs(np.bincount(pred))
+    true_pairs = pairs(np.bincount(true))
+    return MergeQuality(
+        precision=tp / pred_pairs if pred_pairs else 1.0,
+        recall=tp / true_pairs if true_pairs else 1.0,
+    )

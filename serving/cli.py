@@ -1,0 +1,67 @@
+"""`omni`: the command-line entry point. Each package adds its own sub-commands.
+
+Imports stay light here so `omni --help` answers in well under a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from features.cli import app as data_app
+
+app = typer.Typer(
+    name="omni",
+    help="Omnichannel personalization: unified events, features, churn / next-best-channel / "
+    "recommendation models in MLflow, served with BentoML.\n\n"
+    "Start with `omni run` (everything on synthetic data, nothing to set up).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data home (raw data, events store, MLflow SQLite) (env OMNI_HOME; "
+            "default ./omni_home).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Resolve settings once per command; environment variables override defaults."""
+    from features.settings import get_settings
+
+    settings = get_settings()
+    ctx.obj = settings.with_home(home) if home is not None else settings
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(min=10, help="Synthetic customers.")] = 5000,
+    days: Annotated[int, typer.Option(min=30, help="Days of history.")] = 365,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
+    ] = None,
+) -> None:
+    """The main job on the embedded default: synthetic data -> identities -> events store."""
+    from serving.main_job import run_main_job
+
+    run_main_job(ctx.obj, customers=customers, days=days, seed=seed)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

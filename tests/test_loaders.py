@@ -1,0 +1,109 @@
+"""Loading users' files: CSV and Parquet, column mapping, quarantine, nothing half-written."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.ingest import ingest
+from features.loaders import load_files, parse_column_map
+from features.store import read_events, read_table
+from features.validate import DataError
+
+
+def _write_source(folder, raw_events, fmt="csv"):
+    folder.mkdir(parents=True, exist_ok=True)
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["c1", "c2", "c3"],
+            "loyalty_tier": ["gold", "none", "bronze"],
+            "consent_email": ["true", "false", "1"],
+        }
+    )
+    products = pd.DataFrame(
+        {"product_id": ["p1", "p2"], "category": ["dairy", "bakery"], "price": ["1.5", "2"]}
+    )
+    for name, df in {"events": raw_events, "customers": customers, "products": products}.items():
+        if fmt == "csv":
+            df.to_csv(folder / f"{name}.csv", index=False)
+        else:
+            df.to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_load_folder(tmp_path, raw_events, fmt):
+    result = load_files(_write_source(tmp_path / "src", raw_events, fmt))
+    assert len(result.data.events) == 5
+    assert len(result.data.customers) == 3
+    assert result.data.customers["consent_email"].tolist() == [True, False, True]
+    assert len(result.data.stores) == 0  # missing dimension tables load empty
+
+
+def test_column_mapping(tmp_path, raw_events):
+    renamed = raw_events.rename(columns={"ts": "event_time", "customer_id": "cust"})
+    src = _write_source(tmp_path / "src", renamed)
+    mapping = parse_column_map(["events.ts=event_time", "events.customer_id=cust"])
+    result = load_files(src, column_map=mapping)
+    assert result.data.events["customer_id"].iloc[0] == "c1"
+    assert result.data.events["ts"].notna().all()
+
+
+def test_column_mapping_errors_name_the_parameter(tmp_path, raw_events):
+    src = _write_source(tmp_path / "src", raw_events)
+    with pytest.raises(DataError, match=r"mapped column for events.ts not found"):
+        load_files(src, column_map={"events": {"ts": "when"}})
+    with pytest.raises(DataError, match=r"events.tss is not a contract column"):
+        load_files(src, column_map={"events": {"tss": "ts"}})
+    with pytest.raises(ValueError, match=r"expected TABLE\.COLUMN=SOURCE_COLUMN"):
+        parse_column_map(["ts=event_time"])
+
+
+def test_explicit_files_and_unknown_columns(tmp_path, raw_events):
+    raw_events["favourite_colour"] = "blue"
+    raw_events.to_csv(tmp_path / "my_events.csv", index=False)
+    result = load_files({"events": tmp_path / "my_events.csv"})
+    assert result.ignored_columns == {"events": ["favourite_colour"]}
+
+
+def test_missing_folder_and_missing_events(tmp_path):
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_files(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no events table"):
+        load_files(tmp_path / "empty")
+
+
+def test_bad_rows_reject_the_whole_load_and_store_is_untouched(tmp_path, raw_events, settings):
+    good = _write_source(tmp_path / "good", raw_events)
+    ingest(good, settings)
+    before = read_events(settings.store_dir)
+
+    bad_events = raw_events.copy()
+    bad_events.loc[2, "channel"] = "fax"
+    bad = _write_source(tmp_path / "bad", bad_events)
+    with pytest.raises(DataError, match=r"events.csv, row 3, column 'channel'"):
+        ingest(bad, settings)
+    pd.testing.assert_frame_equal(read_events(settings.store_dir), before)
+    leftovers = [p.name for p in settings.home.rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def test_quarantine_writes_bad_rows_with_reasons(tmp_path, raw_events, settings):
+    raw_events.loc[1, "quantity"] = "-2"
+    src = _write_source(tmp_path / "src", raw_events)
+    result = ingest(src, settings, on_error="quarantine")
+    assert len(read_events(settings.store_dir)) == 4
+    bad = pd.read_csv(result.quarantine_dir / "events.csv")
+    assert bad.loc[0, "_row"] == 2
+    assert bad.loc[0, "_column"] == "quantity"
+    assert "negative quantity on a purchase" in bad.loc[0, "_reason"]
+    assert str(tmp_path / "src" / "events.csv") == bad.loc[0, "_file"]
+
+
+def test_ingest_resolves_identities_and_stores_dimensions(tmp_path, raw_events, settings):
+    src = _write_source(tmp_path / "src", raw_events)
+    ingest(src, settings)
+    events = read_events(settings.store_dir)
+    assert events["customer_id"].notna().all()  # the device-only event got a customer
+    assert read_table(settings.store_dir, "products")["product_id"].tolist() == ["p1", "p2"]

@@ -1,0 +1,125 @@
+"""Schema validation: one test per kind of bad input; messages name file, row and column."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.schema import CUSTOMERS, EVENTS, PRODUCTS, STORES
+from features.validate import DataError, validate_frame
+
+
+def _error(raw: pd.DataFrame, table=EVENTS, file="events.csv") -> str:
+    with pytest.raises(DataError) as info:
+        validate_frame(raw, table, file)
+    return str(info.value)
+
+
+def test_good_rows_get_contract_dtypes(raw_events):
+    good = validate_frame(raw_events, EVENTS, "events.csv").good
+    assert len(good) == 5
+    assert str(good["ts"].dtype) == "datetime64[us, UTC]"
+    assert list(good["channel"].cat.categories) == list(EVENTS.column("channel").allowed)
+    # Offsets are converted to UTC, naive timestamps read as UTC.
+    assert good["ts"].iloc[3] == pd.Timestamp("2025-02-10T07:00:00Z")
+    assert good["quantity"].iloc[1] == 2
+    assert good["amount"].iloc[1] == 9.5
+
+
+def test_missing_required_column(raw_events):
+    msg = _error(raw_events.drop(columns=["event_type"]))
+    assert "events.csv" in msg and "'event_type'" in msg and "required column missing" in msg
+
+
+def test_no_identifier_column_at_all(raw_events):
+    msg = _error(raw_events.drop(columns=["customer_id", "device_id"]))
+    assert "customer_id (or an identifier column" in msg
+
+
+def test_row_without_any_identifier(raw_events):
+    raw_events.loc[3, "device_id"] = None
+    msg = _error(raw_events)
+    assert "events.csv, row 4, column 'customer_id'" in msg and "no customer_id" in msg
+
+
+def test_unknown_channel(raw_events):
+    raw_events.loc[2, "channel"] = "fax"
+    msg = _error(raw_events)
+    assert "events.csv, row 3, column 'channel': unknown value (allowed:" in msg
+    assert "got 'fax'" in msg
+
+
+def test_unknown_event_type(raw_events):
+    raw_events.loc[0, "event_type"] = "teleport"
+    assert "row 1, column 'event_type'" in _error(raw_events)
+
+
+def test_unparsable_timestamp(raw_events):
+    raw_events.loc[1, "ts"] = "yesterday-ish"
+    msg = _error(raw_events)
+    assert "row 2, column 'ts': unparsable timestamp: got 'yesterday-ish'" in msg
+
+
+def test_empty_required_value(raw_events):
+    raw_events.loc[4, "ts"] = ""
+    assert "row 5, column 'ts': required value is empty" in _error(raw_events)
+
+
+def test_negative_quantity_on_purchase(raw_events):
+    raw_events.loc[1, "quantity"] = "-3"
+    assert "row 2, column 'quantity': negative quantity on a purchase: got '-3'" in _error(
+        raw_events
+    )
+
+
+def test_negative_quantity_allowed_on_other_events(raw_events):
+    raw_events.loc[0, "quantity"] = "-1"  # a view with a negative quantity is odd but legal
+    assert len(validate_frame(raw_events, EVENTS, "e").good) == 5
+
+
+def test_non_numeric_amount(raw_events):
+    raw_events.loc[1, "amount"] = "ten"
+    assert "row 2, column 'amount': not a number: got 'ten'" in _error(raw_events)
+
+
+@pytest.mark.parametrize(
+    ("table", "key"), [(CUSTOMERS, "customer_id"), (PRODUCTS, "product_id"), (STORES, "store_id")]
+)
+def test_duplicate_ids_in_dimension_table(table, key):
+    raw = pd.DataFrame({key: ["a", "b", "a"]})
+    msg = _error(raw, table, f"{table.name}.parquet")
+    assert f"{table.name}.parquet, row 1, column '{key}': duplicate id 'a'" in msg
+    assert "row 3" in msg
+
+
+def test_bad_boolean_consent():
+    raw = pd.DataFrame({"customer_id": ["a", "b"], "consent_sms": ["yes", "perhaps"]})
+    assert "row 2, column 'consent_sms': not a boolean" in _error(raw, CUSTOMERS, "c.csv")
+
+
+def test_quarantine_keeps_good_rows_and_explains_bad(raw_events):
+    raw_events.loc[1, "quantity"] = "-3"
+    raw_events.loc[2, "channel"] = "fax"
+    result = validate_frame(raw_events, EVENTS, "events.csv", on_error="quarantine")
+    assert len(result.good) == 3
+    assert list(result.bad["_row"]) == [2, 3]
+    assert list(result.bad["_column"]) == ["quantity", "channel"]
+    assert result.bad["_reason"].str.contains("negative quantity").iloc[0]
+    assert (result.bad["_file"] == "events.csv").all()
+    # The bad rows keep their original values for the user to fix.
+    assert result.bad["channel"].iloc[1] == "fax"
+
+
+def test_error_lists_at_most_ten_and_counts_the_rest():
+    n = 25
+    raw = pd.DataFrame(
+        {
+            "customer_id": ["c"] * n,
+            "ts": ["bad"] * n,
+            "channel": ["web"] * n,
+            "event_type": ["view"] * n,
+        }
+    )
+    msg = _error(raw)
+    assert msg.startswith("25 problems")
+    assert "... and 15 more bad rows" in msg
