@@ -104,10 +104,12 @@ def _convert(col: Column, raw: pd.Series) -> tuple[pd.Series, np.ndarray, str]:
         return values, bad, "not a boolean (true/false, 1/0, yes/no)"
     if col.kind == "category":
         text = raw.astype("string").str.strip().str.lower()
+        known = text.isin(col.allowed or ()).to_numpy(dtype=bool)
+        categories = list(col.allowed or ())
         values = pd.Series(
-            pd.Categorical(text, categories=list(col.allowed or ())), index=raw.index
+            pd.Categorical(text.where(known), categories=categories), index=raw.index
         )
-        bad = (values.cat.codes.to_numpy() < 0) & ~blank
+        bad = ~known & ~blank
         allowed = ", ".join(col.allowed or ())
         return values, bad, f"unknown value (allowed: {allowed})"
     # string
