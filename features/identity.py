@@ -96,6 +96,21 @@ def _components(n: int, src: np.ndarray, dst: np.ndarray, keep: np.ndarray) -> n
     return connected_components(graph, directed=False)[1]
 
 
+def _kind_spread(
+    src: np.ndarray, dst: np.ndarray, keep: np.ndarray, node_col: np.ndarray, n_kinds: int
+) -> np.ndarray:
+    """Per identifier: the most distinct neighbours it has of any one kind.
+
+    A person has one e-mail, one card and a device or two, so an identifier linked to
+    many e-mails (or many cards) is what glues different people together.
+    """
+    m = keep[src] & keep[dst]
+    a = np.concatenate([src[m], dst[m]])
+    b = np.concatenate([dst[m], src[m]])
+    counts = np.bincount(a * n_kinds + node_col[b], minlength=len(keep) * n_kinds)
+    return counts.reshape(len(keep), n_kinds).max(axis=1)
+
+
 def _guard(
     n: int,
     src: np.ndarray,
@@ -119,11 +134,11 @@ def _guard(
         over = (sizes[labels] > max_size) & keep & ~never
         if not over.any():
             break
-        m = keep[src] & keep[dst]
-        degree = np.bincount(np.concatenate([src[m], dst[m]]), minlength=n)
+        spread = _kind_spread(src, dst, keep, node_col, len(columns))
         cand = np.flatnonzero(over)
-        # Most links first, then device / loyalty card before e-mail; one cut per component.
-        order = np.lexsort((priority[cand], -degree[cand], labels[cand]))
+        # Linked to the most identifiers of one kind first (a tablet with many e-mails),
+        # then devices / loyalty cards before e-mails; one cut per component per round.
+        order = np.lexsort((priority[cand], -spread[cand], labels[cand]))
         cand = cand[order]
         first = np.r_[True, labels[cand][1:] != labels[cand][:-1]]
         chosen = cand[first]
