@@ -2,10 +2,11 @@
 
 Every non-empty value of ``customer_id`` and of each identifier column is a node;
 identifiers on the same event are linked; connected components are customers.
-Over-merge guard: a component with more than ``max_component_size`` identifiers
-(a shared family device, a store's default loyalty card) is split by cutting its
-most-linked identifiers (devices and loyalty cards first) until every part fits;
-the cut identifiers are reported and never merged with anyone.
+Over-merge guard: a component with more than ``max_component_size`` identifiers, or
+with two known customer_ids (the CRM says they are different people), is split by
+cutting the identifiers that glue it together (a shared family device, a store's
+default loyalty card: devices and loyalty cards first) until every part fits; the cut
+identifiers are reported and never merged with anyone.
 
 The resolved customer_id is stable across re-runs: the smallest known customer_id in
 the component, else ``U`` + a hash of the component's smallest identifier.
@@ -131,7 +132,8 @@ def _guard(
     for _ in range(MAX_GUARD_ROUNDS):
         labels = _components(n, src, dst, keep)
         sizes = np.bincount(labels)
-        over = (sizes[labels] > max_size) & keep & ~never
+        known = np.bincount(labels, weights=never & keep, minlength=len(sizes))
+        over = ((sizes[labels] > max_size) | (known[labels] > 1)) & keep & ~never
         if not over.any():
             break
         spread = _kind_spread(src, dst, keep, node_col, len(columns))
