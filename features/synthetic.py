@@ -1051,26 +1051,32 @@ class _Names:
 
 
 def _events_frame(ev: dict[str, np.ndarray], names: _Names, start_us: int) -> pd.DataFrame:
-    """The contract events frame from the sorted integer-coded events."""
-    person, ids = ev["person"], names.ids
+    """The contract events frame from the sorted integer-coded events (empties ``ev`` as it goes).
+
+    Each integer column is released once converted, which keeps peak memory near one copy.
+    """
+    ids = names.ids
+    person = ev["person"]
     columns = {
-        "customer_id": _string_column(ids.customer, np.where(ev["cid"], person, -1)),
-        "ts": _timestamps(start_us, ev["ts"]),
-        "channel": _category(_CHANNEL_CODE[ev["channel"]], schema.CHANNELS),
-        "event_type": _category(ev["event_type"], schema.EVENT_TYPES),
-        "order_id": _string_column(names.orders, ev["order"]),
-        "product_id": _string_column(names.products, ev["product"]),
-        "store_id": _string_column(names.stores, ev["store"]),
-        "quantity": pa.array(ev["quantity"].astype(np.int64), mask=ev["quantity"] < 0),
-        "amount": pa.array(ev["amount"], from_pandas=True),
-        "discount": pa.array(ev["discount"], from_pandas=True),
-        "campaign_id": _string_column(names.campaigns, ev["campaign"]),
-        "email_hash": _string_column(ids.email, np.where(ev["email"], person, -1)),
-        "loyalty_id": _string_column(ids.loyalty, ev["loyalty"]),
-        "device_id": _string_column(ids.device, ev["device"]),
-        "phone_hash": _string_column(ids.phone, np.where(ev["phone"], person, -1)),
+        "customer_id": _string_column(ids.customer, np.where(ev.pop("cid"), person, -1)),
+        "email_hash": _string_column(ids.email, np.where(ev.pop("email"), person, -1)),
+        "phone_hash": _string_column(ids.phone, np.where(ev.pop("phone"), person, -1)),
+        "ts": _timestamps(start_us, ev.pop("ts")),
+        "channel": _category(_CHANNEL_CODE[ev.pop("channel")], schema.CHANNELS),
+        "event_type": _category(ev.pop("event_type"), schema.EVENT_TYPES),
+        "order_id": _string_column(names.orders, ev.pop("order")),
+        "product_id": _string_column(names.products, ev.pop("product")),
+        "store_id": _string_column(names.stores, ev.pop("store")),
+        "amount": pa.array(ev.pop("amount"), from_pandas=True),
+        "discount": pa.array(ev.pop("discount"), from_pandas=True),
+        "campaign_id": _string_column(names.campaigns, ev.pop("campaign")),
+        "loyalty_id": _string_column(ids.loyalty, ev.pop("loyalty")),
+        "device_id": _string_column(ids.device, ev.pop("device")),
     }
-    table = pa.table({name: columns[name] for name in schema.EVENTS.names})
+    quantity = ev.pop("quantity")
+    columns["quantity"] = pa.array(quantity.astype(np.int64), mask=quantity < 0)
+    del quantity
+    table = pa.table({name: columns.pop(name) for name in schema.EVENTS.names})
     return table.to_pandas(types_mapper=_pandas_types)
 
 
@@ -1194,6 +1200,31 @@ def _check_arguments(n_customers: int, days: int, n_products: int, n_stores: int
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _simulate_events(
+    rng: np.random.Generator,
+    customers: _Customers,
+    stores: _Stores,
+    products: _Products,
+    ids: _Identifiers,
+    campaigns: _Campaigns,
+    days: int,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Every behaviour, as sorted integer-coded event columns, and the number of orders."""
+    occasions = _make_occasions(rng, customers, stores)
+    triggered, redeemed, forced_person, forced_campaign = _triggered_outreach(
+        rng, occasions, customers, campaigns
+    )
+    lines = _make_lines(rng, occasions, customers, products, redeemed)
+    parts = [
+        *_order_events(occasions, lines, ids),
+        _return_events(rng, occasions, lines, ids),
+        *_session_events(rng, occasions, lines, customers, products, ids),
+        *triggered,
+        *_outreach_events(rng, customers, campaigns, forced_person, forced_campaign, days),
+    ]
+    return _join_parts(parts, customers, days), int(occasions.is_order.sum())
+
+
 # ----------------------------------------------------------------------------- public API
 
 
@@ -1220,22 +1251,7 @@ def generate(
     customers = _make_customers(rng, n_customers, days, stores, products)
     ids = _make_identifiers(rng, customers, n_stores)
     campaigns = _make_campaigns(days)
-    occasions = _make_occasions(rng, customers, stores)
-    triggered, redeemed, forced_person, forced_campaign = _triggered_outreach(
-        rng, occasions, customers, campaigns
-    )
-    lines = _make_lines(rng, occasions, customers, products, redeemed)
-    parts = [
-        *_order_events(occasions, lines, ids),
-        _return_events(rng, occasions, lines, ids),
-        *_session_events(rng, occasions, lines, customers, products, ids),
-        *triggered,
-        *_outreach_events(rng, customers, campaigns, forced_person, forced_campaign, days),
-    ]
-    ev = _join_parts(parts, customers, days)
-    del parts
-
-    n_orders = int(occasions.is_order.sum())
+    ev, n_orders = _simulate_events(rng, customers, stores, products, ids, campaigns, days)
     names = _Names(
         ids=ids,
         products=_decimal_ids("P", np.arange(1, n_products + 1), 6),
@@ -1243,11 +1259,10 @@ def generate(
         orders=_decimal_ids("O", np.arange(1, n_orders + 1), 9),
         campaigns=campaigns.names,
     )
+    person = pa.table({"person_id": _string_column(ids.customer, ev["person"])})
     truth = {
         "customers": _truth_customers(customers, names, start_us),
-        "event_person": pa.table(
-            {"person_id": _string_column(ids.customer, ev["person"])}
-        ).to_pandas(),
+        "event_person": person.to_pandas(),
         "shared_identifiers": _shared_identifiers(ev, ids, n_stores),
         "staples": _truth_staples(customers, names),
     }
