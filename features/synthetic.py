@@ -247,7 +247,9 @@ def _row_sampler(prob: np.ndarray) -> np.ndarray:
     return cum.ravel()
 
 
-def _draw_rows(rng: np.random.Generator, sampler: np.ndarray, k: int, rows: np.ndarray):
+def _draw_rows(
+    rng: np.random.Generator, sampler: np.ndarray, k: int, rows: np.ndarray
+) -> np.ndarray:
     """Draw one category per entry of ``rows`` from that row's distribution in ``sampler``."""
     query = rows + rng.random(len(rows))
     picked = np.searchsorted(sampler, query, side="right") - rows.astype(np.int64) * k
@@ -344,7 +346,7 @@ def _make_products(rng: np.random.Generator, n_products: int) -> _Products:
     return _Products(category, brand, price, order, key, n_cat, int(n_brand.sum()))
 
 
-def _popular_in(rng: np.random.Generator, products: _Products, category: np.ndarray):
+def _popular_in(rng: np.random.Generator, products: _Products, category: np.ndarray) -> np.ndarray:
     """Draw one product per entry of ``category`` by within-category popularity."""
     pos = np.searchsorted(products.key, category + rng.random(len(category)), side="right")
     return products.order[np.minimum(pos, len(products.order) - 1)]
@@ -438,7 +440,9 @@ def _make_customers(
     )
 
 
-def _draw_consent(rng: np.random.Generator, dominant: np.ndarray, uses_app: np.ndarray):
+def _draw_consent(
+    rng: np.random.Generator, dominant: np.ndarray, uses_app: np.ndarray
+) -> np.ndarray:
     """Consent per outreach channel near the target rates; likelier for the dominant channel."""
     n = len(dominant)
     out = np.zeros((n, len(OUTREACH)), dtype=bool)
@@ -455,7 +459,9 @@ def _draw_consent(rng: np.random.Generator, dominant: np.ndarray, uses_app: np.n
     return out
 
 
-def _shopping_mix(rng: np.random.Generator, best: np.ndarray, able: np.ndarray):
+def _shopping_mix(
+    rng: np.random.Generator, best: np.ndarray, able: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Shopping preference (web/app/store) and the mix of purchase channels it implies."""
     n = len(best)
     shop_able = able[:, list(SHOP)]
@@ -468,7 +474,9 @@ def _shopping_mix(rng: np.random.Generator, best: np.ndarray, able: np.ndarray):
     return pref, mix
 
 
-def _draw_churn(rng: np.random.Generator, tier: np.ndarray, signup: np.ndarray, days: int):
+def _draw_churn(
+    rng: np.random.Generator, tier: np.ndarray, signup: np.ndarray, days: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Who lapses (more in low tiers), when (second half of the window), how long the decline."""
     n = len(tier)
     lapse = (rng.uniform(days / 2, days, n) * DAY).astype(np.int64)
@@ -477,7 +485,9 @@ def _draw_churn(rng: np.random.Generator, tier: np.ndarray, signup: np.ndarray, 
     return churned, np.where(churned, lapse, days * DAY), decline
 
 
-def _draw_staples(rng: np.random.Generator, taste_sampler: np.ndarray, products: _Products, n: int):
+def _draw_staples(
+    rng: np.random.Generator, taste_sampler: np.ndarray, products: _Products, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """3-8 personal staple products per customer, from tasted categories by popularity."""
     count = rng.integers(3, 9, n)
     owner = np.repeat(np.arange(n), count)
@@ -522,7 +532,9 @@ def _make_identifiers(
     )
 
 
-def _family_groups(rng: np.random.Generator, customers: _Customers):
+def _family_groups(
+    rng: np.random.Generator, customers: _Customers
+) -> tuple[np.ndarray, np.ndarray]:
     """Members and group number of 2-4 web-preferring customers per shared tablet (~0.5 %)."""
     candidates = np.flatnonzero(customers.pref == WEB)
     target = min(round(FAMILY_TABLET_SHARE * customers.n), len(candidates))
@@ -715,7 +727,13 @@ def _make_campaigns(days: int) -> _Campaigns:
 Part = dict[str, np.ndarray]
 
 
-def _part(ts: np.ndarray, person: np.ndarray, channel, event_type: str, **columns) -> Part:
+def _part(
+    ts: np.ndarray,
+    person: np.ndarray,
+    channel: np.ndarray | int,
+    event_type: str,
+    **columns: np.ndarray,
+) -> Part:
     """One batch of events; missing columns are filled with nulls when parts are joined."""
     n = len(ts)
     out = {
@@ -728,7 +746,7 @@ def _part(ts: np.ndarray, person: np.ndarray, channel, event_type: str, **column
     return out
 
 
-def _outreach_ids(person: np.ndarray, channel, n: int) -> dict:
+def _outreach_ids(person: np.ndarray, channel: np.ndarray | int, n: int) -> Part:
     """Identifiers of an outreach event: customer_id, plus email / phone / app device by channel."""
     channel = np.broadcast_to(channel, person.shape)
     app_device = np.where(channel == PUSH, n + person, -1)
@@ -745,7 +763,7 @@ def _online_device(person: np.ndarray, channel: np.ndarray, ids: _Identifiers) -
     return np.where(channel == APP, len(ids.web_device) + person, ids.web_device[person])
 
 
-def _latest_campaign(campaigns: _Campaigns, channel: np.ndarray, before: np.ndarray):
+def _latest_campaign(campaigns: _Campaigns, channel: np.ndarray, before: np.ndarray) -> np.ndarray:
     """Index of the latest campaign of each channel sent at or before ``before`` (-1 if none)."""
     out = np.full(len(channel), -1, dtype=np.int64)
     for ch in OUTREACH:
@@ -1027,7 +1045,7 @@ def _join_parts(parts: list[Part], customers: _Customers, days: int) -> dict[str
     return out
 
 
-def _pandas_types(arrow_type: pa.DataType):
+def _pandas_types(arrow_type: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
     """Arrow -> pandas dtype overrides: nullable Int64 for optional integer columns."""
     return pd.Int64Dtype() if arrow_type == pa.int64() else None
 

@@ -153,7 +153,7 @@ def test_rejects_bad_sizes(kwargs):
         generate(**args)
 
 
-def test_writes_as_parquet_source(data: SourceData, tmp_path):
+def test_writes_as_parquet_source(tmp_path):
     small = generate(200, 30, seed=1)
     folder = write_source(small, tmp_path / "synthetic")
     back = pd.read_parquet(folder / "events.parquet")
