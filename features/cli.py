@@ -40,6 +40,10 @@ def synth(
     """Generate seeded synthetic omnichannel data (with ground truth) and load it."""
     settings = _settings(ctx)
     with user_errors():
+        import pandas as pd
+
+        if pd.isna(pd.to_datetime(end, errors="coerce")):
+            raise ValueError(f"--end {end!r} is not a date (e.g. 2026-01-01)")
         run_synth(settings, customers, days, settings.seed if seed is None else seed, end, load)
 
 
