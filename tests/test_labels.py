@@ -14,7 +14,9 @@ T = pd.Timestamp("2025-06-01", tz="UTC")
 def _log(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
     """rows: (customer_id, ts, channel, event_type)."""
     df = pd.DataFrame(rows, columns=["customer_id", "ts", "channel", "event_type"])
-    return as_contract_frame(df.assign(ts=pd.to_datetime(df["ts"], utc=True, format="ISO8601")), EVENTS)
+    return as_contract_frame(
+        df.assign(ts=pd.to_datetime(df["ts"], utc=True, format="ISO8601")), EVENTS
+    )
 
 
 def test_churn_label_by_hand():
