@@ -11,10 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-ROW_BLOCK = 8
-"""Top-N scores rows in blocks padded to a multiple of this, so every row goes through the
-same BLAS kernel (a lone row would take the matrix-vector path and can round differently):
-batch results then equal one-by-one results bit for bit."""
+BLOCK = 256
+"""Users scored per matrix product in :func:`top_n`."""
 
 
 @dataclass(frozen=True)
@@ -75,32 +73,40 @@ def top_n(
     users: np.ndarray,
     n: int,
     exclude: sp.csr_matrix | None = None,
-    block: int = 256,
+    block: int = BLOCK,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``n`` items per user by factor dot product: (items int32, scores float32),
-    each (len(users), n), best first (ties within the list: lower item code first).
-    Items stored in row ``i`` of ``exclude`` are skipped for ``users[i]``; slots left
-    without an item hold -1."""
+    each (len(users), n), best first (ties: lower item code first). Items stored in row
+    ``i`` of ``exclude`` are skipped for ``users[i]``; slots left empty hold -1.
+
+    A BLAS matrix product shortlists 2n items per user, then the shortlist is rescored
+    with :func:`pair_scores`. BLAS rounds a row differently depending on its position in
+    the block, so ranking by its scores would make batch results differ from one-by-one
+    results; the rescoring is the same computation for a pair whatever the batch.
+    """
     n = min(n, item_factors.shape[0])
+    wide = min(2 * n, item_factors.shape[0])
     out_items = np.full((len(users), n), -1, dtype=np.int32)
     out_scores = np.full((len(users), n), -np.inf, dtype=np.float32)
-    block = max(ROW_BLOCK, block - block % ROW_BLOCK)
     item_t = np.ascontiguousarray(item_factors.T)
     for lo in range(0, len(users), block):
         u = users[lo : lo + block]
-        padded = np.zeros((-(-len(u) // ROW_BLOCK) * ROW_BLOCK, user_factors.shape[1]), np.float32)
-        padded[: len(u)] = user_factors[u]
-        scores = (padded @ item_t)[: len(u)]
+        scores = user_factors[u] @ item_t
         if exclude is not None:
             sub = exclude[lo : lo + len(u)]
             rows = np.repeat(np.arange(len(u)), np.diff(sub.indptr))
             scores[rows, sub.indices] = -np.inf
-        part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else None
-        if part is None:
-            part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-        s = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -s), axis=1)
-        out_items[lo : lo + len(u)] = np.take_along_axis(part, order, axis=1)
-        out_scores[lo : lo + len(u)] = np.take_along_axis(s, order, axis=1)
+        if wide < scores.shape[1]:
+            short = np.argpartition(-scores, wide - 1, axis=1)[:, :wide]
+        else:
+            short = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        valid = np.isfinite(np.take_along_axis(scores, short, axis=1))
+        exact = pair_scores(
+            user_factors, item_factors, np.repeat(u, short.shape[1]), short.ravel()
+        ).reshape(short.shape)
+        exact[~valid] = -np.inf
+        order = np.lexsort((short, -exact), axis=1)[:, :n]
+        out_items[lo : lo + len(u)] = np.take_along_axis(short, order, axis=1)
+        out_scores[lo : lo + len(u)] = np.take_along_axis(exact, order, axis=1)
     out_items[~np.isfinite(out_scores)] = -1
     return out_items, out_scores
