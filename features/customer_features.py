@@ -21,6 +21,7 @@ import pandas as pd
 from features import kernels as k
 from features.cut import Cut, ages, cut
 from features.encode import DAY_US, UNKNOWN_TS, EncodedEvents, encode_events
+from features.memory import reuse_freed_memory
 from features.registry import (
     DEFAULT_WINDOWS,
     ENGAGEMENT_TYPES,
@@ -47,13 +48,19 @@ def build_customer_features(
     """One row per customer as of ``as_of`` (exclusive), from contract frames."""
     if as_of is None:
         raise ValueError("as_of is required: features are always as of a cutoff")
-    return features_from_encoded(encode_events(events, customers), as_of, windows)
+    with reuse_freed_memory():
+        return features_from_encoded(encode_events(events, customers), as_of, windows)
 
 
 def features_from_encoded(
     enc: EncodedEvents, as_of: pd.Timestamp | str, windows: Sequence[int] = DEFAULT_WINDOWS
 ) -> pd.DataFrame:
     """Customer features from already encoded events (snapshots encode once)."""
+    with reuse_freed_memory():
+        return _features(enc, as_of, windows)
+
+
+def _features(enc: EncodedEvents, as_of, windows) -> pd.DataFrame:
     c = cut(enc, as_of, windows)
     cols: dict[str, np.ndarray] = {}
     pair = c.channel.astype(np.int16) * N_ET + c.event_type
@@ -101,8 +108,14 @@ def _grouped(c: Cut, group: np.ndarray, code: np.ndarray, n_groups: int, weights
 
 
 def _windows(per_band: np.ndarray, dtype) -> np.ndarray:
-    """(..., band, width) -> (..., window, width): bands are disjoint, windows nested."""
-    return np.cumsum(per_band, axis=-2, dtype=dtype)
+    """(..., band, width) -> (..., window, width): bands are disjoint, windows nested.
+
+    (Whole-row adds: several times faster than ``np.cumsum`` along a middle axis.)
+    """
+    out = per_band.astype(dtype)
+    for j in range(1, out.shape[-2]):
+        out[..., j, :] += out[..., j - 1, :]
+    return out
 
 
 # ---------------------------------------------------------------- frequency (windowed)
