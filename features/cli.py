@@ -40,11 +40,18 @@ def synth(
     """Generate seeded synthetic omnichannel data (with ground truth) and load it."""
     settings = _settings(ctx)
     with user_errors():
+        import pandas as pd
+
+        if pd.isna(pd.to_datetime(end, errors="coerce")):
+            raise ValueError(f"--end {end!r} is not a date (e.g. 2026-01-01)")
         run_synth(settings, customers, days, settings.seed if seed is None else seed, end, load)
 
 
-def run_synth(settings, customers: int, days: int, seed: int, end: str, load: bool) -> Path:
-    """Generate, write raw files (+ truth) under the data home, then ingest them."""
+def run_synth(settings, customers: int, days: int, seed: int, end: str, load: bool):
+    """Generate, write raw files (+ truth) under the data home, then ingest them.
+
+    Returns the raw folder and the ingest result (None when not loaded).
+    """
     from features.sources import write_source
     from features.synthetic import generate
 
@@ -52,9 +59,7 @@ def run_synth(settings, customers: int, days: int, seed: int, end: str, load: bo
         data = generate(n_customers=customers, days=days, seed=seed, end=end)
         raw = write_source(data, settings.raw_dir / "synthetic")
     say(f"{len(data.events):,} events -> {raw} (ground truth in {raw / 'truth'})")
-    if load:
-        _ingest(settings, raw)
-    return raw
+    return raw, _ingest(settings, raw) if load else None
 
 
 @app.command("complete-journey")
@@ -138,7 +143,7 @@ def load_cmd(
         )
 
 
-def _ingest(settings, source, **kwargs) -> None:
+def _ingest(settings, source, **kwargs):
     from features.ingest import ingest
 
     with step("validate, resolve identities, write the events store"):
@@ -146,30 +151,51 @@ def _ingest(settings, source, **kwargs) -> None:
     for table, cols in result.load.ignored_columns.items():
         say(f"[yellow]ignored[/] columns not in the contract for {table}: {', '.join(cols)}")
     show_summary(settings.store_dir)
+    return result
+
+
+_SHORT = {
+    "purchase": "purchases",
+    "return": "returns",
+    "view": "views",
+    "add_to_cart": "carts",
+    "store_visit": "visits",
+    "message_sent": "sent",
+    "open": "opens",
+    "click": "clicks",
+    "redeem": "redeems",
+}
 
 
 def show_summary(store_dir: Path) -> None:
     """Print customers, time range and events per channel and event type."""
+    from rich import box
     from rich.table import Table
 
     from features.summary import summarize_store
 
     s = summarize_store(store_dir)
     console.print(
-        f"\n[bold]{s.n_customers:,} customers, {s.n_events:,} events[/] "
-        f"from {s.first_ts:%Y-%m-%d} to {s.last_ts:%Y-%m-%d}  [dim]({store_dir})[/]"
+        f"\n[bold]{s.n_customers:,} customers with events ({s.n_customer_rows:,} rows in the "
+        f"customers table), {s.n_events:,} events[/] from {s.first_ts:%Y-%m-%d} to "
+        f"{s.last_ts:%Y-%m-%d}  [dim]({store_dir})[/]"
     )
-    grid = Table(title="events per channel", title_justify="left")
-    grid.add_column("channel")
-    for col in s.by_channel.columns:
-        grid.add_column(str(col), justify="right")
-    grid.add_column("customers", justify="right")
+    grid = Table(
+        title="events per channel", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    grid.add_column("channel", no_wrap=True)
+    grid.add_column("events", justify="right", no_wrap=True)
+    grid.add_column("customers", justify="right", no_wrap=True)
+    grid.add_column("by event type", ratio=1)
+    types = [c for c in s.by_channel.columns if c != "total"]
     for channel, row in s.by_channel.iterrows():
         active = s.customers_by_channel.get(channel)
+        parts = [f"{_SHORT.get(str(t), str(t))} {row[t]:,}" for t in types if row[t]]
         grid.add_row(
             str(channel),
-            *[f"{v:,}" if v else "" for v in row],
+            f"{row['total']:,}",
             f"{active:,}" if active is not None else "",
+            " · ".join(parts) if channel != "total" else "",
         )
     console.print(grid)
 

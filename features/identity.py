@@ -2,10 +2,11 @@
 
 Every non-empty value of ``customer_id`` and of each identifier column is a node;
 identifiers on the same event are linked; connected components are customers.
-Over-merge guard: a component with more than ``max_component_size`` identifiers
-(a shared family device, a store's default loyalty card) is split by cutting its
-most-linked identifiers (devices and loyalty cards first) until every part fits;
-the cut identifiers are reported and never merged with anyone.
+Over-merge guard: a component with more than ``max_component_size`` identifiers, or
+with two known customer_ids (the CRM says they are different people), is split by
+cutting the identifiers that glue it together (a shared family device, a store's
+default loyalty card: devices and loyalty cards first) until every part fits; the cut
+identifiers are reported and never merged with anyone.
 
 The resolved customer_id is stable across re-runs: the smallest known customer_id in
 the component, else ``U`` + a hash of the component's smallest identifier.
@@ -85,9 +86,9 @@ def _edges(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not src:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     s, d = np.concatenate(src), np.concatenate(dst)
-    lo, hi = np.minimum(s, d), np.maximum(s, d)
-    pairs = np.unique(np.stack([lo, hi], axis=1), axis=0)
-    return pairs[:, 0], pairs[:, 1]
+    n = int(codes.max(initial=0)) + 1
+    keys = np.unique(np.minimum(s, d) * n + np.maximum(s, d))
+    return keys // n, keys % n
 
 
 def _components(n: int, src: np.ndarray, dst: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -131,7 +132,8 @@ def _guard(
     for _ in range(MAX_GUARD_ROUNDS):
         labels = _components(n, src, dst, keep)
         sizes = np.bincount(labels)
-        over = (sizes[labels] > max_size) & keep & ~never
+        known = np.bincount(labels, weights=never & keep, minlength=len(sizes))
+        over = ((sizes[labels] > max_size) | (known[labels] > 1)) & keep & ~never
         if not over.any():
             break
         spread = _kind_spread(src, dst, keep, node_col, len(columns))
@@ -175,8 +177,39 @@ def _stable_ids(
             out[comp] = str(values[node])
         else:
             key = f"{col}:{values[node]}"
-            out[comp] = "U" + hashlib.sha1(key.encode()).hexdigest()[:12]
+            out[comp] = "U" + hashlib.sha1(key.encode()).hexdigest()[:16]
     return out
+
+
+def _distinct_tuples(events: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Code each event by its tuple of identifiers; return codes and one row per tuple.
+
+    Millions of events repeat a few hundred thousand identifier tuples, so the graph is
+    built on the tuples. Rows are hashed with polars (multi-threaded), and the result is
+    verified value by value, so a hash collision can never merge two tuples.
+    """
+    import polars as pl
+
+    frame = pl.from_pandas(events[columns].reset_index(drop=True))
+    hashes = frame.hash_rows(seed=0).to_numpy()
+    codes, _ = pd.factorize(hashes)
+    codes = codes.astype(np.int64)
+    # factorize numbers tuples in order of first appearance: firsts are new running maxima.
+    running = np.maximum.accumulate(codes)
+    is_first = np.r_[True, codes[1:] > running[:-1]] if len(codes) else np.zeros(0, bool)
+    first = np.flatnonzero(is_first)
+    gather = pl.Series(codes[:0].astype(np.int64)) if not len(codes) else pl.Series(first[codes])
+    same = all(frame[c].eq_missing(frame[c].gather(gather)).all() for c in columns)
+    if not same:  # two tuples share a 64-bit hash: fall back to exact grouping
+        codes = (
+            events[columns]
+            .reset_index(drop=True)
+            .groupby(columns, dropna=False, sort=False)
+            .ngroup()
+            .to_numpy(np.int64)
+        )
+        first = np.unique(codes, return_index=True)[1]
+    return codes, events[columns].iloc[first].reset_index(drop=True)
 
 
 def resolve_identities(
@@ -187,29 +220,33 @@ def resolve_identities(
         raise ValueError(f"max_component_size must be >= 2, got {max_component_size}")
     cols = ["customer_id", *(id_columns or IDENTIFIER_COLUMNS)]
     columns = [c for c in cols if c in events.columns]
-    codes, values, node_col = _node_codes(events, columns)
+    tuple_of_event, tuples = _distinct_tuples(events, columns)
+    codes, values, node_col = _node_codes(tuples, columns)
     n = len(values)
     src, dst = _edges(codes)
     labels, cut, cut_from = _guard(n, src, dst, node_col, columns, max_component_size)
     comp_ids = _stable_ids(labels, values, node_col, columns)
 
-    # An event belongs to the component of its first identifier that was not cut.
-    anchor = np.full(len(events), -1, np.int64)
-    fallback = np.full(len(events), -1, np.int64)
+    # A tuple belongs to the component of its first identifier that was not cut.
+    anchor = np.full(len(tuples), -1, np.int64)
+    fallback = np.full(len(tuples), -1, np.int64)
     for j in range(codes.shape[1]):
         c = codes[:, j]
-        ok = (c >= 0) & (anchor < 0)
-        usable = ok & ~cut[np.maximum(c, 0)]
+        usable = (c >= 0) & (anchor < 0) & ~cut[np.maximum(c, 0)]
         anchor[usable] = c[usable]
         fb = (c >= 0) & (fallback < 0)
         fallback[fb] = c[fb]
     only_cut = (anchor < 0) & (fallback >= 0)
     anchor = np.where(anchor >= 0, anchor, fallback)
     if (anchor < 0).any():
-        row = int(np.flatnonzero(anchor < 0)[0]) + 1
+        row = int(np.flatnonzero(anchor[tuple_of_event] < 0)[0]) + 1
         raise ValueError(f"events row {row}: no customer_id and no identifier to resolve")
+    event_comp = labels[anchor][tuple_of_event]
+    present = np.bincount(event_comp, minlength=len(comp_ids)) > 0
+    used = np.flatnonzero(present)
+    event_code = (np.cumsum(present) - 1)[event_comp]
     out = events.copy(deep=False)
-    out["customer_id"] = pd.array(comp_ids[labels[anchor]], dtype="str")
+    out["customer_id"] = pd.Categorical.from_codes(event_code, categories=pd.Index(comp_ids[used]))
 
     cut_nodes = np.flatnonzero(cut)
     cut_df = pd.DataFrame(
@@ -220,14 +257,14 @@ def resolve_identities(
             "component_size": cut_from[cut_nodes],
         }
     ).sort_values("links", ascending=False, ignore_index=True)
-    known = events["customer_id"].nunique() if "customer_id" in events.columns else 0
+    known = tuples["customer_id"].nunique() if "customer_id" in columns else 0
     report = IdentityReport(
         n_events=len(events),
         n_identifiers=n,
-        n_customers=int(out["customer_id"].nunique()),
+        n_customers=len(used),
         n_known_customers=int(known),
         cut_identifiers=cut_df,
-        n_events_only_cut=int(only_cut.sum()),
+        n_events_only_cut=int(only_cut[tuple_of_event].sum()),
     )
     return out, report
 

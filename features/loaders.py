@@ -82,11 +82,12 @@ def find_table_files(source: Path | str | Mapping[str, Path | str]) -> dict[str,
     return files
 
 
-def read_raw(path: Path) -> pd.DataFrame:
+def read_raw(path: Path, dictionary_columns: frozenset[str] = frozenset()) -> pd.DataFrame:
     """Read a Parquet file/folder as typed, or a CSV with every column as text.
 
     CSV values stay text so that validation, not the reader, decides what is bad and
-    can name the row.
+    can name the row; ``dictionary_columns`` (low-cardinality, e.g. channel) are read
+    dictionary-encoded, which makes validating them nearly free.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -103,7 +104,12 @@ def read_raw(path: Path) -> pd.DataFrame:
             if not header:
                 return pd.DataFrame()
             convert = pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header},
+                column_types={
+                    h: pa.dictionary(pa.int32(), pa.string())
+                    if h in dictionary_columns
+                    else pa.string()
+                    for h in header
+                },
                 strings_can_be_null=True,
                 null_values=[""],
             )
@@ -177,7 +183,11 @@ def load_files(
             tables[table] = empty_frame(TABLES[table])
             continue
         path = files[table]
-        raw = apply_column_map(read_raw(path), table, column_map.get(table, {}), str(path))
+        mapping = column_map.get(table, {})
+        categorical = frozenset(
+            mapping.get(c.name, c.name) for c in TABLES[table].columns if c.kind == "category"
+        )
+        raw = apply_column_map(read_raw(path, categorical), table, mapping, str(path))
         extra = [c for c in raw.columns if c not in TABLES[table].names]
         if extra:
             result.ignored_columns[table] = extra

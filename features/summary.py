@@ -15,7 +15,8 @@ class StoreSummary:
     """Counts that tell whether a load looks right."""
 
     n_events: int
-    n_customers: int
+    n_customers: int  # distinct customers on events (after identity resolution)
+    n_customer_rows: int  # rows in the customers table
     first_ts: pd.Timestamp | None
     last_ts: pd.Timestamp | None
     by_channel: pd.DataFrame  # channel x event_type counts, with totals
@@ -29,10 +30,10 @@ def summarize_store(store_dir: Path | str) -> StoreSummary:
     table = table.loc[table["total"] > 0]
     active = ev.groupby("channel", observed=True)["customer_id"].nunique()
     customers = read_table(store_dir, "customers")
-    n_customers = int(pd.Index(ev["customer_id"].unique()).union(customers["customer_id"]).size)
     return StoreSummary(
         n_events=len(ev),
-        n_customers=n_customers,
+        n_customers=int(ev["customer_id"].nunique()),
+        n_customer_rows=len(customers),
         first_ts=ev["ts"].min() if len(ev) else None,
         last_ts=ev["ts"].max() if len(ev) else None,
         by_channel=table,

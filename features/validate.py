@@ -64,58 +64,90 @@ class ValidationResult:
         return len(self.bad)
 
 
+def _as_text(s: pd.Series) -> pd.Series:
+    """The column as pandas strings (no copy when it already is)."""
+    return s if isinstance(s.dtype, pd.StringDtype) else s.astype("str")
+
+
 def _is_blank(s: pd.Series) -> np.ndarray:
-    """True where a raw value is missing (null or empty / whitespace string)."""
-    blank = s.isna().to_numpy().copy()
-    if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
-        stripped = s.astype("string").str.strip()
-        blank |= (stripped == "").fillna(True).to_numpy(dtype=bool)
+    """True where a raw value is missing (null or an empty string)."""
+    blank = s.isna().to_numpy(dtype=bool).copy()
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        empty_cats = np.asarray(s.cat.categories.astype(str).str.strip() == "")
+        codes = s.cat.codes.to_numpy()
+        blank |= (codes >= 0) & np.append(empty_cats, False)[codes]
+    elif s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+        blank |= (_as_text(s) == "").to_numpy(dtype=bool, na_value=False)
     return blank
+
+
+def _codes_and_labels(raw: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes (-1 for null) and distinct values, cheap for low-cardinality columns."""
+    if isinstance(raw.dtype, pd.CategoricalDtype):
+        return raw.cat.codes.to_numpy().astype(np.int64), raw.cat.categories
+    codes, uniques = pd.factorize(raw)
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+def _to_category(raw: pd.Series, allowed: tuple[str, ...]) -> tuple[pd.Series, np.ndarray]:
+    """Map values (trimmed, any case) onto the fixed categories; flag unknown values."""
+    codes, labels = _codes_and_labels(raw)
+    norm = labels.astype(str).str.strip().str.lower()
+    index = {v: i for i, v in enumerate(allowed)}
+    lookup = np.array([index.get(v, -1) for v in norm] + [-1], dtype=np.int64)
+    blank_label = np.append(np.asarray(norm == ""), True)
+    new = lookup[codes]
+    bad = (new < 0) & ~blank_label[codes]
+    values = pd.Categorical.from_codes(np.maximum(new, -1), categories=list(allowed))
+    return pd.Series(values, index=raw.index), bad
+
+
+def _to_bool(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.astype("boolean"), np.zeros(len(raw), bool)
+    codes, labels = _codes_and_labels(raw)
+    norm = labels.astype(str).str.strip().str.lower()
+    truth = np.array([True if v in _TRUE else False if v in _FALSE else None for v in norm])
+    known = np.append([v in _TRUE or v in _FALSE for v in norm], False)
+    values = pd.array(np.append(truth, None)[codes], dtype="boolean")
+    blank_label = np.append(np.asarray(norm == ""), True)
+    return pd.Series(values, index=raw.index), ~known[codes] & ~blank_label[codes]
 
 
 def _convert(col: Column, raw: pd.Series) -> tuple[pd.Series, np.ndarray, str]:
     """Convert one raw column to its contract dtype; return values, failure mask, reason."""
+    if col.kind == "category":
+        values, bad = _to_category(raw, col.allowed or ())
+        return values, bad, f"unknown value (allowed: {', '.join(col.allowed or ())})"
+    if col.kind == "bool":
+        values, bad = _to_bool(raw)
+        return values, bad, "not a boolean (true/false, 1/0, yes/no)"
     blank = _is_blank(raw)
     if col.kind == "timestamp":
         if pd.api.types.is_datetime64_any_dtype(raw.dtype):
             values = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
         else:
-            values = pd.to_datetime(
-                raw.astype("string"), utc=True, errors="coerce", format="ISO8601"
-            )
+            text = _as_text(raw)
+            values = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
         bad = values.isna().to_numpy() & ~blank
         return values.astype("datetime64[us, UTC]"), bad, "unparsable timestamp"
     if col.kind in ("int", "float"):
-        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+        if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+            values = raw.astype("float64")
+        else:
+            values = pd.to_numeric(_as_text(raw).mask(blank), errors="coerce").astype("float64")
         bad = values.isna().to_numpy() & ~blank
         if col.kind == "int":
             v = values.to_numpy()
             bad |= np.isfinite(v) & (v % 1 != 0)
             return values.astype("Int64"), bad, "not an integer"
         return values, bad, "not a number"
-    if col.kind == "bool":
-        if pd.api.types.is_bool_dtype(raw.dtype):
-            return raw.astype("boolean"), np.zeros(len(raw), bool), ""
-        text = raw.astype("string").str.strip().str.lower()
-        values = pd.Series(pd.NA, index=raw.index, dtype="boolean")
-        values[text.isin(_TRUE).fillna(False)] = True
-        values[text.isin(_FALSE).fillna(False)] = False
-        bad = values.isna().to_numpy() & ~blank
-        return values, bad, "not a boolean (true/false, 1/0, yes/no)"
-    if col.kind == "category":
-        text = raw.astype("string").str.strip().str.lower()
-        known = text.isin(col.allowed or ()).to_numpy(dtype=bool)
-        categories = list(col.allowed or ())
-        values = pd.Series(
-            pd.Categorical(text.where(known), categories=categories), index=raw.index
-        )
-        bad = ~known & ~blank
-        allowed = ", ".join(col.allowed or ())
-        return values, bad, f"unknown value (allowed: {allowed})"
     # string
-    values = raw.astype("string").str.strip()
-    values = values.mask(values == "")
-    return values.astype("str"), np.zeros(len(raw), bool), ""
+    values = _as_text(raw)
+    empty = blank & values.notna().to_numpy()
+    if empty.any():
+        values = values.mask(empty)
+    return values, np.zeros(len(raw), bool), ""
 
 
 def validate_frame(

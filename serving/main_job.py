@@ -13,20 +13,19 @@ def run_main_job(settings: Settings, customers: int, days: int, seed: int | None
     seed = settings.seed if seed is None else seed
     console.print(f"[bold]omni run[/]  data home: {settings.home}")
     with user_errors():
-        raw = run_synth(settings, customers, days, seed, end="2026-01-01", load=True)
-        _report_identity_quality(settings, raw)
+        raw, result = run_synth(settings, customers, days, seed, end="2026-01-01", load=True)
+        _report_identity_quality(raw, result)
 
 
-def _report_identity_quality(settings: Settings, raw) -> None:
+def _report_identity_quality(raw, result) -> None:
     """Compare resolved customers with the generator's true person per event."""
     import pandas as pd
 
-    from features.identity import merge_quality, resolve_identities
+    from features.identity import merge_quality
 
-    events = pd.read_parquet(raw / "events.parquet")
     truth = pd.read_parquet(raw / "truth" / "event_person.parquet")["person_id"]
-    resolved, _ = resolve_identities(events, max_component_size=settings.max_identity_component)
-    q = merge_quality(resolved["customer_id"], truth)
+    resolved = result.load.data.events["customer_id"]  # same rows, same order as the raw file
+    q = merge_quality(resolved, truth)
     say(
         f"identity resolution vs ground truth: pairwise precision {q.precision:.3f}, "
         f"recall {q.recall:.3f}"

@@ -80,3 +80,10 @@ def test_bad_parameters_name_the_parameter(tmp_path):
     assert res.returncode == 2 and "--map 'nonsense'" in res.stderr
     res = _omni("data", "summary", home=tmp_path / "empty")
     assert res.returncode == 2 and "load data first" in res.stderr
+
+
+def test_synth_rejects_a_bad_end_date(tmp_path):
+    res = _omni("data", "synth", "--customers", "50", "--end", "someday", home=tmp_path)
+    assert res.returncode == 2
+    assert "--end 'someday' is not a date" in res.stderr
+    assert not (tmp_path / "raw").exists()

@@ -45,28 +45,41 @@ def test_customer_ids_stable_across_reruns_and_row_order():
     assert first["customer_id"].iloc[5].startswith("U")
 
 
-def test_guard_cuts_a_shared_device_and_reports_it():
-    # Three people each log in with their own e-mail on one family tablet "dt".
+def _family_tablet_rows(with_crm_ids: bool) -> list[dict]:
+    """Three people each log in with their own e-mail on one family tablet "dt"."""
     rows = []
     for p in "xyz":
+        if with_crm_ids:
+            rows.append({"customer_id": f"C{p}", "email_hash": f"e{p}"})
         rows += [
-            {"customer_id": f"C{p}", "email_hash": f"e{p}"},
             {"email_hash": f"e{p}", "device_id": f"d{p}"},
             {"email_hash": f"e{p}", "device_id": "dt"},
             {"email_hash": f"e{p}", "loyalty_id": f"l{p}"},
         ]
     rows.append({"device_id": "dt"})  # an anonymous visit on the tablet: whose? nobody's
-    events = _events(rows)
+    return rows
+
+
+def test_size_guard_cuts_a_shared_device_and_reports_it():
+    events = _events(_family_tablet_rows(with_crm_ids=False))
     merged, _ = resolve_identities(events, max_component_size=100)
-    assert merged["customer_id"].nunique() == 1  # without the guard: one blob
+    assert merged["customer_id"].nunique() == 1  # a large enough limit lets it through
 
     out, report = resolve_identities(events, max_component_size=6)
-    assert out["customer_id"].iloc[:12].nunique() == 3
-    assert out["customer_id"].iloc[:4].eq("Cx").all()
+    assert out["customer_id"].iloc[:9].nunique() == 3
+    assert out["customer_id"].iloc[:3].nunique() == 1
     assert report.cut_identifiers[["column", "value"]].values.tolist() == [["device_id", "dt"]]
-    assert report.cut_identifiers["component_size"].iloc[0] == 13
+    assert report.cut_identifiers["component_size"].iloc[0] == 10
     assert report.n_events_only_cut == 1
-    assert out["customer_id"].iloc[12] not in {"Cx", "Cy", "Cz"}
+    assert out["customer_id"].iloc[9] not in set(out["customer_id"].iloc[:9])
+
+
+def test_two_known_customers_are_never_merged():
+    # Small component, but the CRM says Cx, Cy, Cz are different people.
+    out, report = resolve_identities(_events(_family_tablet_rows(with_crm_ids=True)))
+    assert out["customer_id"].iloc[:4].eq("Cx").all()
+    assert out["customer_id"].iloc[:12].nunique() == 3
+    assert report.cut_identifiers["value"].tolist() == ["dt"]
 
 
 def test_guard_cuts_a_store_default_loyalty_card():

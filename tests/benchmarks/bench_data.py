@@ -1,7 +1,7 @@
 """Benchmark: generate ~10M synthetic events, then load them (validate, resolve identities,
 write the month-partitioned store). Medians of several fresh-process runs.
 
-    python tests/benchmarks/bench_ingest.py --customers 100000 --days 365 --repeat 3
+    python tests/benchmarks/bench_data.py --customers 100000 --days 365 --repeat 3
 """
 
 from __future__ import annotations
