@@ -105,7 +105,8 @@ def assemble(cols: dict[str, np.ndarray], spec: Sequence[Feature], index: pd.Ind
     if missing or extra:
         raise RuntimeError(f"builder and registry disagree: missing {missing}, extra {extra}")
     data = {f.name: np.asarray(cols[f.name]).astype(f.dtype, copy=False) for f in spec}
-    index = index.rename("customer_id") if index.name is None else index
+    if index.nlevels == 1 and index.name is None:
+        index = index.rename("customer_id")
     return pd.DataFrame(data, index=index, copy=False)
 
 
