@@ -56,7 +56,8 @@ class ChurnModel:
         self.booster_.fit(
             _matrix(X, self.features_),
             np.asarray(y),
-            eval_set=[(_matrix(X_valid, self.features_), np.asarray(y_valid))],
+            eval_X=(_matrix(X_valid, self.features_),),
+            eval_y=(np.asarray(y_valid),),
             eval_metric="average_precision",
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
         )
@@ -106,7 +107,8 @@ class NextChannelModel:
         self.booster_.fit(
             _matrix(X, self.features_),
             y_codes,
-            eval_set=[(_matrix(X_valid.loc[known], self.features_), yv_codes)],
+            eval_X=(_matrix(X_valid.loc[known], self.features_),),
+            eval_y=(yv_codes,),
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
         )
         self.best_iteration_ = int(self.booster_.best_iteration_ or params["n_estimators"])
