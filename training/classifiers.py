@@ -103,7 +103,8 @@ class NextChannelModel:
         known = np.isin(np.asarray(y_valid, dtype=object), self.classes_)
         yv_codes = np.array([index[c] for c in np.asarray(y_valid, dtype=object)[known]])
         params = {**DEFAULT_PARAMS, **(self.params or {}), "random_state": self.random_state}
-        self.booster_ = lgb.LGBMClassifier(objective="multiclass", **params)
+        objective = "multiclass" if len(self.classes_) > 2 else "binary"  # e.g. Complete Journey
+        self.booster_ = lgb.LGBMClassifier(objective=objective, **params)
         self.booster_.fit(
             _matrix(X, self.features_),
             y_codes,
