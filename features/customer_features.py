@@ -13,7 +13,7 @@ counts per (customer, cell, window band) are one ``bincount``, last-seen times o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ import pandas as pd
 from features import kernels as k
 from features.cut import Cut, ages, cut
 from features.encode import DAY_US, UNKNOWN_TS, EncodedEvents, encode_events
+from features.memory import reuse_freed_memory
 from features.registry import (
     DEFAULT_WINDOWS,
     ENGAGEMENT_TYPES,
@@ -38,35 +39,63 @@ _ENGAGE = np.isin(np.arange(N_ET), [ET[e] for e in ENGAGEMENT_TYPES])
 _RESPONSES = ("open", "click", "redeem")
 
 
+Progress = Callable[[str], None]
+N_STEPS = 9
+"""Progress callbacks a build makes (one per step), for progress bars."""
+
+
 def build_customer_features(
     events: pd.DataFrame,
     customers: pd.DataFrame | None = None,
     as_of: pd.Timestamp | str | None = None,
     windows: Sequence[int] = DEFAULT_WINDOWS,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """One row per customer as of ``as_of`` (exclusive), from contract frames."""
+    """One row per customer as of ``as_of`` (exclusive), from contract frames.
+
+    ``events`` / ``customers`` are contract frames (see :mod:`features.schema`);
+    ``customers`` is optional. ``progress`` is called with a label after each step.
+    """
     if as_of is None:
         raise ValueError("as_of is required: features are always as of a cutoff")
-    return features_from_encoded(encode_events(events, customers), as_of, windows)
+    with reuse_freed_memory():
+        enc = encode_events(events, customers)
+        if progress:
+            progress("encoded events")
+        return features_from_encoded(enc, as_of, windows, progress)
 
 
 def features_from_encoded(
-    enc: EncodedEvents, as_of: pd.Timestamp | str, windows: Sequence[int] = DEFAULT_WINDOWS
+    enc: EncodedEvents,
+    as_of: pd.Timestamp | str,
+    windows: Sequence[int] = DEFAULT_WINDOWS,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Customer features from already encoded events (snapshots encode once)."""
-    c = cut(enc, as_of, windows)
-    cols: dict[str, np.ndarray] = {}
-    pair = c.channel.astype(np.int16) * N_ET + c.event_type
-    cols |= _event_counts(c, pair)
-    cols |= _channel_counts(c, pair)
-    last = _recency(c, pair, cols)
-    orders = _Orders(c)
-    cols |= orders.features(last)
-    cols |= _money(c, orders)
-    cols |= _online_days(c, pair)
-    cols |= _store_visits(c, pair)
-    cols |= _attributes(c)
-    return assemble(cols, customer_features(c.windows), c.ids)
+    tick = progress or (lambda _: None)
+    with reuse_freed_memory():
+        c = cut(enc, as_of, windows)
+        cols: dict[str, np.ndarray] = {}
+        pair = c.channel.astype(np.int16) * N_ET + c.event_type
+        cols |= _event_counts(c, pair)
+        tick("event counts per window")
+        cols |= _channel_counts(c, pair)
+        tick("channel mix and response rates")
+        last = _recency(c, pair, cols)
+        tick("recency")
+        orders = _Orders(c)
+        cols |= orders.features(last)
+        tick("orders and purchase gaps")
+        cols |= _money(c, orders)
+        tick("spend, returns, discounts")
+        cols |= _online_days(c, pair)
+        tick("online days")
+        cols |= _store_visits(c, pair)
+        tick("store visits")
+        cols |= _attributes(c)
+        out = assemble(cols, customer_features(c.windows), c.ids)
+        tick("assembled the table")
+        return out
 
 
 def assemble(cols: dict[str, np.ndarray], spec: Sequence[Feature], index: pd.Index) -> pd.DataFrame:
@@ -76,7 +105,8 @@ def assemble(cols: dict[str, np.ndarray], spec: Sequence[Feature], index: pd.Ind
     if missing or extra:
         raise RuntimeError(f"builder and registry disagree: missing {missing}, extra {extra}")
     data = {f.name: np.asarray(cols[f.name]).astype(f.dtype, copy=False) for f in spec}
-    index = index.rename("customer_id") if index.name is None else index
+    if index.nlevels == 1 and index.name is None:
+        index = index.rename("customer_id")
     return pd.DataFrame(data, index=index, copy=False)
 
 
@@ -101,8 +131,14 @@ def _grouped(c: Cut, group: np.ndarray, code: np.ndarray, n_groups: int, weights
 
 
 def _windows(per_band: np.ndarray, dtype) -> np.ndarray:
-    """(..., band, width) -> (..., window, width): bands are disjoint, windows nested."""
-    return np.cumsum(per_band, axis=-2, dtype=dtype)
+    """(..., band, width) -> (..., window, width): bands are disjoint, windows nested.
+
+    (Whole-row adds: several times faster than ``np.cumsum`` along a middle axis.)
+    """
+    out = per_band.astype(dtype)
+    for j in range(1, out.shape[-2]):
+        out[..., j, :] += out[..., j - 1, :]
+    return out
 
 
 # ---------------------------------------------------------------- frequency (windowed)

@@ -74,10 +74,10 @@ class EncodedEvents:
             ids = pd.Series(np.full(len(rows), None, dtype=object), dtype="str")
         else:
             ids = self._events["order_id"].iloc[rows]
-        (code,), named = factorize(ids, sort=False)
+        (code,), _ = factorize(ids, sort=False, uniques=False)
         code = code.astype(np.int64)
         cust = self.cust[rows]
-        n_named = len(named)
+        n_named = int(code.max()) + 1 if len(code) else 0
         if n_named:  # an order_id shared by two customers is two orders
             owner = np.full(n_named, -1, dtype=np.int64)
             has = code >= 0

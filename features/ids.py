@@ -47,36 +47,37 @@ def factorize(
     parts = [_words(a) for a in arrays]
     if any(p is None for p in parts):
         return _generic(arrays, sort)
-    width = max(len(p[0]) for p in parts)
-    words = [_concat([_word(p[0], j) for p in parts]) for j in range(width)]
-    lengths = _concat([p[1] for p in parts])
-    found = _factorize_words(words, lengths, sort, uniques)
-    if found is None:  # a 64-bit hash collision between two different ids: stay exact
+    groupings = [_Grouping(words, ln) for words, ln, _ in parts]
+    if any(g.collision for g in groupings):  # two different ids hashed alike: stay exact
         return _generic(arrays, sort)
-    codes, index = found
+    if len(groupings) == 1:
+        merged = groupings[0]
+        ranks = [merged.rank(sort)]
+    else:  # group each column's distinct ids (few) together: one shared numbering
+        width = max(len(g.words) for g in groupings)
+        words = [np.concatenate([_word(g.words, j) for g in groupings]) for j in range(width)]
+        merged = _Grouping(words, np.concatenate([g.lengths for g in groupings]))
+        if merged.collision:
+            return _generic(arrays, sort)
+        shared = merged.codes(merged.rank(sort))
+        bounds = np.cumsum([0, *(len(g.lengths) for g in groupings)])
+        ranks = [shared[a:b] for a, b in itertools.pairwise(bounds)]
     out = []
-    start = 0
-    for arr, (_, ln, rows) in zip(arrays, parts, strict=True):
-        part = codes[start : start + len(ln)]
-        start += len(ln)
-        if rows is None:
-            out.append(part)
-        else:
+    for arr, (_, _, rows), g, rank in zip(arrays, parts, groupings, ranks, strict=True):
+        codes = g.codes(rank)
+        if rows is not None:
             full = np.full(len(arr), -1, dtype=np.int32)
-            full[rows] = part
-            out.append(full)
-    return out, index
-
-
-def _concat(arrays: list[np.ndarray]) -> np.ndarray:
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            full[rows] = codes
+            codes = full
+        out.append(codes)
+    return out, merged.index() if uniques else None
 
 
 def _word(words: list[np.ndarray], j: int) -> np.ndarray:
     """Word ``j`` of a part, zeros past its own width."""
     if j < len(words):
         return words[j]
-    return np.zeros(len(words[0]) if words else 0, dtype=np.uint64)
+    return np.zeros(len(words[0]), dtype=np.uint64)
 
 
 def _from_categorical(col: pd.Series, sort: bool) -> tuple[list[np.ndarray], pd.Index]:
@@ -146,65 +147,79 @@ def _words(arr: pa.Array) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | No
     return words, lengths, rows
 
 
-def _factorize_words(
-    words: list[np.ndarray], ln: np.ndarray, sort: bool, uniques: bool, collapse: bool = True
-) -> tuple[np.ndarray, pd.Index | None] | None:
-    """Factorize ids given as word columns and lengths; None if a hash collision was found.
+class _Grouping:
+    """The distinct ids of one column (``words`` / ``lengths``) and each row's group.
 
     Runs of equal adjacent ids (the lines of one order, one session's events) are
     collapsed first when that leaves much less to hash; the comparison is exact.
+    ``collision`` is set if two different ids hashed alike (the caller stays exact).
     """
-    lo, hi = (int(ln.min()), int(ln.max())) if len(ln) else (0, 0)
-    fixed = lo == hi
-    if collapse and len(ln) > _PARTITION_MIN_ROWS // 8:
-        head = np.empty(len(ln), dtype=bool)
-        head[0] = True
-        np.not_equal(words[0][1:], words[0][:-1], out=head[1:])
-        for w in words[1:]:
-            head[1:] |= w[1:] != w[:-1]
-        if not fixed:
-            head[1:] |= ln[1:] != ln[:-1]
-        if np.count_nonzero(head) < _RUN_SHARE * len(ln):
-            found = _factorize_words([w[head] for w in words], ln[head], sort, uniques, False)
-            if found is None:
-                return None
-            run = np.cumsum(head, dtype=np.int32)
-            run -= 1
-            return found[0][run], found[1]
-    exact = len(words) == 1 and (fixed or hi < 8)
-    if exact:  # the id is its key (bytes, plus the length when widths differ): no check
-        tagged = words[0] if fixed else words[0] | (ln.astype(np.uint64) << np.uint64(56))
-        groups = _Groups(tagged * _MUL)
-        raw = groups.keys * _MUL_INV
-        uw = [raw if fixed else raw & _LOW56]
-        ul = np.full(len(raw), lo, dtype=np.int64) if fixed else (raw >> np.uint64(56))
-    else:
+
+    def __init__(self, words: list[np.ndarray], ln: np.ndarray, collapse: bool = True) -> None:
+        self.run: np.ndarray | None = None
+        self.collision = False
+        lo, hi = (int(ln.min()), int(ln.max())) if len(ln) else (0, 0)
+        self.fixed = lo == hi
+        if collapse and len(ln) > _PARTITION_MIN_ROWS // 8:
+            head = np.empty(len(ln), dtype=bool)
+            head[0] = True
+            np.not_equal(words[0][1:], words[0][:-1], out=head[1:])
+            for w in words[1:]:
+                head[1:] |= w[1:] != w[:-1]
+            if not self.fixed:
+                head[1:] |= ln[1:] != ln[:-1]
+            if np.count_nonzero(head) < _RUN_SHARE * len(ln):
+                self.run = np.cumsum(head, dtype=np.int32)
+                self.run -= 1
+                words, ln = [w[head] for w in words], ln[head]
+        if len(words) == 1 and (self.fixed or hi < 8):
+            # The id is its key (bytes, plus the length when widths differ): no check.
+            tagged = words[0] if self.fixed else words[0] | (ln.astype(np.uint64) << np.uint64(56))
+            self.groups = _Groups(tagged * _MUL)
+            raw = self.groups.keys * _MUL_INV
+            self.words = [raw if self.fixed else raw & _LOW56]
+            self.lengths = (
+                np.full(len(raw), lo, dtype=np.int64)
+                if self.fixed
+                else (raw >> np.uint64(56)).astype(np.int64)
+            )
+            return
         key = ln.astype(np.uint64) * _MIX
         for w in words:
             key = (key ^ w) * _MUL
             key ^= key >> np.uint64(29)
-        groups = _Groups(key)
-        rep = groups.first_rows()
-        uw = [w[rep] for w in words]
-        ul = ln[rep]
-    rank = None
-    if sort:
+        self.groups = _Groups(key)
+        rep = self.groups.first_rows()
+        self.words = [w[rep] for w in words]
+        self.lengths = ln[rep].astype(np.int64)
+        codes = self.groups.codes(None)
+        same = np.ones(len(codes), dtype=bool) if self.fixed else self.lengths[codes] == ln
+        for u, w in zip(self.words, words, strict=True):
+            same &= u[codes] == w
+        self.collision = not bool(same.all())
+
+    def rank(self, sort: bool) -> np.ndarray | None:
+        """Sorted position of each distinct id (and sort ``words`` / ``lengths``); or None."""
+        if not sort:
+            return None
         # Big-endian words compare like the bytes; the length breaks ties of zero padding.
-        big = [w.byteswap() for w in uw]
-        if len(big) == 1 and fixed:
+        big = [w.byteswap() for w in self.words]
+        if len(big) == 1 and self.fixed:
             order = np.argsort(big[0])
         else:
-            order = np.lexsort([*([] if fixed else [ul]), *big[::-1]])
-        rank = _rank(order)
-        uw, ul = [w[order] for w in uw], ul[order]
-    codes = groups.codes(rank)
-    if not exact:
-        same = np.ones(len(codes), dtype=bool) if fixed else ul[codes] == ln
-        for u, w in zip(uw, words, strict=True):
-            same &= u[codes] == w
-        if not bool(same.all()):
-            return None
-    return codes, _strings(uw, ul) if uniques else None
+            order = np.lexsort([*([] if self.fixed else [self.lengths]), *big[::-1]])
+        self.words = [w[order] for w in self.words]
+        self.lengths = self.lengths[order]
+        return _rank(order)
+
+    def codes(self, rank: np.ndarray | None) -> np.ndarray:
+        """Group number of every row (numbered by ``rank`` when given), int32."""
+        codes = self.groups.codes(rank)
+        return codes if self.run is None else codes[self.run]
+
+    def index(self) -> pd.Index:
+        """The distinct ids, in group-number order, as a pandas string Index."""
+        return _strings(self.words, self.lengths)
 
 
 class _Groups:

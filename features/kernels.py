@@ -39,10 +39,11 @@ def distinct(keys: np.ndarray) -> np.ndarray:
 
 def ratio(num: np.ndarray, den: np.ndarray, undefined: float, scale: float = 1.0) -> np.ndarray:
     """``scale * num / den`` as float32, ``undefined`` where ``den == 0``."""
-    out = np.full(np.shape(den), undefined, dtype=np.float32)
-    np.divide(num, den, out=out, where=den != 0, casting="unsafe")
-    if scale != 1.0:
-        out *= np.float32(scale)
+    out = np.asarray(num, dtype=np.float32) if scale == 1.0 else num * np.float32(scale)
+    out = out.astype(np.float32, copy=out is num)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out /= np.asarray(den, dtype=np.float32)
+    out[den == 0] = undefined
     return out
 
 

@@ -71,8 +71,8 @@ def next_channel_labels(
     attribution_days: int = 7,
 ) -> pd.DataFrame:
     """For each customer with a purchase in [as_of, as_of + horizon): the channel of the
-    last engagement in the ``attribution_days`` before (or at) that first purchase, never
-    before the cutoff; else the purchase's own channel.
+    last engagement in the ``attribution_days`` before that first purchase (strictly
+    before it, and never before the cutoff); else the purchase's own channel.
 
     Returns customer_id, as_of, next_purchase_ts, channel, source ("engagement" or
     "purchase").
@@ -90,8 +90,9 @@ def next_channel_labels(
     engaged = window.loc[window["event_type"].isin(ENGAGEMENT_TYPES), cols]
     engaged = engaged.assign(customer_id=engaged["customer_id"].astype(str))
     engaged = engaged.rename(columns={"channel": "engaged_channel", "ts": "engaged_ts"})
-    # Last engagement at or before the purchase, within the attribution window; ties on
-    # the timestamp go to the engagement (a store visit and its basket share a time).
+    # Last engagement strictly before the purchase, within the attribution window. A store
+    # basket's own visit shares its timestamp and is part of the conversion, not what led
+    # to it: it is not counted (the purchase's own channel is the fallback anyway).
     joined = pd.merge_asof(
         first.sort_values("ts"),
         engaged.sort_values("engaged_ts"),
@@ -100,7 +101,7 @@ def next_channel_labels(
         by="customer_id",
         direction="backward",
         tolerance=pd.Timedelta(days=attribution_days),
-        allow_exact_matches=True,
+        allow_exact_matches=False,
     )
     has_engagement = joined["engaged_channel"].notna()
     channel = joined["engaged_channel"].astype(object).where(has_engagement, joined["channel"])

@@ -245,7 +245,7 @@ def customer_features(windows: Sequence[int] = DEFAULT_WINDOWS) -> tuple[Feature
                 f"{resp}_rate_{ch}",
                 "float32",
                 "channel_mix",
-                f"{ch} {resp}s / {ch} messages received (NaN: no {ch} message)",
+                f"{ch} {resp}s / {ch} messages received, can exceed 1 (NaN: no message)",
                 NAN,
             )
     # Store visits

@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from features.cli import app as data_app
+from features.features_cli import app as features_app
+from training.train_cli import app as train_app
 
 app = typer.Typer(
     name="omni",
@@ -22,6 +24,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+app.add_typer(train_app, name="train")
 
 
 @app.callback()

@@ -66,7 +66,9 @@ def test_next_channel_label_by_hand():
             # engagement 8 days before: outside the 7-day window -> purchase channel.
             ("c", "2025-06-02", "push", "click"),
             ("c", "2025-06-10", "app", "purchase"),
-            # a store visit at the basket's own time counts (ties go to the engagement).
+            # the basket's own store visit (same time) is not what led to it: an e-mail
+            # click the day before carried this store purchase.
+            ("d", "2025-06-06", "email", "click"),
             ("d", "2025-06-07", "store", "store_visit"),
             ("d", "2025-06-07", "store", "purchase"),
             # message_sent is not an engagement.
@@ -81,7 +83,7 @@ def test_next_channel_label_by_hand():
         "a": "email",
         "b": "web",
         "c": "app",
-        "d": "store",
+        "d": "email",
         "e": "web",
     }
     assert out.loc["a", "source"] == "engagement"

@@ -56,7 +56,8 @@ class ChurnModel:
         self.booster_.fit(
             _matrix(X, self.features_),
             np.asarray(y),
-            eval_set=[(_matrix(X_valid, self.features_), np.asarray(y_valid))],
+            eval_X=(_matrix(X_valid, self.features_),),
+            eval_y=(np.asarray(y_valid),),
             eval_metric="average_precision",
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
         )
@@ -102,11 +103,13 @@ class NextChannelModel:
         known = np.isin(np.asarray(y_valid, dtype=object), self.classes_)
         yv_codes = np.array([index[c] for c in np.asarray(y_valid, dtype=object)[known]])
         params = {**DEFAULT_PARAMS, **(self.params or {}), "random_state": self.random_state}
-        self.booster_ = lgb.LGBMClassifier(objective="multiclass", **params)
+        objective = "multiclass" if len(self.classes_) > 2 else "binary"  # e.g. Complete Journey
+        self.booster_ = lgb.LGBMClassifier(objective=objective, **params)
         self.booster_.fit(
             _matrix(X, self.features_),
             y_codes,
-            eval_set=[(_matrix(X_valid.loc[known], self.features_), yv_codes)],
+            eval_X=(_matrix(X_valid.loc[known], self.features_),),
+            eval_y=(yv_codes,),
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
         )
         self.best_iteration_ = int(self.booster_.best_iteration_ or params["n_estimators"])

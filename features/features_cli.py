@@ -1,0 +1,130 @@
+"""`omni features ...`: list the feature registry, build the feature table as of a date.
+
+Heavy imports (pandas, pyarrow) happen inside commands so `omni --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from features.console import console, say, user_errors
+
+app = typer.Typer(
+    help="Customer features as of a cutoff: list them, build the table from the store.",
+    no_args_is_help=True,
+)
+
+WindowsOption = Annotated[
+    str,
+    typer.Option(help="Window lengths in days, comma separated; the longest is the lookback."),
+]
+
+
+def _windows(text: str) -> tuple[int, ...]:
+    from features.registry import check_windows
+
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--windows {text!r}: expected whole days like 7,30,90,365") from None
+    return check_windows(values)
+
+
+@app.command("list")
+def list_features(
+    table: Annotated[
+        str, typer.Option(help="Which table: customer, item or customer_item.")
+    ] = "customer",
+    windows: WindowsOption = "7,30,90,365",
+) -> None:
+    """Print every feature: name, dtype, what a customer with no events gets, description."""
+    with user_errors():
+        from rich.table import Table
+
+        from features.registry import TABLES, format_missing
+
+        if table not in TABLES:
+            raise ValueError(f"--table must be one of {', '.join(TABLES)}, got {table!r}")
+        spec = TABLES[table](_windows(windows))
+        grid = Table(title=f"{table} features ({len(spec)})", title_justify="left")
+        for col in ("name", "dtype", "missing", "description"):
+            grid.add_column(col, no_wrap=col != "description")
+        for i, f in enumerate(spec):
+            if i and f.family != spec[i - 1].family:
+                grid.add_section()
+            grid.add_row(f.name, f.dtype, format_missing(f.missing), f.description)
+        console.print(grid)
+
+
+@app.command()
+def build(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="Cutoff (exclusive), e.g. 2025-06-01 (UTC).")
+    ],
+    windows: WindowsOption = "7,30,90,365",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output Parquet file (default: the data home's features folder)."),
+    ] = None,
+) -> None:
+    """Build the customer feature table as of a date from the events store."""
+    settings = ctx.obj
+    if settings is None:
+        from features.settings import get_settings
+
+        settings = get_settings()
+    with user_errors():
+        from features.build import default_path, parse_as_of
+
+        t = parse_as_of(as_of)
+        w = _windows(windows)
+        path = out or default_path(settings.features_dir, t)
+        result = _run_with_progress(settings.store_dir, t, path, w)
+        _show_summary(result)
+
+
+def _run_with_progress(store_dir: Path, as_of, path: Path, windows: tuple[int, ...]):
+    """Run the build under a rich progress bar that advances with each feature family."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from features.build import build_from_store
+    from features.customer_features import N_STEPS
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("read the events store", total=N_STEPS + 2)
+
+        def advance(label: str) -> None:
+            bar.update(task, advance=1, description=label)
+
+        result = build_from_store(store_dir, as_of, path, windows, progress=advance)
+        bar.update(task, completed=N_STEPS + 2)
+    return result
+
+
+def _show_summary(result) -> None:
+    import pandas as pd
+
+    t = result.table
+    active = int((t[f"orders_{result.windows[-1]}d"] > 0).sum()) if len(t) else 0
+    recent = t["days_since_last_purchase"] if len(t) else pd.Series(dtype=float)
+    console.print(
+        f"[green]✓[/] {result.n_customers:,} customers x {result.n_features} features as of "
+        f"{result.as_of:%Y-%m-%d %H:%M} UTC from {result.n_events:,} events "
+        f"[dim](read {result.seconds['read']:.1f} s, build {result.seconds['build']:.1f} s, "
+        f"write {result.seconds['write']:.1f} s)[/]"
+    )
+    lookback = result.windows[-1]
+    if active:
+        median = recent[recent < lookback].median()
+        say(
+            f"{active:,} customers ordered in the last {lookback} days; median days since "
+            f"their last purchase: {median:.1f}"
+        )
+    if result.n_events == 0:
+        say("[yellow]no events in the lookback before the cutoff: all features are missing values")
+    say(f"written to {result.path} (cutoff, windows and feature list in its Parquet metadata)")
