@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from features.cli import app as data_app
+from training.cli import models_app
 
 app = typer.Typer(
     name="omni",
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 
 
 @app.callback()

@@ -1,4 +1,4 @@
-"""The champion gate, promotion and rollback on a real local SQLite registry
+"""The champion gate, promotion, rollback and `omni models` on a real local SQLite registry
 (issue 4). Models are a tiny real LogisticRegression logged with our code bundled."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from serving.cli import app
 from training.model_io import log_python_model
 from training.registry import (
     CHALLENGER,
@@ -193,3 +195,46 @@ print(json.dumps({"file": sys.modules["training.model_io"].__file__,
     assert loaded_from.parts[-3:] == ("code", "training", "model_io.py")
     assert repo not in loaded_from.parents
     np.testing.assert_allclose(result["pred"], model.predict(None, x).to_numpy())
+
+
+def test_models_commands(mlflow_settings, model_uri, monkeypatch):
+    _gate(mlflow_settings, model_uri, 0.80)
+    _gate(mlflow_settings, model_uri, 0.75)
+    monkeypatch.setenv("OMNI_HOME", str(mlflow_settings.home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runner = CliRunner()
+
+    def omni(*args):
+        return runner.invoke(app, ["models", *args], env={"COLUMNS": "200"})
+
+    res = omni("list")
+    assert res.exit_code == 0, res.output
+    assert "@champion" in res.output and "@challenger" in res.output
+    assert "v2 test_roc_auc 0.75 did not beat champion v1 0.8" in res.output
+    res = omni("promote", "churn", "2")
+    assert res.exit_code == 0 and "churn@champion: v2 (was v1)" in res.output
+    res = omni("rollback", "churn")
+    assert res.exit_code == 0 and "churn@champion: v1 (rolled back from v2)" in res.output
+    res = omni("promote", "churn", "7")
+    assert res.exit_code == 2
+    assert "churn has no version 7 (versions: 1, 2)" in res.output
+
+
+def test_models_errors_exit_2_without_traceback(mlflow_settings, model_uri):
+    _gate(mlflow_settings, model_uri, 0.80)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(OMNI_HOME=str(mlflow_settings.home), COLUMNS="200")
+    for args, message in (
+        (["promote", "nope", "1"], "unknown model 'nope'"),
+        (["rollback", "churn"], "churn champion v1 replaced no earlier champion"),
+    ):
+        res = subprocess.run(
+            [sys.executable, "-m", "serving.cli", "models", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert res.returncode == 2, res.stderr
+        assert message in res.stderr and "Traceback" not in res.stderr
