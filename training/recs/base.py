@@ -138,12 +138,11 @@ class BaseRecommender:
         if stores is not None:
             store = self.catalogue_.store_codes(stores.astype("str").to_numpy())
         if channels is not None:
-            values = channels.astype(object).to_numpy()
-            bad = {v for v in values if v is not None and v == v and v not in CHANNELS}
-            if bad:
-                raise ValueError(f"unknown channel in context: {sorted(bad)}")
-            lookup = {c: i for i, c in enumerate(CHANNELS)}
-            channel = np.array([lookup.get(v, -1) for v in values], np.int32)
+            values = channels.astype(object).where(channels.notna(), None)
+            channel = pd.Categorical(values, categories=list(CHANNELS)).codes.astype(np.int32)
+            bad = values[(channel < 0) & values.notna().to_numpy()]
+            if len(bad):
+                raise ValueError(f"unknown channel in context: {sorted(set(bad))}")
         return store, channel
 
     def _excluded(self, ids: pd.Index, codes: np.ndarray, exclude: Exclude) -> np.ndarray:
