@@ -51,3 +51,21 @@ def test_job_logs_registers_and_the_logged_model_scores(settings, synth):
     again = train_recommender(settings, *args, params=params)
     assert again.metrics[GATE_METRIC] == result.metrics[GATE_METRIC]
     assert again.decision.alias == "challenger"
+
+
+def test_omni_train_recs_cli(tmp_path):
+    """`omni train recs` on a freshly generated store: trains, prints the table, registers."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMNI_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    omni = [sys.executable, "-m", "serving.cli"]
+    synth = ["data", "synth", "--customers", "800", "--days", "120", "--seed", "3"]
+    for args in (synth, ["train", "recs"]):
+        res = subprocess.run(
+            [*omni, *args], env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+    assert "buy_again_popularity" in res.stdout
+    assert "@champion" in res.stdout

@@ -21,6 +21,7 @@ from training.recs.tables import PairTable
 
 VIEW = 2  # contract code of "view" (features.schema.EVENT_TYPES)
 DECAY_HALF_LIFE_DAYS = 30.0
+RECENT_DAYS = 28
 
 
 def item_table(
@@ -87,6 +88,7 @@ def customer_item_table(history: History, rows: np.ndarray, as_of_s: int) -> Pai
         "days_since_last_bought": age[end],
         "first_day_ago": age[start],
         "decayed": np.add.reduceat(0.5 ** (age / DECAY_HALF_LIFE_DAYS), start).astype(np.float32),
+        "bought_28d": np.add.reduceat((age < RECENT_DAYS).astype(np.int32), start).astype(np.int32),
     }
     return PairTable(keys[start], n, cols)
 
@@ -98,4 +100,5 @@ CUSTOMER_ITEM_COLUMNS: tuple[str, ...] = (
     "days_since_last_bought",
     "first_day_ago",
     "decayed",
+    "bought_28d",
 )

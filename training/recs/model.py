@@ -77,6 +77,7 @@ class Recommender(BaseRecommender):
         candidates_trending: int = 30,
         ranker_params: Mapping[str, object] | None = None,
         max_train_customers: int | None = 20_000,
+        max_train_negatives: int | None = 100,
         num_threads: int = 2,
         random_state: int = 0,
     ) -> None:
@@ -98,6 +99,7 @@ class Recommender(BaseRecommender):
         self.candidates_trending = candidates_trending
         self.ranker_params = ranker_params
         self.max_train_customers = max_train_customers
+        self.max_train_negatives = max_train_negatives
         self.num_threads = num_threads
         self.random_state = random_state
 
@@ -138,7 +140,7 @@ class Recommender(BaseRecommender):
         return train, valid
 
     def _ranking_rows(
-        self, history: History, cutoff: pd.Timestamp, rng: np.random.Generator
+        self, history: History, cutoff: pd.Timestamp, rng: np.random.Generator, train: bool
     ) -> tuple[RankingData, dict[str, float]]:
         """Candidates, features and labels as of one cutoff."""
         t0 = time.perf_counter()
@@ -167,7 +169,8 @@ class Recommender(BaseRecommender):
             "candidate_recall": float(y.sum()) / max(int(in_pop.sum()), 1),
             "seconds": time.perf_counter() - t0,
         }
-        return ranking_data(X, y, cand.pos, rng), stats
+        negatives = self.max_train_negatives if train else None
+        return ranking_data(X, y, cand.pos, rng, max_negatives=negatives), stats
 
     # ------------------------------------------------------------------ fit
 
@@ -188,10 +191,10 @@ class Recommender(BaseRecommender):
         train_cutoffs, valid_cutoff = self.cutoffs(as_of)
         parts, stats = [], {}
         for t in train_cutoffs:
-            data, s = self._ranking_rows(history, t, rng)
+            data, s = self._ranking_rows(history, t, rng, train=True)
             parts.append(data)
             stats[f"train_{t:%Y-%m-%d}"] = s
-        valid, stats["valid"] = self._ranking_rows(history, valid_cutoff, rng)
+        valid, stats["valid"] = self._ranking_rows(history, valid_cutoff, rng, train=False)
         train = RankingData.concat(parts)
         if len(train.group) == 0 or len(valid.group) == 0:
             raise ValueError(

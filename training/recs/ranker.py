@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.recs.tables import rank_within
+
 DEFAULT_PARAMS: dict[str, object] = {
     "n_estimators": 400,
     "learning_rate": 0.05,
@@ -51,9 +53,12 @@ def ranking_data(
     pos: np.ndarray,
     rng: np.random.Generator,
     max_groups: int | None = None,
+    max_negatives: int | None = None,
 ) -> RankingData:
     """Groups from rows sorted by ``pos`` (query id), keeping groups with a positive,
-    at most ``max_groups`` of them drawn at random."""
+    at most ``max_groups`` of them drawn at random, and in each group every positive
+    plus at most ``max_negatives`` random negatives (training only: it cuts the rows
+    several fold and lambdarank still sees every positive against many negatives)."""
     n_groups = int(pos.max()) + 1 if len(pos) else 0
     positives = np.bincount(pos, weights=y, minlength=n_groups)
     keep_groups = np.flatnonzero(positives > 0)
@@ -62,6 +67,10 @@ def ranking_data(
     mask = np.zeros(n_groups, bool)
     mask[keep_groups] = True
     rows = mask[pos]
+    if max_negatives is not None:
+        neg = np.flatnonzero(rows & (y == 0))
+        order = neg[np.lexsort((rng.random(len(neg)), pos[neg]))]
+        rows[order[rank_within(pos[order]) >= max_negatives]] = False
     sizes = np.bincount(pos[rows], minlength=n_groups)[keep_groups]
     return RankingData(X[rows], y[rows].astype(np.int8), sizes.astype(np.int32))
 

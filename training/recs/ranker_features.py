@@ -22,9 +22,11 @@ FEATURES: tuple[str, ...] = (
     "units_bought",
     "days_since_last_bought",
     "decayed_purchases",
+    "bought_28d",
     "repurchase_gap",
     "gap_ratio",
     "trip_share",
+    "expected_trips",
     "orders_7d",
     "orders_30d",
     "orders_90d",
@@ -40,6 +42,7 @@ FEATURES: tuple[str, ...] = (
     "price",
     "customer_purchase_days",
     "customer_days_since_purchase",
+    "customer_trips_28d",
 )
 """Column order of the ranker's matrix. Meanings:
 
@@ -47,12 +50,15 @@ als_score / als_rank: ALS factor dot product; rank in the customer's ALS list (N
 from ALS). src_*: candidate source flags. times_bought, days_bought, units_bought,
 days_since_last_bought (lookback when never): the customer's history with the product
 (registry names). decayed_purchases: purchase lines weighted 0.5 ** (age / 30 d).
-repurchase_gap: the customer's usual days between buying it ((last - first) / (days - 1),
-NaN under two days); gap_ratio: days since last bought / that gap (about 1 = due now).
-trip_share: share of the customer's purchase days that included it. orders_*, views_30d,
+bought_28d: its purchase lines in the last 28 days. repurchase_gap: the customer's usual
+days between buying it ((last - first) / (days - 1), NaN under two days); gap_ratio:
+days since last bought / that gap (about 1 = due now).
+trip_share: share of the customer's purchase days that included it; expected_trips:
+trip_share x the customer's purchase days in the last 28 days. orders_*, views_30d,
 buyers, repurchase_rate, days_since_last_sold: product popularity (registry names).
 *_share: product's share of purchases in the customer's store / region / channel over the
 popularity window. category_share: share of the customer's lines in its category.
+customer_*: the customer's purchase days, days since the last, purchase days in 28 days.
 """
 
 
@@ -90,6 +96,7 @@ def feature_matrix(
         "units_bought": pick("units_bought", 0),
         "days_since_last_bought": since,
         "decayed_purchases": pick("decayed", 0),
+        "bought_28d": pick("bought_28d", 0),
     }
     gap = np.full(len(cand), np.nan, np.float32)
     multi = days >= 2
@@ -102,6 +109,9 @@ def feature_matrix(
     safe = np.maximum(code, 0)
     trips = np.where(code >= 0, snap.purchase_days[safe], 0).astype(np.float32)
     cols["trip_share"] = np.divide(days, trips, out=np.zeros_like(days), where=trips > 0)
+    recent = np.where(code >= 0, snap.trips_28d[safe], 0).astype(np.float32)
+    cols["expected_trips"] = cols["trip_share"] * recent
+    cols["customer_trips_28d"] = recent
     for name in ("orders_7d", "orders_30d", "orders_90d", "orders_365d", "views_30d"):
         cols[name] = snap.items[name][item] if name in snap.items else np.zeros(len(item))
     for name in ("buyers", "repurchase_rate", "days_since_last_sold"):

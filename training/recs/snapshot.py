@@ -17,7 +17,7 @@ import pandas as pd
 from training.recs.als import ALSParams, fit_als
 from training.recs.data import DAY_S, N_CHANNELS, PURCHASE, History, to_seconds
 from training.recs.interactions import bm25, interaction_matrix
-from training.recs.item_features import customer_item_table, item_table
+from training.recs.item_features import RECENT_DAYS, customer_item_table, item_table
 from training.recs.tables import PairTable, top_per_row
 
 
@@ -43,6 +43,7 @@ class Snapshot:
     items: dict[str, np.ndarray]  # registry item features, one entry per item
     active: np.ndarray  # bool per customer: any product event in the lookback
     purchase_days: np.ndarray  # int32 per customer
+    trips_28d: np.ndarray  # int32 purchase days in the last 28 days per customer
     lines: np.ndarray  # int32 purchase lines per customer
     days_since_purchase: np.ndarray  # float32 per customer (lookback when none)
     main_store: np.ndarray  # int32 per customer, -1 unknown
@@ -86,6 +87,8 @@ def build_snapshot(
     day = history.ts[buy] // DAY_S
     cust_days = np.unique(cust.astype(np.int64) * 1_000_000 + day)
     purchase_days = np.bincount(cust_days // 1_000_000, minlength=n_c).astype(np.int32)
+    recent_days = cust_days[(cust_days % 1_000_000) >= t // DAY_S - RECENT_DAYS]
+    trips_28d = np.bincount(recent_days // 1_000_000, minlength=n_c).astype(np.int32)
     lines = np.bincount(cust, minlength=n_c).astype(np.int32)
     last = np.full(n_c, np.iinfo(np.int64).min, np.int64)
     np.maximum.at(last, cust, history.ts[buy])
@@ -154,6 +157,7 @@ def build_snapshot(
         items=items,
         active=active,
         purchase_days=purchase_days,
+        trips_28d=trips_28d,
         lines=lines,
         days_since_purchase=since,
         main_store=main_store,
