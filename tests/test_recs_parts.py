@@ -10,9 +10,9 @@ import scipy.sparse as sp
 
 from training.recs.als import ALSParams, fit_als, pair_scores, top_n
 from training.recs.candidates import Candidates, resolve_customers
-from training.recs.data import History, to_seconds
+from training.recs.data import History
 from training.recs.interactions import bm25, event_weights, interaction_matrix
-from training.recs.item_features import customer_item_table, item_table
+from training.recs.item_features import customer_item_table, item_table, windows_for
 from training.recs.ranker_features import FEATURES, feature_matrix
 from training.recs.snapshot import SnapshotParams, build_snapshot
 from training.recs.tables import PairTable, top_per_row
@@ -133,9 +133,9 @@ def test_pair_table_and_top_per_row():
 
 def test_customer_item_history_and_repurchase_cycle_by_hand(tiny):
     cat = tiny.catalogue
-    as_of = "2025-02-01"
+    as_of = pd.Timestamp("2025-02-01", tz="UTC")
     rows = tiny.before(as_of, 365)
-    table = customer_item_table(tiny, rows, to_seconds(as_of))
+    table = customer_item_table(tiny, rows, as_of, windows_for(365))
     a, b = cat.customer_codes(["a", "b"])
     milk, tea = cat.item_codes(["milk", "tea"])
     get = lambda name, c, i: table.get(name, np.array([c]), np.array([i]), -1)[0]  # noqa: E731
@@ -143,9 +143,13 @@ def test_customer_item_history_and_repurchase_cycle_by_hand(tiny):
     assert get("days_bought", a, milk) == 3
     assert get("days_since_last_bought", a, milk) == pytest.approx(11.0)
     assert get("first_day_ago", a, milk) == pytest.approx(31.0)
+    assert get("bought_28d", a, milk) == 2
+    assert get("decayed", a, milk) == pytest.approx(
+        0.5 ** (31 / 30) * 2 + 0.5 ** (21 / 30) + 0.5 ** (11 / 30), rel=1e-5
+    )
     assert get("times_bought", a, tea) == -1  # viewed and carted, never bought
     assert get("times_bought", b, milk) == -1  # bought after the cutoff
-    items = item_table(tiny, rows, to_seconds(as_of))
+    items = item_table(tiny, as_of, windows_for(365))
     assert items["orders_30d"][milk] == 2  # Jan 11 and Jan 21 lines (Jan 1 is 31 days ago)
     assert items["buyers"][milk] == 1 and items["buyers"][tea] == 1
     assert items["repurchase_rate"][milk] == 1.0 and items["repurchase_rate"][tea] == 0.0

@@ -54,7 +54,7 @@ class CandidateParams:
     """How many candidates each source contributes per customer."""
 
     als: int = 50
-    buy_again: int = 100
+    buy_again: int = 200
     segment: int = 20
     trending: int = 30
 

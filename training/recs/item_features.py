@@ -1,10 +1,12 @@
-"""Item and customer-by-item features with the names of ``features.registry``.
+"""Customer-by-product and product features of a snapshot.
 
-The feature builders of issue 3 define these tables (``item_features``,
-``customer_item_features`` in :mod:`features.registry`) but do not build them yet; until
-they do, this is the one place that computes them, on the recommender's encoded history,
-with the registry's names, dtypes and missing values. Swap for the shared builders when
-they land, so that serving and training keep one definition.
+The registry's tables come from the shared builders of :mod:`features.item_features`
+(``build_item_features``, ``build_customer_item_features``: one definition for training,
+batch scoring and serving), mapped onto the recommender's codes. On top of the
+customer-by-product table the ranker derives repurchase cycles and recency from three
+columns of its own, computed here: first_day_ago (days since the first purchase),
+decayed (purchase lines weighted 0.5 ** (age / 30 days)) and bought_28d (lines in the
+last 28 days).
 
 Point in time: everything reads rows ``as_of - lookback <= ts < as_of`` only.
 """
@@ -14,91 +16,76 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
-from features.registry import DEFAULT_WINDOWS, check_windows
+from features.item_features import build_customer_item_features, build_item_features
+from features.registry import customer_item_features, item_features
 from training.recs.data import DAY_S, PURCHASE, History
 from training.recs.tables import PairTable
 
-VIEW = 2  # contract code of "view" (features.schema.EVENT_TYPES)
 DECAY_HALF_LIFE_DAYS = 30.0
 RECENT_DAYS = 28
+EXTRA_COLUMNS: tuple[str, ...] = ("first_day_ago", "decayed", "bought_28d")
+
+
+def windows_for(lookback_days: int) -> tuple[int, ...]:
+    """Registry windows (7, 30, 90 days) plus the lookback as the longest one."""
+    return tuple(sorted({7, 30, 90, int(lookback_days)}))
 
 
 def item_table(
-    history: History, rows: np.ndarray, as_of_s: int, windows: Sequence[int] = DEFAULT_WINDOWS
+    history: History, as_of: pd.Timestamp, windows: Sequence[int]
 ) -> dict[str, np.ndarray]:
-    """Per product (all catalogue codes): orders_/units_/views_{d}d, buyers,
-    repurchase_rate, days_since_last_sold (registry ``item_features``)."""
-    w = check_windows(windows)
+    """Registry ``item_features`` per catalogue product code (missing values for products
+    without events), from the shared builder."""
+    frame = build_item_features(history.events, None, as_of, windows)
+    at = history.catalogue.item_codes(frame.index.to_numpy())
     n = history.catalogue.n_items
-    item, et = history.item[rows], history.event_type[rows]
-    age = (as_of_s - history.ts[rows]) / DAY_S
-    buy, view = et == PURCHASE, et == VIEW
-    out: dict[str, np.ndarray] = {}
-    for d in w:
-        out[f"orders_{d}d"] = np.bincount(item[buy & (age < d)], minlength=n).astype(np.int32)
-    qty = history.quantity[rows]
-    for d in w:
-        m = buy & (age < d)
-        out[f"units_{d}d"] = np.bincount(item[m], weights=qty[m], minlength=n).astype(np.int32)
-    for d in w:
-        out[f"views_{d}d"] = np.bincount(item[view & (age < d)], minlength=n).astype(np.int32)
-    cust, days = history.customer[rows][buy], (history.ts[rows][buy] // DAY_S)
-    pairs = PairTable.count(cust, item[buy], n)
-    buyer_item = pairs.col_of(np.arange(len(pairs)))
-    buyers = np.bincount(buyer_item, minlength=n)
-    day_pairs = np.unique((cust.astype(np.int64) * n + item[buy]) * 100_000 + days)
-    per_pair_days = np.bincount(
-        np.searchsorted(pairs.keys, day_pairs // 100_000), minlength=len(pairs)
-    )
-    repeat = np.bincount(buyer_item[per_pair_days >= 2], minlength=n)
-    out["buyers"] = buyers.astype(np.int32)
-    rate = np.full(n, np.nan, np.float32)
-    np.divide(repeat, buyers, out=rate, where=buyers > 0, casting="unsafe")
-    out["repurchase_rate"] = rate
-    last = np.full(n, float(w[-1]), np.float32)
-    np.minimum.at(last, item[buy], age[buy].astype(np.float32))
-    out["days_since_last_sold"] = last
+    out = {}
+    for f in item_features(windows):
+        col = np.full(n, f.missing, dtype=np.float32 if f.dtype == "float32" else np.int32)
+        col[at[at >= 0]] = frame[f.name].to_numpy()[at >= 0]
+        out[f.name] = col
     return out
 
 
-def customer_item_table(history: History, rows: np.ndarray, as_of_s: int) -> PairTable:
-    """One row per (customer, product) bought in the rows: registry ``customer_item_features``
-    (times_bought, days_bought, units_bought, days_since_last_bought) plus what the ranker
-    derives repurchase cycles from: first_day_ago, and decayed (purchase lines weighted
-    by 0.5 ** (age / 30 days))."""
+def customer_item_table(
+    history: History, rows: np.ndarray, as_of: pd.Timestamp, windows: Sequence[int]
+) -> PairTable:
+    """One row per (customer, product) bought in the lookback: the registry's
+    ``customer_item_features`` from the shared builder plus :data:`EXTRA_COLUMNS`."""
+    frame = build_customer_item_features(history.events, as_of, windows)
+    cat = history.catalogue
+    cust = cat.customer_codes(frame.index.get_level_values(0).to_numpy())
+    item = cat.item_codes(frame.index.get_level_values(1).to_numpy())
+    ok = (cust >= 0) & (item >= 0)
+    keys = cust[ok].astype(np.int64) * cat.n_items + item[ok]
+    order = np.argsort(keys)
+    cols = {f.name: frame[f.name].to_numpy()[ok][order] for f in customer_item_features(windows)}
+    table = PairTable(keys[order], cat.n_items, cols)
+    extra = _extra_columns(history, rows, int(as_of.value // 1_000_000_000))
+    pos = extra.find(table.row_of(np.arange(len(table))), table.col_of(np.arange(len(table))))
+    for name in EXTRA_COLUMNS:
+        values = np.zeros(len(table), np.float32)
+        values[pos >= 0] = extra.columns[name][pos[pos >= 0]]
+        table.columns[name] = values
+    return table
+
+
+def _extra_columns(history: History, rows: np.ndarray, as_of_s: int) -> PairTable:
+    """:data:`EXTRA_COLUMNS` per (customer, product) bought in the rows."""
     buy = rows[history.event_type[rows] == PURCHASE]
     n = history.catalogue.n_items
     age = ((as_of_s - history.ts[buy]) / DAY_S).astype(np.float32)
     keys = history.customer[buy].astype(np.int64) * n + history.item[buy]
     order = np.lexsort((-age, keys))  # by pair, oldest first
-    keys, age, qty = keys[order], age[order], history.quantity[buy][order]
+    keys, age = keys[order], age[order]
     if len(keys) == 0:
-        names = (*CUSTOMER_ITEM_COLUMNS,)
-        return PairTable(keys, n, {c: np.zeros(0, np.float32) for c in names})
-    day = np.floor(age)
-    first = np.r_[True, keys[1:] != keys[:-1]]
-    start = np.flatnonzero(first)
-    end = np.r_[start[1:], len(keys)] - 1
-    new_day = first | np.r_[True, day[1:] != day[:-1]]
+        return PairTable(keys, n, {c: np.zeros(0, np.float32) for c in EXTRA_COLUMNS})
+    start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     cols = {
-        "times_bought": np.diff(np.r_[start, len(keys)]).astype(np.int32),
-        "days_bought": np.add.reduceat(new_day.astype(np.int32), start).astype(np.int32),
-        "units_bought": np.add.reduceat(qty, start).astype(np.int32),
-        "days_since_last_bought": age[end],
         "first_day_ago": age[start],
         "decayed": np.add.reduceat(0.5 ** (age / DECAY_HALF_LIFE_DAYS), start).astype(np.float32),
         "bought_28d": np.add.reduceat((age < RECENT_DAYS).astype(np.int32), start).astype(np.int32),
     }
     return PairTable(keys[start], n, cols)
-
-
-CUSTOMER_ITEM_COLUMNS: tuple[str, ...] = (
-    "times_bought",
-    "days_bought",
-    "units_bought",
-    "days_since_last_bought",
-    "first_day_ago",
-    "decayed",
-    "bought_28d",
-)

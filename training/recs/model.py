@@ -60,7 +60,7 @@ class Recommender(BaseRecommender):
     def __init__(
         self,
         horizon_days: int = 14,
-        n_train_cutoffs: int = 2,
+        n_train_cutoffs: int = 4,
         step_days: int | None = None,
         lookback_days: int = 365,
         popularity_days: int = 28,
@@ -72,7 +72,7 @@ class Recommender(BaseRecommender):
         alpha: float = 1.0,
         iterations: int = 15,
         candidates_als: int = 50,
-        candidates_buy_again: int = 100,
+        candidates_buy_again: int = 200,
         candidates_segment: int = 20,
         candidates_trending: int = 30,
         ranker_params: Mapping[str, object] | None = None,

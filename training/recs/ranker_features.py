@@ -30,7 +30,7 @@ FEATURES: tuple[str, ...] = (
     "orders_7d",
     "orders_30d",
     "orders_90d",
-    "orders_365d",
+    "orders_lookback",
     "views_30d",
     "buyers",
     "repurchase_rate",
@@ -54,7 +54,8 @@ bought_28d: its purchase lines in the last 28 days. repurchase_gap: the customer
 days between buying it ((last - first) / (days - 1), NaN under two days); gap_ratio:
 days since last bought / that gap (about 1 = due now).
 trip_share: share of the customer's purchase days that included it; expected_trips:
-trip_share x the customer's purchase days in the last 28 days. orders_*, views_30d,
+trip_share x the customer's purchase days in the last 28 days. orders_* (orders_lookback:
+over the whole lookback), views_30d,
 buyers, repurchase_rate, days_since_last_sold: product popularity (registry names).
 *_share: product's share of purchases in the customer's store / region / channel over the
 popularity window. category_share: share of the customer's lines in its category.
@@ -112,8 +113,9 @@ def feature_matrix(
     recent = np.where(code >= 0, snap.trips_28d[safe], 0).astype(np.float32)
     cols["expected_trips"] = cols["trip_share"] * recent
     cols["customer_trips_28d"] = recent
-    for name in ("orders_7d", "orders_30d", "orders_90d", "orders_365d", "views_30d"):
-        cols[name] = snap.items[name][item] if name in snap.items else np.zeros(len(item))
+    for name in ("orders_7d", "orders_30d", "orders_90d", "views_30d"):
+        cols[name] = snap.items[name][item]
+    cols["orders_lookback"] = snap.items[f"orders_{snap.params.lookback_days}d"][item]
     for name in ("buyers", "repurchase_rate", "days_since_last_sold"):
         cols[name] = snap.items[name][item]
     for name, seg in (

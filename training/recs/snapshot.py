@@ -17,7 +17,7 @@ import pandas as pd
 from training.recs.als import ALSParams, fit_als
 from training.recs.data import DAY_S, N_CHANNELS, PURCHASE, History, to_seconds
 from training.recs.interactions import bm25, interaction_matrix
-from training.recs.item_features import RECENT_DAYS, customer_item_table, item_table
+from training.recs.item_features import RECENT_DAYS, customer_item_table, item_table, windows_for
 from training.recs.tables import PairTable, top_per_row
 
 
@@ -134,8 +134,10 @@ def build_snapshot(
         seg_top[name] = top_per_row(
             table.row_of(pos), table.col_of(pos), table.columns["count"], n_seg, depth
         )
-    items = item_table(history, rows, t)
-    bought = customer_item_table(history, rows, t)
+    windows = windows_for(params.lookback_days)
+    as_of_ts = pd.Timestamp(t, unit="s", tz="UTC")
+    items = item_table(history, as_of_ts, windows)
+    bought = customer_item_table(history, rows, as_of_ts, windows)
     seconds["popularity"] = time.perf_counter() - t0
 
     user_f = item_f = None
