@@ -102,6 +102,15 @@ class RecommenderContract:
         single = pd.concat([model.recommend([c], k=10) for c in some_ids], ignore_index=True)
         pd.testing.assert_frame_equal(batch, single)
 
+    def test_chunks_do_not_change_results(self, model, some_ids, monkeypatch):
+        import training.recs.base
+
+        pairs = model.recommend(some_ids, k=3).groupby("customer_id").head(1)
+        pairs = pairs[["customer_id", "product_id"]]
+        whole = model.recommend(some_ids, k=6, exclude=pairs)
+        monkeypatch.setattr(training.recs.base, "CHUNK", 5)
+        pd.testing.assert_frame_equal(model.recommend(some_ids, k=6, exclude=pairs), whole)
+
     def test_exclusions(self, model, some_ids, history):
         base = model.recommend(some_ids, k=5)
         top = base.groupby("customer_id").head(1)
@@ -151,6 +160,9 @@ def test_two_stage_beats_every_baseline(evaluations):
         assert model.overall["map"] > base.overall["map"], name
     # and it finds new products better than the repeat-purchase baseline can
     assert model.new_items["ndcg"] > evaluations["buy_again"].new_items["ndcg"]
+    # ALS alone picks up the planted category tastes: new products beyond popularity
+    als, pop = evaluations["als"].new_items, evaluations["popularity"].new_items
+    assert als["ndcg"] > pop["ndcg"]
     assert model.n_customers > 200
 
 

@@ -27,6 +27,8 @@ Context = Mapping[str, str] | pd.DataFrame | None
 customer_id and store_id and/or channel columns, one row per customer."""
 
 CHUNK = 2048
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Scored candidate rows: (position in the request, item code, score, reason code)."""
 
 
 class BaseRecommender:
@@ -53,9 +55,7 @@ class BaseRecommender:
     ) -> BaseRecommender:
         raise NotImplementedError
 
-    def _score(
-        self, customers: Customers, k: int, excluded: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
         """(pos, item, score, reason code) rows; excluded = sorted pos * n_items + item keys
         the subclass may skip early (the base drops them anyway)."""
         raise NotImplementedError
@@ -81,11 +81,13 @@ class BaseRecommender:
         cat = self.catalogue_
         codes = cat.customer_codes(ids)
         store, channel = self._context(ids, context)
+        all_excluded = self._excluded(ids, codes, exclude)
         frames = []
         for lo in range(0, len(ids), CHUNK):
             sl = slice(lo, lo + CHUNK)
             cust = resolve_customers(self.snapshot_, cat, codes[sl], store[sl], channel[sl])
-            excluded = self._excluded(ids[sl], cust.code, exclude)
+            bounds = np.searchsorted(all_excluded, [lo * cat.n_items, (lo + CHUNK) * cat.n_items])
+            excluded = all_excluded[bounds[0] : bounds[1]] - lo * cat.n_items
             pos, item, score, reason = self._score(cust, k, excluded)
             pos, item, score, reason, rank = _top_k(
                 pos, item, score, reason, excluded, cat.n_items, k

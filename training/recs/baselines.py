@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from training.recs.als import ALSParams, top_n
-from training.recs.base import BaseRecommender
+from training.recs.base import BaseRecommender, Rows
 from training.recs.candidates import REASON_OF_SOURCE, Customers
 from training.recs.coldstart import popularity_rows
 from training.recs.data import History
@@ -67,7 +67,9 @@ class _SnapshotBaseline(BaseRecommender):
         self.as_of_ = as_of
         return self
 
-    def _popular(self, customers: Customers, rows: np.ndarray, k: int, excluded: np.ndarray):
+    def _popular(
+        self, customers: Customers, rows: np.ndarray, k: int, excluded: np.ndarray
+    ) -> Rows:
         depth = k + _max_excluded(excluded, self.catalogue_.n_items)
         return popularity_rows(self.snapshot_, customers, rows, depth, segments=False)
 
@@ -77,7 +79,7 @@ class PopularityRecommender(_SnapshotBaseline):
 
     name = "popularity"
 
-    def _score(self, customers: Customers, k: int, excluded: np.ndarray):
+    def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
         return self._popular(customers, np.arange(len(customers)), k, excluded)
 
 
@@ -86,7 +88,7 @@ class BuyAgainRecommender(_SnapshotBaseline):
 
     name = "buy_again_popularity"
 
-    def _score(self, customers: Customers, k: int, excluded: np.ndarray):
+    def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
         snap = self.snapshot_
         owner, at = snap.bought.slices(customers.code)
         times = snap.bought.columns["times_bought"][at].astype(np.float64)
@@ -136,7 +138,7 @@ class ALSRecommender(_SnapshotBaseline):
     def _event_weights(self) -> Mapping[str, float] | None:
         return self.event_weights
 
-    def _score(self, customers: Customers, k: int, excluded: np.ndarray):
+    def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
         snap, n_items = self.snapshot_, self.catalogue_.n_items
         known = customers.code >= 0
         warm = np.flatnonzero(known & snap.active[np.maximum(customers.code, 0)])

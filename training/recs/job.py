@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -31,6 +31,9 @@ from training.recs.data import History
 from training.recs.evaluate import Evaluation, Holdout, comparison_table, evaluate
 from training.recs.model import Recommender, default_cutoff
 from training.splits import TemporalSplit
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REGISTERED_NAME = "recommender"
 JOB_NAME = "recommender"
@@ -145,7 +148,7 @@ def fit_and_evaluate(
     )
 
 
-def metric_by_k_figure(evaluations: Mapping[str, Evaluation]):
+def metric_by_k_figure(evaluations: Mapping[str, Evaluation]) -> Figure:
     """NDCG, recall, precision and hit rate against k (1..20), one line per recommender."""
     from training.tracking import new_figure
 
@@ -160,7 +163,7 @@ def metric_by_k_figure(evaluations: Mapping[str, Evaluation]):
     return fig
 
 
-def importance_figure(importance: pd.Series):
+def importance_figure(importance: pd.Series) -> Figure:
     """Horizontal bars of the ranker's gain per feature."""
     from training.tracking import new_figure
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from training.recs.als import ALSParams
-from training.recs.base import BaseRecommender
+from training.recs.base import BaseRecommender, Rows
 from training.recs.candidates import (
     CandidateParams,
     Candidates,
@@ -233,9 +233,7 @@ class Recommender(BaseRecommender):
 
     # ------------------------------------------------------------------ predict
 
-    def _score(
-        self, customers: Customers, k: int, excluded: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
         snap, cat = self.snapshot_, self.catalogue_
         known = customers.code >= 0
         warm = known & snap.active[np.maximum(customers.code, 0)]

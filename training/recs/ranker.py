@@ -8,6 +8,7 @@ Early stopping reads NDCG@10 on the validation cutoff's groups only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def fit_ranker(
     features: list[str],
     params: dict | None,
     random_state: int,
-):
+) -> Any:
     """An ``lightgbm.LGBMRanker`` fitted with early stopping on ``valid``."""
     import lightgbm as lgb
 
