@@ -144,7 +144,7 @@ class ALSRecommender(_SnapshotBaseline):
         warm = np.flatnonzero(known & snap.active[np.maximum(customers.code, 0)])
         cold = np.setdiff1d(np.arange(len(customers)), warm)
         skip = None
-        if len(excluded):
+        if len(excluded) and len(warm):
             owner = excluded // n_items
             at = np.searchsorted(warm, owner)
             ok = (at < len(warm)) & (warm[np.minimum(at, len(warm) - 1)] == owner)
