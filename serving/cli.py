@@ -12,6 +12,7 @@ import typer
 
 from features.cli import app as data_app
 from training.cli import models_app
+from training.train_cli import app as train_app
 
 app = typer.Typer(
     name="omni",
@@ -23,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
 
 

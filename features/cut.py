@@ -1,0 +1,120 @@
+"""One cutoff of the event log: the events in ``[T - lookback, T)`` and who gets a row.
+
+Builders work on a :class:`Cut`: compact customer codes ``0 .. n-1`` in sorted id
+order (``n`` is a catch-all for rows without a customer), ages in whole seconds
+before ``T`` (exact for every window and day boundary, since those are whole
+seconds too) and whole days before ``T``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.encode import DAY_US, UNKNOWN_TS, EncodedEvents, to_us
+from features.registry import check_windows
+
+
+@dataclass
+class Cut:
+    """Rows of one cutoff, as arrays over the selected events (``rows`` into the encoding)."""
+
+    enc: EncodedEvents
+    as_of: pd.Timestamp
+    t_us: int
+    windows: tuple[int, ...]
+    members: np.ndarray  # encoded customer code of each output row (sorted)
+    rows: slice | np.ndarray  # selected event rows
+    code: np.ndarray  # int64 compact customer code per selected row (n: none)
+    age: np.ndarray  # int32 whole seconds before the cutoff
+    day: np.ndarray  # int32 whole days before the cutoff, 0 .. lookback - 1
+    channel: np.ndarray
+    event_type: np.ndarray
+
+    @property
+    def width(self) -> int:
+        """Slots per group in grouped arrays: one per member, plus the catch-all."""
+        return len(self.members) + 1
+
+    @property
+    def n(self) -> int:
+        """Customers that get a row."""
+        return len(self.members)
+
+    @property
+    def lookback(self) -> int:
+        return self.windows[-1]
+
+    @property
+    def ids(self) -> pd.Index:
+        return self.enc.ids[self.members]
+
+    def band_of_day(self, day: np.ndarray) -> np.ndarray:
+        """Index of the shortest window containing each day (windows are nested)."""
+        lut = np.searchsorted(np.asarray(self.windows), np.arange(self.lookback), side="right")
+        return lut.astype(np.int8)[day]
+
+    def pick(self, values: np.ndarray) -> np.ndarray:
+        """An encoded per-event array restricted to the selected rows."""
+        return values[self.rows]
+
+    def compact(self, encoded_codes: np.ndarray) -> np.ndarray:
+        """Encoded customer codes -> compact codes (``n`` for none / not a member)."""
+        return self._remap[encoded_codes]
+
+    def __post_init__(self) -> None:
+        remap = np.full(len(self.enc.ids) + 1, self.n, dtype=np.int64)
+        remap[self.members] = np.arange(self.n, dtype=np.int64)
+        self._remap = remap  # index -1 (no customer) lands on the last slot: n
+
+
+def ages(t_us: int, ts_us: np.ndarray) -> np.ndarray:
+    """Whole seconds from each timestamp to the cutoff, int32 (spans up to 68 years)."""
+    return ((t_us - ts_us) // 1_000_000).astype(np.int32)
+
+
+def cut(enc: EncodedEvents, as_of: pd.Timestamp | str, windows=(7, 30, 90, 365)) -> Cut:
+    """Select the events of ``[as_of - max(windows) days, as_of)`` and the members."""
+    windows = check_windows(windows)
+    t_us = to_us(as_of)
+    lo = t_us - windows[-1] * DAY_US
+    ts = enc.ts
+    if enc.ts_sorted:  # a contiguous slice: no copy at all
+        rows: slice | np.ndarray = slice(
+            int(np.searchsorted(ts, lo, "left")), int(np.searchsorted(ts, t_us, "left"))
+        )
+    else:
+        in_span = (ts >= lo) & (ts < t_us)
+        rows = slice(None) if bool(in_span.all()) else np.flatnonzero(in_span)
+    cust = enc.cust[rows]
+    n_ids = len(enc.ids)
+    seen = np.zeros(n_ids + 1, dtype=bool)
+    seen[cust] = True  # -1 (no customer) marks the spare last slot
+    signup = enc.customers.signup_us
+    listed = enc.customers.listed & ((signup < t_us) | (signup == UNKNOWN_TS))
+    member = seen[:n_ids] | listed
+    members = np.flatnonzero(member)
+    n = len(members)
+    if n == n_ids:
+        code = np.where(cust >= 0, cust, n).astype(np.int64)
+    else:
+        remap = np.full(n_ids + 1, n, dtype=np.int64)
+        remap[members] = np.arange(n, dtype=np.int64)
+        code = remap[cust]
+    age = ages(t_us, ts[rows])
+    day = age // 86_400
+    return Cut(
+        enc=enc,
+        as_of=pd.Timestamp(t_us, unit="us", tz="UTC"),
+        t_us=t_us,
+        windows=windows,
+        members=members,
+        rows=rows,
+        code=code,
+        age=age,
+        day=day,
+        channel=enc.channel[rows],
+        event_type=enc.event_type[rows],
+    )

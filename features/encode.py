@@ -1,0 +1,214 @@
+"""Events and dimension tables as flat numpy arrays, ready for grouped arithmetic.
+
+Encoding is independent of the cutoff, so rolling snapshots encode once and cut many
+times. Strings become int32 codes (customers and stores in sorted id order), timestamps
+int64 microseconds since the epoch (UTC), channel / event type the contract's fixed
+category codes. Columns are viewed, not copied, wherever pandas allows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from features.ids import factorize
+from features.schema import (
+    CHANNELS,
+    CUSTOMERS,
+    EVENT_TYPES,
+    EVENTS,
+    LOYALTY_TIERS,
+    OUTREACH_CHANNELS,
+    as_contract_frame,
+)
+
+DAY_US = 86_400_000_000
+UNKNOWN_TS = np.iinfo(np.int64).min
+PURCHASE = EVENT_TYPES.index("purchase")
+
+
+@dataclass
+class Customers:
+    """Customer-table attributes aligned with the customer codes (one entry per id)."""
+
+    listed: np.ndarray  # bool: the customer has a row in the customers table
+    signup_us: np.ndarray  # int64; UNKNOWN_TS when unknown or unlisted
+    tier: np.ndarray  # int8 rank in LOYALTY_TIERS, -1 unknown
+    home_store: np.ndarray  # int32 store code, -1 unknown
+    consent: dict[str, np.ndarray] = field(default_factory=dict)  # channel -> bool
+
+
+@dataclass
+class EncodedEvents:
+    """The event log as arrays. ``cust`` / ``store`` index ``ids`` / ``stores`` (-1: none)."""
+
+    ids: pd.Index
+    cust: np.ndarray
+    ts: np.ndarray
+    channel: np.ndarray
+    event_type: np.ndarray
+    amount: np.ndarray
+    discount: np.ndarray | None
+    store: np.ndarray
+    stores: pd.Index
+    customers: Customers
+    ts_sorted: bool
+    _events: pd.DataFrame = field(repr=False)
+
+    @property
+    def n_events(self) -> int:
+        return len(self.ts)
+
+    @cached_property
+    def orders(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of purchase lines and their order code (one code per customer's order).
+
+        An order is the customer's ``order_id``; lines without one are grouped by
+        (customer, ts), as a till or web shop writes the lines of one order at once.
+        """
+        rows = np.flatnonzero(self.event_type == PURCHASE)
+        if "order_id" not in self._events.columns:
+            ids = pd.Series(np.full(len(rows), None, dtype=object), dtype="str")
+        else:
+            ids = self._events["order_id"].iloc[rows]
+        (code,), named = factorize(ids, sort=False)
+        code = code.astype(np.int64)
+        cust = self.cust[rows]
+        n_named = len(named)
+        if n_named:  # an order_id shared by two customers is two orders
+            owner = np.full(n_named, -1, dtype=np.int64)
+            has = code >= 0
+            owner[code[has]] = cust[has]
+            if not bool((owner[code[has]] == cust[has]).all()):
+                pair = np.stack([code[has], cust[has]], axis=1)
+                _, inv = np.unique(pair, axis=0, return_inverse=True)
+                code[has] = inv.ravel()
+                n_named = int(inv.max()) + 1
+        unnamed = code < 0
+        if unnamed.any():
+            pair = np.stack([cust[unnamed], self.ts[rows[unnamed]]], axis=1)
+            _, inv = np.unique(pair, axis=0, return_inverse=True)
+            code[unnamed] = n_named + inv.ravel()
+        return rows, code
+
+    def column(self, name: str) -> pd.Series | None:
+        """An original events column (for builders that need more than the core arrays)."""
+        return self._events[name] if name in self._events.columns else None
+
+
+def encode_events(events: pd.DataFrame, customers: pd.DataFrame | None = None) -> EncodedEvents:
+    """Encode contract events (+ the customers table, optional) as flat arrays."""
+    missing = [c for c in EVENTS.required if c not in events.columns]
+    if missing:
+        raise ValueError(f"events lack required column(s): {', '.join(missing)}")
+    events = _contract_categories(events)
+    if customers is None:
+        customers = pd.DataFrame({"customer_id": pd.Series([], dtype="str")})
+    customers = as_contract_frame(customers, CUSTOMERS)
+    ev_ids = (
+        events["customer_id"]
+        if "customer_id" in events.columns
+        else pd.Series(np.full(len(events), None, dtype=object), dtype="str")
+    )
+    (cust, cust_of_row), ids = factorize(ev_ids, customers["customer_id"])
+    store_cols = [events["store_id"]] if "store_id" in events.columns else []
+    if "home_store_id" in customers.columns:
+        store_cols.append(customers["home_store_id"])
+    store_codes, stores = factorize(*store_cols) if store_cols else ([], pd.Index([], dtype="str"))
+    store = store_codes[0] if "store_id" in events.columns else np.full(len(events), -1, np.int32)
+    home = store_codes[-1] if "home_store_id" in customers.columns else None
+    ts = _ts_us(events["ts"])
+    return EncodedEvents(
+        ids=ids,
+        cust=cust,
+        ts=ts,
+        channel=events["channel"].cat.codes.to_numpy(),
+        event_type=events["event_type"].cat.codes.to_numpy(),
+        amount=_floats(events, "amount"),
+        discount=_floats(events, "discount") if "discount" in events.columns else None,
+        store=store,
+        stores=stores,
+        customers=_customer_attributes(customers, cust_of_row, len(ids), home),
+        ts_sorted=bool(len(ts) < 2 or (ts[1:] >= ts[:-1]).all()),
+        _events=events,
+    )
+
+
+def _contract_categories(events: pd.DataFrame) -> pd.DataFrame:
+    """Channel / event type as the contract's fixed Categoricals; reject unknown values."""
+    ok = all(
+        isinstance(events[c].dtype, pd.CategoricalDtype)
+        and tuple(events[c].cat.categories) == allowed
+        for c, allowed in (("channel", CHANNELS), ("event_type", EVENT_TYPES))
+    )
+    if not ok:
+        events = as_contract_frame(events[[c for c in events.columns]], EVENTS)
+    for col in ("channel", "event_type"):
+        codes = events[col].cat.codes.to_numpy()
+        if (codes < 0).any():
+            bad = events[col].astype(object)[codes < 0].iloc[0]
+            raise ValueError(f"events.{col} has a value outside the contract: {bad!r}")
+    return events
+
+
+def _ts_us(ts: pd.Series) -> np.ndarray:
+    """Timestamps as int64 microseconds since the epoch, UTC (naive ones read as UTC)."""
+    if not pd.api.types.is_datetime64_any_dtype(ts.dtype):
+        ts = pd.to_datetime(ts, utc=True)
+    if ts.isna().any():
+        raise ValueError("events.ts has missing timestamps")
+    arr = ts.array
+    unit = getattr(arr, "unit", "ns")
+    values = np.asarray(arr.asi8)
+    scale = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": -1_000}[unit]
+    if scale == 1:
+        return values
+    return values // -scale if scale < 0 else values * scale
+
+
+def to_us(t: pd.Timestamp | str) -> int:
+    """A cutoff as int64 microseconds, UTC (naive times are UTC)."""
+    t = pd.Timestamp(t)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return int(t.value) // 1_000  # Timestamp.value is nanoseconds whatever the unit
+
+
+def _floats(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _customer_attributes(
+    customers: pd.DataFrame, codes: np.ndarray, n: int, home: np.ndarray | None
+) -> Customers:
+    listed = np.zeros(n, dtype=bool)
+    signup = np.full(n, UNKNOWN_TS, dtype=np.int64)
+    tier = np.full(n, -1, dtype=np.int8)
+    home_store = np.full(n, -1, dtype=np.int32)
+    ok = codes >= 0
+    at = codes[ok]
+    listed[at] = True
+    if "signup_ts" in customers.columns:
+        s = customers["signup_ts"]
+        known = s.notna().to_numpy()
+        values = np.full(len(s), UNKNOWN_TS, dtype=np.int64)
+        values[known] = _ts_us(s[known])
+        signup[at] = values[ok]
+    if "loyalty_tier" in customers.columns:
+        t = customers["loyalty_tier"]
+        t = t.cat.set_categories(list(LOYALTY_TIERS)) if hasattr(t, "cat") else t
+        tier[at] = t.cat.codes.to_numpy()[ok]
+    if home is not None:
+        home_store[at] = home[ok]
+    consent = {}
+    for ch in OUTREACH_CHANNELS:
+        flags = np.zeros(n, dtype=bool)
+        col = f"consent_{ch}"
+        if col in customers.columns:
+            flags[at] = customers[col].fillna(False).to_numpy(dtype=bool)[ok]
+        consent[ch] = flags
+    return Customers(listed, signup, tier, home_store, consent)

@@ -1,0 +1,93 @@
+"""Churn and next-best-channel jobs on synthetic data: beat their baselines, recover the
+planted structure, and reproduce exactly with the same seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.consent import apply_consent
+from features.identity import resolve_identities
+from features.synthetic import generate
+from training.customer_jobs import JobConfig, train_churn, train_next_channel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    data = generate(n_customers=3000, days=365, seed=5)
+    events, _ = resolve_identities(data.events)
+    return data, events
+
+
+@pytest.fixture(scope="module")
+def churn(synthetic):
+    data, events = synthetic
+    return train_churn(events, data.customers, JobConfig(seed=1))
+
+
+@pytest.fixture(scope="module")
+def channel(synthetic):
+    data, events = synthetic
+    return train_next_channel(events, data.customers, JobConfig(seed=1))
+
+
+def test_churn_beats_both_heuristics(churn):
+    m = churn.metrics
+    for metric in ("roc_auc", "average_precision"):
+        for baseline in ("recency", "frequency"):
+            assert m[f"test_{metric}"] > m[f"baseline_{baseline}_test_{metric}"] + 0.01, (
+                metric,
+                baseline,
+                m,
+            )
+    assert set(churn.figures) >= {"roc.png", "precision_recall.png", "calibration.png"}
+
+
+def test_churn_is_calibrated_on_the_test_cutoff(churn, synthetic):
+    # Calibrated on the validation cutoff only; on the untouched test cutoff the mean
+    # predicted probability should still be close to the observed churn rate.
+    m = churn.metrics
+    assert m["test_brier"] < m["test_positive_rate"] * (1 - m["test_positive_rate"])
+
+
+def test_channel_beats_baselines_on_labels(channel):
+    m = channel.metrics
+    for baseline in ("most_used", "last_used"):
+        # Measured: model 0.79, most-used 0.76, last-used 0.64 on this data.
+        assert m["test_accuracy"] > m[f"baseline_{baseline}_test_accuracy"] + 0.015, m
+
+
+def test_channel_recovers_the_planted_best_channel(channel, synthetic):
+    """Against ground truth (not labels): the model's top channel is the planted best
+    channel far more often than either baseline's pick."""
+    data, events = synthetic
+    truth = data.truth["customers"].set_index("customer_id")["best_channel"]
+    from features.labels import next_channel_labels
+    from training.customer_jobs import _last_used, _most_used
+    from training.datasets import labelled_snapshots
+
+    t = channel.split.test
+    X, _ = labelled_snapshots(events, data.customers, [t], next_channel_labels, "channel")[t]
+    X = X.loc[X.index.intersection(truth.index)]
+    classes = list(channel.model.classes_)
+    proba = apply_consent(channel.model.predict_proba(X), data.customers)
+    picks = {
+        "model": np.asarray(classes, object)[proba.to_numpy().argmax(axis=1)],
+        "most_used": _most_used(X, classes),
+        "last_used": _last_used(X, classes),
+    }
+    hit = {k: float((v == truth.loc[X.index].to_numpy()).mean()) for k, v in picks.items()}
+    # Measured at this size: model 0.88, most-used 0.84, last-used 0.64. Most-used is
+    # strong here because planted affinity drives engagement shares directly.
+    assert hit["model"] > max(hit["most_used"], hit["last_used"]) + 0.02, hit
+    assert hit["model"] > 0.8, hit
+
+
+def test_same_seed_same_metrics(synthetic, churn):
+    data, events = synthetic
+    again = train_churn(events, data.customers, JobConfig(seed=1))
+    assert again.metrics == churn.metrics
+    pd.testing.assert_series_equal(again.importance, churn.importance)

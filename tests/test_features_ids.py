@@ -1,0 +1,87 @@
+"""features.ids: exact, sorted factorization of string ids on every code path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features import ids
+from features.ids import factorize
+
+
+def _check(*columns: pd.Series, sort: bool = True) -> None:
+    codes, uniques = factorize(*columns, sort=sort)
+    values = pd.concat(columns, ignore_index=True)
+    expected = sorted(set(values.dropna()))
+    assert sorted(uniques) == expected
+    if sort:
+        assert list(uniques) == expected
+    for col, code in zip(columns, codes, strict=True):
+        assert code.dtype == np.int32
+        got = [None if c < 0 else uniques[c] for c in code]
+        assert got == [None if pd.isna(v) else v for v in col]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["b", "a", "b", None, "ccc", ""],  # mixed widths under 8 bytes: exact key + length
+        ["C0000001", "C0000002", "C0000001"],  # exactly 8 bytes: the word is the key
+        ["abcdefghij", "x", "abcdefghij", "abcdefghik", None, "é", "ü"],  # hashed + checked
+        ["a", "a\x00", "a"],  # a trailing NUL byte is a different id
+        ["O000000001", "O000000002"] * 3,  # fixed width, two words
+        [None, None],
+        [],
+    ],
+)
+def test_small_cases(values):
+    _check(pd.Series(values, dtype="str"))
+
+
+def test_several_columns_share_codes():
+    _check(pd.Series(["C3", "C1", None], dtype="str"), pd.Series(["C1", "C2"], dtype="str"))
+
+
+def test_categorical_uses_its_codes_sorted():
+    col = pd.Series(pd.Categorical(["b", "a", None, "b"], categories=["b", "a", "z"]))
+    (codes,), uniques = factorize(col)
+    assert list(uniques) == ["a", "b", "z"]
+    assert codes.tolist() == [1, 0, -1, 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=20)), max_size=40))
+def test_any_strings(values):
+    _check(pd.Series(values, dtype="str"))
+    _check(pd.Series(values, dtype="str"), sort=False)
+
+
+def test_large_input_partitions_and_collapses_runs(monkeypatch):
+    """Partitioned hashing and run collapsing (used above ~2M rows) give the same codes."""
+    monkeypatch.setattr(ids, "_PARTITION_MIN_ROWS", 64)
+    rng = np.random.default_rng(3)
+    for fmt in ("C{:07d}", "O{:09d}", "{}"):
+        names = np.array([fmt.format(i) for i in range(500)], dtype=object)
+        idx = np.sort(rng.integers(0, 500, 5000))  # long runs of equal ids
+        idx[::5] = rng.integers(0, 500, len(idx[::5]))
+        col = pd.Series(names[idx], dtype="str")
+        col[::13] = None
+        _check(col)
+        _check(col, sort=False)
+
+
+def test_hash_collision_falls_back_to_exact(monkeypatch):
+    """If two different long ids ever hashed alike, the check catches it and stays exact."""
+    monkeypatch.setattr(ids, "_MUL", np.uint64(0))  # every long id hashes to the same key
+    _check(pd.Series(["abcdefghij", "abcdefghik", "abcdefghij"], dtype="str"))
+
+
+def test_sliced_and_chunked_arrow_input():
+    arr = pa.chunked_array([["x", "yy"], ["x", None, "zzzzzzzzzz"]])
+    (codes,), uniques = factorize(arr.slice(1))
+    assert list(uniques) == ["x", "yy", "zzzzzzzzzz"]
+    assert codes.tolist() == [1, 0, -1, 2]

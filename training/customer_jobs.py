@@ -1,0 +1,199 @@
+"""Training jobs for the two customer-level models: churn and next best channel.
+
+Each job builds labelled snapshots at the split's cutoffs, fits on the training
+cutoffs (early stopping / calibration on the validation cutoff), and evaluates the
+model and its baselines on the test cutoff, which nothing was fitted on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from features.consent import apply_consent
+from features.labels import churn_labels, next_channel_labels
+from training.classifiers import ChurnModel, NextChannelModel
+from training.datasets import labelled_snapshots, stack
+from training.evaluation import (
+    channel_metrics,
+    churn_figures,
+    churn_metrics,
+    confusion_figure,
+    importance_figure,
+    one_hot_choice,
+)
+from training.splits import TemporalSplit, temporal_split
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Label windows and cutoffs of a customer-model job."""
+
+    lookback_days: int = 90
+    horizon_days: int = 60
+    n_train_cutoffs: int = 4
+    step_days: int = 30
+    attribution_days: int = 7
+    params: dict | None = None
+    seed: int = 42
+
+
+@dataclass
+class JobResult:
+    """A fitted model with everything a tracked run logs about it."""
+
+    name: str
+    model: object
+    split: TemporalSplit
+    metrics: dict[str, float]  # "test_<metric>" for the model, "<baseline>_test_<metric>"
+    gate_metric: str
+    params: dict[str, object]
+    rows: dict[str, int]
+    figures: dict[str, object] = field(default_factory=dict)
+    importance: pd.Series | None = None
+    input_example: pd.DataFrame | None = None
+    seconds: float = 0.0
+
+
+def _split(events: pd.DataFrame, config: JobConfig) -> TemporalSplit:
+    return temporal_split(
+        events["ts"].min(),
+        events["ts"].max(),
+        horizon_days=config.horizon_days,
+        lookback_days=config.lookback_days,
+        n_train=config.n_train_cutoffs,
+        step_days=config.step_days,
+    )
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}test_{k}": v for k, v in metrics.items()}
+
+
+def train_churn(
+    events: pd.DataFrame, customers: pd.DataFrame, config: JobConfig = JobConfig()
+) -> JobResult:
+    """Churn: LightGBM vs recency-alone and frequency-alone heuristics on the test cutoff."""
+    t0 = time.perf_counter()
+    split = _split(events, config)
+    label = partial(
+        churn_labels, lookback_days=config.lookback_days, horizon_days=config.horizon_days
+    )
+    snaps = labelled_snapshots(
+        events, customers, [*split.train, split.valid, split.test], label, "churned"
+    )
+    X, y = stack([snaps[t] for t in split.train])
+    Xv, yv = snaps[split.valid]
+    Xt, yt = snaps[split.test]
+    model = ChurnModel(params=config.params, random_state=config.seed).fit(X, y, Xv, yv)
+    proba = model.predict_proba(Xt)
+    baselines = {
+        # Longer since the last purchase -> more likely gone; fewer orders -> more likely gone.
+        "recency": Xt["days_since_last_purchase"].to_numpy(np.float64),
+        "frequency": -Xt["orders_90d"].to_numpy(np.float64),
+    }
+    metrics = _prefixed("", churn_metrics(yt, proba, probability=True))
+    for name, score in baselines.items():
+        metrics |= _prefixed(f"baseline_{name}_", churn_metrics(yt, score))
+    figures = churn_figures(yt.to_numpy(), proba, baselines)
+    importance = model.feature_importance()
+    figures["feature_importance.png"] = importance_figure(importance)
+    return JobResult(
+        name="churn",
+        model=model,
+        split=split,
+        metrics=metrics,
+        gate_metric="test_average_precision",
+        params={**_config_params(config), "best_iteration": model.best_iteration_},
+        rows={"train": len(X), "valid": len(Xv), "test": len(Xt)},
+        figures=figures,
+        importance=importance,
+        input_example=Xt.head(5),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _most_used(X: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """Baseline: the channel with the largest share of the customer's engagements."""
+    cols = [f"share_engagements_{c}" for c in classes]
+    shares = X.reindex(columns=cols).fillna(0.0).to_numpy()
+    return np.asarray(classes, dtype=object)[shares.argmax(axis=1)]
+
+
+def _last_used(X: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """Baseline: the channel the customer used most recently."""
+    cols = [f"days_since_last_{c}" for c in classes]
+    days = X.reindex(columns=cols).to_numpy(dtype=np.float64)
+    days = np.where(np.isnan(days), np.inf, days)
+    return np.asarray(classes, dtype=object)[days.argmin(axis=1)]
+
+
+def train_next_channel(
+    events: pd.DataFrame, customers: pd.DataFrame, config: JobConfig = JobConfig()
+) -> JobResult:
+    """Next best channel: multiclass LightGBM vs most-used and last-used channel baselines,
+    all scored after consent (the same rule scoring applies)."""
+    t0 = time.perf_counter()
+    split = _split(events, config)
+    label = partial(
+        next_channel_labels,
+        horizon_days=config.horizon_days,
+        attribution_days=config.attribution_days,
+    )
+    snaps = labelled_snapshots(
+        events, customers, [*split.train, split.valid, split.test], label, "channel"
+    )
+    X, y = stack([snaps[t] for t in split.train])
+    Xv, yv = snaps[split.valid]
+    Xt, yt = snaps[split.test]
+    model = NextChannelModel(params=config.params, random_state=config.seed).fit(
+        X, y.to_numpy(), Xv, yv.to_numpy()
+    )
+    classes = list(model.classes_)
+    proba = apply_consent(model.predict_proba(Xt), customers)
+    metrics = _prefixed("", channel_metrics(yt.to_numpy(), proba))
+    for name, pick in {
+        "most_used": _most_used(Xt, classes),
+        "last_used": _last_used(Xt, classes),
+    }.items():
+        table = apply_consent(one_hot_choice(pick, classes, Xt.index), customers)
+        metrics |= _prefixed(f"baseline_{name}_", channel_metrics(yt.to_numpy(), table))
+    predicted = np.asarray(proba.columns, dtype=object)[proba.to_numpy().argmax(axis=1)]
+    importance = model.feature_importance()
+    figures = {
+        "confusion_matrix.png": confusion_figure(yt.to_numpy(), predicted, classes),
+        "feature_importance.png": importance_figure(importance),
+    }
+    return JobResult(
+        name="next_best_channel",
+        model=model,
+        split=split,
+        metrics=metrics,
+        gate_metric="test_accuracy",
+        params={
+            **_config_params(config),
+            "classes": ",".join(classes),
+            "best_iteration": model.best_iteration_,
+        },
+        rows={"train": len(X), "valid": len(Xv), "test": len(Xt)},
+        figures=figures,
+        importance=importance,
+        input_example=Xt.head(5),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _config_params(config: JobConfig) -> dict[str, object]:
+    return {
+        "lookback_days": config.lookback_days,
+        "horizon_days": config.horizon_days,
+        "n_train_cutoffs": config.n_train_cutoffs,
+        "step_days": config.step_days,
+        "attribution_days": config.attribution_days,
+        "seed": config.seed,
+        **{f"lgbm_{k}": v for k, v in (config.params or {}).items()},
+    }

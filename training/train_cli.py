@@ -1,0 +1,95 @@
+"""`omni train ...`: train the models on the events store, log to MLflow, gate and register."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from features.console import console, say, step, user_errors
+
+app = typer.Typer(
+    help="Train models on the events store; each run is tracked in MLflow and registered "
+    "as @champion only if it beats the current champion on the same holdout metric.",
+    no_args_is_help=True,
+)
+
+JOBS = ("churn", "channel")
+
+
+def _config(lookback: int, horizon: int, cutoffs: int, seed: int | None, settings):
+    from training.customer_jobs import JobConfig
+
+    return JobConfig(
+        lookback_days=lookback,
+        horizon_days=horizon,
+        n_train_cutoffs=cutoffs,
+        seed=settings.seed if seed is None else seed,
+    )
+
+
+def run_jobs(settings, jobs: tuple[str, ...], config) -> list:
+    """Train each job in turn on the store's data; print metrics and the gate's decision."""
+    from training.runner import load_training_data, run_customer_job
+
+    with step("read the events store"):
+        events, customers = load_training_data(settings)
+    say(f"{len(events):,} events, {len(customers):,} customers; MLflow: {settings.tracking_uri}")
+    outcomes = []
+    for job in jobs:
+        with step(f"train {job}"):
+            outcome = run_customer_job(settings, job, events, customers, config, say=say)
+        _report(outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _report(outcome) -> None:
+    r, d = outcome.result, outcome.decision
+    model = {k[len("test_") :]: v for k, v in r.metrics.items() if k.startswith("test_")}
+    console.print(
+        f"  [bold]{r.name}[/] test cutoff {r.split.test:%Y-%m-%d}: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in model.items() if k != "positive_rate")
+    )
+    for key, value in sorted(r.metrics.items()):
+        if key.startswith("baseline_") and key.endswith(r.gate_metric):
+            console.print(f"    {key}: {value:.3f}")
+    colour = "green" if d.alias == "champion" else "yellow"
+    console.print(f"  [{colour}]{r.name} v{d.version} -> @{d.alias}[/]: {d.reason}")
+
+
+def _command(job: str):
+    def command(
+        ctx: typer.Context,
+        lookback: Annotated[
+            int,
+            typer.Option(
+                min=1,
+                help="Days a customer must have bought in before the cutoff (churn population).",
+            ),
+        ] = 90,
+        horizon: Annotated[
+            int, typer.Option(min=1, help="Label window after each cutoff, in days.")
+        ] = 60,
+        cutoffs: Annotated[
+            int, typer.Option(min=1, help="Rolling training cutoffs, 30 days apart.")
+        ] = 4,
+        seed: Annotated[
+            int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
+        ] = None,
+    ) -> None:
+        settings = ctx.obj
+        with user_errors():
+            jobs = JOBS if job == "all" else (job,)
+            run_jobs(settings, jobs, _config(lookback, horizon, cutoffs, seed, settings))
+
+    command.__doc__ = {
+        "churn": "Churn risk: LightGBM vs recency / frequency baselines.",
+        "channel": "Next best channel: multiclass LightGBM vs most-used / last-used baselines.",
+        "all": "Every model, one after the other.",
+    }[job]
+    return command
+
+
+for _job in (*JOBS, "all"):
+    app.command(_job)(_command(_job))
