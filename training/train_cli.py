@@ -29,13 +29,11 @@ def _config(lookback: int, horizon: int, cutoffs: int, seed: int | None, setting
 
 
 def quiet_mlflow() -> None:
-    """MLflow's INFO chatter (uv detection, signature validation) hides our progress lines."""
+    """MLflow's INFO chatter (uv detection, signature validation) hides our progress lines;
+    its warnings still show."""
     import logging
-    import warnings
 
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"mlflow\..*")
-    warnings.filterwarnings("ignore", message=r".*Python object as `python_model`.*")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def run_jobs(settings, jobs: tuple[str, ...], config) -> list:
