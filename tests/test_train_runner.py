@@ -65,3 +65,17 @@ def test_channel_model_applies_consent_when_served(settings, data):
     assert (out["email"] == 0).all()
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
     assert isinstance(out, pd.DataFrame)
+
+
+def test_retrain_on_newer_data_is_gated_on_the_new_holdout(settings, data):
+    """Regression (issue 4): a retrain after new data arrives has a new test cutoff; the
+    runner re-scores the champion there, so the gate compares like with like."""
+    events, customers = data
+    config = JobConfig(seed=3, n_train_cutoffs=2, params={"n_estimators": 100})
+    older = events[events["ts"] < events["ts"].max() - pd.Timedelta(days=30)]
+    first = run_customer_job(settings, "churn", older, customers, config)
+    assert first.decision.alias == "champion"
+    newer = run_customer_job(settings, "churn", events, customers, config)
+    assert newer.result.split.test != first.result.split.test
+    assert "(re-scored on this holdout)" in newer.decision.reason
+    assert "not compared" not in newer.decision.reason
