@@ -52,13 +52,16 @@ def root(
 @app.command()
 def run(
     ctx: typer.Context,
-    customers: Annotated[int, typer.Option(min=10, help="Synthetic customers.")] = 5000,
-    days: Annotated[int, typer.Option(min=30, help="Days of history.")] = 365,
+    customers: Annotated[int, typer.Option(min=200, help="Synthetic customers.")] = 5000,
+    days: Annotated[
+        int, typer.Option(min=330, help="Days of history (training needs 330+).")
+    ] = 365,
     seed: Annotated[
         int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
     ] = None,
 ) -> None:
-    """The main job on the embedded default: synthetic data -> identities -> events store."""
+    """The main job on the embedded default: synthetic data -> identities -> events store
+    -> churn and next-best-channel models trained, tracked in MLflow and registered."""
     from serving.main_job import run_main_job
 
     run_main_job(ctx.obj, customers=customers, days=days, seed=seed)

@@ -7,7 +7,10 @@ MLflow never infers them (inference loads the model in a subprocess: many second
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +46,43 @@ def log_python_model(
     returned ``model_uri`` with :func:`training.registry.register_with_gate`.
     """
     signature = infer_signature(signature_df, output_example)
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=python_model,
-        artifacts={k: str(v) for k, v in (artifacts or {}).items()} or None,
-        code_paths=code_paths(),
-        pip_requirements=pip_requirements(),
-        signature=signature,
-        input_example=input_example,
-        metadata=dict(metadata) if metadata else None,
-    )
+    with _without_known_noise():
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=python_model,
+            artifacts={k: str(v) for k, v in (artifacts or {}).items()} or None,
+            code_paths=code_paths(),
+            pip_requirements=pip_requirements(),
+            signature=signature,
+            input_example=input_example,
+            metadata=dict(metadata) if metadata else None,
+        )
+
+
+_NOISE = (
+    "Passing a Python object as `python_model`",  # we log classes from our bundled code
+    "Failed to resolve installed pip version",  # uv venvs have no pip; requirements are pinned
+    "Validating input example against model signature",
+)
+
+
+def _drop_noise(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_NOISE)
+
+
+@contextlib.contextmanager
+def _without_known_noise() -> Iterator[None]:
+    """Silence MLflow's routine messages while logging a model (real warnings still show)."""
+    loggers = [logging.getLogger(n) for n in ("mlflow.pyfunc", "mlflow.utils.environment")]
+    for logger in loggers:
+        logger.addFilter(_drop_noise)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict`")
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_drop_noise)
 
 
 class EstimatorModel(mlflow.pyfunc.PythonModel):

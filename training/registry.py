@@ -218,6 +218,14 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion 
         raise
 
 
+def champion_version(settings: Settings, name: str) -> int | None:
+    """The version behind ``@champion`` (None when there is none yet)."""
+    if not _has_store(settings):
+        return None
+    version = _alias_version(_client(settings), check_name(name), CHAMPION)
+    return int(version.version) if version is not None else None
+
+
 def _set_champion(client: MlflowClient, name: str, version: int, previous: int | None) -> None:
     """Move ``@champion``, remembering the one it replaces so rollback can restore it."""
     if previous is not None and previous != version:

@@ -219,8 +219,8 @@ def dataset_fingerprint(frame: pd.DataFrame) -> str:
     value, a row, or a column name changes it. Rows are hashed with
     ``pandas.util.hash_pandas_object`` (SipHash with a fixed key), timestamps at
     microsecond resolution; the sorted row hashes are digested with BLAKE2b.
-    About 0.45 s for the 1.6M Complete Journey events x 15 columns on a 2-core machine
-    (0.8 s while it is busy); string columns cost most, so hash the columns the job read.
+    About 0.5-0.7 s of CPU for the 1.6M Complete Journey events (9-15 columns; string id
+    columns cost most), so hash the columns the job read rather than more.
     """
     import numpy as np
     import pandas as pd

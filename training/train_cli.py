@@ -28,10 +28,19 @@ def _config(lookback: int, horizon: int, cutoffs: int, seed: int | None, setting
     )
 
 
+def quiet_mlflow() -> None:
+    """MLflow's INFO chatter (uv detection, signature validation) hides our progress lines;
+    its warnings still show."""
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def run_jobs(settings, jobs: tuple[str, ...], config) -> list:
     """Train each job in turn on the store's data; print metrics and the gate's decision."""
     from training.runner import load_training_data, run_customer_job
 
+    quiet_mlflow()
     with step("read the events store"):
         events, customers = load_training_data(settings)
     say(f"{len(events):,} events, {len(customers):,} customers; MLflow: {settings.tracking_uri}")
