@@ -14,6 +14,8 @@ the sorted order of the ids, so results never depend on row order.
 from __future__ import annotations
 
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,11 @@ _MAX_WORDS = 8  # ids longer than 64 bytes take Arrow's dictionary encoding
 _RUN_SHARE = 0.7  # collapse adjacent repeats when fewer than this share of rows start a run
 
 STR = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
+def _threads() -> int:
+    """Threads for partitioned hashing: the machine's cores, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def factorize(
@@ -240,18 +247,17 @@ class _Groups:
         self.order = np.argsort(part, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=1 << _PARTITION_BITS))])
         sorted_keys = key[self.order]
+        slices = [(a, b) for a, b in itertools.pairwise(bounds) if a < b]
+        # pandas hashes without the GIL: partitions are independent, so use the cores.
+        with ThreadPoolExecutor(_threads()) as pool:
+            found = list(pool.map(lambda ab: pd.factorize(sorted_keys[ab[0] : ab[1]]), slices))
         local = np.empty(n, dtype=np.int32)
-        uniques = []
         base = 0
-        for a, b in itertools.pairwise(bounds):
-            if a == b:
-                continue
-            c, u = pd.factorize(sorted_keys[a:b])
+        for (a, b), (c, u) in zip(slices, found, strict=True):
             np.add(c, base, out=local[a:b], casting="unsafe")
             base += len(u)
-            uniques.append(u)
         self.local = local  # group numbers in partition order, numbered by first appearance
-        self.keys = np.concatenate(uniques)
+        self.keys = np.concatenate([u for _, u in found])
 
     def first_rows(self) -> np.ndarray:
         """One row per group (its first in partition order), as an original row index."""
