@@ -1,6 +1,6 @@
 """Build the customer feature table from the events store and write it as Parquet.
 
-Reads only the months the cutoff needs (``[as_of - lookback, as_of)``; no feature looks
+Reads only the months the cutoff needs (``(as_of - lookback, as_of)``; no feature looks
 further back, see :mod:`features.registry`), builds the features, and writes them
 atomically with the cutoff, windows and feature list in the Parquet schema metadata, so
 a model can check that a table matches what it was trained on.

@@ -124,18 +124,19 @@ def _lut(cells: dict[tuple[int, int], int], default: int) -> np.ndarray:
 
 
 def _grouped(c: Cut, group: np.ndarray, code: np.ndarray, n_groups: int, weights=None):
-    """Counts (or sums) per (group, customer) as an array of shape (n_groups, width)."""
-    key = group.astype(np.int64) * c.width
+    """Counts (int32) or sums (float64) per (group, customer), shape (n_groups, width)."""
+    key = np.multiply(group, c.width, dtype=np.int64)
     key += code
-    return k.counts(key, n_groups * c.width, weights).reshape(n_groups, c.width)
+    return k.accumulate(key, n_groups * c.width, weights).reshape(n_groups, c.width)
 
 
 def _windows(per_band: np.ndarray, dtype) -> np.ndarray:
     """(..., band, width) -> (..., window, width): bands are disjoint, windows nested.
 
-    (Whole-row adds: several times faster than ``np.cumsum`` along a middle axis.)
+    In place when ``per_band`` already has ``dtype``. (Whole-row adds: several times
+    faster than ``np.cumsum`` along a middle axis.)
     """
-    out = per_band.astype(dtype)
+    out = per_band.astype(dtype, copy=False)
     for j in range(1, out.shape[-2]):
         out[..., j, :] += out[..., j - 1, :]
     return out
@@ -168,7 +169,9 @@ _W_LUT = _lut(
 def _event_counts(c: Cut, pair: np.ndarray) -> dict[str, np.ndarray]:
     """Views, messages, opens, clicks and engagements per window, in one bincount."""
     nb, nc, n = len(c.windows), len(_W_CELLS) + 1, c.n
-    group = _W_LUT[pair] * nb + c.band_of_day(c.day)
+    group = np.take(_W_LUT, pair)
+    group *= nb
+    group += c.band_of_day(c.day)
     per = _grouped(c, group, c.code, nc * nb).reshape(nc, nb, c.width)
     win = _windows(per[: nc - 1], np.int32)  # (cell, window, width)
     out = {}
@@ -206,7 +209,7 @@ _C_LUT = _lut({(ch, et): _channel_cell(ch, et) for ch in range(N_CH) for et in r
 def _channel_counts(c: Cut, pair: np.ndarray) -> dict[str, np.ndarray]:
     """Engagement shares per channel and response rates per outreach channel."""
     n, n_out = c.n, len(OUTREACH_CHANNELS)
-    per = _grouped(c, _C_LUT[pair], c.code, _C_OTHER + 1)[:, :n].astype(np.int32)
+    per = _grouped(c, np.take(_C_LUT, pair), c.code, _C_OTHER + 1)[:, :n]
     sent, opens, clicks, redeems = (
         per[N_CH + i * n_out : N_CH + (i + 1) * n_out] for i in range(4)
     )
@@ -243,7 +246,8 @@ def _recency(c: Cut, pair: np.ndarray, out: dict[str, np.ndarray]) -> np.ndarray
     Returns the age of the last purchase in seconds (for the overdue ratio).
     """
     n, nr = c.n, _R_OTHER + 1
-    key = _R_LUT[pair] * c.width
+    key = np.take(_R_LUT, pair)
+    key *= c.width
     key += c.code
     last = k.minimum(key, c.age, nr * c.width, fill=k.NEVER).reshape(nr, c.width)[:, :n]
     purchase, engaged = last[0:_R_OTHER:2], last[1:_R_OTHER:2]  # (channel, customer)

@@ -1,4 +1,4 @@
-"""One cutoff of the event log: the events in ``[T - lookback, T)`` and who gets a row.
+"""One cutoff of the event log: the events in ``(T - lookback, T)`` and who gets a row.
 
 Builders work on a :class:`Cut`: compact customer codes ``0 .. n-1`` in sorted id
 order (``n`` is a catch-all for rows without a customer), ages in whole seconds
@@ -76,17 +76,21 @@ def ages(t_us: int, ts_us: np.ndarray) -> np.ndarray:
 
 
 def cut(enc: EncodedEvents, as_of: pd.Timestamp | str, windows=(7, 30, 90, 365)) -> Cut:
-    """Select the events of ``[as_of - max(windows) days, as_of)`` and the members."""
+    """Select the events of ``(as_of - max(windows) days, as_of)`` and the members.
+
+    Open at the old end like every window: an event is in the ``w``-day window when it
+    is less than ``w`` days old, so one exactly a lookback old is in none.
+    """
     windows = check_windows(windows)
     t_us = to_us(as_of)
     lo = t_us - windows[-1] * DAY_US
     ts = enc.ts
     if enc.ts_sorted:  # a contiguous slice: no copy at all
         rows: slice | np.ndarray = slice(
-            int(np.searchsorted(ts, lo, "left")), int(np.searchsorted(ts, t_us, "left"))
+            int(np.searchsorted(ts, lo, "right")), int(np.searchsorted(ts, t_us, "left"))
         )
     else:
-        in_span = (ts >= lo) & (ts < t_us)
+        in_span = (ts > lo) & (ts < t_us)
         rows = slice(None) if bool(in_span.all()) else np.flatnonzero(in_span)
     cust = enc.cust[rows]
     n_ids = len(enc.ids)

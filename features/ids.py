@@ -3,17 +3,26 @@
 Turning 10M customer ids into codes is the most expensive step of a feature build: a
 hash table of 1M strings does not fit in cache, and ``pd.factorize`` (or Arrow's
 ``dictionary_encode``) spends most of its time waiting on memory. Here the id bytes
-are read straight from the Arrow buffers as 64-bit words. An id of up to 8 bytes *is*
-its key (exact); longer ids are hashed to 64 bits and every row is then compared with
-its group's first row, so a hash collision can never merge two ids (it falls back to
-Arrow). Keys are split into 64 cache-sized partitions by their top bits (a one-byte
-radix sort) and each partition is hashed on its own. With ``sort`` the codes follow
-the sorted order of the ids, so results never depend on row order.
+are read straight from the Arrow buffers as 64-bit words, and then:
+
+- ids of one width whose varying characters are digits ("C0001234", order numbers) are
+  parsed to integers eight characters at a time (SWAR) and grouped through a presence
+  table: no hashing, and integer order is string order;
+- other ids of up to 8 bytes are their own 64-bit key (exact); longer ids are hashed to
+  64 bits and every row is compared with its group's first row, so a collision can
+  never merge two ids (it falls back to Arrow);
+- keys are split into 64 cache-sized partitions by their top bits and the partitions
+  are hashed on all cores (pandas hashes without the GIL).
+
+With ``sort`` the codes follow the sorted order of the ids, so results never depend on
+row order.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,11 +34,17 @@ _MUL_INV = np.uint64(pow(0x9E3779B97F4A7C15, -1, 1 << 64))
 _MIX = np.uint64(0xFF51AFD7ED558CCD)
 _LOW56 = np.uint64((1 << 56) - 1)
 _PARTITION_BITS = 6
-_PARTITION_MIN_ROWS = 1 << 21  # below this one hash table fits well enough in cache
+_PARTITION_MIN_ROWS = 1 << 18  # below this one hash table fits well enough in cache
 _MAX_WORDS = 8  # ids longer than 64 bytes take Arrow's dictionary encoding
+_COLLAPSE_MIN_ROWS = 1 << 18  # smaller inputs are hashed as they are
 _RUN_SHARE = 0.7  # collapse adjacent repeats when fewer than this share of rows start a run
 
 STR = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
+def _threads() -> int:
+    """Threads for partitioned hashing: the machine's cores, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def factorize(
@@ -47,6 +62,9 @@ def factorize(
     parts = [_words(a) for a in arrays]
     if any(p is None for p in parts):
         return _generic(arrays, sort)
+    decimal = _Decimal.parse([(words, ln) for words, ln, _ in parts])
+    if decimal is not None:  # "prefix + digits" ids: no hashing at all
+        return _place(arrays, parts, decimal.codes()), decimal.index() if uniques else None
     groupings = [_Grouping(words, ln) for words, ln, _ in parts]
     if any(g.collision for g in groupings):  # two different ids hashed alike: stay exact
         return _generic(arrays, sort)
@@ -62,15 +80,20 @@ def factorize(
         shared = merged.codes(merged.rank(sort))
         bounds = np.cumsum([0, *(len(g.lengths) for g in groupings)])
         ranks = [shared[a:b] for a, b in itertools.pairwise(bounds)]
+    codes = [g.codes(rank) for g, rank in zip(groupings, ranks, strict=True)]
+    return _place(arrays, parts, codes), merged.index() if uniques else None
+
+
+def _place(arrays: list[pa.Array], parts: list, codes: list[np.ndarray]) -> list[np.ndarray]:
+    """Codes of the non-null rows -> codes of every row (-1 for null)."""
     out = []
-    for arr, (_, _, rows), g, rank in zip(arrays, parts, groupings, ranks, strict=True):
-        codes = g.codes(rank)
+    for arr, (_, _, rows), c in zip(arrays, parts, codes, strict=True):
         if rows is not None:
             full = np.full(len(arr), -1, dtype=np.int32)
-            full[rows] = codes
-            codes = full
-        out.append(codes)
-    return out, merged.index() if uniques else None
+            full[rows] = c
+            c = full
+        out.append(c)
+    return out
 
 
 def _word(words: list[np.ndarray], j: int) -> np.ndarray:
@@ -160,7 +183,7 @@ class _Grouping:
         self.collision = False
         lo, hi = (int(ln.min()), int(ln.max())) if len(ln) else (0, 0)
         self.fixed = lo == hi
-        if collapse and len(ln) > _PARTITION_MIN_ROWS // 8:
+        if collapse and len(ln) > _COLLAPSE_MIN_ROWS:
             head = np.empty(len(ln), dtype=bool)
             head[0] = True
             np.not_equal(words[0][1:], words[0][:-1], out=head[1:])
@@ -222,6 +245,171 @@ class _Grouping:
         return _strings(self.words, self.lengths)
 
 
+_ASCII_0 = np.uint64(0x3030303030303030)
+_HIGH = np.uint64(0x8080808080808080)
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_NINE = np.uint64(0x3939393939393939)
+_DIRECT_MAX = 1 << 28  # largest value range grouped through a direct-address table
+
+
+class _Decimal:
+    """Fixed-width ids whose varying characters are all digits ("C0001234", "0042").
+
+    Characters that are the same in every id carry no information; the others are
+    decimal digits, so each id maps exactly to an integer, and integer order is the
+    ids' string order (same width, same constant characters). Grouping integers in a
+    small range needs no hashing: a presence table and a cumulative sum.
+    """
+
+    def __init__(self, values, width, varying, reference) -> None:
+        self.values = values  # per column: int64 value of every non-null id
+        self.width = width
+        self.varying = varying  # per word: byte mask of the positions that vary
+        self.reference = reference  # per word: the first id's word (constant bytes)
+
+    @classmethod
+    def parse(cls, parts: list[tuple[list[np.ndarray], np.ndarray]]) -> _Decimal | None:
+        lengths = [ln for _, ln in parts if len(ln)]
+        if not lengths or max(len(w) for w, _ in parts) > 2:
+            return None
+        width = int(lengths[0][0])
+        if width == 0 or any(int(ln.min()) != width or int(ln.max()) != width for ln in lengths):
+            return None
+        n_words = -(-width // 8)
+        first = next(words for words, ln in parts if len(ln))
+        reference = [first[j][0] for j in range(n_words)]
+        varying = [np.uint64(0)] * n_words
+        digits = [~np.uint64(0)] * n_words
+        scratch = _Scratch()
+        for words, ln in parts:
+            for a, b in _chunks(len(ln)):
+                for j in range(n_words):
+                    x = words[j][a:b]
+                    diff = np.bitwise_xor(x, reference[j], out=scratch.get(0, b - a))
+                    varying[j] |= np.bitwise_or.reduce(diff)
+                    # bit 7 of each byte: set where the byte is an ASCII digit
+                    ge = np.bitwise_or(x, _HIGH, out=scratch.get(0, b - a))
+                    ge -= _ASCII_0
+                    le = np.bitwise_and(x, _LOW7, out=scratch.get(1, b - a))
+                    np.subtract(_NINE | _HIGH, le, out=le)
+                    ge &= le
+                    np.bitwise_not(x, out=le)
+                    ge &= le
+                    digits[j] &= np.bitwise_and.reduce(ge) & _HIGH
+        masks = []
+        for j in range(n_words):
+            var_bytes = _byte_mask(varying[j])
+            if var_bytes & ~_byte_mask(digits[j]):
+                return None  # some varying character is not always a digit
+            masks.append(var_bytes)
+        values = []
+        for words, ln in parts:
+            v = np.zeros(len(ln), dtype=np.uint64)
+            for a, b in _chunks(len(ln)):
+                out = v[a:b]
+                for j in range(n_words):
+                    mask = np.uint64(masks[j])
+                    word = np.bitwise_and(words[j][a:b], mask, out=scratch.get(0, b - a))
+                    word |= _ASCII_0 & ~mask
+                    if j:
+                        out *= np.uint64(10**8)
+                    out += _eight_digits(word, scratch.get(1, b - a))
+            values.append(v.view(np.int64))
+        return cls(values, width, masks, reference)
+
+    def codes(self) -> list[np.ndarray]:
+        """Codes numbered in value order (= string order), per column."""
+        lo = min((int(v.min()) for v in self.values if len(v)), default=0)
+        hi = max((int(v.max()) for v in self.values if len(v)), default=0)
+        n = sum(len(v) for v in self.values)
+        if hi - lo < min(_DIRECT_MAX, max(8 * n, 1 << 20)):
+            for v in self.values:
+                v -= lo  # our own array: shift in place
+            present = np.zeros(hi - lo + 1, dtype=bool)
+            for v in self.values:
+                present[v] = True
+            rank = np.cumsum(present, dtype=np.int32)
+            rank -= 1
+            self.distinct = np.flatnonzero(present) + lo
+            return [np.take(rank, v) for v in self.values]
+        groups = _Groups(np.concatenate(self.values).astype(np.uint64) * _MUL)
+        distinct = (groups.keys * _MUL_INV).astype(np.int64)
+        order = np.argsort(distinct)
+        self.distinct = distinct[order]
+        codes = groups.codes(_rank(order))
+        bounds = np.cumsum([0, *(len(v) for v in self.values)])
+        return [codes[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def index(self) -> pd.Index:
+        """The distinct ids (call after :meth:`codes`)."""
+        n_words = len(self.varying)
+        words = []
+        rest = self.distinct.astype(np.uint64)
+        scale = np.uint64(10 ** (8 * (n_words - 1)))
+        for j in range(n_words):
+            part = rest // scale if j < n_words - 1 else rest
+            rest = rest % scale if j < n_words - 1 else rest
+            scale = scale // np.uint64(10**8) if j < n_words - 1 else scale
+            mask = np.uint64(self.varying[j])
+            words.append((_digits_word(part) & mask) | (self.reference[j] & ~mask))
+        return _strings(words, np.full(len(self.distinct), self.width, dtype=np.int64))
+
+
+def _byte_mask(bits: np.uint64) -> int:
+    """0xFF in every byte of a word where ``bits`` has any bit set."""
+    b = int(bits)
+    return sum(0xFF << (8 * i) for i in range(8) if (b >> (8 * i)) & 0xFF)
+
+
+def _eight_digits(word: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """Value of 8 ASCII digits packed little-endian (first character most significant).
+
+    Works in place on ``word`` (``tmp`` is scratch of the same size): three multiply-
+    and-shift steps combine 1, 2, then 4 digits at a time (SWAR).
+    """
+    word -= _ASCII_0
+    np.right_shift(word, np.uint64(8), out=tmp)
+    word *= np.uint64(10)
+    word += tmp
+    word &= np.uint64(0x00FF00FF00FF00FF)
+    word *= np.uint64(6553601)
+    word >>= np.uint64(16)
+    word &= np.uint64(0x0000FFFF0000FFFF)
+    word *= np.uint64(42949672960001)
+    word >>= np.uint64(32)
+    return word
+
+
+_CHUNK = 1 << 19
+
+
+def _chunks(n: int) -> list[tuple[int, int]]:
+    """Row ranges of at most ``_CHUNK``: element-wise work stays in cache."""
+    return [(a, min(a + _CHUNK, n)) for a in range(0, n, _CHUNK)]
+
+
+class _Scratch:
+    """Reused uint64 buffers for chunked element-wise work (no fresh memory per step)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[int, np.ndarray] = {}
+
+    def get(self, slot: int, n: int) -> np.ndarray:
+        buf = self._buffers.get(slot)
+        if buf is None or len(buf) < n:
+            buf = self._buffers[slot] = np.empty(max(n, _CHUNK), dtype=np.uint64)
+        return buf[:n]
+
+
+def _digits_word(value: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_eight_digits`: values below 10**8 as 8 ASCII digits."""
+    word = np.zeros(len(value), dtype=np.uint64)
+    for i in range(8):
+        digit = (value // np.uint64(10 ** (7 - i))) % np.uint64(10)
+        word |= (digit + np.uint64(0x30)) << np.uint64(8 * i)
+    return word
+
+
 class _Groups:
     """Groups of equal, well-mixed uint64 keys, found by ``pd.factorize``.
 
@@ -240,18 +428,17 @@ class _Groups:
         self.order = np.argsort(part, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=1 << _PARTITION_BITS))])
         sorted_keys = key[self.order]
+        slices = [(a, b) for a, b in itertools.pairwise(bounds) if a < b]
+        # pandas hashes without the GIL: partitions are independent, so use the cores.
+        with ThreadPoolExecutor(_threads()) as pool:
+            found = list(pool.map(lambda ab: pd.factorize(sorted_keys[ab[0] : ab[1]]), slices))
         local = np.empty(n, dtype=np.int32)
-        uniques = []
         base = 0
-        for a, b in itertools.pairwise(bounds):
-            if a == b:
-                continue
-            c, u = pd.factorize(sorted_keys[a:b])
+        for (a, b), (c, u) in zip(slices, found, strict=True):
             np.add(c, base, out=local[a:b], casting="unsafe")
             base += len(u)
-            uniques.append(u)
         self.local = local  # group numbers in partition order, numbered by first appearance
-        self.keys = np.concatenate(uniques)
+        self.keys = np.concatenate([u for _, u in found])
 
     def first_rows(self) -> np.ndarray:
         """One row per group (its first in partition order), as an original row index."""
@@ -266,7 +453,7 @@ class _Groups:
 
     def codes(self, rank: np.ndarray | None) -> np.ndarray:
         """Group number of every row, in the original row order (renumbered by ``rank``)."""
-        local = self.local if rank is None else rank[self.local]
+        local = self.local if rank is None else np.take(rank, self.local)
         if self.order is None:
             return local
         out = np.empty(len(local), dtype=np.int32)

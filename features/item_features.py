@@ -8,7 +8,7 @@
   lookback: times and days bought, units, days since last bought.
 
 Point in time and lookback are those of :mod:`features.registry`: only events with
-``as_of - lookback <= ts < as_of``. A line without ``quantity`` counts as one unit.
+``as_of - lookback < ts < as_of``. A line without ``quantity`` counts as one unit.
 """
 
 from __future__ import annotations

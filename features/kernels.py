@@ -19,6 +19,21 @@ def counts(key: np.ndarray, n_groups: int, weights: np.ndarray | None = None) ->
     return np.bincount(key, weights=weights, minlength=n_groups)[:n_groups]
 
 
+def accumulate(key: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Like :func:`counts`, but int32 counts (or float64 sums) accumulated in place.
+
+    ``np.add.at`` with an array of ones is as fast as ``np.bincount`` and its output is
+    half the size: less memory to fault in and to convert afterwards.
+    """
+    if weights is None:
+        out = np.zeros(n_groups, dtype=np.int32)
+        np.add.at(out, key, np.broadcast_to(np.int32(1), key.shape))
+    else:
+        out = np.zeros(n_groups, dtype=np.float64)
+        np.add.at(out, key, np.asarray(weights, dtype=np.float64))
+    return out
+
+
 def minimum(key: np.ndarray, values: np.ndarray, n_groups: int, fill: int) -> np.ndarray:
     """Smallest value per group (``fill`` where a group has no row)."""
     out = np.full(n_groups, fill, dtype=values.dtype)

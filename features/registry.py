@@ -4,10 +4,11 @@ This module is the single definition: builders return exactly these columns in t
 order with these dtypes, ``omni features list`` prints them, and a trained model
 stores the names it was trained on. Names are stable; new features are appended.
 
-Point in time: a feature as of ``T`` reads only events with
-``T - lookback <= ts < T``, where ``lookback`` is the longest window (365 days by
-default). Reading older history would not change any feature, so the CLI reads only
-the months it needs, and appending events at or after ``T`` never changes anything.
+Point in time: a feature as of ``T`` reads only events with ``T - lookback < ts < T``,
+where ``lookback`` is the longest window (365 days by default); an event is in the
+``w``-day window when it is less than ``w`` days old. Reading older history would not
+change any feature, so the CLI reads only the months it needs, and appending events at
+or after ``T`` never changes anything.
 
 Missing data, on purpose (the ``missing`` column says the value):
 

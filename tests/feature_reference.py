@@ -27,7 +27,7 @@ def reference_features(events, customers, as_of, windows=(7, 30, 90, 365)) -> pd
     ev = contract(events, EVENTS)
     ev = ev[ev["customer_id"].notna()].copy()
     ev["age"] = (t - ev["ts"]) // pd.Timedelta(seconds=1)
-    ev = ev[(ev["ts"] < t) & (ev["ts"] >= t - pd.Timedelta(days=lookback))].copy()
+    ev = ev[(ev["ts"] < t) & (ev["ts"] > t - pd.Timedelta(days=lookback))].copy()
     ev["day"] = ev["age"] // DAY
     ev["channel"] = ev["channel"].astype(str)
     ev["event_type"] = ev["event_type"].astype(str)

@@ -238,3 +238,25 @@ def test_row_order_changes_nothing(seed):
         build_customer_features(shuffled, customers.iloc[::-1], AS_OF),
         build_customer_features(events, customers, AS_OF),
     )
+
+
+def test_window_edges_are_open_at_the_old_end():
+    """An event exactly w days old is outside the w-day window; a lookback old, outside all.
+
+    (Regression: an event exactly one lookback old once indexed past the last band.)
+    """
+    log = _events_at(
+        ["2025-02-22 00:00:00", "2025-01-30 00:00:00", "2024-03-01 00:00:00", "2024-03-01 00:00:01"]
+    )
+    out = build_customer_features(log, None, AS_OF)
+    assert out.loc["e", "orders_7d"] == 0 and out.loc["e", "orders_30d"] == 1
+    assert out.loc["e", "orders_90d"] == 2 and out.loc["e", "orders_365d"] == 3
+    assert out.loc["e", "days_since_last_purchase"] == 7.0
+    _same(out, reference_features(log, None, AS_OF))
+
+
+def _events_at(times: list[str]) -> pd.DataFrame:
+    from feature_frames import _events
+
+    rows = [("e", t, "web", "purchase", f"o{i}", None, 1.0, None) for i, t in enumerate(times)]
+    return _events(rows)

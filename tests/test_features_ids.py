@@ -63,6 +63,7 @@ def test_any_strings(values):
 def test_large_input_partitions_and_collapses_runs(monkeypatch):
     """Partitioned hashing and run collapsing (used above ~2M rows) give the same codes."""
     monkeypatch.setattr(ids, "_PARTITION_MIN_ROWS", 64)
+    monkeypatch.setattr(ids, "_COLLAPSE_MIN_ROWS", 64)
     rng = np.random.default_rng(3)
     for fmt in ("C{:07d}", "O{:09d}", "{}"):
         names = np.array([fmt.format(i) for i in range(500)], dtype=object)
@@ -85,3 +86,32 @@ def test_sliced_and_chunked_arrow_input():
     (codes,), uniques = factorize(arr.slice(1))
     assert list(uniques) == ["x", "yy", "zzzzzzzzzz"]
     assert codes.tolist() == [1, 0, -1, 2]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["C0000007", "C0000123", "C0000007", None, "C0999999"],  # prefix + digits, 8 bytes
+        ["O000000001", "O999999999", "O000000001"],  # 10 bytes: two words, hashed values
+        ["S12", "S07", "S99"],
+        ["0042", "9999", "0000"],
+        ["A1", "B1"],  # a varying letter: not decimal, hashed path
+        ["1234567890123456", "0000000000000001"],  # 16 digits: the largest decimal ids
+    ],
+)
+def test_decimal_ids(values):
+    _check(pd.Series(values, dtype="str"))
+
+
+def test_decimal_columns_with_different_constant_characters_share_codes():
+    """'C00001' is constant in one column and not in the other: still one numbering."""
+    events = pd.Series(["C00001", "C00001", "C00002"], dtype="str")
+    table = pd.Series(["C10000", "C00002", "C00003"], dtype="str")
+    _check(events, table)
+    _check(events, pd.Series(["X00001"], dtype="str"))  # another constant letter: hashed
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=40), st.sampled_from(["C", "", "ID-"]))
+def test_any_decimal_ids(numbers, prefix):
+    _check(pd.Series([f"{prefix}{n:07d}" for n in numbers], dtype="str"))
