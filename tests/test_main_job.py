@@ -32,6 +32,7 @@ def test_main_job_on_the_embedded_default(tmp_path):
     assert "identity resolution vs ground truth: pairwise precision" in res.stdout
     assert "churn v1 -> @champion" in res.stdout
     assert "next_best_channel v1 -> @champion" in res.stdout
+    assert "recommender v1 -> @champion" in res.stdout
     listed = _omni("models", "list", home=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "churn" in listed.stdout and "champion" in listed.stdout
