@@ -33,6 +33,8 @@ def quiet_mlflow() -> None:
     its warnings still show."""
     import logging
 
+    import mlflow  # noqa: F401  (importing mlflow configures its loggers; set the level after)
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
