@@ -33,6 +33,8 @@ def quiet_mlflow() -> None:
     its warnings still show."""
     import logging
 
+    import mlflow  # noqa: F401  (importing mlflow configures its loggers; set the level after)
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
@@ -118,6 +120,7 @@ def run_recs(settings, horizon: int, seed: int | None) -> object:
 
     if seed is not None:
         settings = replace(settings, seed=seed)
+    quiet_mlflow()
     with step("read the events store"):
         events = read_events(settings.store_dir)
         dims = {t: read_table(settings.store_dir, t) for t in ("customers", "products", "stores")}
