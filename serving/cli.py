@@ -12,6 +12,7 @@ import typer
 
 from features.cli import app as data_app
 from features.features_cli import app as features_app
+from training.cli import models_app
 from training.train_cli import app as train_app
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
+app.add_typer(models_app, name="models")
 
 
 @app.callback()
@@ -50,13 +52,16 @@ def root(
 @app.command()
 def run(
     ctx: typer.Context,
-    customers: Annotated[int, typer.Option(min=10, help="Synthetic customers.")] = 5000,
-    days: Annotated[int, typer.Option(min=30, help="Days of history.")] = 365,
+    customers: Annotated[int, typer.Option(min=200, help="Synthetic customers.")] = 5000,
+    days: Annotated[
+        int, typer.Option(min=330, help="Days of history (training needs 330+).")
+    ] = 365,
     seed: Annotated[
         int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
     ] = None,
 ) -> None:
-    """The main job on the embedded default: synthetic data -> identities -> events store."""
+    """The main job on the embedded default: synthetic data -> identities -> events store
+    -> churn and next-best-channel models trained, tracked in MLflow and registered."""
     from serving.main_job import run_main_job
 
     run_main_job(ctx.obj, customers=customers, days=days, seed=seed)

@@ -1,6 +1,10 @@
-"""Shared fixtures: an isolated data home per test, and small contract frames."""
+"""Shared fixtures: an isolated data home per test (with a fresh MLflow store when asked),
+small contract frames, and a tiny real model to log and register."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -35,3 +39,36 @@ def raw_events() -> pd.DataFrame:
             "device_id": [None, None, None, "d9", None],
         }
     )
+
+
+@pytest.fixture(scope="session")
+def _mlflow_db_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite database with its tables: creating one takes seconds, copying not."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_settings(settings: Settings, _mlflow_db_template: Path) -> Settings:
+    """Settings whose MLflow store is a fresh local SQLite file in the test's data home."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_mlflow_db_template, settings.home / "mlflow.db")
+    return settings
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A LogisticRegression fitted on 3 features (planted: y = f1 > 0) wrapped as an MLflow
+    pyfunc model, and 40 rows of its input."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from training.model_io import EstimatorModel
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(40, 3)), columns=["f1", "f2", "f3"])
+    clf = LogisticRegression().fit(x, (x["f1"] > 0).astype(int))
+    return EstimatorModel(clf, ["f1", "f2", "f3"]), x

@@ -32,7 +32,14 @@ def test_help_does_not_import_heavy_libraries():
 
 
 def test_every_command_has_help(tmp_path):
-    for args in (["--help"], ["data", "--help"], ["data", "load", "--help"], ["run", "--help"]):
+    for args in (
+        ["--help"],
+        ["data", "--help"],
+        ["data", "load", "--help"],
+        ["run", "--help"],
+        ["models", "--help"],
+        ["models", "promote", "--help"],
+    ):
         res = _omni(*args, home=tmp_path)
         assert res.returncode == 0, res.stderr
         assert "Usage" in res.stdout

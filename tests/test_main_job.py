@@ -26,10 +26,16 @@ def _omni(*args: str, home, timeout: float = 300) -> subprocess.CompletedProcess
 
 
 def test_main_job_on_the_embedded_default(tmp_path):
-    res = _omni("run", "--customers", "400", "--days", "90", home=tmp_path)
+    res = _omni("run", "--customers", "800", home=tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr
     assert "events per channel" in res.stdout
     assert "identity resolution vs ground truth: pairwise precision" in res.stdout
+    assert "churn v1 -> @champion" in res.stdout
+    assert "next_best_channel v1 -> @champion" in res.stdout
+    assert "recommender v1 -> @champion" in res.stdout
+    listed = _omni("models", "list", home=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "churn" in listed.stdout and "champion" in listed.stdout
     events = read_events(tmp_path / "store")
     assert events["customer_id"].notna().all()
     assert set(events["channel"].unique()) >= {"web", "app", "store", "email"}

@@ -57,6 +57,8 @@ class JobResult:
     importance: pd.Series | None = None
     input_example: pd.DataFrame | None = None
     seconds: float = 0.0
+    test_X: pd.DataFrame | None = field(default=None, repr=False)  # to re-score a champion
+    test_y: pd.Series | None = field(default=None, repr=False)
 
 
 def _split(events: pd.DataFrame, config: JobConfig) -> TemporalSplit:
@@ -114,6 +116,8 @@ def train_churn(
         importance=importance,
         input_example=Xt.head(5),
         seconds=time.perf_counter() - t0,
+        test_X=Xt,
+        test_y=yt,
     )
 
 
@@ -184,7 +188,17 @@ def train_next_channel(
         importance=importance,
         input_example=Xt.head(5),
         seconds=time.perf_counter() - t0,
+        test_X=Xt,
+        test_y=yt,
     )
+
+
+def gate_value(result: JobResult, predictions: pd.DataFrame) -> float:
+    """The gate metric of any model's pyfunc predictions on this result's test cutoff."""
+    y = result.test_y.to_numpy()
+    if result.name == "churn":
+        return churn_metrics(y, predictions["churn_probability"].to_numpy())["average_precision"]
+    return channel_metrics(y, predictions)["accuracy"]
 
 
 def _config_params(config: JobConfig) -> dict[str, object]:

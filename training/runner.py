@@ -31,6 +31,28 @@ def load_training_data(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     return read_events(settings.store_dir), read_table(settings.store_dir, "customers")
 
 
+def rescore_champion(settings: Settings, name: str, result: JobResult, say: Say) -> float | None:
+    """The current champion's gate metric on this run's test cutoff, so that a retrain on
+    newer data is compared on the same holdout. None when there is no champion or it
+    cannot score this feature table (then the gate compares stored values, if comparable)."""
+    import mlflow
+
+    from training.customer_jobs import gate_value
+    from training.registry import champion_version
+
+    version = champion_version(settings, name)
+    if version is None:
+        return None
+    try:
+        champion = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        value = gate_value(result, champion.predict(result.test_X))
+    except Exception as exc:  # e.g. trained on another feature list
+        say(f"[yellow]could not re-score the {name} champion on this holdout[/]: {exc}")
+        return None
+    say(f"{name} champion v{version} on this holdout: {result.gate_metric} {value:.4f}")
+    return value
+
+
 def run_customer_job(
     settings: Settings,
     job: str,
@@ -67,6 +89,7 @@ def run_customer_job(
             output_example=wrapper.predict(None, example),
         )
         holdout = {**result.split.as_params(), "data_fingerprint": fingerprint}
+        champion_value = rescore_champion(settings, name, result, say)
         decision = register_with_gate(
             settings,
             name,
@@ -75,5 +98,6 @@ def run_customer_job(
             result.gate_metric,
             result.metrics[result.gate_metric],
             holdout=holdout,
+            champion_value=champion_value,
         )
     return TrainOutcome(result=result, run_id=run.info.run_id, decision=decision)

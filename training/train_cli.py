@@ -28,10 +28,19 @@ def _config(lookback: int, horizon: int, cutoffs: int, seed: int | None, setting
     )
 
 
+def quiet_mlflow() -> None:
+    """MLflow's INFO chatter (uv detection, signature validation) hides our progress lines;
+    its warnings still show."""
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def run_jobs(settings, jobs: tuple[str, ...], config) -> list:
     """Train each job in turn on the store's data; print metrics and the gate's decision."""
     from training.runner import load_training_data, run_customer_job
 
+    quiet_mlflow()
     with step("read the events store"):
         events, customers = load_training_data(settings)
     say(f"{len(events):,} events, {len(customers):,} customers; MLflow: {settings.tracking_uri}")
@@ -82,14 +91,67 @@ def _command(job: str):
         with user_errors():
             jobs = JOBS if job == "all" else (job,)
             run_jobs(settings, jobs, _config(lookback, horizon, cutoffs, seed, settings))
+            if job == "all":
+                run_recs(settings, RECS_HORIZON_DAYS, seed)
 
     command.__doc__ = {
         "churn": "Churn risk: LightGBM vs recency / frequency baselines.",
         "channel": "Next best channel: multiclass LightGBM vs most-used / last-used baselines.",
-        "all": "Every model, one after the other.",
+        "all": "Every model (churn, channel, recs), one after the other.",
     }[job]
     return command
 
 
 for _job in (*JOBS, "all"):
     app.command(_job)(_command(_job))
+
+
+RECS_HORIZON_DAYS = 14
+
+
+def run_recs(settings, horizon: int, seed: int | None) -> object:
+    """Train the recommender on the store's data; print the comparison and the gate."""
+    from dataclasses import replace
+
+    from features.store import read_events, read_table
+    from training.recs.job import GATE_METRIC, train_recommender
+
+    if seed is not None:
+        settings = replace(settings, seed=seed)
+    with step("read the events store"):
+        events = read_events(settings.store_dir)
+        dims = {t: read_table(settings.store_dir, t) for t in ("customers", "products", "stores")}
+    with step("train recs"):
+        result = train_recommender(settings, events, **dims, horizon_days=horizon, say=say)
+    table = result.table
+    console.print(
+        f"  [bold]recommender[/] test window {result.split.test:%Y-%m-%d} + {horizon} days, "
+        f"{result.evaluations['model'].n_customers:,} customers"
+    )
+    for name, row in table.iterrows():
+        console.print(
+            f"    {name:<22} ndcg@10 {row['ndcg@10']:.4f}  map@10 {row['map@10']:.4f}  "
+            f"recall@10 {row['recall@10']:.4f}  new ndcg@10 {row['new_ndcg@10']:.4f}"
+        )
+    d = result.decision
+    colour = "green" if d.alias == "champion" else "yellow"
+    console.print(
+        f"  [{colour}]recommender v{d.version} -> @{d.alias}[/] ({GATE_METRIC}): {d.reason}"
+    )
+    return result
+
+
+@app.command("recs")
+def recs_command(
+    ctx: typer.Context,
+    horizon: Annotated[
+        int, typer.Option(min=1, help="Evaluation / label window after each cutoff, in days.")
+    ] = RECS_HORIZON_DAYS,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
+    ] = None,
+) -> None:
+    """Product recommendations: ALS / buy-again / popularity candidates ranked by LightGBM,
+    vs popularity, buy-again + popularity and ALS-alone baselines."""
+    with user_errors():
+        run_recs(ctx.obj, horizon, seed)

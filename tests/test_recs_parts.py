@@ -1,0 +1,173 @@
+"""The recommender's parts on tiny hand-made data: weights, BM25, ALS, keyed tables,
+customer-by-product history and the repurchase-cycle features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from training.recs.als import ALSParams, fit_als, pair_scores, top_n
+from training.recs.candidates import Candidates, resolve_customers
+from training.recs.data import History
+from training.recs.interactions import bm25, event_weights, interaction_matrix
+from training.recs.item_features import customer_item_table, item_table, windows_for
+from training.recs.ranker_features import FEATURES, feature_matrix
+from training.recs.snapshot import SnapshotParams, build_snapshot
+from training.recs.tables import PairTable, top_per_row
+
+
+def _events(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
+    """(customer, ts, event_type, product) rows as contract events on the store channel."""
+    c, ts, et, p = zip(*rows, strict=True)
+    return pd.DataFrame(
+        {
+            "customer_id": list(c),
+            "ts": pd.to_datetime(list(ts), utc=True),
+            "channel": "store",
+            "event_type": list(et),
+            "product_id": list(p),
+            "store_id": "s1",
+        }
+    )
+
+
+@pytest.fixture
+def tiny() -> History:
+    return History.from_frames(
+        _events(
+            [
+                ("a", "2025-01-01", "purchase", "milk"),
+                ("a", "2025-01-01", "purchase", "milk"),  # same day: one purchase day
+                ("a", "2025-01-11", "purchase", "milk"),
+                ("a", "2025-01-21", "purchase", "milk"),
+                ("a", "2025-01-21", "view", "tea"),
+                ("a", "2025-01-22", "add_to_cart", "tea"),
+                ("b", "2025-01-20", "purchase", "tea"),
+                ("b", "2025-02-10", "purchase", "milk"),  # after the cutoff below
+            ]
+        )
+    )
+
+
+def test_interactions_weigh_purchase_over_cart_over_view(tiny):
+    m = interaction_matrix(tiny, "2025-02-01", weights={"purchase": 1, "add_to_cart": 0.5})
+    cat = tiny.catalogue
+    a, b = cat.customer_codes(["a", "b"])
+    milk, tea = cat.item_codes(["milk", "tea"])
+    assert m.dtype == np.float32
+    assert m[a, milk] == 4.0  # four purchase lines
+    assert m[a, tea] == 0.5  # view weighs 0 here, cart 0.5
+    assert m[b, tea] == 1.0
+    assert m[b, milk] == 0.0  # 2025-02-10 is after the cutoff
+    with pytest.raises(ValueError, match="unknown event types"):
+        event_weights({"buy": 1.0})
+
+
+def test_bm25_matches_implicit_when_every_product_is_used():
+    from implicit.nearest_neighbours import bm25_weight
+
+    rng = np.random.default_rng(0)
+    dense = (rng.random((30, 12)) < 0.4) * rng.integers(1, 5, (30, 12))
+    dense[0, :] = 1  # every product has an interaction
+    m = sp.csr_matrix(dense.astype(np.float32))
+    ours = bm25(m, k1=100, b=0.8)
+    theirs = bm25_weight(m.T, K1=100, B=0.8).T.tocsr()
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours.toarray(), theirs.toarray(), rtol=1e-5)
+
+
+def test_als_recovers_two_blocks_and_top_n_skips_excluded():
+    # two groups of customers, each buying only its own half of the catalogue
+    n_users, n_items = 40, 20
+    rng = np.random.default_rng(1)
+    group = np.arange(n_users) % 2
+    dense = np.zeros((n_users, n_items), np.float32)
+    for g in (0, 1):
+        block = (rng.random((n_users, n_items // 2)) < 0.5) & (group[:, None] == g)
+        dense[:, g * 10 : g * 10 + 10] += block
+    user_f, item_f = fit_als(sp.csr_matrix(dense), ALSParams(factors=4, iterations=20), 0)
+    assert user_f.dtype == np.float32 and item_f.dtype == np.float32
+    items, scores = top_n(user_f, item_f, np.arange(n_users), 5)
+    assert ((items // 10) == group[:, None]).all()  # own block only
+    assert (np.diff(scores, axis=1) <= 0).all()
+    exclude = sp.csr_matrix(dense)
+    items_x, _ = top_n(user_f, item_f, np.arange(n_users), 3, exclude=exclude)
+    assert not exclude[np.arange(n_users)[:, None], items_x].toarray().any()
+    np.testing.assert_allclose(
+        pair_scores(user_f, item_f, np.arange(n_users), items[:, 0]), scores[:, 0], rtol=1e-5
+    )
+
+
+def test_top_n_batch_equals_one_by_one():
+    rng = np.random.default_rng(2)
+    user_f = rng.normal(size=(150, 64)).astype(np.float32)
+    item_f = rng.normal(size=(3000, 64)).astype(np.float32)
+    users = np.arange(150)
+    items, scores = top_n(user_f, item_f, users, 10)
+    for u in (0, 17, 63, 64, 100, 149):
+        i1, s1 = top_n(user_f, item_f, users[u : u + 1], 10)
+        np.testing.assert_array_equal(i1[0], items[u])
+        np.testing.assert_array_equal(s1[0], scores[u])
+
+
+def test_pair_table_and_top_per_row():
+    t = PairTable.count(np.array([2, 0, 2, 2]), np.array([5, 1, 5, 3]), n_cols=10)
+    assert t.keys.tolist() == [1, 23, 25]
+    assert t.get("count", np.array([2, 2, 0, -1]), np.array([5, 4, 1, 1]), 0).tolist() == [
+        2,
+        0,
+        1,
+        0,
+    ]
+    owner, at = t.slices(np.array([2, 1, 0]))
+    assert owner.tolist() == [0, 0, 2]
+    assert t.col_of(at).tolist() == [3, 5, 1]
+    cols, scores = top_per_row(
+        np.array([0, 0, 0, 1]), np.array([4, 2, 7, 1]), np.array([1.0, 3.0, 3.0, 5.0]), 3, 2
+    )
+    assert cols.tolist() == [[2, 7], [1, -1], [-1, -1]]  # tie on 3.0: lower column first
+    assert scores[0].tolist() == [3.0, 3.0]
+
+
+def test_customer_item_history_and_repurchase_cycle_by_hand(tiny):
+    cat = tiny.catalogue
+    as_of = pd.Timestamp("2025-02-01", tz="UTC")
+    rows = tiny.before(as_of, 365)
+    table = customer_item_table(tiny, rows, as_of, windows_for(365))
+    a, b = cat.customer_codes(["a", "b"])
+    milk, tea = cat.item_codes(["milk", "tea"])
+    get = lambda name, c, i: table.get(name, np.array([c]), np.array([i]), -1)[0]  # noqa: E731
+    assert get("times_bought", a, milk) == 4
+    assert get("days_bought", a, milk) == 3
+    assert get("days_since_last_bought", a, milk) == pytest.approx(11.0)
+    assert get("first_day_ago", a, milk) == pytest.approx(31.0)
+    assert get("bought_28d", a, milk) == 2
+    assert get("decayed", a, milk) == pytest.approx(
+        0.5 ** (31 / 30) * 2 + 0.5 ** (21 / 30) + 0.5 ** (11 / 30), rel=1e-5
+    )
+    assert get("times_bought", a, tea) == -1  # viewed and carted, never bought
+    assert get("times_bought", b, milk) == -1  # bought after the cutoff
+    items = item_table(tiny, as_of, windows_for(365))
+    assert items["orders_30d"][milk] == 2  # Jan 11 and Jan 21 lines (Jan 1 is 31 days ago)
+    assert items["buyers"][milk] == 1 and items["buyers"][tea] == 1
+    assert items["repurchase_rate"][milk] == 1.0 and items["repurchase_rate"][tea] == 0.0
+    assert items["views_7d"].sum() == 0 and items["views_30d"][tea] == 1
+
+    snap = build_snapshot(tiny, as_of, SnapshotParams(), None, 0)
+    cust = resolve_customers(snap, cat, np.array([a, a], np.int32))
+    cand = Candidates(
+        pos=np.array([0, 1], np.int32),
+        item=np.array([milk, tea], np.int32),
+        sources=np.array([2, 1], np.uint8),
+        als_rank=np.array([-1, 0], np.int16),
+    )
+    X = pd.DataFrame(feature_matrix(snap, cat, cust, cand), columns=FEATURES)
+    assert X.loc[0, "repurchase_gap"] == pytest.approx(10.0)  # (31 - 11) / (3 - 1)
+    assert X.loc[0, "gap_ratio"] == pytest.approx(1.1)  # 11 days since / 10-day cycle
+    assert X.loc[0, "trip_share"] == pytest.approx(1.0)  # milk on all 3 purchase days
+    assert X.loc[1, "days_since_last_bought"] == 365  # never: the lookback
+    assert np.isnan(X.loc[1, "repurchase_gap"])
+    assert X.loc[0, "src_buy_again"] == 1 and X.loc[1, "src_als"] == 1
+    assert X.loc[0, "category_share"] == 0  # no product categories known

@@ -1,0 +1,197 @@
+"""One interface for every recommender (the model and its baselines).
+
+Subclasses implement ``fit`` (returning self, state in attributes ending in ``_``) and
+``_score``: scored candidate rows for a request's customers. This base turns ids into
+codes, applies the request context and exclusions, keeps each customer's ``k`` best and
+returns one frame: customer_id, rank, product_id, score, reason. Customers are scored
+independently (in chunks), so a batch gives exactly the rows of one-by-one calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from features.schema import CHANNELS
+from training.recs.candidates import REASONS, Customers, resolve_customers
+from training.recs.data import Catalogue, History
+from training.recs.snapshot import Snapshot
+
+Exclude = str | Iterable[str] | pd.DataFrame | None
+"""None; "purchased" (what each customer bought before the fitted cutoff); product ids to
+drop for everyone; or a frame of (customer_id, product_id) pairs to drop."""
+Context = Mapping[str, str] | pd.DataFrame | None
+"""None; {"store_id": ..., "channel": ...} for the whole request; or a frame with
+customer_id and store_id and/or channel columns, one row per customer."""
+
+CHUNK = 2048
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Scored candidate rows: (position in the request, item code, score, reason code)."""
+
+
+class BaseRecommender:
+    """Shared prediction path; see the module docstring."""
+
+    name: str = "base"
+    catalogue_: Catalogue
+    snapshot_: Snapshot
+
+    def get_params(self) -> dict[str, object]:
+        """Constructor arguments (the hyperparameters), as scikit-learn does."""
+        import inspect
+
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def fit(
+        self,
+        events: pd.DataFrame | History,
+        customers: pd.DataFrame | None = None,
+        products: pd.DataFrame | None = None,
+        stores: pd.DataFrame | None = None,
+        as_of: pd.Timestamp | str | None = None,
+    ) -> BaseRecommender:
+        raise NotImplementedError
+
+    def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
+        """(pos, item, score, reason code) rows; excluded = sorted pos * n_items + item keys
+        the subclass may skip early (the base drops them anyway)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ prediction
+
+    def recommend(
+        self,
+        customer_ids: Iterable[str],
+        k: int = 10,
+        exclude: Exclude = None,
+        context: Context = None,
+    ) -> pd.DataFrame:
+        """The ``k`` best products per customer (up to k), best first: customer_id, rank
+        (1 = best), product_id, score (higher is better; compare within one customer),
+        reason. Customers come back in request order (duplicates once); unknown or new
+        customers get segment popularity."""
+        if not hasattr(self, "snapshot_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        ids = pd.Index(pd.unique(pd.Index(list(customer_ids), dtype="str")), dtype="str")
+        cat = self.catalogue_
+        codes = cat.customer_codes(ids)
+        store, channel = self._context(ids, context)
+        all_excluded = self._excluded(ids, codes, exclude)
+        frames = []
+        for lo in range(0, len(ids), CHUNK):
+            sl = slice(lo, lo + CHUNK)
+            cust = resolve_customers(self.snapshot_, cat, codes[sl], store[sl], channel[sl])
+            bounds = np.searchsorted(all_excluded, [lo * cat.n_items, (lo + CHUNK) * cat.n_items])
+            excluded = all_excluded[bounds[0] : bounds[1]] - lo * cat.n_items
+            pos, item, score, reason = self._score(cust, k, excluded)
+            pos, item, score, reason, rank = _top_k(
+                pos, item, score, reason, excluded, cat.n_items, k
+            )
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "customer_id": ids[sl].to_numpy()[pos],
+                        "rank": (rank + 1).astype(np.int16),
+                        "product_id": cat.item_ids.to_numpy()[item],
+                        "score": score.astype(np.float32),
+                        "reason": pd.Categorical.from_codes(reason, categories=list(REASONS)),
+                    }
+                )
+            )
+        if not frames:
+            return pd.DataFrame(
+                {
+                    "customer_id": pd.Series([], dtype="str"),
+                    "rank": pd.Series([], dtype=np.int16),
+                    "product_id": pd.Series([], dtype="str"),
+                    "score": pd.Series([], dtype=np.float32),
+                    "reason": pd.Categorical([], categories=list(REASONS)),
+                }
+            )
+        out = pd.concat(frames, ignore_index=True)
+        out["customer_id"] = out["customer_id"].astype("str")
+        out["product_id"] = out["product_id"].astype("str")
+        return out
+
+    def _context(self, ids: pd.Index, context: Context) -> tuple[np.ndarray, np.ndarray]:
+        """Store and channel codes per customer from the request context (-1: none)."""
+        n = len(ids)
+        store = np.full(n, -1, np.int32)
+        channel = np.full(n, -1, np.int32)
+        if context is None:
+            return store, channel
+        if isinstance(context, pd.DataFrame):
+            ctx = context.drop_duplicates("customer_id").set_index("customer_id")
+            ctx.index = ctx.index.astype("str")
+            ctx = ctx.reindex(ids)
+            stores = ctx["store_id"] if "store_id" in ctx.columns else None
+            channels = ctx["channel"] if "channel" in ctx.columns else None
+        else:
+            unknown = set(context) - {"store_id", "channel"}
+            if unknown:
+                raise ValueError(f"unknown context keys: {sorted(unknown)}")
+            stores = pd.Series([context.get("store_id")] * n) if "store_id" in context else None
+            channels = pd.Series([context.get("channel")] * n) if "channel" in context else None
+        if stores is not None:
+            store = self.catalogue_.store_codes(stores.astype("str").to_numpy())
+        if channels is not None:
+            values = channels.astype(object).where(channels.notna(), None)
+            channel = pd.Categorical(values, categories=list(CHANNELS)).codes.astype(np.int32)
+            bad = values[(channel < 0) & values.notna().to_numpy()]
+            if len(bad):
+                raise ValueError(f"unknown channel in context: {sorted(set(bad))}")
+        return store, channel
+
+    def _excluded(self, ids: pd.Index, codes: np.ndarray, exclude: Exclude) -> np.ndarray:
+        """Sorted pos * n_items + item keys of the pairs to leave out."""
+        n_items = self.catalogue_.n_items
+        if exclude is None:
+            return np.zeros(0, np.int64)
+        if isinstance(exclude, str):
+            if exclude != "purchased":
+                raise ValueError('exclude must be None, "purchased", product ids or a frame')
+            owner, at = self.snapshot_.bought.slices(codes)
+            keys = owner.astype(np.int64) * n_items + self.snapshot_.bought.col_of(at)
+            return np.sort(keys)
+        if isinstance(exclude, pd.DataFrame):
+            pos = ids.get_indexer(pd.Index(exclude["customer_id"], dtype="str"))
+            item = self.catalogue_.item_codes(exclude["product_id"].to_numpy())
+            ok = (pos >= 0) & (item >= 0)
+            return np.unique(pos[ok].astype(np.int64) * n_items + item[ok])
+        item = self.catalogue_.item_codes(list(exclude))
+        item = np.unique(item[item >= 0])
+        pos = np.repeat(np.arange(len(ids), dtype=np.int64), len(item))
+        return np.sort(pos * n_items + np.tile(item, len(ids)))
+
+
+def _top_k(
+    pos: np.ndarray,
+    item: np.ndarray,
+    score: np.ndarray,
+    reason: np.ndarray,
+    excluded: np.ndarray,
+    n_items: int,
+    k: int,
+) -> tuple[np.ndarray, ...]:
+    """Drop excluded and duplicate pairs (keeping the best score), sort each customer's
+    rows by score (ties: lower item code) and keep the first k."""
+    key = pos.astype(np.int64) * n_items + item
+    if len(excluded):
+        at = np.minimum(np.searchsorted(excluded, key), len(excluded) - 1)
+        keep = excluded[at] != key
+        pos, item, score, reason, key = pos[keep], item[keep], score[keep], reason[keep], key[keep]
+    order = np.lexsort((-score, key))
+    first = np.r_[True, key[order][1:] != key[order][:-1]] if len(key) else np.zeros(0, bool)
+    order = order[first]
+    pos, item, score, reason = pos[order], item[order], score[order], reason[order]
+    order = np.lexsort((item, -score, pos))
+    pos, item, score, reason = pos[order], item[order], score[order], reason[order]
+    start = np.searchsorted(pos, pos, side="left")
+    rank = np.arange(len(pos)) - start
+    keep = rank < k
+    return pos[keep], item[keep], score[keep], reason[keep], rank[keep]

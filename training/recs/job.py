@@ -1,0 +1,275 @@
+"""The recommendation training job: fit, evaluate against baselines, log, gate, register.
+
+Temporal split (all UTC midnights, h = ``horizon_days``, default 14):
+
+- test cutoff T = the first midnight after the last event - h (or ``as_of``); the test
+  window [T, T + h) is only ever read by the final evaluation;
+- validation cutoff V = T - h: ranker early stopping on labels from [V, T);
+- training cutoffs V - h - i * step: ranker labels from [cutoff, cutoff + h);
+- every model and baseline is fitted on events before T (ALS and popularity tables as
+  of T; the ranker's training cutoffs each with ALS fitted on events before them).
+
+The run logs params, the model's and every baseline's metrics (``baseline_<name>_...``),
+metric-by-k and feature-importance plots, and the recommender as a pyfunc model; the
+registered model ``recommender`` becomes @champion only if its test NDCG@10 beats the
+champion's on the same holdout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from features.settings import Settings
+from training.recs.base import BaseRecommender
+from training.recs.baselines import ALSRecommender, BuyAgainRecommender, PopularityRecommender
+from training.recs.data import History
+from training.recs.evaluate import Evaluation, Holdout, comparison_table, evaluate
+from training.recs.model import Recommender, default_cutoff
+from training.splits import TemporalSplit
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+REGISTERED_NAME = "recommender"
+JOB_NAME = "recommender"
+GATE_METRIC = "test_ndcg_at_10"
+K = 10
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RecsResult:
+    """The fitted recommender, its evaluation against the baselines, and what was logged."""
+
+    model: Recommender
+    baselines: dict[str, BaseRecommender]
+    evaluations: dict[str, Evaluation]
+    split: TemporalSplit
+    metrics: dict[str, float]  # test_<metric>_at_10 for the model
+    baseline_metrics: dict[str, dict[str, float]]
+    params: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+    run_id: str | None = None
+    decision: Any = None  # training.registry.GateDecision
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per recommender: NDCG, MAP, recall, precision @10, hit rate, coverage,
+        new-item NDCG / recall."""
+        return comparison_table(list(self.evaluations.values()))
+
+
+def _test_metrics(e: Evaluation) -> dict[str, float]:
+    return {f"test_{k}": v for k, v in e.flat().items()}
+
+
+def fit_and_evaluate(
+    events: pd.DataFrame | History,
+    customers: pd.DataFrame | None = None,
+    products: pd.DataFrame | None = None,
+    stores: pd.DataFrame | None = None,
+    horizon_days: int = 14,
+    as_of: pd.Timestamp | str | None = None,
+    params: Mapping[str, Any] | None = None,
+    seed: int = 42,
+    say: Say = lambda _m: None,
+) -> RecsResult:
+    """Fit the recommender and the baselines on events before the test cutoff and
+    evaluate all of them on the window after it (no MLflow)."""
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    history = (
+        events
+        if isinstance(events, History)
+        else History.from_frames(events, customers, products, stores)
+    )
+    seconds["encode"] = time.perf_counter() - t0
+    if as_of is None:
+        test = default_cutoff(history) - pd.Timedelta(days=horizon_days)
+    else:
+        test = pd.Timestamp(as_of)
+        test = test.tz_localize("UTC") if test.tzinfo is None else test.tz_convert("UTC")
+    holdout = Holdout.build(history, test, horizon_days)
+    model_params = {"horizon_days": horizon_days, **dict(params or {}), "random_state": seed}
+    model = Recommender(**model_params)
+    common = {"lookback_days": model.lookback_days, "popularity_days": model.popularity_days}
+    als = {
+        k: model_params[k]
+        for k in ("factors", "regularization", "alpha", "iterations", "num_threads")
+        if k in model_params
+    }
+    baselines: dict[str, BaseRecommender] = {
+        "popularity": PopularityRecommender(**common),
+        "buy_again_popularity": BuyAgainRecommender(**common),
+        "implicit_als": ALSRecommender(
+            **common, event_weights=model.event_weights, random_state=seed, **als
+        ),
+    }
+    t0 = time.perf_counter()
+    model.fit(history, as_of=test)
+    seconds["fit_model"] = time.perf_counter() - t0
+    trees = model.best_iteration_
+    say(f"recommender fitted in {seconds['fit_model']:.1f} s (ranker: {trees} trees)")
+    evaluations = {}
+    for name, base in baselines.items():
+        t0 = time.perf_counter()
+        base.fit(history, as_of=test)
+        seconds[f"fit_{name}"] = time.perf_counter() - t0
+        evaluations[name] = evaluate(base, holdout, k=K)
+    t0 = time.perf_counter()
+    evaluations = {"model": evaluate(model, holdout, k=K), **evaluations}
+    seconds["evaluate_model"] = time.perf_counter() - t0
+    split = TemporalSplit(
+        train=model.train_cutoffs_, valid=model.valid_cutoff_, test=test, horizon_days=horizon_days
+    )
+    metrics = _test_metrics(evaluations["model"])
+    metrics |= {
+        "valid_ndcg_at_10": model.valid_ndcg_,
+        "best_iteration": float(model.best_iteration_),
+        "test_customers": float(evaluations["model"].n_customers),
+    }
+    for role, stats in model.fit_stats_.items():
+        metrics[f"candidate_recall_{role.split('_')[0]}"] = stats["candidate_recall"]
+    return RecsResult(
+        model=model,
+        baselines=baselines,
+        evaluations=evaluations,
+        split=split,
+        metrics=metrics,
+        baseline_metrics={n: _test_metrics(e) for n, e in evaluations.items() if n != "model"},
+        params=model.get_params(),
+        seconds=seconds,
+    )
+
+
+def metric_by_k_figure(evaluations: Mapping[str, Evaluation]) -> Figure:
+    """NDCG, recall, precision and hit rate against k (1..20), one line per recommender."""
+    from training.tracking import new_figure
+
+    fig, axes = new_figure(2, 2, figsize=(10, 7), layout="constrained")
+    for ax, metric in zip(axes.ravel(), ("ndcg", "recall", "precision", "hit_rate"), strict=True):
+        for name, e in evaluations.items():
+            ax.plot(e.by_k["k"], e.by_k[metric], marker="o", markersize=3, label=name)
+        ax.set_xlabel("k")
+        ax.set_title(f"{metric}@k")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    return fig
+
+
+def importance_figure(importance: pd.Series) -> Figure:
+    """Horizontal bars of the ranker's gain per feature."""
+    from training.tracking import new_figure
+
+    imp = importance.sort_values()
+    fig, ax = new_figure(figsize=(7, 0.25 * len(imp) + 1), layout="constrained")
+    ax.barh(imp.index, imp.to_numpy())
+    ax.set_xlabel("total gain")
+    ax.set_title("ranker feature importance")
+    return fig
+
+
+def log_and_register(
+    settings: Settings,
+    result: RecsResult,
+    events: pd.DataFrame | None,
+    register: bool = True,
+) -> RecsResult:
+    """Log the run (params, metrics, plots, pyfunc model) and register through the gate."""
+    from training import tracking
+    from training.model_io import log_python_model
+    from training.recs.pyfunc import RecommenderPyfunc
+
+    model = result.model
+    with tracking.tracked_run(settings, JOB_NAME, params=result.params) as run:
+        fingerprint = tracking.log_dataset(events) if events is not None else "n/a"
+        tracking.log_evaluation(result.metrics, result.baseline_metrics)
+        tracking.log_metrics({f"seconds_{k}": v for k, v in result.seconds.items()})
+        tracking.log_features(model.features_, result.split.as_params())
+        tracking.log_figure(metric_by_k_figure(result.evaluations), "plots/metric_by_k.png")
+        importance = model.feature_importance()
+        tracking.log_figure(importance_figure(importance), "plots/feature_importance.png")
+        tracking.log_json(importance.round(3).to_dict(), "feature_importance.json")
+        tracking.log_json(
+            {n: e.by_k.to_dict(orient="list") for n, e in result.evaluations.items()},
+            "eval/metric_by_k.json",
+        )
+        tracking.log_json(result.table.round(5).to_dict(orient="index"), "eval/comparison.json")
+        wrapper = RecommenderPyfunc(model)
+        example = _input_example(model)
+        info = log_python_model(
+            wrapper,
+            artifacts=None,
+            signature_df=example,
+            input_example=example,
+            output_example=wrapper.predict(None, example),
+        )
+        result.run_id = run.info.run_id
+        if register:
+            from training.registry import register_with_gate
+
+            holdout = {**result.split.as_params(), "data_fingerprint": fingerprint}
+            result.decision = register_with_gate(
+                settings,
+                REGISTERED_NAME,
+                run.info.run_id,
+                info.model_uri,
+                GATE_METRIC,
+                result.metrics[GATE_METRIC],
+                holdout=holdout,
+            )
+    return result
+
+
+def _input_example(model: Recommender) -> pd.DataFrame:
+    """Two known customers, one with request context, as pyfunc input (the missing values
+    make store_id and channel optional columns of the signature)."""
+    snap, cat = model.snapshot_, model.catalogue_
+    active = cat.customer_ids[snap.active][:2].tolist()
+    while len(active) < 2:
+        active.append("new-customer")
+    store = cat.store_ids[0] if len(cat.store_ids) else None
+    return pd.DataFrame(
+        {
+            "customer_id": active,
+            "store_id": pd.Series([store, None], dtype=object),
+            "channel": pd.Series([None, "store"], dtype=object),
+        }
+    )
+
+
+def train_recommender(
+    settings: Settings,
+    events: pd.DataFrame,
+    customers: pd.DataFrame | None = None,
+    products: pd.DataFrame | None = None,
+    stores: pd.DataFrame | None = None,
+    horizon_days: int = 14,
+    as_of: pd.Timestamp | str | None = None,
+    params: Mapping[str, Any] | None = None,
+    register: bool = True,
+    say: Say = lambda _m: None,
+) -> RecsResult:
+    """Fit and evaluate the recommender and its baselines (see the module docstring for
+    the split), log the run to MLflow and register ``recommender`` through the gate."""
+    result = fit_and_evaluate(
+        events,
+        customers,
+        products,
+        stores,
+        horizon_days=horizon_days,
+        as_of=as_of,
+        params=params,
+        seed=settings.seed,
+        say=say,
+    )
+    t0 = time.perf_counter()
+    log_and_register(settings, result, events, register=register)
+    result.seconds["log"] = time.perf_counter() - t0
+    return result

@@ -1,0 +1,277 @@
+"""The two-stage recommender: candidates from ALS, buy-again and popularity, ranked by
+LightGBM lambdarank.
+
+Temporal split inside ``fit(..., as_of=T)`` (h = ``horizon_days``, s = ``step_days``):
+
+- validation cutoff V = T - h: labels from [V, T), used only for early stopping;
+- training cutoffs V - h, V - h - s, ...: candidates and features as of each cutoff
+  (ALS refitted on events before it), labels = bought in [cutoff, cutoff + h);
+- the serving snapshot (ALS, popularity, histories) as of T, from events before T.
+
+No event at or after T is read, so the weeks after T are a clean test window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from training.recs.als import ALSParams
+from training.recs.base import BaseRecommender, Rows
+from training.recs.candidates import (
+    CandidateParams,
+    Candidates,
+    Customers,
+    generate,
+    reasons,
+    resolve_customers,
+)
+from training.recs.coldstart import popularity_rows
+from training.recs.data import PURCHASE, History
+from training.recs.ranker import RankingData, fit_ranker, ranking_data
+from training.recs.ranker_features import FEATURES, feature_matrix
+from training.recs.snapshot import SnapshotParams, build_snapshot
+
+
+def default_cutoff(history: History) -> pd.Timestamp:
+    """The first midnight after the last event: fit on everything."""
+    return history.last_ts.floor("D") + pd.Timedelta(days=1)
+
+
+def as_history(events, customers=None, products=None, stores=None) -> History:
+    """Encode contract frames (or pass an already encoded History through)."""
+    if isinstance(events, History):
+        return events
+    return History.from_frames(events, customers, products, stores)
+
+
+class Recommender(BaseRecommender):
+    """Two-stage personalised recommendations with a reason per item.
+
+    ``fit`` learns everything from events before ``as_of`` (see the module docstring for
+    the cutoffs); ``recommend`` needs nothing but the fitted object.
+    """
+
+    name = "model"
+
+    def __init__(
+        self,
+        horizon_days: int = 14,
+        n_train_cutoffs: int = 4,
+        step_days: int | None = None,
+        lookback_days: int = 365,
+        popularity_days: int = 28,
+        event_weights: Mapping[str, float] | None = None,
+        bm25_k1: float = 100.0,
+        bm25_b: float = 0.8,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        candidates_als: int = 50,
+        candidates_buy_again: int = 200,
+        candidates_segment: int = 20,
+        candidates_trending: int = 30,
+        ranker_params: Mapping[str, object] | None = None,
+        max_train_customers: int | None = 20_000,
+        max_train_negatives: int | None = 100,
+        num_threads: int = 2,
+        random_state: int = 0,
+    ) -> None:
+        self.horizon_days = horizon_days
+        self.n_train_cutoffs = n_train_cutoffs
+        self.step_days = step_days
+        self.lookback_days = lookback_days
+        self.popularity_days = popularity_days
+        self.event_weights = event_weights
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.candidates_als = candidates_als
+        self.candidates_buy_again = candidates_buy_again
+        self.candidates_segment = candidates_segment
+        self.candidates_trending = candidates_trending
+        self.ranker_params = ranker_params
+        self.max_train_customers = max_train_customers
+        self.max_train_negatives = max_train_negatives
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ parts
+
+    def _snapshot_params(self) -> SnapshotParams:
+        return SnapshotParams(
+            lookback_days=self.lookback_days,
+            popularity_days=self.popularity_days,
+            event_weights=dict(self.event_weights) if self.event_weights else None,
+            bm25_k1=self.bm25_k1,
+            bm25_b=self.bm25_b,
+        )
+
+    def _als_params(self) -> ALSParams:
+        return ALSParams(
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            num_threads=self.num_threads,
+        )
+
+    def _candidate_params(self) -> CandidateParams:
+        return CandidateParams(
+            als=self.candidates_als,
+            buy_again=self.candidates_buy_again,
+            segment=self.candidates_segment,
+            trending=self.candidates_trending,
+        )
+
+    def cutoffs(self, as_of: pd.Timestamp) -> tuple[tuple[pd.Timestamp, ...], pd.Timestamp]:
+        """(training cutoffs oldest first, validation cutoff) for a fit as of ``as_of``."""
+        h = pd.Timedelta(days=self.horizon_days)
+        step = pd.Timedelta(days=self.step_days or self.horizon_days)
+        valid = as_of - h
+        train = tuple(valid - h - i * step for i in range(self.n_train_cutoffs))[::-1]
+        return train, valid
+
+    def _ranking_rows(
+        self, history: History, cutoff: pd.Timestamp, rng: np.random.Generator, train: bool
+    ) -> tuple[RankingData, dict[str, float]]:
+        """Candidates, features and labels as of one cutoff."""
+        t0 = time.perf_counter()
+        snap = build_snapshot(
+            history, cutoff, self._snapshot_params(), self._als_params(), self.random_state
+        )
+        label_rows = history.window(cutoff, self.horizon_days)
+        label_rows = label_rows[history.event_type[label_rows] == PURCHASE]
+        buyers = np.unique(history.customer[label_rows])
+        eligible = buyers[snap.active[buyers]]
+        if self.max_train_customers and len(eligible) > self.max_train_customers:
+            eligible = np.sort(rng.choice(eligible, self.max_train_customers, replace=False))
+        cat = history.catalogue
+        cust = resolve_customers(snap, cat, eligible.astype(np.int32))
+        cand = generate(snap, cust, self._candidate_params())
+        X = feature_matrix(snap, cat, cust, cand)
+        truth = np.unique(
+            history.customer[label_rows].astype(np.int64) * cat.n_items + history.item[label_rows]
+        )
+        key = cust.code[cand.pos].astype(np.int64) * cat.n_items + cand.item
+        y = np.isin(key, truth)
+        in_pop = np.isin(truth // cat.n_items, eligible)
+        stats = {
+            "customers": float(len(eligible)),
+            "candidates_per_customer": len(cand) / max(len(eligible), 1),
+            "candidate_recall": float(y.sum()) / max(int(in_pop.sum()), 1),
+            "seconds": time.perf_counter() - t0,
+        }
+        negatives = self.max_train_negatives if train else None
+        return ranking_data(X, y, cand.pos, rng, max_negatives=negatives), stats
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        events: pd.DataFrame | History,
+        customers: pd.DataFrame | None = None,
+        products: pd.DataFrame | None = None,
+        stores: pd.DataFrame | None = None,
+        as_of: pd.Timestamp | str | None = None,
+    ) -> Recommender:
+        """Train the ranker on earlier cutoffs and snapshot everything as of ``as_of``
+        (default: after the last event). Only events before ``as_of`` are read."""
+        t_start = time.perf_counter()
+        history = as_history(events, customers, products, stores)
+        as_of = default_cutoff(history) if as_of is None else _utc(as_of)
+        rng = np.random.default_rng(self.random_state)
+        train_cutoffs, valid_cutoff = self.cutoffs(as_of)
+        parts, stats = [], {}
+        for t in train_cutoffs:
+            data, s = self._ranking_rows(history, t, rng, train=True)
+            parts.append(data)
+            stats[f"train_{t:%Y-%m-%d}"] = s
+        valid, stats["valid"] = self._ranking_rows(history, valid_cutoff, rng, train=False)
+        train = RankingData.concat(parts)
+        if len(train.group) == 0 or len(valid.group) == 0:
+            raise ValueError(
+                "no customer bought a candidate in a training or validation label window: "
+                "need more history before as_of (or a longer horizon)"
+            )
+        t0 = time.perf_counter()
+        self.ranker_ = fit_ranker(
+            train, valid, list(FEATURES), dict(self.ranker_params or {}), self.random_state
+        )
+        ranker_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.snapshot_ = build_snapshot(
+            history, as_of, self._snapshot_params(), self._als_params(), self.random_state
+        )
+        self.catalogue_ = history.catalogue
+        self.features_ = list(FEATURES)
+        self.as_of_ = as_of
+        self.train_cutoffs_ = train_cutoffs
+        self.valid_cutoff_ = valid_cutoff
+        self.best_iteration_ = int(self.ranker_.best_iteration_ or 0)
+        self.valid_ndcg_ = float(self.ranker_.best_score_["valid_0"]["ndcg@10"])
+        self.fit_stats_ = stats
+        self.fit_seconds_ = {
+            "ranking_rows": sum(s["seconds"] for s in stats.values()),
+            "ranker": ranker_s,
+            "snapshot": time.perf_counter() - t0,
+            "total": time.perf_counter() - t_start,
+        }
+        return self
+
+    def feature_importance(self) -> pd.Series:
+        """Total gain per ranker feature, largest first."""
+        gain = self.ranker_.booster_.feature_importance(importance_type="gain")
+        return pd.Series(gain, index=self.features_).sort_values(ascending=False)
+
+    # ------------------------------------------------------------------ predict
+
+    def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
+        snap, cat = self.snapshot_, self.catalogue_
+        known = customers.code >= 0
+        warm = known & snap.active[np.maximum(customers.code, 0)]
+        warm_pos = np.flatnonzero(warm)
+        sub = _subset(customers, warm)
+        cand = generate(snap, sub, self._candidate_params())
+        key = warm_pos[cand.pos].astype(np.int64) * cat.n_items + cand.item
+        keep = ~np.isin(key, excluded)
+        cand = Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
+        X = feature_matrix(snap, cat, sub, cand)
+        score = self.ranker_.booster_.predict(X, num_threads=1).astype(np.float32)
+        bought = X[:, self.features_.index("times_bought")] > 0
+        reason = reasons(cand.sources, bought)
+        cold = np.flatnonzero(~warm)
+        c_pos, c_item, c_score, c_reason = popularity_rows(
+            snap, customers, cold, depth=k + _max_excluded(excluded, cat.n_items)
+        )
+        return (
+            np.concatenate([warm_pos[cand.pos], c_pos]),
+            np.concatenate([cand.item, c_item]),
+            np.concatenate([score, c_score]),
+            np.concatenate([reason, c_reason]),
+        )
+
+
+def _subset(customers: Customers, mask: np.ndarray) -> Customers:
+    return Customers(
+        customers.code[mask], customers.store[mask], customers.region[mask], customers.channel[mask]
+    )
+
+
+def _max_excluded(excluded: np.ndarray, n_items: int) -> int:
+    """Most pairs excluded for any one customer (how much deeper lists must go)."""
+    if len(excluded) == 0:
+        return 0
+    return int(np.bincount(excluded // n_items).max())
+
+
+def _utc(t: pd.Timestamp | str) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")

@@ -1,0 +1,146 @@
+"""Ranker features of (customer, candidate product) pairs, all read from one snapshot.
+
+The same function builds training rows (snapshot at a training cutoff) and prediction
+rows (the fitted snapshot), so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.recs.als import pair_scores
+from training.recs.candidates import SOURCES, Candidates, Customers
+from training.recs.data import Catalogue
+from training.recs.snapshot import Snapshot
+
+FEATURES: tuple[str, ...] = (
+    "als_score",
+    "als_rank",
+    *(f"src_{s}" for s in SOURCES),
+    "times_bought",
+    "days_bought",
+    "units_bought",
+    "days_since_last_bought",
+    "decayed_purchases",
+    "bought_28d",
+    "repurchase_gap",
+    "gap_ratio",
+    "trip_share",
+    "expected_trips",
+    "orders_7d",
+    "orders_30d",
+    "orders_90d",
+    "orders_lookback",
+    "views_30d",
+    "buyers",
+    "repurchase_rate",
+    "days_since_last_sold",
+    "store_share",
+    "region_share",
+    "channel_share",
+    "category_share",
+    "price",
+    "customer_purchase_days",
+    "customer_days_since_purchase",
+    "customer_trips_28d",
+)
+"""Column order of the ranker's matrix. Meanings:
+
+als_score / als_rank: ALS factor dot product; rank in the customer's ALS list (NaN if not
+from ALS). src_*: candidate source flags. times_bought, days_bought, units_bought,
+days_since_last_bought (lookback when never): the customer's history with the product
+(registry names). decayed_purchases: purchase lines weighted 0.5 ** (age / 30 d).
+bought_28d: its purchase lines in the last 28 days. repurchase_gap: the customer's usual
+days between buying it ((last - first) / (days - 1), NaN under two days); gap_ratio:
+days since last bought / that gap (about 1 = due now).
+trip_share: share of the customer's purchase days that included it; expected_trips:
+trip_share x the customer's purchase days in the last 28 days. orders_* (orders_lookback:
+over the whole lookback), views_30d,
+buyers, repurchase_rate, days_since_last_sold: product popularity (registry names).
+*_share: product's share of purchases in the customer's store / region / channel over the
+popularity window. category_share: share of the customer's lines in its category.
+customer_*: the customer's purchase days, days since the last, purchase days in 28 days.
+"""
+
+
+def feature_matrix(
+    snap: Snapshot, catalogue: Catalogue, customers: Customers, cand: Candidates
+) -> np.ndarray:
+    """float32 matrix (len(cand), len(FEATURES)), NaN for missing values."""
+    lookback = float(snap.params.lookback_days)
+    code = customers.code[cand.pos]
+    item = cand.item
+    cols: dict[str, np.ndarray] = {}
+    if snap.user_factors is not None:
+        cols["als_score"] = pair_scores(snap.user_factors, snap.item_factors, code, item)
+    else:
+        cols["als_score"] = np.full(len(cand), np.nan, np.float32)
+    cols["als_rank"] = np.where(cand.als_rank >= 0, cand.als_rank, np.nan)
+    for s in SOURCES:
+        cols[f"src_{s}"] = cand.has(s)
+    at = snap.bought.find(code, item)
+    got = at >= 0
+    b = snap.bought.columns
+
+    def pick(name: str, missing: float) -> np.ndarray:
+        out = np.full(len(cand), missing, np.float32)
+        out[got] = b[name][at[got]]
+        return out
+
+    times = pick("times_bought", 0)
+    days = pick("days_bought", 0)
+    since = pick("days_since_last_bought", lookback)
+    first = pick("first_day_ago", np.nan)
+    cols |= {
+        "times_bought": times,
+        "days_bought": days,
+        "units_bought": pick("units_bought", 0),
+        "days_since_last_bought": since,
+        "decayed_purchases": pick("decayed", 0),
+        "bought_28d": pick("bought_28d", 0),
+    }
+    gap = np.full(len(cand), np.nan, np.float32)
+    multi = days >= 2
+    gap[multi] = (first[multi] - since[multi]) / (days[multi] - 1)
+    cols["repurchase_gap"] = gap
+    ratio = np.full(len(cand), np.nan, np.float32)
+    ok = multi & (gap > 0)
+    ratio[ok] = since[ok] / gap[ok]
+    cols["gap_ratio"] = ratio
+    safe = np.maximum(code, 0)
+    trips = np.where(code >= 0, snap.purchase_days[safe], 0).astype(np.float32)
+    cols["trip_share"] = np.divide(days, trips, out=np.zeros_like(days), where=trips > 0)
+    recent = np.where(code >= 0, snap.trips_28d[safe], 0).astype(np.float32)
+    cols["expected_trips"] = cols["trip_share"] * recent
+    cols["customer_trips_28d"] = recent
+    for name in ("orders_7d", "orders_30d", "orders_90d", "views_30d"):
+        cols[name] = snap.items[name][item]
+    cols["orders_lookback"] = snap.items[f"orders_{snap.params.lookback_days}d"][item]
+    for name in ("buyers", "repurchase_rate", "days_since_last_sold"):
+        cols[name] = snap.items[name][item]
+    for name, seg in (
+        ("store", customers.store),
+        ("region", customers.region),
+        ("channel", customers.channel),
+    ):
+        s = seg[cand.pos]
+        count = snap.segment_counts[name].get("count", s, item, 0.0)
+        total = np.where(s >= 0, snap.segment_totals[name][np.maximum(s, 0)], 0.0)
+        cols[f"{name}_share"] = np.divide(
+            count, total, out=np.full(len(cand), np.nan, np.float32), where=total > 0
+        )
+    item_cat = catalogue.item_category[item]
+    cat_lines = snap.category_lines.get("count", code, item_cat, 0.0)
+    lines = np.where(code >= 0, snap.lines[safe], 0).astype(np.float32)
+    cols["category_share"] = np.divide(
+        cat_lines, lines, out=np.full(len(cand), np.nan, np.float32), where=lines > 0
+    )
+    cols["price"] = catalogue.item_price[item]
+    cols["customer_purchase_days"] = trips
+    cols["customer_days_since_purchase"] = np.where(
+        code >= 0, snap.days_since_purchase[safe], lookback
+    )
+    out = np.empty((len(cand), len(FEATURES)), np.float32)
+    for j, name in enumerate(FEATURES):
+        out[:, j] = cols[name]
+    return out

@@ -1,0 +1,187 @@
+"""Everything known as of one cutoff that candidates and ranker features read.
+
+A :class:`Snapshot` is built from events before the cutoff only (``ts < as_of``, within
+the lookback): ALS factors, the customer x product purchase table, item popularity,
+segment popularity (store, region, channel) and each customer's profile (usual store and
+channel, category mix). The fitted recommender keeps the snapshot of its last cutoff: it
+is all it needs at prediction time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from training.recs.als import ALSParams, fit_als
+from training.recs.data import DAY_S, N_CHANNELS, PURCHASE, History, to_seconds
+from training.recs.interactions import bm25, interaction_matrix
+from training.recs.item_features import RECENT_DAYS, customer_item_table, item_table, windows_for
+from training.recs.tables import PairTable, top_per_row
+
+
+@dataclass(frozen=True)
+class SnapshotParams:
+    """How far back a snapshot reads, and how deep its popularity lists go."""
+
+    lookback_days: int = 365
+    popularity_days: int = 28
+    popular_depth: int = 200
+    event_weights: dict[str, float] | None = None
+    bm25_k1: float = 100.0
+    bm25_b: float = 0.8
+
+
+@dataclass
+class Snapshot:
+    """State as of ``as_of_s`` (seconds). Arrays are indexed by catalogue codes."""
+
+    as_of_s: int
+    params: SnapshotParams
+    bought: PairTable  # customer x item purchase history
+    items: dict[str, np.ndarray]  # registry item features, one entry per item
+    active: np.ndarray  # bool per customer: any product event in the lookback
+    purchase_days: np.ndarray  # int32 per customer
+    trips_28d: np.ndarray  # int32 purchase days in the last 28 days per customer
+    lines: np.ndarray  # int32 purchase lines per customer
+    days_since_purchase: np.ndarray  # float32 per customer (lookback when none)
+    main_store: np.ndarray  # int32 per customer, -1 unknown
+    main_channel: np.ndarray  # int8 per customer, -1 unknown
+    category_lines: PairTable  # customer x category purchase lines
+    trending: np.ndarray  # int32 item codes, most bought in the popularity window first
+    trending_count: np.ndarray  # float32
+    segment_counts: dict[str, PairTable]  # "store" / "region" / "channel" x item counts
+    segment_totals: dict[str, np.ndarray]  # lines per segment
+    segment_top: dict[str, tuple[np.ndarray, np.ndarray]]  # (items, counts) per segment
+    user_factors: np.ndarray | None = None
+    item_factors: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        return pd.Timestamp(self.as_of_s, unit="s", tz="UTC")
+
+
+def build_snapshot(
+    history: History,
+    as_of: pd.Timestamp | str,
+    params: SnapshotParams,
+    als: ALSParams | None,
+    random_state: int,
+) -> Snapshot:
+    """Snapshot as of ``as_of`` from ``history``; ALS is fitted only when ``als`` is given."""
+    import time
+
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    cat = history.catalogue
+    t = to_seconds(as_of)
+    rows = history.before(as_of, params.lookback_days)
+    buy = rows[history.event_type[rows] == PURCHASE]
+    cust = history.customer[buy]
+    n_c, n_i = cat.n_customers, cat.n_items
+
+    active = np.zeros(n_c, bool)
+    active[history.customer[rows]] = True
+    day = history.ts[buy] // DAY_S
+    cust_days = np.unique(cust.astype(np.int64) * 1_000_000 + day)
+    purchase_days = np.bincount(cust_days // 1_000_000, minlength=n_c).astype(np.int32)
+    recent_days = cust_days[(cust_days % 1_000_000) >= t // DAY_S - RECENT_DAYS]
+    trips_28d = np.bincount(recent_days // 1_000_000, minlength=n_c).astype(np.int32)
+    lines = np.bincount(cust, minlength=n_c).astype(np.int32)
+    last = np.full(n_c, np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(last, cust, history.ts[buy])
+    since = np.where(lines > 0, (t - last) / DAY_S, params.lookback_days).astype(np.float32)
+
+    store_rows = buy[history.store[buy] >= 0]
+    main_store = _mode(history.customer[store_rows], history.store[store_rows], n_c, cat.n_stores)
+    main_channel = _mode(cust, history.channel[buy], n_c, N_CHANNELS).astype(np.int8)
+    item_cat = cat.item_category[history.item[buy]]
+    has_cat = item_cat >= 0
+    category_lines = PairTable.count(cust[has_cat], item_cat[has_cat], max(len(cat.categories), 1))
+    seconds["profile"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    recent = buy[history.ts[buy] >= t - params.popularity_days * DAY_S]
+    r_item = history.item[recent]
+    depth = params.popular_depth
+    overall = np.bincount(r_item, minlength=n_i).astype(np.float32)
+    trend, trend_count = top_per_row(
+        np.zeros(n_i, np.int32), np.arange(n_i, dtype=np.int32), overall, 1, depth
+    )
+    keep = trend[0] >= 0
+    keep &= trend_count[0] > 0
+    segments = {
+        "store": (history.store[recent], cat.n_stores),
+        "region": (
+            np.where(
+                history.store[recent] >= 0,
+                cat.store_region[np.maximum(history.store[recent], 0)],
+                -1,
+            ),
+            max(len(cat.regions), 1),
+        ),
+        "channel": (history.channel[recent].astype(np.int32), N_CHANNELS),
+    }
+    seg_counts, seg_totals, seg_top = {}, {}, {}
+    for name, (seg, n_seg) in segments.items():
+        ok = seg >= 0
+        table = PairTable.count(seg[ok], r_item[ok], n_i)
+        seg_counts[name] = table
+        seg_totals[name] = np.bincount(seg[ok], minlength=n_seg).astype(np.float32)
+        pos = np.arange(len(table))
+        seg_top[name] = top_per_row(
+            table.row_of(pos), table.col_of(pos), table.columns["count"], n_seg, depth
+        )
+    windows = windows_for(params.lookback_days)
+    as_of_ts = pd.Timestamp(t, unit="s", tz="UTC")
+    items = item_table(history, as_of_ts, windows)
+    bought = customer_item_table(history, rows, as_of_ts, windows)
+    seconds["popularity"] = time.perf_counter() - t0
+
+    user_f = item_f = None
+    if als is not None:
+        t0 = time.perf_counter()
+        weighted = bm25(
+            interaction_matrix(history, as_of, params.lookback_days, params.event_weights),
+            params.bm25_k1,
+            params.bm25_b,
+        )
+        seconds["matrix"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        user_f, item_f = fit_als(weighted, als, random_state)
+        seconds["als"] = time.perf_counter() - t0
+    return Snapshot(
+        as_of_s=t,
+        params=params,
+        bought=bought,
+        items=items,
+        active=active,
+        purchase_days=purchase_days,
+        trips_28d=trips_28d,
+        lines=lines,
+        days_since_purchase=since,
+        main_store=main_store,
+        main_channel=main_channel,
+        category_lines=category_lines,
+        trending=trend[0][keep],
+        trending_count=trend_count[0][keep],
+        segment_counts=seg_counts,
+        segment_totals=seg_totals,
+        segment_top=seg_top,
+        user_factors=user_f,
+        item_factors=item_f,
+        seconds=seconds,
+    )
+
+
+def _mode(rows: np.ndarray, values: np.ndarray, n_rows: int, n_values: int) -> np.ndarray:
+    """Most frequent value per row (ties: the lower value), -1 for rows without any."""
+    out = np.full(n_rows, -1, np.int32)
+    if len(rows) == 0:
+        return out
+    table = PairTable.count(rows, values, n_values)
+    pos = np.arange(len(table))
+    best, _ = top_per_row(table.row_of(pos), table.col_of(pos), table.columns["count"], n_rows, 1)
+    return best[:, 0]

@@ -1,0 +1,93 @@
+"""Sparse keyed tables: values per (row, column) pair, looked up without Python loops.
+
+A pair is the int64 key ``row * n_cols + col``; keys are kept sorted, so a batch of
+lookups is one ``searchsorted`` and one row's pairs are one contiguous slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class PairTable:
+    """Sorted distinct pair keys with aligned value columns."""
+
+    keys: np.ndarray  # int64, sorted, distinct
+    n_cols: int
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def count(
+        cls, rows: np.ndarray, cols: np.ndarray, n_cols: int, weights: np.ndarray | None = None
+    ) -> PairTable:
+        """Number of occurrences (or summed ``weights``) of each (row, col) pair."""
+        keys = rows.astype(np.int64) * n_cols + cols
+        uniq, inv = np.unique(keys, return_inverse=True)
+        value = np.bincount(inv, weights=weights, minlength=len(uniq)).astype(np.float32)
+        return cls(uniq, n_cols, {"count": value})
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def find(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Position of each (row, col) pair in the table, -1 when absent or row < 0."""
+        q = rows.astype(np.int64) * self.n_cols + cols
+        pos = np.searchsorted(self.keys, q)
+        pos = np.minimum(pos, max(len(self.keys) - 1, 0))
+        hit = (len(self.keys) > 0) & (rows >= 0) & (cols >= 0)
+        hit = hit & (self.keys[pos] == q) if len(self.keys) else np.zeros(len(q), bool)
+        return np.where(hit, pos, -1)
+
+    def get(self, name: str, rows: np.ndarray, cols: np.ndarray, missing: float) -> np.ndarray:
+        """Column ``name`` for each pair, ``missing`` where the pair is absent."""
+        pos = self.find(rows, cols)
+        values = self.columns[name]
+        out = np.full(len(pos), missing, dtype=values.dtype)
+        out[pos >= 0] = values[pos[pos >= 0]]
+        return out
+
+    def slices(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every pair of the given rows: (index into ``rows``, position in the table)."""
+        rows = rows.astype(np.int64)
+        lo = np.searchsorted(self.keys, rows * self.n_cols)
+        hi = np.searchsorted(self.keys, (rows + 1) * self.n_cols)
+        hi = np.where(rows >= 0, hi, lo)
+        sizes = hi - lo
+        owner = np.repeat(np.arange(len(rows)), sizes)
+        start = np.repeat(lo - np.cumsum(sizes) + sizes, sizes)
+        return owner, start + np.arange(int(sizes.sum()))
+
+    def row_of(self, pos: np.ndarray) -> np.ndarray:
+        return (self.keys[pos] // self.n_cols).astype(np.int32)
+
+    def col_of(self, pos: np.ndarray) -> np.ndarray:
+        return (self.keys[pos] % self.n_cols).astype(np.int32)
+
+
+def top_per_row(
+    rows: np.ndarray, cols: np.ndarray, score: np.ndarray, n_rows: int, depth: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``depth`` best columns of each row by score (ties: lower column first), padded
+    with -1: (columns int32, scores float32), each (n_rows, depth)."""
+    order = np.lexsort((cols, -score, rows))
+    r = rows[order]
+    start = np.searchsorted(r, r, side="left")
+    rank = np.arange(len(r)) - start
+    keep = rank < depth
+    out = np.full((n_rows, depth), -1, dtype=np.int32)
+    out_s = np.zeros((n_rows, depth), dtype=np.float32)
+    out[r[keep], rank[keep]] = cols[order][keep]
+    out_s[r[keep], rank[keep]] = score[order][keep]
+    return out, out_s
+
+
+def rank_within(groups: np.ndarray) -> np.ndarray:
+    """0-based position of each entry within its run of equal ``groups`` (sorted input)."""
+    if len(groups) == 0:
+        return np.zeros(0, np.int64)
+    start = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    sizes = np.diff(np.r_[start, len(groups)])
+    return np.arange(len(groups)) - np.repeat(start, sizes)
