@@ -59,7 +59,9 @@ def test_omni_train_recs_cli(tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "OMNI_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    # a fresh home and its own MLflow store (an earlier test's tracking URI stays in the env)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env |= {"OMNI_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
     omni = [sys.executable, "-m", "serving.cli"]
     synth = ["data", "synth", "--customers", "800", "--days", "120", "--seed", "3"]
     for args in (synth, ["train", "recs"]):
