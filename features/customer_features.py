@@ -87,6 +87,7 @@ def features_from_encoded(
         cols |= orders.features(last)
         tick("orders and purchase gaps")
         cols |= _money(c, orders)
+        del orders  # its per-line arrays: free them before the next families
         tick("spend, returns, discounts")
         cols |= _online_days(c, pair)
         tick("online days")
@@ -221,7 +222,7 @@ def _channel_counts(c: Cut, pair: np.ndarray) -> dict[str, np.ndarray]:
         f"share_engagements_{ch}": k.ratio(engaged[i], total, 0.0) for i, ch in enumerate(CHANNELS)
     }
     for i, ch in enumerate(OUTREACH_CHANNELS):
-        out[f"messages_{ch}"] = sent[i]
+        out[f"messages_{ch}"] = sent[i].copy()  # do not keep the whole count block alive
         for resp, got in zip(_RESPONSES, (opens, clicks, redeems), strict=True):
             out[f"{resp}_rate_{ch}"] = k.ratio(got[i], sent[i], np.nan)
     return out
