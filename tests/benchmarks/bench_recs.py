@@ -7,7 +7,7 @@ fresh-process runs. The ALS comparison fits the same BM25-weighted matrix with t
 hyperparameters, both under ``threadpool_limits(1, "blas")``, alternating, in one process.
 
     python tests/benchmarks/bench_recs.py --repeat 3
-    python tests/benchmarks/bench_recs.py --skip-synthetic      # Complete Journey only
+    python tests/benchmarks/bench_recs.py --sources cj      # Complete Journey only
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--sources", default="cj,synthetic", help="comma-separated: cj, synthetic")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--stage", default="fit", help=argparse.SUPPRESS)
     parser.add_argument("--source", default="cj", help=argparse.SUPPRESS)
@@ -140,7 +140,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="omni-bench-recs-"))
     script = Path(__file__)
-    sources = ["cj"] if args.skip_synthetic else ["cj", "synthetic"]
+    sources = [s for s in ("cj", "synthetic") if s in args.sources.split(",")]
     results: dict[str, dict] = {}
     try:
         if "synthetic" in sources:
@@ -166,7 +166,7 @@ def main() -> None:
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    path = save("recs", {"repeat": args.repeat, **results})
+    path = save("recs_" + "_".join(sources), {"repeat": args.repeat, **results})
     print(f"results: {path}")
 
 

@@ -76,7 +76,7 @@ class History:
     """Product events of known customers, one entry per event, sorted by time."""
 
     catalogue: Catalogue
-    events: pd.DataFrame  # the contract frame, for the shared feature builders
+    events: pd.DataFrame  # the kept rows as a contract frame, for the shared builders
     customer: np.ndarray  # int32
     item: np.ndarray  # int32
     ts: np.ndarray  # int64 seconds, UTC
@@ -116,7 +116,7 @@ class History:
         catalogue = _catalogue(enc, item_ids, products, stores)
         return cls(
             catalogue=catalogue,
-            events=frame,
+            events=frame.iloc[rows] if len(rows) < len(frame) else frame,
             customer=enc.cust[order].astype(np.int32),
             item=item[order].astype(np.int32),
             ts=enc.ts[order] // 1_000_000,

@@ -76,7 +76,7 @@ class Recommender(BaseRecommender):
         candidates_segment: int = 20,
         candidates_trending: int = 30,
         ranker_params: Mapping[str, object] | None = None,
-        max_train_customers: int | None = 20_000,
+        max_train_customers: int | None = 5_000,
         max_train_negatives: int | None = 100,
         num_threads: int = 2,
         random_state: int = 0,
