@@ -72,3 +72,16 @@ def tiny_model():
     x = pd.DataFrame(rng.normal(size=(40, 3)), columns=["f1", "f2", "f3"])
     clf = LogisticRegression().fit(x, (x["f1"] > 0).astype(int))
     return EstimatorModel(clf, ["f1", "f2", "f3"]), x
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tracking_uri():
+    """mlflow.set_tracking_uri() also sets MLFLOW_TRACKING_URI in os.environ; without this a
+    test's store would leak into later tests and into the CLI subprocesses they start."""
+    import os
+
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved

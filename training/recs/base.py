@@ -141,7 +141,8 @@ class BaseRecommender:
             store = self.catalogue_.store_codes(stores.astype("str").to_numpy())
         if channels is not None:
             values = channels.astype(object).where(channels.notna(), None)
-            channel = pd.Categorical(values, categories=list(CHANNELS)).codes.astype(np.int32)
+            index = {c: i for i, c in enumerate(CHANNELS)}
+            channel = values.map(index).fillna(-1).to_numpy(dtype=np.int32)
             bad = values[(channel < 0) & values.notna().to_numpy()]
             if len(bad):
                 raise ValueError(f"unknown channel in context: {sorted(set(bad))}")
