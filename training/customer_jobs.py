@@ -72,6 +72,15 @@ def _split(events: pd.DataFrame, config: JobConfig) -> TemporalSplit:
     )
 
 
+def _datasets(events, customers, config: JobConfig, label, column: str):
+    """The split and its (features, labels) for training (stacked), validation and test."""
+    split = _split(events, config)
+    snaps = labelled_snapshots(
+        events, customers, [*split.train, split.valid, split.test], label, column
+    )
+    return split, stack([snaps[t] for t in split.train]), snaps[split.valid], snaps[split.test]
+
+
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}test_{k}": v for k, v in metrics.items()}
 
@@ -81,16 +90,10 @@ def train_churn(
 ) -> JobResult:
     """Churn: LightGBM vs recency-alone and frequency-alone heuristics on the test cutoff."""
     t0 = time.perf_counter()
-    split = _split(events, config)
     label = partial(
         churn_labels, lookback_days=config.lookback_days, horizon_days=config.horizon_days
     )
-    snaps = labelled_snapshots(
-        events, customers, [*split.train, split.valid, split.test], label, "churned"
-    )
-    X, y = stack([snaps[t] for t in split.train])
-    Xv, yv = snaps[split.valid]
-    Xt, yt = snaps[split.test]
+    split, (X, y), (Xv, yv), (Xt, yt) = _datasets(events, customers, config, label, "churned")
     model = ChurnModel(params=config.params, random_state=config.seed).fit(X, y, Xv, yv)
     proba = model.predict_proba(Xt)
     baselines = {
@@ -142,18 +145,12 @@ def train_next_channel(
     """Next best channel: multiclass LightGBM vs most-used and last-used channel baselines,
     all scored after consent (the same rule scoring applies)."""
     t0 = time.perf_counter()
-    split = _split(events, config)
     label = partial(
         next_channel_labels,
         horizon_days=config.horizon_days,
         attribution_days=config.attribution_days,
     )
-    snaps = labelled_snapshots(
-        events, customers, [*split.train, split.valid, split.test], label, "channel"
-    )
-    X, y = stack([snaps[t] for t in split.train])
-    Xv, yv = snaps[split.valid]
-    Xt, yt = snaps[split.test]
+    split, (X, y), (Xv, yv), (Xt, yt) = _datasets(events, customers, config, label, "channel")
     model = NextChannelModel(params=config.params, random_state=config.seed).fit(
         X, y.to_numpy(), Xv, yv.to_numpy()
     )
