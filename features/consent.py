@@ -39,7 +39,12 @@ def apply_consent(proba: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
     channel is removed stays all zeros (nothing may be sent).
     """
     allowed = consent_mask(proba.index, list(proba.columns), customers)
-    values = proba.to_numpy(dtype=np.float64) * allowed
-    total = values.sum(axis=1, keepdims=True)
-    values = np.divide(values, total, out=np.zeros_like(values), where=total > 0)
+    values = consented(proba.to_numpy(dtype=np.float64), allowed)
     return pd.DataFrame(values, index=proba.index, columns=proba.columns)
+
+
+def consented(proba: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """The array form of :func:`apply_consent` (rows x channels, same shape ``allowed``)."""
+    values = np.asarray(proba, dtype=np.float64) * allowed
+    total = values.sum(axis=1, keepdims=True)
+    return np.divide(values, total, out=np.zeros_like(values), where=total > 0)
