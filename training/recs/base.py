@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.schema import CHANNELS
-from training.recs.candidates import REASONS, Customers, resolve_customers
+from training.recs.candidates import REASONS, CandidateTable, Customers, resolve_customers
 from training.recs.data import Catalogue, History
 from training.recs.snapshot import Snapshot
 
@@ -81,42 +81,66 @@ class BaseRecommender:
         cat = self.catalogue_
         codes = cat.customer_codes(ids)
         store, channel = self._context(ids, context)
-        all_excluded = self._excluded(ids, codes, exclude)
-        frames = []
-        for lo in range(0, len(ids), CHUNK):
+        excluded = self._excluded(ids, codes, exclude)
+        pos, item, score, reason, rank = self.recommend_codes(codes, store, channel, k, excluded)
+        return pd.DataFrame(
+            {
+                "customer_id": pd.Series(ids.to_numpy()[pos], dtype="str"),
+                "rank": (rank + 1).astype(np.int16),
+                "product_id": pd.Series(cat.item_ids.to_numpy()[item], dtype="str"),
+                "score": score.astype(np.float32),
+                "reason": pd.Categorical.from_codes(reason, categories=list(REASONS)),
+            }
+        )
+
+    def recommend_codes(
+        self,
+        codes: np.ndarray,
+        store: np.ndarray,
+        channel: np.ndarray,
+        k: int,
+        excluded: np.ndarray,
+        personal: CandidateTable | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, ...]:
+        """The array form of :meth:`recommend` (what serving and batch scoring call):
+        customer codes (-1 unknown), store / channel context codes (-1 none), sorted
+        excluded ``pos * n_items + item`` keys; ``personal`` / ``allowed`` as in the
+        model's ``_score``. Returns (pos, item, score, reason code, rank from 0), sorted
+        by pos then rank, in chunks of ``CHUNK`` customers."""
+        if not hasattr(self, "snapshot_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        n_items = self.catalogue_.n_items
+        extra = {}
+        if allowed is not None:
+            extra["allowed"] = allowed
+        parts = []
+        for lo in range(0, len(codes), CHUNK):
             sl = slice(lo, lo + CHUNK)
-            cust = resolve_customers(self.snapshot_, cat, codes[sl], store[sl], channel[sl])
-            bounds = np.searchsorted(all_excluded, [lo * cat.n_items, (lo + CHUNK) * cat.n_items])
-            excluded = all_excluded[bounds[0] : bounds[1]] - lo * cat.n_items
-            pos, item, score, reason = self._score(cust, k, excluded)
+            cust = resolve_customers(
+                self.snapshot_, self.catalogue_, codes[sl], store[sl], channel[sl]
+            )
+            bounds = np.searchsorted(excluded, [lo * n_items, (lo + CHUNK) * n_items])
+            chunk_excluded = excluded[bounds[0] : bounds[1]] - lo * n_items
+            if personal is not None:
+                extra["personal"] = personal.rows_for(codes[sl])
+            pos, item, score, reason = self._score(cust, k, chunk_excluded, **extra)
             pos, item, score, reason, rank = _top_k(
-                pos, item, score, reason, excluded, cat.n_items, k
+                pos, item, score, reason, chunk_excluded, n_items, k
             )
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "customer_id": ids[sl].to_numpy()[pos],
-                        "rank": (rank + 1).astype(np.int16),
-                        "product_id": cat.item_ids.to_numpy()[item],
-                        "score": score.astype(np.float32),
-                        "reason": pd.Categorical.from_codes(reason, categories=list(REASONS)),
-                    }
-                )
+            parts.append((pos + lo, item, score, reason, rank))
+        if not parts:
+            empty = np.zeros(0, np.int64)
+            return (
+                empty,
+                empty.astype(np.int32),
+                empty.astype(np.float32),
+                empty.astype(np.int8),
+                empty,
             )
-        if not frames:
-            return pd.DataFrame(
-                {
-                    "customer_id": pd.Series([], dtype="str"),
-                    "rank": pd.Series([], dtype=np.int16),
-                    "product_id": pd.Series([], dtype="str"),
-                    "score": pd.Series([], dtype=np.float32),
-                    "reason": pd.Categorical([], categories=list(REASONS)),
-                }
-            )
-        out = pd.concat(frames, ignore_index=True)
-        out["customer_id"] = out["customer_id"].astype("str")
-        out["product_id"] = out["product_id"].astype("str")
-        return out
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
     def _context(self, ids: pd.Index, context: Context) -> tuple[np.ndarray, np.ndarray]:
         """Store and channel codes per customer from the request context (-1: none)."""

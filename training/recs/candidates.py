@@ -113,41 +113,49 @@ def resolve_customers(
 
 def generate(snap: Snapshot, customers: Customers, params: CandidateParams) -> Candidates:
     """Candidate rows for every customer of the request (unknown customers get only the
-    popularity sources)."""
-    parts_pos, parts_item, parts_bits, parts_rank = [], [], [], []
+    popularity sources): :func:`personal` and :func:`contextual` merged."""
+    n_items = max(len(snap.items["buyers"]), 1)
+    return merge(
+        [personal(snap, customers.code, params), contextual(snap, customers, params)], n_items
+    )
 
-    def add(pos: np.ndarray, item: np.ndarray, source: str, rank: np.ndarray | None = None):
-        ok = item >= 0
-        parts_pos.append(pos[ok].astype(np.int32))
-        parts_item.append(item[ok].astype(np.int32))
-        parts_bits.append(np.full(int(ok.sum()), BIT[source], np.uint8))
-        r = np.full(int(ok.sum()), -1, np.int16) if rank is None else rank[ok].astype(np.int16)
-        parts_rank.append(r)
 
-    n = len(customers)
-    idx = np.arange(n)
-    known = customers.code >= 0
+def personal(snap: Snapshot, codes: np.ndarray, params: CandidateParams) -> Candidates:
+    """The request-independent sources of the customers ``codes`` (-1 unknown): ALS and
+    buy again. ``pos`` indexes ``codes``; rows are not merged (see :func:`merge`).
+
+    The online snapshot precomputes these for every customer, so a request only adds
+    :func:`contextual` rows and re-ranks."""
+    parts = _Parts()
+    known = codes >= 0
     if snap.user_factors is not None and params.als > 0:
-        warm = np.flatnonzero(known & snap.active[np.maximum(customers.code, 0)])
+        warm = np.flatnonzero(known & snap.active[np.maximum(codes, 0)])
         if len(warm):
             items, _ = top_n(
                 snap.user_factors,
                 snap.item_factors,
-                customers.code[warm],
+                codes[warm],
                 params.als,
-                exclude=_bought_matrix(snap, customers.code[warm]),
+                exclude=_bought_matrix(snap, codes[warm]),
             )
             ranks = np.broadcast_to(np.arange(items.shape[1]), items.shape)
-            add(np.repeat(warm, items.shape[1]), items.ravel(), "als", ranks.ravel())
+            parts.add(np.repeat(warm, items.shape[1]), items.ravel(), "als", ranks.ravel())
     if params.buy_again > 0:
-        owner, at = snap.bought.slices(np.where(known, customers.code, -1))
+        owner, at = snap.bought.slices(np.where(known, codes, -1))
         if len(at):
             score = snap.bought.columns["decayed"][at]
             order = np.lexsort((snap.bought.col_of(at), -score, owner))
             owner, at = owner[order], at[order]
             first = np.searchsorted(owner, owner, side="left")
             keep = (np.arange(len(owner)) - first) < params.buy_again
-            add(owner[keep], snap.bought.col_of(at[keep]), "buy_again")
+            parts.add(owner[keep], snap.bought.col_of(at[keep]), "buy_again")
+    return parts.candidates()
+
+
+def contextual(snap: Snapshot, customers: Customers, params: CandidateParams) -> Candidates:
+    """The sources that depend on where the list is shown: popularity in the customer's
+    store, region and channel, and trending. ``pos`` indexes ``customers``; not merged."""
+    parts = _Parts()
     for name, seg in (
         ("store", customers.store),
         ("region", customers.region),
@@ -157,15 +165,19 @@ def generate(snap: Snapshot, customers: Customers, params: CandidateParams) -> C
         has = np.flatnonzero(seg >= 0)
         if len(has) and top_items.shape[1]:
             items = top_items[seg[has]]
-            add(np.repeat(has, items.shape[1]), items.ravel(), name)
+            parts.add(np.repeat(has, items.shape[1]), items.ravel(), name)
+    n = len(customers)
     trend = snap.trending[: params.trending]
-    add(np.repeat(idx, len(trend)), np.tile(trend, n), "trending")
+    parts.add(np.repeat(np.arange(n), len(trend)), np.tile(trend, n), "trending")
+    return parts.candidates()
 
-    pos = np.concatenate(parts_pos) if parts_pos else np.zeros(0, np.int32)
-    item = np.concatenate(parts_item) if parts_item else np.zeros(0, np.int32)
-    bits = np.concatenate(parts_bits) if parts_bits else np.zeros(0, np.uint8)
-    rank = np.concatenate(parts_rank) if parts_rank else np.zeros(0, np.int16)
-    n_items = max(len(snap.items["buyers"]), 1)
+
+def merge(parts: list[Candidates], n_items: int) -> Candidates:
+    """One row per (pos, item), sorted by (pos, item): source flags OR-ed, ALS rank kept."""
+    pos = np.concatenate([p.pos for p in parts]) if parts else np.zeros(0, np.int32)
+    item = np.concatenate([p.item for p in parts]) if parts else np.zeros(0, np.int32)
+    bits = np.concatenate([p.sources for p in parts]) if parts else np.zeros(0, np.uint8)
+    rank = np.concatenate([p.als_rank for p in parts]) if parts else np.zeros(0, np.int16)
     key = pos.astype(np.int64) * n_items + item
     order = np.argsort(key, kind="stable")
     key, bits, rank = key[order], bits[order], rank[order]
@@ -183,6 +195,35 @@ def generate(snap: Snapshot, customers: Customers, params: CandidateParams) -> C
     )
 
 
+class _Parts:
+    """Candidate rows collected source by source."""
+
+    def __init__(self) -> None:
+        self.pos: list[np.ndarray] = []
+        self.item: list[np.ndarray] = []
+        self.bits: list[np.ndarray] = []
+        self.rank: list[np.ndarray] = []
+
+    def add(self, pos: np.ndarray, item: np.ndarray, source: str, rank=None) -> None:
+        ok = item >= 0
+        n = int(ok.sum())
+        self.pos.append(pos[ok].astype(np.int32))
+        self.item.append(item[ok].astype(np.int32))
+        self.bits.append(np.full(n, BIT[source], np.uint8))
+        self.rank.append(np.full(n, -1, np.int16) if rank is None else rank[ok].astype(np.int16))
+
+    def candidates(self) -> Candidates:
+        if not self.pos:
+            empty = np.zeros(0, np.int32)
+            return Candidates(empty, empty, np.zeros(0, np.uint8), np.zeros(0, np.int16))
+        return Candidates(
+            np.concatenate(self.pos),
+            np.concatenate(self.item),
+            np.concatenate(self.bits),
+            np.concatenate(self.rank),
+        )
+
+
 def _bought_matrix(snap: Snapshot, codes: np.ndarray) -> sp.csr_matrix:
     """Rows = the given customers, 1 where they bought the product (ALS skips those)."""
     owner, at = snap.bought.slices(codes)
@@ -192,3 +233,35 @@ def _bought_matrix(snap: Snapshot, codes: np.ndarray) -> sp.csr_matrix:
         (data, (owner, snap.bought.col_of(at))), shape=(len(codes), n_items), dtype=np.float32
     )
     return m
+
+
+@dataclass
+class CandidateTable:
+    """Precomputed :func:`personal` candidates of every customer, rows grouped by customer
+    code (``indptr`` as in CSR): what the online snapshot keeps so requests skip ALS."""
+
+    indptr: np.ndarray  # int64, n_customers + 1
+    item: np.ndarray  # int32
+    sources: np.ndarray  # uint8
+    als_rank: np.ndarray  # int16
+
+    @classmethod
+    def build(cls, snap: Snapshot, n_customers: int, params: CandidateParams) -> CandidateTable:
+        """Personal candidates of customers ``0 .. n_customers - 1``."""
+        codes = np.arange(n_customers, dtype=np.int32)
+        c = personal(snap, codes, params)
+        order = np.argsort(c.pos, kind="stable")
+        counts = np.bincount(c.pos, minlength=n_customers)
+        indptr = np.zeros(n_customers + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return cls(indptr, c.item[order], c.sources[order], c.als_rank[order])
+
+    def rows_for(self, codes: np.ndarray) -> Candidates:
+        """The rows of customers ``codes`` (-1: none); ``pos`` indexes ``codes``."""
+        safe = np.maximum(codes, 0)
+        start = self.indptr[safe]
+        length = np.where(codes >= 0, self.indptr[safe + 1] - start, 0)
+        pos = np.repeat(np.arange(len(codes), dtype=np.int32), length)
+        offset = np.arange(len(pos)) - np.repeat(np.cumsum(length) - length, length)
+        at = np.repeat(start, length) + offset
+        return Candidates(pos, self.item[at], self.sources[at], self.als_rank[at])

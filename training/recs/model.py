@@ -25,7 +25,9 @@ from training.recs.candidates import (
     CandidateParams,
     Candidates,
     Customers,
+    contextual,
     generate,
+    merge,
     reasons,
     resolve_customers,
 )
@@ -226,6 +228,28 @@ class Recommender(BaseRecommender):
         }
         return self
 
+    def refresh(
+        self,
+        events: pd.DataFrame | History,
+        customers: pd.DataFrame | None = None,
+        products: pd.DataFrame | None = None,
+        stores: pd.DataFrame | None = None,
+        as_of: pd.Timestamp | str | None = None,
+    ) -> Recommender:
+        """Move the fitted model to a later cutoff without retraining the ranker: ALS,
+        popularity and histories are rebuilt from events before ``as_of`` (default: after
+        the last event). The online snapshot does this so that serving uses "now"."""
+        if not hasattr(self, "ranker_"):
+            raise RuntimeError("Recommender is not fitted: call fit() first")
+        history = as_history(events, customers, products, stores)
+        as_of = default_cutoff(history) if as_of is None else _utc(as_of)
+        self.snapshot_ = build_snapshot(
+            history, as_of, self._snapshot_params(), self._als_params(), self.random_state
+        )
+        self.catalogue_ = history.catalogue
+        self.as_of_ = as_of
+        return self
+
     def feature_importance(self) -> pd.Series:
         """Total gain per ranker feature, largest first."""
         gain = self.ranker_.booster_.feature_importance(importance_type="gain")
@@ -233,24 +257,59 @@ class Recommender(BaseRecommender):
 
     # ------------------------------------------------------------------ predict
 
-    def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
+    def _score(
+        self,
+        customers: Customers,
+        k: int,
+        excluded: np.ndarray,
+        personal: Candidates | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> Rows:
+        """Ranked candidate rows of warm customers, popularity rows of the others.
+
+        ``personal``: the customers' precomputed :func:`personal` candidates (``pos``
+        indexes ``customers``; the online snapshot keeps them), else they are computed
+        here; the result is the same. ``allowed``: bool per item, False = never returned
+        (request rules such as a category filter)."""
         snap, cat = self.snapshot_, self.catalogue_
+        params = self._candidate_params()
         known = customers.code >= 0
         warm = known & snap.active[np.maximum(customers.code, 0)]
         warm_pos = np.flatnonzero(warm)
         sub = _subset(customers, warm)
-        cand = generate(snap, sub, self._candidate_params())
+        if personal is None:
+            cand = generate(snap, sub, params)
+        else:
+            own = warm[personal.pos]
+            in_sub = (np.cumsum(warm) - 1).astype(np.int32)
+            mine = Candidates(
+                in_sub[personal.pos[own]],
+                personal.item[own],
+                personal.sources[own],
+                personal.als_rank[own],
+            )
+            cand = merge([mine, contextual(snap, sub, params)], cat.n_items)
         key = warm_pos[cand.pos].astype(np.int64) * cat.n_items + cand.item
         keep = ~np.isin(key, excluded)
+        if allowed is not None:
+            keep &= allowed[cand.item]
         cand = Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
         X = feature_matrix(snap, cat, sub, cand)
         score = self.ranker_.booster_.predict(X, num_threads=1).astype(np.float32)
         bought = X[:, self.features_.index("times_bought")] > 0
         reason = reasons(cand.sources, bought)
         cold = np.flatnonzero(~warm)
-        c_pos, c_item, c_score, c_reason = popularity_rows(
-            snap, customers, cold, depth=k + _max_excluded(excluded, cat.n_items)
-        )
+        depth = k + _max_excluded(excluded, cat.n_items)
+        if allowed is not None:  # filters thin the lists: read them to the end
+            depth = max(depth, snap.params.popular_depth)
+        if len(cold):
+            c_pos, c_item, c_score, c_reason = popularity_rows(snap, customers, cold, depth)
+        else:
+            c_pos = c_item = np.zeros(0, np.int32)
+            c_score, c_reason = np.zeros(0, np.float32), np.zeros(0, np.int8)
+        if allowed is not None:
+            ok = allowed[c_item]
+            c_pos, c_item, c_score, c_reason = c_pos[ok], c_item[ok], c_score[ok], c_reason[ok]
         return (
             np.concatenate([warm_pos[cand.pos], c_pos]),
             np.concatenate([cand.item, c_item]),
