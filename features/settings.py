@@ -19,13 +19,22 @@ class Settings:
 
     ``home`` holds the raw sources, the events store, feature tables and the
     default MLflow SQLite file. Override with ``OMNI_HOME``; MLflow with
-    ``MLFLOW_TRACKING_URI``; seed with ``OMNI_SEED``.
+    ``MLFLOW_TRACKING_URI``; seed with ``OMNI_SEED``. ``api_token`` (``OMNI_API_TOKEN``):
+    when set, the service's scoring endpoints require ``Authorization: Bearer <token>``.
     """
 
     home: Path
     tracking_uri: str
     seed: int = 42
     max_identity_component: int = 25
+    api_token: str | None = None
+
+    def __repr__(self) -> str:  # never print the token
+        token = "set" if self.api_token else None
+        return (
+            f"Settings(home={self.home!s}, tracking_uri={self.tracking_uri}, seed={self.seed}, "
+            f"max_identity_component={self.max_identity_component}, api_token={token})"
+        )
 
     @property
     def raw_dir(self) -> Path:
@@ -76,5 +85,9 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"OMNI_SEED / OMNI_MAX_IDENTITY_COMPONENT must be integers: {exc}"
         ) from exc
     return Settings(
-        home=home, tracking_uri=tracking_uri, seed=seed, max_identity_component=max_comp
+        home=home,
+        tracking_uri=tracking_uri,
+        seed=seed,
+        max_identity_component=max_comp,
+        api_token=env.get(f"{ENV_PREFIX}API_TOKEN") or None,
     )

@@ -1,0 +1,228 @@
+"""The online snapshot: everything the service and batch scoring read, built in one step.
+
+:func:`build_snapshot` loads the ``@champion`` of each model from MLflow, builds the
+customer feature table as of the cutoff with the training feature code, moves the
+recommender to the same cutoff (ALS factors, popularity and histories rebuilt; the
+ranker is the trained one) and writes ``<home>/online/<stamp>/``:
+
+- ``features.parquet``: customer features as of the cutoff (the cutoff in its metadata);
+- ``models.pkl``: the three fitted models, exactly as MLflow returned them;
+- ``manifest.json``: cutoff, model versions and run ids, counts.
+
+``<home>/online/LATEST`` names the newest snapshot. Loading a snapshot needs no MLflow,
+so a built bento (which packages one) runs without a tracking server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.atomic import atomic_path
+from features.settings import Settings
+
+MODEL_NAMES: dict[str, str] = {
+    "churn": "churn",
+    "next_best_channel": "next_best_channel",
+    "recommender": "recommender",
+}
+"""Snapshot key -> registered model name."""
+FORMAT = 1
+LATEST = "LATEST"
+
+
+class SnapshotError(RuntimeError):
+    """No usable snapshot (or no champion to build one from); the message says what to do."""
+
+
+@dataclass
+class OnlineSnapshot:
+    """A loaded snapshot: feature rows, fitted models and where they came from."""
+
+    path: Path
+    as_of: pd.Timestamp
+    features: pd.DataFrame  # index customer_id, registry columns
+    models: dict[str, Any]  # "churn" / "next_best_channel" / "recommender" -> fitted model
+    manifest: dict[str, Any]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Model name -> registered version, e.g. {"churn": "3", ...}."""
+        return {k: str(v["version"]) for k, v in self.manifest["models"].items()}
+
+
+def online_dir(settings: Settings) -> Path:
+    """Where snapshots live: ``<home>/online``."""
+    return settings.home / "online"
+
+
+def latest_snapshot(settings: Settings) -> Path:
+    """The newest snapshot's folder, or a :class:`SnapshotError` saying how to make one."""
+    pointer = online_dir(settings) / LATEST
+    if not pointer.exists():
+        raise SnapshotError(
+            f"no online snapshot in {online_dir(settings)}: build one with "
+            "`omni snapshot build` (needs trained models: `omni train all` or `omni run`)"
+        )
+    path = online_dir(settings) / pointer.read_text().strip()
+    if not (path / "manifest.json").exists():
+        raise SnapshotError(f"{pointer} names {path}, which is not a complete snapshot")
+    return path
+
+
+def load_snapshot(path: Path | str) -> OnlineSnapshot:
+    """Read a snapshot folder (fails with :class:`SnapshotError` naming the missing part)."""
+    path = Path(path)
+    for part in ("manifest.json", "features.parquet", "models.pkl"):
+        if not (path / part).exists():
+            raise SnapshotError(f"snapshot {path} lacks {part}: rebuild it (`omni snapshot build`)")
+    manifest = json.loads((path / "manifest.json").read_text())
+    if manifest.get("format") != FORMAT:
+        raise SnapshotError(f"snapshot {path} has format {manifest.get('format')}, need {FORMAT}")
+    features = pd.read_parquet(path / "features.parquet")
+    with open(path / "models.pkl", "rb") as f:
+        models = pickle.load(f)
+    missing = sorted(set(MODEL_NAMES) - set(models))
+    if missing:
+        raise SnapshotError(f"snapshot {path} lacks models: {missing}")
+    return OnlineSnapshot(path, pd.Timestamp(manifest["as_of"]), features, models, manifest)
+
+
+def champion_versions(settings: Settings) -> dict[str, int | None]:
+    """The version behind each model's ``@champion`` (None: no champion yet)."""
+    from training.registry import champion_version
+
+    return {key: champion_version(settings, name) for key, name in MODEL_NAMES.items()}
+
+
+def is_current(settings: Settings, path: Path) -> bool:
+    """Was the snapshot built from today's champions?"""
+    manifest = json.loads((path / "manifest.json").read_text())
+    built = {k: int(v["version"]) for k, v in manifest["models"].items()}
+    return built == champion_versions(settings)
+
+
+def build_snapshot(
+    settings: Settings,
+    as_of: pd.Timestamp | str | None = None,
+    refresh_recommender: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Build a snapshot as of ``as_of`` (default: the first midnight after the last
+    event) from the champions and the events store; returns its folder."""
+    from features.build import parse_as_of, write_features
+    from features.customer_features import build_customer_features
+    from features.registry import DEFAULT_WINDOWS
+    from features.store import read_events, read_table
+
+    tell = progress or (lambda _m: None)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    models, sources = _load_champions(settings)
+    seconds["load_models"] = time.perf_counter() - t0
+    tell("loaded the champions: " + ", ".join(f"{k} v{v['version']}" for k, v in sources.items()))
+    t = parse_as_of(as_of) if as_of is not None else _after_last_event(settings)
+    rec = models["recommender"]
+    lookback = max(max(DEFAULT_WINDOWS), rec.lookback_days)
+    t0 = time.perf_counter()
+    events = read_events(settings.store_dir, start=t - pd.Timedelta(days=lookback), end=t)
+    tables = {n: read_table(settings.store_dir, n) for n in ("customers", "products", "stores")}
+    seconds["read"] = time.perf_counter() - t0
+    tell(f"read {len(events):,} events before {t:%Y-%m-%d %H:%M}")
+    t0 = time.perf_counter()
+    features = build_customer_features(events, tables["customers"], t)
+    seconds["features"] = time.perf_counter() - t0
+    tell(f"built features of {len(features):,} customers ({seconds['features']:.1f} s)")
+    if refresh_recommender and t != rec.as_of_:
+        t0 = time.perf_counter()
+        rec.refresh(events, tables["customers"], tables["products"], tables["stores"], as_of=t)
+        seconds["recommender"] = time.perf_counter() - t0
+        tell(f"moved the recommender to {t:%Y-%m-%d} ({seconds['recommender']:.1f} s)")
+    manifest = {
+        "format": FORMAT,
+        "as_of": t.isoformat(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "models": sources,
+        "recommender_as_of": rec.as_of_.isoformat(),
+        "customers": len(features),
+        "products": int(rec.catalogue_.n_items),
+        "events": len(events),
+        "seconds": seconds,
+    }
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    target = online_dir(settings) / stamp
+    with atomic_path(target) as tmp:
+        tmp.mkdir(parents=True)
+        write_features(features, tmp / "features.parquet", t, DEFAULT_WINDOWS)
+        with open(tmp / "models.pkl", "wb") as f:
+            pickle.dump(models, f, protocol=pickle.HIGHEST_PROTOCOL)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    with atomic_path(online_dir(settings) / LATEST) as tmp:
+        tmp.write_text(stamp + "\n")
+    return target
+
+
+def _after_last_event(settings: Settings) -> pd.Timestamp:
+    """The first midnight after the newest event in the store."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from features.store import events_dataset
+
+    dataset = events_dataset(settings.store_dir)
+    months = pc.max(dataset.to_table(columns=["month"])["month"]).as_py()
+    if months is None:
+        raise SnapshotError(f"the events store {settings.store_dir} is empty")
+    ts = dataset.to_table(columns=["ts"], filter=ds.field("month") == months)["ts"]
+    last = pd.Timestamp(pc.max(ts).as_py())
+    last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+    return last.floor("D") + pd.Timedelta(days=1)
+
+
+def _load_champions(settings: Settings) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The fitted model inside each ``@champion`` MLflow model, and where it came from.
+
+    Only the ``MLmodel`` file and the pickle are downloaded, and the pickle is read with
+    the installed packages (``mlflow.pyfunc.load_model`` would import the code bundled
+    with the model over the running one)."""
+    import tempfile
+
+    import mlflow
+    import yaml
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri)
+    models, sources = {}, {}
+    missing = [k for k, v in champion_versions(settings).items() if v is None]
+    if missing:
+        raise SnapshotError(
+            f"no @champion for {', '.join(missing)} in {settings.tracking_uri}: train first "
+            "(`omni train all`, or `omni run` for everything on synthetic data)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, name in MODEL_NAMES.items():
+            version = client.get_model_version_by_alias(name, "champion")
+            repo = get_artifact_repository(f"models:/{name}/{version.version}")
+            folder = Path(tmp) / key
+            folder.mkdir()
+            conf = yaml.safe_load(Path(repo.download_artifacts("MLmodel", str(folder))).read_text())
+            pickled = conf["flavors"]["python_function"]["python_model"]
+            with open(repo.download_artifacts(pickled, str(folder)), "rb") as f:
+                models[key] = pickle.load(f).model
+            sources[key] = {
+                "name": name,
+                "version": int(version.version),
+                "run_id": version.run_id,
+                "source": version.source,
+            }
+    return models, sources

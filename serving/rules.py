@@ -1,0 +1,144 @@
+"""Business rules shared by the service and batch scoring, and the limits of a request.
+
+- A channel the customer has not consented to is never recommended (its probability is
+  removed and the rest renormalised, see :mod:`features.consent`).
+- Products the request excludes, or outside its category filter, are never returned.
+- In the store channel with a store id, only products that store sold recently (the
+  recommender's popularity window) are returned.
+- No product twice, never more than k (the recommender's top-k step).
+
+Bad requests raise :class:`RequestError` naming the field; the service answers 400.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.schema import CHANNELS
+
+MAX_K = 100
+"""Largest list a request may ask for."""
+MAX_CUSTOMERS = 1000
+"""Most customer ids in one request (batch scoring has no such limit)."""
+MAX_EXCLUDE = 1000
+"""Most product ids a request may exclude."""
+MAX_CATEGORIES = 100
+RISK_BANDS: tuple[tuple[float, str], ...] = ((0.3, "low"), (0.6, "medium"), (1.01, "high"))
+"""Churn probability below the bound -> band (first that applies)."""
+
+
+class RequestError(ValueError):
+    """A client mistake: ``field`` names the offending request field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def check_k(k: int) -> int:
+    """k within 1..MAX_K."""
+    if not 1 <= k <= MAX_K:
+        raise RequestError("k", f"must be between 1 and {MAX_K}, got {k}")
+    return k
+
+
+def check_channel(channel: str | None) -> str | None:
+    """A contract channel name (or None: no channel context)."""
+    if channel is not None and channel not in CHANNELS:
+        raise RequestError("channel", f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
+    return channel
+
+
+def check_customers(ids: Sequence[str], field: str = "customer_ids") -> list[str]:
+    """A non-empty list of at most MAX_CUSTOMERS non-empty ids."""
+    if len(ids) == 0:
+        raise RequestError(field, "needs at least one customer id")
+    if len(ids) > MAX_CUSTOMERS:
+        raise RequestError(field, f"at most {MAX_CUSTOMERS} ids per request, got {len(ids)}")
+    if any(not i for i in ids):
+        raise RequestError(field, "customer ids must be non-empty strings")
+    return list(ids)
+
+
+def risk_band(probability: np.ndarray) -> np.ndarray:
+    """Band name per churn probability ("unknown" for NaN: customers without history)."""
+    bounds = np.array([b for b, _ in RISK_BANDS])
+    names = np.array([n for _, n in RISK_BANDS] + ["unknown"], dtype=object)
+    at = np.searchsorted(bounds, probability, side="right")
+    at = np.where(np.isnan(probability), len(RISK_BANDS), np.minimum(at, len(RISK_BANDS) - 1))
+    return names[at]
+
+
+@dataclass(frozen=True)
+class ItemRules:
+    """What a recommendation request may return, as a bool mask over the catalogue."""
+
+    exclude: tuple[str, ...] = ()
+    categories: tuple[str, ...] | None = None
+    store_only: int | None = None  # store code: only products it sold recently
+
+    def mask(self, catalogue, store_items: dict[int, np.ndarray]) -> np.ndarray | None:
+        """bool per item code (None: everything allowed)."""
+        if not self.exclude and self.categories is None and self.store_only is None:
+            return None
+        allowed = np.ones(catalogue.n_items, bool)
+        if self.exclude:
+            codes = catalogue.item_codes(list(self.exclude))
+            allowed[codes[codes >= 0]] = False
+        if self.categories is not None:
+            wanted = catalogue.categories.get_indexer(list(self.categories))
+            allowed &= np.isin(catalogue.item_category, wanted[wanted >= 0])
+        if self.store_only is not None:
+            sold = np.zeros(catalogue.n_items, bool)
+            sold[store_items.get(self.store_only, np.zeros(0, np.int64))] = True
+            allowed &= sold
+        return allowed
+
+
+def item_rules(
+    catalogue,
+    channel: str | None,
+    store_id: str | None,
+    exclude: Sequence[str] | None,
+    categories: Sequence[str] | None,
+) -> tuple[ItemRules, int]:
+    """Validate a request's product filters: (rules, store code or -1)."""
+    exclude = tuple(exclude or ())
+    if len(exclude) > MAX_EXCLUDE:
+        raise RequestError("exclude", f"at most {MAX_EXCLUDE} product ids, got {len(exclude)}")
+    if categories is not None:
+        if not 1 <= len(categories) <= MAX_CATEGORIES:
+            raise RequestError("categories", f"give 1 to {MAX_CATEGORIES} categories or omit it")
+        unknown = [c for c in categories if c not in catalogue.categories]
+        if unknown:
+            raise RequestError("categories", f"unknown categories: {unknown[:5]}")
+        categories = tuple(categories)
+    store = -1
+    if store_id is not None:
+        store = int(catalogue.store_codes([store_id])[0])
+        if store < 0:
+            raise RequestError("store_id", f"unknown store {store_id!r}")
+    store_only = store if channel == "store" and store >= 0 else None
+    return ItemRules(exclude, categories, store_only), store
+
+
+def store_assortments(store_counts) -> dict[int, np.ndarray]:
+    """Item codes each store sold in the popularity window, from the recommender's
+    store x item table."""
+    if len(store_counts) == 0:
+        return {}
+    stores = store_counts.keys // store_counts.n_cols
+    items = store_counts.keys % store_counts.n_cols
+    bounds = np.flatnonzero(np.r_[True, stores[1:] != stores[:-1], True])
+    return {int(stores[a]): items[a:b].astype(np.int64) for a, b in itertools.pairwise(bounds)}
+
+
+def channel_ranking(proba: np.ndarray, classes: Sequence[str]) -> list[tuple[str, float]]:
+    """(channel, probability) best first, consented channels only (probability > 0)."""
+    order = np.argsort(-proba, kind="stable")
+    return [(classes[j], float(proba[j])) for j in order if proba[j] > 0]
