@@ -12,6 +12,7 @@ import typer
 
 from features.cli import app as data_app
 from features.features_cli import app as features_app
+from serving.serve_cli import bento, serve, snapshot_app
 from training.cli import models_app
 from training.train_cli import app as train_app
 
@@ -28,6 +29,9 @@ app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
+app.add_typer(snapshot_app, name="snapshot")
+app.command()(serve)
+app.command()(bento)
 
 
 @app.callback()

@@ -18,8 +18,8 @@ import pandas as pd
 from features.consent import consented
 from features.schema import CHANNELS, CONSENT_COLUMNS
 from serving.online import OnlineSnapshot
-from serving.rules import ItemRules, item_rules, risk_band, store_assortments
-from training.recs.candidates import REASONS, CandidateTable
+from serving.rules import CatalogueIndex, ItemRules, item_rules, risk_band
+from training.recs.candidates import REASONS, CandidateTable, resolve_customers
 
 CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
 
@@ -39,7 +39,11 @@ class Recommendations:
 class Scorer:
     """Churn, next best channel and recommendations for customer ids, from a snapshot."""
 
-    def __init__(self, snapshot: OnlineSnapshot, num_threads: int = 1) -> None:
+    def __init__(
+        self, snapshot: OnlineSnapshot, num_threads: int = 1, ranked_lists: int = 0
+    ) -> None:
+        """``ranked_lists``: precompute every warm customer's list this deep for each
+        channel context (see :class:`RankedLists`; the service uses 50, batch scoring 0)."""
         self.snapshot = snapshot
         self.num_threads = num_threads
         self.as_of = snapshot.as_of
@@ -61,8 +65,9 @@ class Scorer:
             rec.snapshot_, rec.catalogue_.n_customers, rec._candidate_params()
         )
         self._rec_code = {cid: i for i, cid in enumerate(rec.catalogue_.customer_ids)}
-        self.store_items = store_assortments(rec.snapshot_.segment_counts["store"])
+        self.index = CatalogueIndex(rec.catalogue_, rec.snapshot_.segment_counts["store"])
         self.active = rec.snapshot_.active
+        self.lists = RankedLists.build(rec, self.personal, ranked_lists) if ranked_lists else None
 
     # ------------------------------------------------------------------ lookups
 
@@ -105,7 +110,7 @@ class Scorer:
     ) -> Recommendations:
         """Top-k products per customer under the request's rules (see
         :mod:`serving.rules`); unknown customers get cold-start popularity."""
-        rules, store = item_rules(self.catalogue, channel, store_id, exclude, categories)
+        rules, store = item_rules(self.index, channel, store_id, exclude, categories)
         return self.recommend_codes(ids, k, rules, store, CHANNEL_CODE.get(channel or "", -1))
 
     def recommend_codes(
@@ -117,7 +122,14 @@ class Scorer:
         else:
             codes = self.catalogue.customer_codes(list(ids))
         n = len(codes)
-        allowed = rules.mask(self.catalogue, self.store_items)
+        allowed = rules.mask(self.index)
+        cold = ~((codes >= 0) & self.active[np.maximum(codes, 0)])
+        if n == 1 and self.lists is not None and not cold[0]:
+            hit = self.lists.lookup(int(codes[0]), channel, store, allowed, k)
+            if hit is not None:
+                item, score, reason = hit
+                zeros = np.zeros(len(item), np.int64)
+                return Recommendations(zeros, item, score, reason, np.arange(len(item)), cold)
         pos, item, score, reason, rank = self.recommender.recommend_codes(
             codes,
             np.full(n, store, np.int32),
@@ -127,7 +139,6 @@ class Scorer:
             personal=self.personal,
             allowed=allowed,
         )
-        cold = ~((codes >= 0) & self.active[np.maximum(codes, 0)])
         return Recommendations(pos, item, score, reason, rank, cold)
 
     # ------------------------------------------------------------------ tables
@@ -203,3 +214,63 @@ def _consent(table: pd.DataFrame, channels: Sequence[str]) -> np.ndarray:
         else:
             allowed[:, j] = table[column].fillna(False).to_numpy(dtype=bool)
     return allowed
+
+
+class RankedLists:
+    """Every warm customer's ranked list, ``depth`` deep, for each channel context (none,
+    then each contract channel) in their default store: what a real-time request reads
+    instead of ranking when its context is the default one.
+
+    Exact, not an approximation: the ranker scores each (customer, product) row on its
+    own, so filtering a deeper list gives the rows the full path would return, as long
+    as at least k rows survive the filters or the list holds every candidate; otherwise
+    :meth:`lookup` returns None and the caller ranks in full (a test checks both agree).
+    """
+
+    def __init__(self, depth, default_store, indptr, item, score, reason) -> None:
+        self.depth = depth
+        self.default_store = default_store
+        self.indptr, self.item, self.score, self.reason = indptr, item, score, reason
+
+    @classmethod
+    def build(cls, recommender, personal: CandidateTable, depth: int) -> RankedLists:
+        snap, cat = recommender.snapshot_, recommender.catalogue_
+        n = cat.n_customers
+        codes = np.flatnonzero(snap.active[:n]).astype(np.int32)
+        default_store = resolve_customers(snap, cat, np.arange(n, dtype=np.int32)).store
+        no_store = np.full(len(codes), -1, np.int32)
+        indptr, items, scores, reasons = [], [], [], []
+        for channel in range(-1, len(CHANNELS)):
+            pos, item, score, reason, _rank = recommender.recommend_codes(
+                codes,
+                no_store,
+                np.full(len(codes), channel, np.int32),
+                depth,
+                np.zeros(0, np.int64),
+                personal=personal,
+            )
+            counts = np.bincount(codes[pos], minlength=n)
+            ptr = np.zeros(n + 1, np.int64)
+            np.cumsum(counts, out=ptr[1:])
+            indptr.append(ptr)
+            items.append(item.astype(np.int32))
+            scores.append(score.astype(np.float32))
+            reasons.append(reason.astype(np.int8))
+        return cls(depth, default_store, indptr, items, scores, reasons)
+
+    def lookup(
+        self, code: int, channel: int, store: int, allowed: np.ndarray | None, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(items, scores, reasons) of a warm customer's top k, or None when the request
+        needs the full path (another store, or too few rows left after the filters)."""
+        if store >= 0 and store != self.default_store[code]:
+            return None
+        c = channel + 1
+        lo, hi = self.indptr[c][code], self.indptr[c][code + 1]
+        item, score, reason = self.item[c][lo:hi], self.score[c][lo:hi], self.reason[c][lo:hi]
+        if allowed is not None:
+            keep = allowed[item]
+            item, score, reason = item[keep], score[keep], reason[keep]
+        if len(item) < k and hi - lo >= self.depth:
+            return None
+        return item[:k], score[:k], reason[:k]

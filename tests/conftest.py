@@ -85,3 +85,42 @@ def _isolated_tracking_uri():
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     if saved is not None:
         os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def omni(*args: str, home: Path, timeout: float = 600, **env: str):
+    """Run the real CLI in a subprocess against ``home`` (its own MLflow SQLite file)."""
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
+    environ |= {"OMNI_HOME": str(home), "COLUMNS": "120", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "serving.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory) -> Path:
+    """A data home after the main job on 800 synthetic customers (three @champions) and an
+    online snapshot built from them (recommender left at its training cutoff, so that its
+    lists equal the logged model's). Built once per session: it takes about a minute."""
+    home = tmp_path_factory.mktemp("trained") / "home"
+    run = omni("run", "--customers", "800", home=home, timeout=1200)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    snap = omni("snapshot", "build", "--no-refresh-recommender", home=home)
+    assert snap.returncode == 0, snap.stdout[-3000:] + snap.stderr[-3000:]
+    return home
+
+
+@pytest.fixture(scope="session")
+def snapshot(trained_home):
+    """The trained home's online snapshot, loaded."""
+    from serving.online import latest_snapshot, load_snapshot
+
+    return load_snapshot(latest_snapshot(get_settings({"OMNI_HOME": str(trained_home)})))

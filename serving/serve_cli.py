@@ -1,0 +1,131 @@
+"""`omni snapshot build`, `omni serve` and `omni bento`: from champions to a running service.
+
+`omni serve` checks (and if needed rebuilds) the online snapshot *before* starting
+BentoML: a service whose ``__init__`` fails is restarted by BentoML forever, so a broken
+snapshot must be caught here, with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from features.console import console, fail, say, step, user_errors
+
+snapshot_app = typer.Typer(
+    help="The online snapshot the service and batch scoring read.", no_args_is_help=True
+)
+BENTO_DIR = "bento_snapshot"
+SERVICE = "serving.service:Personalization"
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@snapshot_app.command("build")
+def snapshot_build(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Cutoff (default: the first midnight after the newest event)."),
+    ] = None,
+    refresh_recommender: Annotated[
+        bool,
+        typer.Option(help="Rebuild the recommender's ALS factors and histories at the cutoff."),
+    ] = True,
+) -> None:
+    """Build a snapshot from the @champion models and the events store."""
+    with user_errors():
+        path = build(ctx.obj, as_of, refresh_recommender)
+    console.print(f"snapshot: {path}")
+
+
+def build(settings, as_of: str | None = None, refresh_recommender: bool = True) -> Path:
+    """Build and report a snapshot (shared by `omni snapshot build`, `omni serve`, the main
+    job)."""
+    from serving.online import SnapshotError, build_snapshot
+
+    with step("build the online snapshot"):
+        try:
+            return build_snapshot(settings, as_of, refresh_recommender, progress=say)
+        except SnapshotError as exc:
+            raise fail(str(exc)) from None
+
+
+def ready_snapshot(settings, rebuild: bool) -> Path:
+    """The snapshot to serve: ``OMNI_SNAPSHOT``, else the latest if it was built from the
+    current champions, else a new one. Loaded once here to prove it works."""
+    from serving.online import SnapshotError, is_current, latest_snapshot, load_snapshot
+    from serving.scoring import Scorer
+
+    if os.environ.get("OMNI_SNAPSHOT"):
+        path = Path(os.environ["OMNI_SNAPSHOT"])
+    else:
+        try:
+            path = latest_snapshot(settings)
+            stale = rebuild or not is_current(settings, path)
+        except SnapshotError:
+            stale = True
+        if stale:
+            path = build(settings)
+    with step("check the snapshot loads"):
+        try:
+            Scorer(load_snapshot(path))
+        except (SnapshotError, OSError, ValueError) as exc:
+            raise fail(f"cannot serve snapshot {path}: {exc}") from None
+    return path
+
+
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    rebuild: Annotated[
+        bool, typer.Option(help="Build a new snapshot even if the latest is current.")
+    ] = False,
+) -> None:
+    """Start the scoring service (BentoML) on the latest snapshot, rebuilding it first
+    when the champions changed. Set OMNI_API_TOKEN to require a bearer token."""
+    settings = ctx.obj
+    with user_errors():
+        path = ready_snapshot(settings, rebuild)
+    auth = "bearer token required" if settings.api_token else "no token (set OMNI_API_TOKEN)"
+    console.print(f"serving {path.name} on http://{host}:{port}  ({auth}); Ctrl-C stops it")
+    env = {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(path)}
+    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), "--host", host]
+    try:
+        raise typer.Exit(subprocess.call(cmd, env=env))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def bento(
+    ctx: typer.Context,
+    rebuild: Annotated[bool, typer.Option(help="Build a new snapshot first.")] = False,
+) -> None:
+    """Build a bento (`bentoml build`, offline) that carries the current snapshot, so it
+    runs without the MLflow server: `bentoml serve omni_personalization:latest`."""
+    settings = ctx.obj
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bentofile.yaml").exists():
+        raise fail(f"no bentofile.yaml in {root}: run `omni bento` from a source checkout")
+    with user_errors():
+        path = ready_snapshot(settings, rebuild)
+    target = root / BENTO_DIR
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(path, target)
+    with step("bentoml build"):
+        out = subprocess.run(
+            [sys.executable, "-m", "bentoml", "build", "-o", "tag", str(root)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "BENTOML_DO_NOT_TRACK": "True"},
+        )
+    if out.returncode != 0:
+        raise fail(f"bentoml build failed:\n{out.stderr[-2000:]}")
+    tag = out.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    console.print(f"bento {tag} (snapshot {path.name})\n  run it: bentoml serve {tag}")

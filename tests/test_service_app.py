@@ -1,0 +1,154 @@
+"""The BentoML app in-process (ASGI test client): responses, 4xx for client mistakes,
+the bearer token, and schemathesis fuzzing of the published OpenAPI schema."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "test-token-123"
+
+
+@pytest.fixture(scope="module")
+def app(snapshot):
+    """One ASGI app per process (BentoML registers its Prometheus metrics globally), built
+    with a token configured; ``client`` sends it, ``anonymous`` does not."""
+    from serving.service import Personalization
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMNI_SNAPSHOT", str(snapshot.path))
+        mp.setenv("OMNI_API_TOKEN", TOKEN)
+        app = Personalization.to_asgi()
+        with TestClient(app, raise_server_exceptions=False):  # runs start-up once
+            yield app
+
+
+@pytest.fixture
+def client(app):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    return TestClient(app, raise_server_exceptions=False, headers=headers)
+
+
+@pytest.fixture
+def anonymous(app):
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_recommend_answers_with_all_three_predictions(client, snapshot):
+    customer = str(snapshot.features.index[0])
+    r = client.post("/recommend", json={"customer_id": customer, "channel": "web", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["customer_id"] == customer and len(body["items"]) <= 5
+    assert {"product_id", "score", "reason"} == set(body["items"][0])
+    assert body["churn"]["band"] in {"low", "medium", "high"}
+    probs = [c["probability"] for c in body["next_best_channel"]]
+    assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-9
+    assert body["model_versions"] == {k: str(v) for k, v in snapshot.versions.items()}
+
+
+def test_unknown_customer_is_cold_start(client):
+    r = client.post("/recommend", json={"customer_id": "never-seen", "k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["cold_start"] and len(body["items"]) == 3
+    assert body["churn"] == {"probability": None, "band": "unknown"}
+    assert body["next_best_channel"] == []
+
+
+def test_single_and_list_calls_agree(client, snapshot):
+    ids = [str(i) for i in snapshot.features.index[:5]]
+    many = client.post("/churn_risk", json={"customer_ids": ids}).json()["results"]
+    one = client.post("/churn_risk", json={"customer_id": ids[2]}).json()["results"]
+    assert one == [many[2]]
+    nbc = client.post("/next_best_channel", json={"customer_ids": ids}).json()["results"]
+    scored = client.post("/score", json={"customer_ids": ids, "k": 4}).json()["results"]
+    for n, s, m in zip(nbc, scored, many, strict=True):
+        assert n["channels"] == s["next_best_channel"] and m["churn"] == s["churn"]
+    rec = client.post("/recommend", json={"customer_id": ids[1], "k": 4}).json()
+    assert rec["items"] == scored[1]["items"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "customer_id"),
+        ({"customer_id": 12}, "customer_id"),
+        ({"customer_id": ""}, "customer_id"),
+        ({"customer_id": "x", "k": 0}, "k"),
+        ({"customer_id": "x", "k": 10_000}, "k"),
+        ({"customer_id": "x", "k": "ten"}, "k"),
+        ({"customer_id": "x", "channel": "fax"}, "channel"),
+        ({"customer_id": "x", "store_id": "no-such-store"}, "store_id"),
+        ({"customer_id": "x", "categories": ["no-such-category"]}, "categories"),
+        ({"customer_id": "x", "exclude": ["p"] * 5000}, "exclude"),
+    ],
+)
+def test_client_mistakes_get_400_naming_the_field(client, body, field):
+    r = client.post("/recommend", json=body)
+    assert r.status_code == 400, r.text
+    assert field in r.text
+
+
+def test_list_endpoints_validate_their_ids(client):
+    assert client.post("/churn_risk", json={}).status_code == 400
+    both = client.post("/churn_risk", json={"customer_id": "a", "customer_ids": ["b"]})
+    assert both.status_code == 400 and "customer_id" in both.text
+    too_many = client.post("/score", json={"customer_ids": [str(i) for i in range(1001)]})
+    assert too_many.status_code == 400 and "customer_ids" in too_many.text
+    broken = client.post(
+        "/score", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400
+
+
+def test_token_is_required_when_configured(anonymous, snapshot):
+    body = {"customer_id": str(snapshot.features.index[0])}
+    assert anonymous.post("/recommend", json=body).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert anonymous.post("/recommend", json=body, headers=wrong).status_code == 401
+    assert anonymous.post("/score", json={"customer_ids": ["a"]}).status_code == 401
+    assert anonymous.post("/ping", json={}).status_code == 401
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    assert anonymous.post("/recommend", json=body, headers=right).status_code == 200
+    assert anonymous.get("/readyz").status_code == 200
+    assert anonymous.get("/livez").status_code == 200
+
+
+def test_fuzzing_the_openapi_schema_finds_no_server_errors(client):
+    """Schemathesis generates requests from the published schema (valid and invalid);
+    none may get a 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hsettings
+
+    schema = schemathesis.openapi.from_asgi("/docs.json", client.app)
+    failures = []
+    for operation in schema.get_all_operations():
+        op = operation.ok()
+        if op.method.upper() != "POST":
+            continue
+        strategy = op.as_strategy()
+
+        @hsettings(
+            max_examples=40,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @schemathesis_given(strategy)
+        def run(case):
+            response = case.call(headers={"Authorization": f"Bearer {TOKEN}"})
+            if response.status_code >= 500:
+                failures.append((case.formatted_path, case.body, response.status_code))
+
+        run()
+    assert not failures, failures[:5]
+
+
+def schemathesis_given(strategy):
+    from hypothesis import given
+
+    return given(case=strategy)

@@ -1,0 +1,141 @@
+"""The scoring logic as plain Python: rules, cold start, reasons, the precomputed fast
+path against the full path, and parity with the models' own prediction methods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.schema import CHANNELS, CONSENT_COLUMNS
+from serving.rules import MAX_EXCLUDE, RequestError, channel_ranking, risk_band
+from serving.scoring import Scorer
+from training.recs.candidates import REASONS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def live(snapshot) -> Scorer:
+    return Scorer(snapshot)
+
+
+@pytest.fixture(scope="module")
+def fast(snapshot) -> Scorer:
+    return Scorer(snapshot, ranked_lists=20)
+
+
+def test_channel_probabilities_respect_consent(live):
+    pos = np.arange(len(live.ids))
+    proba = live.next_channel(pos)
+    table = live.snapshot.features
+    for j, channel in enumerate(live.channels):
+        column = CONSENT_COLUMNS.get(channel)
+        if column is not None:
+            refused = ~table[column].fillna(False).to_numpy(dtype=bool)
+            assert refused.any()  # the synthetic data has customers who said no
+            assert (proba[refused, j] == 0).all()
+    sums = proba.sum(axis=1)
+    assert np.allclose(sums[sums > 0], 1.0)
+    ranked = channel_ranking(proba[0], live.channels)
+    assert all(p > 0 for _, p in ranked)
+    assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+
+
+def test_churn_probabilities_and_bands(live):
+    churn = live.churn(np.arange(len(live.ids)))
+    assert ((churn >= 0) & (churn <= 1)).all()
+    bands = risk_band(churn)
+    assert set(bands) <= {"low", "medium", "high"}
+    assert risk_band(np.array([np.nan]))[0] == "unknown"
+    assert (risk_band(np.array([0.1, 0.45, 0.9])) == ["low", "medium", "high"]).all()
+
+
+def test_unknown_customers_get_cold_start_not_errors(live):
+    customers, recs = live.score_frames(["nobody-1", live.ids[0]], k=5)
+    unknown = customers.iloc[0]
+    assert not unknown["known"] and unknown["cold_start"]
+    assert np.isnan(unknown["churn_probability"]) and unknown["churn_band"] == "unknown"
+    assert unknown["best_channel"] is None or pd.isna(unknown["best_channel"])
+    listed = recs[recs["customer_id"] == "nobody-1"]
+    assert len(listed) == 5
+    assert set(listed["reason"]) <= {
+        "popular in your store",
+        "popular in your region",
+        "popular on your channel",
+        "trending",
+    }
+
+
+def test_bad_requests_name_the_field(live):
+    with pytest.raises(RequestError) as err:
+        live.recommend([live.ids[0]], 10, "web", "no-such-store")
+    assert err.value.field == "store_id"
+    with pytest.raises(RequestError) as err:
+        live.recommend([live.ids[0]], 10, categories=["no-such-category"])
+    assert err.value.field == "categories"
+    with pytest.raises(RequestError) as err:
+        live.recommend([live.ids[0]], 10, exclude=["p"] * (MAX_EXCLUDE + 1))
+    assert err.value.field == "exclude"
+
+
+def test_batch_equals_one_by_one_and_the_recommender(live):
+    ids = list(live.ids[:60])
+    _, batch = live.score_frames(ids, k=8, channel="web")
+    singles = pd.concat([live.score_frames([c], k=8, channel="web")[1] for c in ids])
+    pd.testing.assert_frame_equal(batch, singles.reset_index(drop=True))
+    direct = live.recommender.recommend(ids, k=8, context={"channel": "web"})
+    direct["reason"] = direct["reason"].astype("str")
+    pd.testing.assert_frame_equal(batch, direct, check_dtype=False)
+
+
+def test_store_channel_only_returns_what_the_store_sold(live):
+    index = live.index
+    store_id, store = next(
+        (sid, code) for sid, code in index.store.items() if len(index.store_items.get(code, []))
+    )
+    sold = set(live.item_ids[index.store_items[store]])
+    _, recs = live.score_frames(list(live.ids[:40]), k=10, channel="store", store_id=store_id)
+    assert len(recs) > 0 and set(recs["product_id"]) <= sold
+
+
+@st.composite
+def requests(draw, scorer: Scorer):
+    """A random request: known, unknown or inactive customer, any context and filters."""
+    ids = list(scorer.ids)
+    customer = draw(st.one_of(st.sampled_from(ids), st.just("never-seen")))
+    channel = draw(st.one_of(st.none(), st.sampled_from(CHANNELS)))
+    stores = list(scorer.index.store)
+    store_id = draw(st.one_of(st.none(), st.sampled_from(stores)))
+    items = list(scorer.item_ids[:300])
+    exclude = draw(st.lists(st.sampled_from(items), max_size=15))
+    categories = list(scorer.index.category)
+    cats = draw(st.one_of(st.none(), st.lists(st.sampled_from(categories), min_size=1, max_size=3)))
+    k = draw(st.integers(1, 40))
+    return customer, k, channel, store_id, exclude, cats
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_rules_hold_and_fast_path_equals_full_path(fast, live, data):
+    customer, k, channel, store_id, exclude, cats = data.draw(requests(live))
+    a = fast.recommend([customer], k, channel, store_id, exclude, cats)
+    b = live.recommend([customer], k, channel, store_id, exclude, cats)
+    assert np.array_equal(a.item, b.item)
+    assert np.array_equal(a.score, b.score) and np.array_equal(a.reason, b.reason)
+    products = live.item_ids[b.item]
+    assert len(products) <= k
+    assert len(set(products)) == len(products)
+    assert not set(products) & set(exclude)
+    assert set(b.reason) <= set(range(len(REASONS)))
+    if cats is not None:
+        wanted = {live.index.category[c] for c in cats}
+        assert set(live.index.item_category[b.item]) <= wanted
+    if channel == "store" and store_id is not None:
+        sold = set(live.index.store_items.get(live.index.store[store_id], []))
+        assert set(b.item) <= sold
+    scores = b.score
+    if len(scores) > 1 and not b.cold_start[0]:
+        assert (np.diff(scores) <= 0).all()
