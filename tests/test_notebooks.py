@@ -69,8 +69,9 @@ def _inject(nb, values: dict[str, object]) -> None:
     assert len(tagged) == 1, "a notebook has one cell tagged 'parameters'"
     lines = [f"{name} = {value!r}" for name, value in values.items()]
     lines += [
-        "import features as _features",
-        f"assert _features.__file__.startswith({str(ROOT)!r}), _features.__file__",
+        "import pathlib as _pathlib, features as _features",
+        f"assert _pathlib.Path(_features.__file__).resolve().is_relative_to({str(ROOT)!r}), "
+        "_features.__file__",
     ]
     cell = nbformat.v4.new_code_cell("\n".join(lines))
     cell.metadata["tags"] = ["injected-parameters"]
