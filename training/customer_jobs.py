@@ -190,12 +190,19 @@ def train_next_channel(
     )
 
 
-def gate_value(result: JobResult, predictions: pd.DataFrame) -> float:
-    """The gate metric of any model's pyfunc predictions on this result's test cutoff."""
+def holdout_metrics(result: JobResult, predictions: pd.DataFrame) -> dict[str, float]:
+    """The test metrics the job logs for its own model (``test_<metric>``), computed from
+    any model's pyfunc predictions on this result's test cutoff (e.g. the champion's)."""
     y = result.test_y.to_numpy()
     if result.name == "churn":
-        return churn_metrics(y, predictions["churn_probability"].to_numpy())["average_precision"]
-    return channel_metrics(y, predictions)["accuracy"]
+        proba = predictions["churn_probability"].to_numpy()
+        return _prefixed("", churn_metrics(y, proba, probability=True))
+    return _prefixed("", channel_metrics(y, predictions))
+
+
+def gate_value(result: JobResult, predictions: pd.DataFrame) -> float:
+    """The gate metric of any model's pyfunc predictions on this result's test cutoff."""
+    return holdout_metrics(result, predictions)[result.gate_metric]
 
 
 def _config_params(config: JobConfig) -> dict[str, object]:

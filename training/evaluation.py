@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from training.tracking import new_figure
+
 
 def churn_metrics(y: np.ndarray, score: np.ndarray, probability: bool = False) -> dict[str, float]:
     """ROC AUC and average precision of a churn score (+ Brier and log loss for probabilities)."""
@@ -47,29 +49,25 @@ def one_hot_choice(choice: np.ndarray, classes: list[str], index: pd.Index) -> p
 
 
 def churn_figures(y: np.ndarray, proba: np.ndarray, baselines: dict[str, np.ndarray]) -> dict:
-    """ROC, precision-recall and calibration plots (matplotlib figures, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """ROC, precision-recall and calibration plots (headless matplotlib figures)."""
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     scores = {"model": proba, **baselines}
-    roc, ax = plt.subplots(figsize=(5, 4))
+    roc, ax = new_figure(figsize=(5, 4))
     for name, s in scores.items():
         fpr, tpr, _ = roc_curve(y, s)
         ax.plot(fpr, tpr, label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test cutoff)")
     ax.legend()
-    pr, ax = plt.subplots(figsize=(5, 4))
+    pr, ax = new_figure(figsize=(5, 4))
     for name, s in scores.items():
         prec, rec, _ = precision_recall_curve(y, s)
         ax.plot(rec, prec, label=name)
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test cutoff)")
     ax.legend()
-    cal, ax = plt.subplots(figsize=(5, 4))
+    cal, ax = new_figure(figsize=(5, 4))
     frac, mean = calibration_curve(y, proba, n_bins=10, strategy="quantile")
     ax.plot(mean, frac, "o-", label="model")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
@@ -79,15 +77,11 @@ def churn_figures(y: np.ndarray, proba: np.ndarray, baselines: dict[str, np.ndar
 
 def confusion_figure(y: np.ndarray, predicted: np.ndarray, classes: list[str]):
     """Row-normalised confusion matrix of the channel model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
     labels = sorted(set(classes) | set(np.asarray(y, dtype=object)))
     cm = confusion_matrix(y, predicted, labels=labels, normalize="true")
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = new_figure(figsize=(6, 5))
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -99,13 +93,8 @@ def confusion_figure(y: np.ndarray, predicted: np.ndarray, classes: list[str]):
 
 def importance_figure(importance: pd.Series, top: int = 25):
     """Horizontal bar chart of the largest feature importances (gain)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     head = importance.head(top)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.25 * len(head) + 1))
+    fig, ax = new_figure(figsize=(6, 0.25 * len(head) + 1))
     ax.barh(head.index, head.to_numpy())
     ax.set(xlabel="total gain", title="Feature importance")
     fig.tight_layout()

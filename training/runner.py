@@ -62,16 +62,26 @@ def run_customer_job(
     say: Say = lambda _m: None,
 ) -> TrainOutcome:
     """Train ``job`` ("churn" or "channel"), log everything, gate and register the model."""
+    fit = {"churn": train_churn, "channel": train_next_channel}[job]
+    result = fit(events, customers, config)
+    say(f"{result.name}: fitted in {result.seconds:.1f} s on {result.rows}")
+    return log_and_register(settings, result, events, say)
+
+
+def log_and_register(
+    settings: Settings, result: JobResult, events: pd.DataFrame, say: Say = lambda _m: None
+) -> TrainOutcome:
+    """Log a fitted churn / channel result (trained on ``events``) as an MLflow run, re-score
+    the champion on its test cutoff, and register it through the champion gate."""
     from training import tracking
     from training.customer_pyfunc import ChurnPyfunc, NextChannelPyfunc
     from training.model_io import log_python_model
     from training.registry import register_with_gate
 
-    fit = {"churn": train_churn, "channel": train_next_channel}[job]
-    result = fit(events, customers, config)
-    say(f"{result.name}: fitted in {result.seconds:.1f} s on {result.rows}")
-    name = REGISTERED_NAMES[job]
-    wrapper = ChurnPyfunc(result.model) if job == "churn" else NextChannelPyfunc(result.model)
+    name = result.name
+    if name not in REGISTERED_NAMES.values():
+        raise ValueError(f"no registered model for a {name!r} result")
+    wrapper = ChurnPyfunc(result.model) if name == "churn" else NextChannelPyfunc(result.model)
     with tracking.tracked_run(settings, name, params=result.params) as run:
         fingerprint = tracking.log_dataset(events)
         tracking.log_metrics(result.metrics)
