@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import omni
 
 from features.settings import Settings, get_settings
 
@@ -85,24 +86,6 @@ def _isolated_tracking_uri():
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     if saved is not None:
         os.environ["MLFLOW_TRACKING_URI"] = saved
-
-
-def omni(*args: str, home: Path, timeout: float = 600, **env: str):
-    """Run the real CLI in a subprocess against ``home`` (its own MLflow SQLite file)."""
-    import os
-    import subprocess
-    import sys
-
-    environ = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
-    environ |= {"OMNI_HOME": str(home), "COLUMNS": "120", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "serving.cli", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,193 @@
+"""A real `omni serve` (bentoml serve) subprocess answering HTTP, its parity with batch
+scoring and with the logged MLflow models, its refusal to start without a snapshot, and
+a built bento that runs without the MLflow server. Every request has a timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from cli_helpers import omni
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 10
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not ready after {limit} s")
+
+
+def _start(cmd: list[str], env: dict[str, str], url: str, log: Path) -> subprocess.Popen:
+    out = open(log, "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(url, proc)
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(log.read_text()[-3000:]) from None
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(trained_home, tmp_path_factory):
+    """`omni serve` on a free port (it reuses the trained home's current snapshot)."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env |= {"OMNI_HOME": str(trained_home), "OMNI_API_TOKEN": "s3cret"}
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    proc = _start(
+        [sys.executable, "-m", "serving.cli", "serve", "--port", str(port)], env, url, log
+    )
+    yield url, log
+    _stop(proc)
+
+
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+def test_served_over_http_with_token_health_and_metrics(server, snapshot):
+    url, log = server
+    customer = str(snapshot.features.index[3])
+    body = {"customer_id": customer, "channel": "email", "k": 5}
+    assert requests.post(f"{url}/recommend", json=body, timeout=TIMEOUT).status_code == 401
+    r = requests.post(f"{url}/recommend", json=body, headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["items"]) == 5
+    bad = requests.post(f"{url}/recommend", json={**body, "k": -1}, headers=AUTH, timeout=TIMEOUT)
+    assert bad.status_code == 400 and "k" in bad.text
+    assert requests.get(f"{url}/livez", timeout=TIMEOUT).status_code == 200
+    metrics = requests.get(f"{url}/metrics", timeout=TIMEOUT)
+    assert metrics.status_code == 200 and "bentoml_service_request" in metrics.text
+    schema = requests.get(f"{url}/docs.json", timeout=TIMEOUT).json()
+    assert {"/recommend", "/next_best_channel", "/churn_risk", "/score"} <= set(schema["paths"])
+    # request logs name paths and statuses, never the customers
+    assert "/recommend" in log.read_text() and customer not in log.read_text()
+
+
+def _mlflow_predictions(home: Path, features: Path, ids: list[str], out: Path) -> None:
+    """Call the logged @champion models through mlflow.pyfunc, in a fresh process (loading
+    a pyfunc imports the code bundled with it)."""
+    script = textwrap.dedent(
+        f"""
+        import mlflow, pandas as pd
+        mlflow.set_tracking_uri("sqlite:///{home / "mlflow.db"}")
+        ids = {ids!r}
+        table = pd.read_parquet("{features}")
+        table.index = table.index.astype(str)
+        rows = table.loc[ids]
+        churn = mlflow.pyfunc.load_model("models:/churn@champion").predict(rows)
+        channel = mlflow.pyfunc.load_model("models:/next_best_channel@champion").predict(rows)
+        recs = mlflow.pyfunc.load_model("models:/recommender@champion").predict(
+            pd.DataFrame({{"customer_id": ids}})
+        )
+        churn.to_parquet("{out / "churn.parquet"}")
+        channel.to_parquet("{out / "channel.parquet"}")
+        recs.to_parquet("{out / "recs.parquet"}")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_score_equals_batch_scoring_and_the_logged_models(server, snapshot, trained_home, tmp_path):
+    from serving.scoring import Scorer
+
+    url, _ = server
+    ids = [str(i) for i in snapshot.features.index[:40]]
+    r = requests.post(f"{url}/score", json={"customer_ids": ids}, headers=AUTH, timeout=30)
+    assert r.status_code == 200, r.text
+    served = r.json()["results"]
+    customers, recs = Scorer(snapshot).score_frames(ids, k=10)
+    _mlflow_predictions(trained_home, snapshot.path / "features.parquet", ids, tmp_path)
+    churn = pd.read_parquet(tmp_path / "churn.parquet")["churn_probability"].to_numpy()
+    channel = pd.read_parquet(tmp_path / "channel.parquet")
+    logged = pd.read_parquet(tmp_path / "recs.parquet")
+    for i, s in enumerate(served):
+        assert s["customer_id"] == ids[i]
+        assert s["churn"]["probability"] == customers["churn_probability"][i] == churn[i]
+        served_nbc = {c["channel"]: c["probability"] for c in s["next_best_channel"]}
+        batch_nbc = {
+            c: customers[f"p_{c}"][i] for c in channel.columns if customers[f"p_{c}"][i] > 0
+        }
+        mlflow_nbc = {c: channel[c].iloc[i] for c in channel.columns if channel[c].iloc[i] > 0}
+        assert served_nbc == batch_nbc == mlflow_nbc
+        mine = recs[recs["customer_id"] == ids[i]]
+        theirs = logged[logged["customer_id"] == ids[i]]
+        assert [x["product_id"] for x in s["items"]] == list(mine["product_id"])
+        assert list(mine["product_id"]) == list(theirs["product_id"])
+        assert np.array_equal(
+            np.array([x["score"] for x in s["items"]], np.float32), theirs["score"].to_numpy()
+        )
+        assert [x["reason"] for x in s["items"]] == list(theirs["reason"].astype(str))
+
+
+def test_serve_refuses_to_start_without_models(tmp_path):
+    res = omni("serve", "--port", str(_free_port()), home=tmp_path / "empty", timeout=120)
+    assert res.returncode == 2
+    assert "no @champion" in res.stderr and "omni train" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_built_bento_runs_without_mlflow(trained_home, tmp_path):
+    bento_home = tmp_path / "bentoml"
+    built = omni("bento", home=trained_home, BENTOML_HOME=str(bento_home), timeout=300)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    tag = built.stdout.split("bentoml serve ")[-1].split()[0]
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "BENTOML_HOME": str(bento_home), "OMNI_HOME": str(tmp_path / "none")}
+    env |= {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # nothing listens there
+    env.pop("OMNI_SNAPSHOT", None)
+    proc = _start(
+        [sys.executable, "-m", "bentoml", "serve", tag, "--port", str(port)],
+        env,
+        url,
+        tmp_path / "bento.log",
+    )
+    try:
+        r = requests.post(f"{url}/ping", json={}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        latest = (trained_home / "online" / "LATEST").read_text().strip()
+        manifest = json.loads((trained_home / "online" / latest / "manifest.json").read_text())
+        versions = {k: str(v["version"]) for k, v in manifest["models"].items()}
+        assert r.json()["ok"] and r.json()["model_versions"] == versions
+    finally:
+        _stop(proc)
