@@ -12,6 +12,7 @@ import typer
 
 from features.cli import app as data_app
 from features.features_cli import app as features_app
+from serving.score_cli import score
 from serving.serve_cli import bento, serve, snapshot_app
 from training.cli import models_app
 from training.train_cli import app as train_app
@@ -30,6 +31,7 @@ app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
 app.add_typer(snapshot_app, name="snapshot")
+app.command()(score)
 app.command()(serve)
 app.command()(bento)
 

@@ -40,10 +40,17 @@ class Scorer:
     """Churn, next best channel and recommendations for customer ids, from a snapshot."""
 
     def __init__(
-        self, snapshot: OnlineSnapshot, num_threads: int = 1, ranked_lists: int = 0
+        self,
+        snapshot: OnlineSnapshot,
+        num_threads: int = 1,
+        ranked_lists: int = 0,
+        precompute_candidates: bool = True,
     ) -> None:
         """``ranked_lists``: precompute every warm customer's list this deep for each
-        channel context (see :class:`RankedLists`; the service uses 50, batch scoring 0)."""
+        channel context (see :class:`RankedLists`; the service uses 50, batch scoring 0).
+        ``precompute_candidates``: keep every customer's personal candidates (what a
+        real-time request needs); batch scoring computes them chunk by chunk instead.
+        Either way the results are the same."""
         self.snapshot = snapshot
         self.num_threads = num_threads
         self.as_of = snapshot.as_of
@@ -61,8 +68,10 @@ class Scorer:
         rec = self.recommender
         self.catalogue = rec.catalogue_
         self.item_ids = np.asarray(rec.catalogue_.item_ids, dtype=object)
-        self.personal = CandidateTable.build(
-            rec.snapshot_, rec.catalogue_.n_customers, rec._candidate_params()
+        self.personal = (
+            CandidateTable.build(rec.snapshot_, rec.catalogue_.n_customers, rec._candidate_params())
+            if precompute_candidates or ranked_lists
+            else None
         )
         self._rec_code = {cid: i for i, cid in enumerate(rec.catalogue_.customer_ids)}
         self.index = CatalogueIndex(rec.catalogue_, rec.snapshot_.segment_counts["store"])
