@@ -19,13 +19,15 @@ class Settings:
 
     ``home`` holds the raw sources, the events store, feature tables and the
     default MLflow SQLite file. Override with ``OMNI_HOME``; MLflow with
-    ``MLFLOW_TRACKING_URI``; seed with ``OMNI_SEED``.
+    ``MLFLOW_TRACKING_URI``; seed with ``OMNI_SEED``; the Spark master for
+    ``--engine spark`` with ``OMNI_SPARK_MASTER`` (None: local mode, or spark-submit's).
     """
 
     home: Path
     tracking_uri: str
     seed: int = 42
     max_identity_component: int = 25
+    spark_master: str | None = None
 
     @property
     def raw_dir(self) -> Path:
@@ -76,5 +78,9 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"OMNI_SEED / OMNI_MAX_IDENTITY_COMPONENT must be integers: {exc}"
         ) from exc
     return Settings(
-        home=home, tracking_uri=tracking_uri, seed=seed, max_identity_component=max_comp
+        home=home,
+        tracking_uri=tracking_uri,
+        seed=seed,
+        max_identity_component=max_comp,
+        spark_master=env.get(f"{ENV_PREFIX}SPARK_MASTER") or None,
     )
