@@ -369,7 +369,13 @@ def _conform(out: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     missing = [n for n in names if n not in out.columns and n != index]
     if missing:
         raise ValueError(f"the per-customer function returned no column(s) {missing}")
-    data = {n: out.index.to_series() if n == index else out[n] for n in names}
+    data = {}
+    for n in names:
+        values = out.index.to_series() if n == index else out[n]
+        if isinstance(values.dtype, pd.StringDtype):
+            # pandas 3 strings may sit in several Arrow chunks, which pyspark cannot send
+            values = pd.Series(values.to_numpy(dtype=object, na_value=None), index=values.index)
+        data[n] = values
     return pd.DataFrame(data, copy=False).reset_index(drop=True)
 
 
@@ -411,7 +417,7 @@ def to_feature_table(pdf: pd.DataFrame, windows: Sequence[int]) -> pd.DataFrame:
 
     table = pdf.sort_values("customer_id", kind="stable").set_index("customer_id")
     dtypes = {f.name: f.dtype for f in customer_features(windows)}
-    return table.astype(dtypes, copy=False)
+    return table.astype(dtypes)
 
 
 def build_from_store_spark(
