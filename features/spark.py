@@ -48,6 +48,9 @@ INSTALL_HINT = "pip install 'omni-personalize[spark]'"
 BUCKET = "_omni_bucket"
 """Column holding the customer bucket while a job runs (dropped before ``fn`` sees it)."""
 
+EVENTS_PER_BUCKET = 1_000_000
+"""Default bucket size of the feature build: about 250 MB of pandas per call at peak."""
+
 PerCustomerFn = Callable[["pd.DataFrame", Mapping[str, "pd.DataFrame"]], "pd.DataFrame"]
 
 
@@ -379,6 +382,15 @@ def _conform(out: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(data, copy=False).reset_index(drop=True)
 
 
+def default_buckets(spark: SparkSession, n_events: int) -> int:
+    """One bucket per core, more when that would exceed ``EVENTS_PER_BUCKET`` events each.
+
+    Each bucket is one pandas call with a fixed cost (about 0.1 s): thousands of tiny
+    buckets (e.g. 200 shuffle partitions on 1M events) are several times slower.
+    """
+    return max(spark.sparkContext.defaultParallelism, -(-n_events // EVENTS_PER_BUCKET), 1)
+
+
 def collect(df: DataFrame) -> pd.DataFrame:
     """A (small enough) Spark result on the driver, through Arrow."""
     if hasattr(df, "toArrow"):  # pyspark >= 4.0
@@ -433,6 +445,7 @@ def build_from_store_spark(
 
     The table is collected on the driver and written there (one Parquet file with the
     cutoff, windows and feature list in its metadata, atomically), like the local build.
+    ``n_buckets`` defaults to :func:`default_buckets`.
     """
     import pandas as pd
 
@@ -450,7 +463,9 @@ def build_from_store_spark(
     seconds["read"] = time.perf_counter() - t0
     tell(f"{n_events:,} events from {start:%Y-%m-%d} to {t:%Y-%m-%d}")
     t0 = time.perf_counter()
-    rows = build_features_spark(events, customers, t, windows, n_buckets)
+    rows = build_features_spark(
+        events, customers, t, windows, n_buckets or default_buckets(spark, n_events)
+    )
     table = to_feature_table(collect(rows), windows)
     seconds["build"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -59,11 +59,12 @@ def spark():
     session.stop()
 
 
-def _parity(spark, store: Path, tmp_path: Path, as_of=AS_OF, windows=(7, 30, 90, 365)):
+def _parity(spark, store: Path, tmp_path: Path, as_of=AS_OF, windows=(7, 30, 90, 365), **kw):
     from features.spark import build_from_store_spark
 
     local = build_from_store(store, as_of, tmp_path / "local.parquet", windows)
-    on_spark = build_from_store_spark(spark, store, as_of, tmp_path / "spark.parquet", windows)
+    out = tmp_path / "spark.parquet"
+    on_spark = build_from_store_spark(spark, store, as_of, out, windows, **kw)
     assert len(local.table) > 0
     pd.testing.assert_frame_equal(on_spark.table, local.table)
     # the files too: same table, same metadata (cutoff, windows, features, events read)
@@ -88,7 +89,7 @@ def test_hand_made_log_matches_the_local_build(spark, tmp_path):
 def test_messy_random_logs_match_the_local_build(spark, tmp_path, seed):
     """Shared order ids, lines without order ids, null customers and stores, NaN amounts."""
     events, customers = random_log(seed, n=3000, n_customers=80)
-    _parity(spark, _store(tmp_path / "store", events, customers), tmp_path)
+    _parity(spark, _store(tmp_path / "store", events, customers), tmp_path, n_buckets=7)
 
 
 @needs_spark
