@@ -85,6 +85,18 @@ def test_hand_made_log_matches_the_local_build(spark, tmp_path):
 
 
 @needs_spark
+def test_buckets_of_customers_without_events(spark, tmp_path):
+    """30 customers known only from the customers table: most buckets have no events."""
+    extra = pd.DataFrame(
+        {"customer_id": [f"x{i:02d}" for i in range(30)], "signup_ts": AS_OF - pd.Timedelta("9D")}
+    )
+    customers = pd.concat([CUSTOMERS_TINY, extra], ignore_index=True)
+    store = _store(tmp_path / "store", TINY, customers)
+    result = _parity(spark, store, tmp_path, n_buckets=5)
+    assert result.n_customers == 33
+
+
+@needs_spark
 @pytest.mark.parametrize("seed", [0, 1])
 def test_messy_random_logs_match_the_local_build(spark, tmp_path, seed):
     """Shared order ids, lines without order ids, null customers and stores, NaN amounts."""
