@@ -70,6 +70,18 @@ def build(
         Path | None,
         typer.Option(help="Output Parquet file (default: the data home's features folder)."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="local (this process) or spark (pyspark, the `spark` extra)."),
+    ] = "local",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            help="Spark master for --engine spark, e.g. spark://host:7077, yarn, local[4] "
+            "(env OMNI_SPARK_MASTER; default: local[*], or spark-submit's master).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Build the customer feature table as of a date from the events store."""
     settings = ctx.obj
@@ -80,10 +92,15 @@ def build(
     with user_errors():
         from features.build import default_path, parse_as_of
 
+        if engine not in ("local", "spark"):
+            raise ValueError(f"--engine must be local or spark, got {engine!r}")
         t = parse_as_of(as_of)
         w = _windows(windows)
         path = out or default_path(settings.features_dir, t)
-        result = _run_with_progress(settings.store_dir, t, path, w)
+        if engine == "spark":
+            result = _run_on_spark(settings, t, path, w, spark_master or settings.spark_master)
+        else:
+            result = _run_with_progress(settings.store_dir, t, path, w)
         _show_summary(result)
 
 
@@ -104,6 +121,29 @@ def _run_with_progress(store_dir: Path, as_of, path: Path, windows: tuple[int, .
         result = build_from_store(store_dir, as_of, path, windows, progress=advance)
         bar.update(task, completed=N_STEPS + 2)
     return result
+
+
+def _run_on_spark(settings, as_of, path: Path, windows: tuple[int, ...], master: str | None):
+    """The same build on Spark: a session for this command, stopped at the end."""
+    import warnings
+
+    from features.console import step
+    from features.spark import build_from_store_spark, require_pyspark, spark_session
+    from features.store import events_dataset
+
+    require_pyspark()
+    events_dataset(settings.store_dir)  # no store: say so before starting a JVM
+    # pyspark warns on every import that it is not yet tested with pandas 3; our parity
+    # tests cover what we use.
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
+    with step("start Spark"):
+        spark = spark_session(master, app_name="omni features build")
+    say(f"Spark master {spark.sparkContext.master}, {spark.sparkContext.defaultParallelism} cores")
+    try:
+        with step("build the customer features on Spark"):
+            return build_from_store_spark(spark, settings.store_dir, as_of, path, windows)
+    finally:
+        spark.stop()
 
 
 def _show_summary(result) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ENV_PREFIX = "OMNI_"
@@ -19,22 +19,18 @@ class Settings:
 
     ``home`` holds the raw sources, the events store, feature tables and the
     default MLflow SQLite file. Override with ``OMNI_HOME``; MLflow with
-    ``MLFLOW_TRACKING_URI``; seed with ``OMNI_SEED``. ``api_token`` (``OMNI_API_TOKEN``):
-    when set, the service's scoring endpoints require ``Authorization: Bearer <token>``.
+    ``MLFLOW_TRACKING_URI``; seed with ``OMNI_SEED``; the Spark master for
+    ``--engine spark`` with ``OMNI_SPARK_MASTER`` (None: local mode, or spark-submit's).
+    ``api_token`` (``OMNI_API_TOKEN``): when set, the service's scoring endpoints require
+    ``Authorization: Bearer <token>``.
     """
 
     home: Path
     tracking_uri: str
     seed: int = 42
     max_identity_component: int = 25
-    api_token: str | None = None
-
-    def __repr__(self) -> str:  # never print the token
-        token = "set" if self.api_token else None
-        return (
-            f"Settings(home={self.home!s}, tracking_uri={self.tracking_uri}, seed={self.seed}, "
-            f"max_identity_component={self.max_identity_component}, api_token={token})"
-        )
+    spark_master: str | None = None
+    api_token: str | None = field(default=None, repr=False)  # never printed
 
     @property
     def raw_dir(self) -> Path:
@@ -89,5 +85,6 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         tracking_uri=tracking_uri,
         seed=seed,
         max_identity_component=max_comp,
+        spark_master=env.get(f"{ENV_PREFIX}SPARK_MASTER") or None,
         api_token=env.get(f"{ENV_PREFIX}API_TOKEN") or None,
     )
