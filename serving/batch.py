@@ -121,6 +121,8 @@ def run_batch(
             [old_c[~old_c["customer_id"].isin(rescored)], customers], ignore_index=True
         )
         recs = pd.concat([old_r[~old_r["customer_id"].isin(rescored)], recs], ignore_index=True)
+    customers = customers.sort_values("customer_id", kind="stable", ignore_index=True)
+    recs = recs.sort_values(["customer_id", "rank"], kind="stable", ignore_index=True)
     t0 = time.perf_counter()
     manifest = {
         "as_of": snapshot.as_of.isoformat(),

@@ -1,0 +1,335 @@
+"""Benchmark: `/recommend` against a trivial endpoint of the same service, over HTTP.
+
+    python tests/benchmarks/bench_service.py [--home DIR] [--repeat 3] [--duration 10]
+
+Data: Complete Journey (92k products, 2,469 households), loaded and trained once into
+``--home`` (default bench_results/service_home; about ten minutes the first time), then
+an online snapshot. The service runs as `omni serve` does it (bentoml serve, one worker,
+BLAS threads 1, GC frozen after start-up) and wrk (``apt-get install wrk``) loads it over
+loopback. Interleaved, ``--repeat`` times each:
+
+- trivial: ``POST /ping`` (token check, no scoring; the same middleware and worker);
+- recommend: ``POST /recommend`` with all three models, k=10 and the full rules: random
+  customers, channel web / app / email / store (store requests carry the customer's
+  usual store, or 1 in 5 another store, which takes the full ranking path), 2 excluded
+  products each, 1 in 10 customers unknown (cold start).
+
+At 8 connections: throughput and p50 / p99; at 1 connection: p50 / p99. Also the
+in-process cost of one request broken down by stage, and the worker's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+from harness import RESULTS_DIR, machine, save
+
+K = 10
+
+
+def _omni(home: Path, *args: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["OMNI_HOME"] = str(home)
+    print(f"  omni {' '.join(args)}", flush=True)
+    res = subprocess.run([sys.executable, "-m", "serving.cli", *args], env=env, check=False)
+    if res.returncode != 0:
+        sys.exit(f"omni {' '.join(args)} failed")
+
+
+def prepare(home: Path) -> Path:
+    """Complete Journey, three champions and a snapshot in ``home`` (reused when there)."""
+    from features.settings import get_settings
+    from serving.online import SnapshotError, latest_snapshot
+
+    settings = get_settings({"OMNI_HOME": str(home)})
+    try:
+        return latest_snapshot(settings)
+    except SnapshotError:
+        pass
+    print(f"preparing {home} (first run only)", flush=True)
+    if not (home / "store" / "events").exists():
+        _omni(home, "data", "complete-journey")
+    _omni(home, "train", "all")
+    _omni(home, "snapshot", "build")
+    return latest_snapshot(settings)
+
+
+def requests_for(scorer, n: int, seed: int = 0) -> list[dict]:
+    """The request mix described in the module docstring."""
+    rng = np.random.default_rng(seed)
+    ids = np.asarray(scorer.ids, dtype=object)
+    stores = list(scorer.index.store)
+    items = scorer.item_ids
+    out = []
+    for _ in range(n):
+        customer = ids[rng.integers(len(ids))] if rng.random() > 0.1 else f"new-{rng.integers(1e9)}"
+        channel = ["web", "app", "email", "store"][rng.integers(4)]
+        body = {"customer_id": str(customer), "channel": channel, "k": K}
+        body["exclude"] = [str(p) for p in rng.choice(items[:5000], 2, replace=False)]
+        if channel == "store":
+            code = scorer._rec_code.get(str(customer), -1)
+            usual = scorer.lists.default_store[code] if code >= 0 else -1
+            if usual >= 0 and rng.random() > 0.2:
+                body["store_id"] = str(scorer.catalogue.store_ids[usual])
+            else:
+                body["store_id"] = str(stores[rng.integers(len(stores))])
+        out.append(body)
+    return out
+
+
+def breakdown(scorer, bodies: list[dict]) -> dict:
+    """Median in-process microseconds per stage of one /recommend, over ``bodies``."""
+    from serving.rules import item_rules
+    from serving.scoring import CHANNEL_CODE
+    from training.recs.base import _top_k
+    from training.recs.candidates import Candidates, contextual, merge, resolve_customers
+    from training.recs.ranker_features import feature_matrix
+
+    rec = scorer.recommender
+    snap, cat = rec.snapshot_, rec.catalogue_
+    stages: dict[str, list[float]] = {}
+
+    def lap(name: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        stages.setdefault(name, []).append((t1 - t0) * 1e6)
+        return t1
+
+    for body in bodies:
+        cid, channel = body["customer_id"], body["channel"]
+        t = time.perf_counter()
+        pos = scorer.positions([cid])
+        code = np.array([scorer._rec_code.get(cid, -1)], np.int32)
+        t = lap("features (lookup)", t)
+        scorer.churn(pos)
+        t = lap("churn model", t)
+        scorer.next_channel(pos)
+        t = lap("channel model + consent", t)
+        rules, store = item_rules(
+            scorer.index, channel, body.get("store_id"), body["exclude"], None
+        )
+        allowed = rules.mask(scorer.index)
+        t = lap("rules", t)
+        ch = np.array([CHANNEL_CODE[channel]], np.int32)
+        cust = resolve_customers(snap, cat, code, np.array([store], np.int32), ch)
+        cand = merge(
+            [scorer.personal.rows_for(code), contextual(snap, cust, rec._candidate_params())],
+            cat.n_items,
+        )
+        keep = allowed[cand.item]
+        cand = Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
+        t = lap("candidates (full path)", t)
+        X = feature_matrix(snap, cat, cust, cand)
+        t = lap("ranker features (full path)", t)
+        score = rec.ranker_.booster_.predict(X, num_threads=1).astype(np.float32)
+        t = lap("ranker (full path)", t)
+        _top_k(
+            cand.pos,
+            cand.item,
+            score,
+            np.zeros(len(score), np.int8),
+            np.zeros(0, np.int64),
+            cat.n_items,
+            K,
+        )
+        t = lap("top-k (full path)", t)
+        scorer.recommend([cid], K, channel, body.get("store_id"), body["exclude"])
+        t = lap("recommend as served (lists or full path)", t)
+    return {name: statistics.median(v) for name, v in stages.items()}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(snapshot: Path, port: int, log: Path) -> subprocess.Popen:
+    import requests
+
+    env = {**os.environ, "OMNI_SNAPSHOT": str(snapshot), "OMNI_API_TOKEN": "bench"}
+    env |= {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:Personalization"]
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [*cmd, "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"service exited: {log.read_text()[-2000:]}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    sys.exit("service not ready after 300 s")
+
+
+def worker_rss_mb(proc: subprocess.Popen) -> float:
+    import psutil
+
+    parent = psutil.Process(proc.pid)
+    return max(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]) / 2**20
+
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench"
+local bodies = {BODIES}
+local path = "{PATH}"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, path, nil, bodies[(n % #bodies) + 1])
+end
+"""
+
+
+def _lua(path: str, bodies: list[str], folder: Path) -> Path:
+    quoted = ",\n".join("[==[" + b + "]==]" for b in bodies)
+    script = folder / f"{path.strip('/')}.lua"
+    script.write_text(LUA.replace("{BODIES}", "{" + quoted + "}").replace("{PATH}", path))
+    return script
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--home", type=Path, default=RESULTS_DIR / "service_home")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    snapshot = prepare(args.home.resolve())
+
+    from serving.online import load_snapshot
+    from serving.scoring import Scorer
+
+    t0 = time.perf_counter()
+    scorer = Scorer(load_snapshot(snapshot), ranked_lists=50)
+    start_s = time.perf_counter() - t0
+    bodies = requests_for(scorer, 2000)
+    stages = breakdown(scorer, bodies[:1000])
+    print(
+        f"snapshot {snapshot.name}: {len(scorer.ids):,} customers, "
+        f"{scorer.catalogue.n_items:,} products; scorer start-up {start_s:.1f} s"
+    )
+    print("in-process cost of one /recommend, median µs:")
+    for name, us in stages.items():
+        print(f"  {name:<42} {us:8.1f}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = start_service(snapshot, port, folder / "serve.log")
+        try:
+            scripts = {
+                "trivial": _lua("/ping", ["{}"], folder),
+                "recommend": _lua("/recommend", [json.dumps(b) for b in bodies], folder),
+            }
+            for script in scripts.values():  # warm-up
+                wrk(url, script, 8, 2)
+            runs: dict[str, dict[str, list[dict]]] = {n: {"c8": [], "c1": []} for n in scripts}
+            for i in range(args.repeat):
+                for name, script in scripts.items():
+                    runs[name]["c8"].append(wrk(url, script, 8, args.duration))
+                    runs[name]["c1"].append(wrk(url, script, 1, args.duration))
+                print(f"  round {i + 1}/{args.repeat} done", flush=True)
+            rss = worker_rss_mb(proc)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    def med(name: str, conn: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name][conn])
+
+    table = {
+        name: {
+            "rps_c8": med(name, "c8", "rps"),
+            "p50_ms_c8": med(name, "c8", "p50_ms"),
+            "p99_ms_c8": med(name, "c8", "p99_ms"),
+            "p50_ms_c1": med(name, "c1", "p50_ms"),
+            "p99_ms_c1": med(name, "c1", "p99_ms"),
+            "non_2xx": sum(r["non_2xx"] for c in runs[name].values() for r in c),
+        }
+        for name in runs
+    }
+    t, r = table["trivial"], table["recommend"]
+    goals = {
+        "throughput_ratio": r["rps_c8"] / t["rps_c8"],
+        "p99_ratio_c8": r["p99_ms_c8"] / t["p99_ms_c8"],
+        "p50_ms_c1": r["p50_ms_c1"],
+    }
+    heads = ("req/s @8", "p50 @8", "p99 @8", "p50 @1", "p99 @1")
+    print(f"\n{'endpoint':<10} " + " ".join(f"{h:>9}" for h in heads))
+    for name, row in table.items():
+        print(
+            f"{name:<10} {row['rps_c8']:9.0f} {row['p50_ms_c8']:9.2f} {row['p99_ms_c8']:9.2f}"
+            f" {row['p50_ms_c1']:9.2f} {row['p99_ms_c1']:9.2f}"
+        )
+    print(
+        f"\n/recommend throughput = {goals['throughput_ratio']:.0%} of trivial (goal >= 60%); "
+        f"p99 @8 = {goals['p99_ratio_c8']:.2f}x trivial (goal <= 1.5x); "
+        f"p50 @1 = {goals['p50_ms_c1']:.2f} ms (goal < 5 ms); worker RSS {rss:.0f} MB"
+    )
+    save(
+        "service",
+        {
+            "machine": machine(),
+            "snapshot": snapshot.name,
+            "customers": len(scorer.ids),
+            "products": int(scorer.catalogue.n_items),
+            "stages_us": stages,
+            "table": table,
+            "goals": goals,
+            "worker_rss_mb": rss,
+            "runs": runs,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
