@@ -15,11 +15,13 @@ so a built bento (which packages one) runs without a tracking server.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ MODEL_NAMES: dict[str, str] = {
 """Snapshot key -> registered model name."""
 FORMAT = 1
 LATEST = "LATEST"
+LIST_DEPTH = 50
+"""How deep each customer's precomputed ranked lists go (see serving.scoring.RankedLists)."""
 
 
 class SnapshotError(RuntimeError):
@@ -52,6 +56,7 @@ class OnlineSnapshot:
     features: pd.DataFrame  # index customer_id, registry columns
     models: dict[str, Any]  # "churn" / "next_best_channel" / "recommender" -> fitted model
     manifest: dict[str, Any]
+    arrays: dict[str, Any] | None = None  # precomputed serving arrays (serving.npz)
 
     @property
     def versions(self) -> dict[str, str]:
@@ -93,7 +98,14 @@ def load_snapshot(path: Path | str) -> OnlineSnapshot:
     missing = sorted(set(MODEL_NAMES) - set(models))
     if missing:
         raise SnapshotError(f"snapshot {path} lacks models: {missing}")
-    return OnlineSnapshot(path, pd.Timestamp(manifest["as_of"]), features, models, manifest)
+    arrays = None
+    if (path / "serving.npz").exists():
+        import numpy as np
+
+        with np.load(path / "serving.npz") as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    as_of = pd.Timestamp(manifest["as_of"])
+    return OnlineSnapshot(path, as_of, features, models, manifest, arrays)
 
 
 def champion_versions(settings: Settings) -> dict[str, int | None]:
@@ -118,6 +130,8 @@ def build_snapshot(
 ) -> Path:
     """Build a snapshot as of ``as_of`` (default: the first midnight after the last
     event) from the champions and the events store; returns its folder."""
+    import numpy as np
+
     from features.build import parse_as_of, write_features
     from features.customer_features import build_customer_features
     from features.registry import DEFAULT_WINDOWS
@@ -146,6 +160,10 @@ def build_snapshot(
         rec.refresh(events, tables["customers"], tables["products"], tables["stores"], as_of=t)
         seconds["recommender"] = time.perf_counter() - t0
         tell(f"moved the recommender to {t:%Y-%m-%d} ({seconds['recommender']:.1f} s)")
+    t0 = time.perf_counter()
+    arrays = serving_arrays(rec, LIST_DEPTH)
+    seconds["serving_arrays"] = time.perf_counter() - t0
+    tell(f"precomputed candidates and ranked lists ({seconds['serving_arrays']:.1f} s)")
     manifest = {
         "format": FORMAT,
         "as_of": t.isoformat(),
@@ -164,10 +182,26 @@ def build_snapshot(
         write_features(features, tmp / "features.parquet", t, DEFAULT_WINDOWS)
         with open(tmp / "models.pkl", "wb") as f:
             pickle.dump(models, f, protocol=pickle.HIGHEST_PROTOCOL)
+        np.savez(tmp / "serving.npz", **arrays)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     with atomic_path(online_dir(settings) / LATEST) as tmp:
         tmp.write_text(stamp + "\n")
     return target
+
+
+def serving_arrays(recommender, depth: int) -> dict[str, Any]:
+    """Every customer's personal candidates and ranked lists, so that the service starts
+    by reading them instead of ranking every customer (minutes on a large catalogue)."""
+    from serving.scoring import RankedLists
+    from training.recs.candidates import CandidateTable
+
+    snap, n = recommender.snapshot_, recommender.catalogue_.n_customers
+    personal = CandidateTable.build(snap, n, recommender._candidate_params())
+    arrays = {f"personal_{name}": getattr(personal, name) for name in PERSONAL_PARTS}
+    return arrays | RankedLists.build(recommender, personal, depth).to_arrays()
+
+
+PERSONAL_PARTS = ("indptr", "item", "sources", "als_rank")
 
 
 def _after_last_event(settings: Settings) -> pd.Timestamp:
@@ -209,7 +243,8 @@ def _load_champions(settings: Settings) -> tuple[dict[str, Any], dict[str, dict[
             f"no @champion for {', '.join(missing)} in {settings.tracking_uri}: train first "
             "(`omni train all`, or `omni run` for everything on synthetic data)"
         )
-    with tempfile.TemporaryDirectory() as tmp:
+    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # two small files per model
+    with tempfile.TemporaryDirectory() as tmp, _environ(quiet):
         for key, name in MODEL_NAMES.items():
             version = client.get_model_version_by_alias(name, "champion")
             repo = get_artifact_repository(f"models:/{name}/{version.version}")
@@ -226,3 +261,18 @@ def _load_champions(settings: Settings) -> tuple[dict[str, Any], dict[str, dict[
                 "source": version.source,
             }
     return models, sources
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

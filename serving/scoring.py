@@ -47,7 +47,9 @@ class Scorer:
         precompute_candidates: bool = True,
     ) -> None:
         """``ranked_lists``: precompute every warm customer's list this deep for each
-        channel context (see :class:`RankedLists`; the service uses 50, batch scoring 0).
+        channel context (see :class:`RankedLists`; the service uses 50, batch scoring 0),
+        and every customer's churn and channel predictions (a snapshot's features are
+        fixed, so a request reads what the models computed once, in one batch).
         ``precompute_candidates``: keep every customer's personal candidates (what a
         real-time request needs); batch scoring computes them chunk by chunk instead.
         Either way the results are the same."""
@@ -68,15 +70,29 @@ class Scorer:
         rec = self.recommender
         self.catalogue = rec.catalogue_
         self.item_ids = np.asarray(rec.catalogue_.item_ids, dtype=object)
-        self.personal = (
-            CandidateTable.build(rec.snapshot_, rec.catalogue_.n_customers, rec._candidate_params())
-            if precompute_candidates or ranked_lists
-            else None
-        )
+        stored = snapshot.arrays or {}
+        if "personal_indptr" in stored:
+            self.personal = CandidateTable(
+                *(stored[f"personal_{n}"] for n in ("indptr", "item", "sources", "als_rank"))
+            )
+        elif precompute_candidates or ranked_lists:
+            params = rec._candidate_params()
+            self.personal = CandidateTable.build(rec.snapshot_, rec.catalogue_.n_customers, params)
+        else:
+            self.personal = None
         self._rec_code = {cid: i for i, cid in enumerate(rec.catalogue_.customer_ids)}
         self.index = CatalogueIndex(rec.catalogue_, rec.snapshot_.segment_counts["store"])
         self.active = rec.snapshot_.active
-        self.lists = RankedLists.build(rec, self.personal, ranked_lists) if ranked_lists else None
+        self._churn = self._channel = None
+        if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
+            everyone = np.arange(len(self.ids))
+            self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
+        if not ranked_lists:
+            self.lists = None
+        elif int(stored.get("lists_depth", -1)) == ranked_lists:
+            self.lists = RankedLists.from_arrays(stored)
+        else:
+            self.lists = RankedLists.build(rec, self.personal, ranked_lists)
 
     # ------------------------------------------------------------------ lookups
 
@@ -90,6 +106,8 @@ class Scorer:
 
     def churn(self, pos: np.ndarray) -> np.ndarray:
         """Calibrated churn probability per position (NaN for unknown customers)."""
+        if self._churn is not None:
+            return np.where(pos >= 0, self._churn[np.maximum(pos, 0)], np.nan)
         out = np.full(len(pos), np.nan)
         known = pos >= 0
         if known.any():
@@ -100,6 +118,10 @@ class Scorer:
     def next_channel(self, pos: np.ndarray) -> np.ndarray:
         """(positions x ``channels``) probabilities after consent: unconsented channels
         are 0 and the rest sum to 1 (NaN rows for unknown customers)."""
+        if self._channel is not None:
+            rows = self._channel[np.maximum(pos, 0)]
+            rows[pos < 0] = np.nan
+            return rows
         out = np.full((len(pos), len(self.channels)), np.nan)
         known = pos >= 0
         if known.any():
@@ -225,6 +247,9 @@ def _consent(table: pd.DataFrame, channels: Sequence[str]) -> np.ndarray:
     return allowed
 
 
+PARTS = ("indptr", "item", "score", "reason")
+
+
 class RankedLists:
     """Every warm customer's ranked list, ``depth`` deep, for each channel context (none,
     then each contract channel) in their default store: what a real-time request reads
@@ -266,6 +291,22 @@ class RankedLists:
             scores.append(score.astype(np.float32))
             reasons.append(reason.astype(np.int8))
         return cls(depth, default_store, indptr, items, scores, reasons)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat arrays for ``np.savez`` (the snapshot stores them: start-up reads, not ranks)."""
+        out = {"lists_depth": np.array(self.depth), "lists_default_store": self.default_store}
+        for c in range(len(self.indptr)):
+            out[f"lists_indptr_{c}"] = self.indptr[c]
+            out[f"lists_item_{c}"] = self.item[c]
+            out[f"lists_score_{c}"] = self.score[c]
+            out[f"lists_reason_{c}"] = self.reason[c]
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> RankedLists:
+        n = len(CHANNELS) + 1
+        parts = [[arrays[f"lists_{name}_{c}"] for c in range(n)] for name in PARTS]
+        return cls(int(arrays["lists_depth"]), arrays["lists_default_store"], *parts)
 
     def lookup(
         self, code: int, channel: int, store: int, allowed: np.ndarray | None, k: int

@@ -43,8 +43,6 @@ from serving.schemas import (
 SNAPSHOT_ENV = "OMNI_SNAPSHOT"
 BUNDLED_SNAPSHOT = Path(__file__).resolve().parent.parent / "bento_snapshot"
 """Where a built bento carries its snapshot (``omni bento`` copies it there)."""
-RANKED_DEPTH = 50
-"""How deep each customer's precomputed lists go (see serving.scoring.RankedLists)."""
 PROTECTED = frozenset({"/recommend", "/next_best_channel", "/churn_risk", "/score", "/ping"})
 log = logging.getLogger("omni.service")
 
@@ -113,13 +111,13 @@ class Personalization:
     def __init__(self) -> None:
         from threadpoolctl import threadpool_limits
 
-        from serving.online import load_snapshot
+        from serving.online import LIST_DEPTH, load_snapshot
         from serving.scoring import Scorer
 
         threadpool_limits(1)  # one request at a time per worker: BLAS threads only contend
         t0 = time.perf_counter()
         path = snapshot_path()
-        self.scorer = Scorer(load_snapshot(path), num_threads=1, ranked_lists=RANKED_DEPTH)
+        self.scorer = Scorer(load_snapshot(path), num_threads=1, ranked_lists=LIST_DEPTH)
         self.meta = {
             "as_of": self.scorer.as_of.isoformat(),
             "model_versions": self.scorer.versions,

@@ -139,3 +139,12 @@ def test_rules_hold_and_fast_path_equals_full_path(fast, live, data):
     scores = b.score
     if len(scores) > 1 and not b.cold_start[0]:
         assert (np.diff(scores) <= 0).all()
+
+
+def test_precomputed_predictions_equal_model_calls(fast, live):
+    pos = np.array([3, -1, 0, len(live.ids) - 1, 7])
+    np.testing.assert_array_equal(fast.churn(pos), live.churn(pos))
+    np.testing.assert_array_equal(fast.next_channel(pos), live.next_channel(pos))
+    one = np.array([5])
+    np.testing.assert_array_equal(fast.next_channel(one), live.next_channel(one))
+    np.testing.assert_array_equal(fast.churn(one), live.churn(one))

@@ -8,6 +8,10 @@ an online snapshot. The service runs as `omni serve` does it (bentoml serve, one
 BLAS threads 1, GC frozen after start-up) and wrk (``apt-get install wrk``) loads it over
 loopback. Interleaved, ``--repeat`` times each:
 
+The service precomputes, per snapshot, every customer's churn and channel predictions
+and ranked lists in each channel context (see serving/scoring.py); the breakdown shows
+both the live model calls and what a request does.
+
 - trivial: ``POST /ping`` (token check, no scoring; the same middleware and worker);
 - recommend: ``POST /recommend`` with all three models, k=10 and the full rules: random
   customers, channel web / app / email / store (store requests carry the customer's
@@ -94,6 +98,7 @@ def requests_for(scorer, n: int, seed: int = 0) -> list[dict]:
 
 def breakdown(scorer, bodies: list[dict]) -> dict:
     """Median in-process microseconds per stage of one /recommend, over ``bodies``."""
+    from features.consent import consented
     from serving.rules import item_rules
     from serving.scoring import CHANNEL_CODE
     from training.recs.base import _top_k
@@ -115,10 +120,15 @@ def breakdown(scorer, bodies: list[dict]) -> dict:
         pos = scorer.positions([cid])
         code = np.array([scorer._rec_code.get(cid, -1)], np.int32)
         t = lap("features (lookup)", t)
-        scorer.churn(pos)
-        t = lap("churn model", t)
-        scorer.next_channel(pos)
-        t = lap("channel model + consent", t)
+        if pos[0] >= 0:
+            t = time.perf_counter()
+            scorer.churn_model.predict_matrix(scorer.X_churn[pos], num_threads=1)
+            t = lap("churn model call (1 row)", t)
+            raw = scorer.channel_model.predict_matrix(scorer.X_channel[pos], num_threads=1)
+            consented(raw, scorer.consent[pos])
+            t = lap("channel model call + consent (1 row)", t)
+        scorer.churn(pos), scorer.next_channel(pos)
+        t = lap("churn + channel as served (precomputed)", t)
         rules, store = item_rules(
             scorer.index, channel, body.get("store_id"), body["exclude"], None
         )
