@@ -65,12 +65,17 @@ def run(
     seed: Annotated[
         int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
     ] = None,
+    keep_serving: Annotated[
+        bool, typer.Option(help="Leave the service running at the end (Ctrl-C stops it).")
+    ] = False,
 ) -> None:
     """The main job on the embedded default: synthetic data -> identities -> events store
-    -> churn and next-best-channel models trained, tracked in MLflow and registered."""
+    -> churn, next-best-channel and recommendation models trained, tracked in MLflow and
+    registered -> online snapshot -> batch scores -> the service started and asked for a
+    sample customer's recommendations."""
     from serving.main_job import run_main_job
 
-    run_main_job(ctx.obj, customers=customers, days=days, seed=seed)
+    run_main_job(ctx.obj, customers=customers, days=days, seed=seed, keep_serving=keep_serving)
 
 
 def main() -> None:

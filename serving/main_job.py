@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from features.console import console, say, user_errors
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from features.console import console, fail, say, step, user_errors
 from features.settings import Settings
 
 
-def run_main_job(settings: Settings, customers: int, days: int, seed: int | None) -> None:
-    """Synthetic data -> identities -> events store -> models trained, tracked and registered."""
+def run_main_job(
+    settings: Settings, customers: int, days: int, seed: int | None, keep_serving: bool = False
+) -> None:
+    """Synthetic data -> identities -> events store -> three models trained, tracked and
+    registered -> online snapshot (features as of now) -> batch scores -> the service
+    started and asked for one customer's recommendations."""
     from features.cli import run_synth
+    from serving.online import SnapshotError
+    from serving.serve_cli import build
     from training.customer_jobs import JobConfig
     from training.train_cli import JOBS, RECS_HORIZON_DAYS, run_jobs, run_recs
 
@@ -19,12 +33,114 @@ def run_main_job(settings: Settings, customers: int, days: int, seed: int | None
         _report_identity_quality(raw, result)
         run_jobs(settings, JOBS, JobConfig(seed=seed))
         run_recs(settings, RECS_HORIZON_DAYS, seed)
+        snapshot = build(settings)
+        scores = _batch_scores(settings)
+    try:
+        port = _free_port(3000)
+        answer, curl = _sample_request(snapshot, scores, port, keep_serving)
+    except (SnapshotError, RuntimeError) as exc:
+        raise fail(f"the service did not answer: {exc}") from None
     console.print(
-        f"\n[bold]Done.[/] Events store: {settings.store_dir}\n"
-        f"MLflow runs and registered models: {settings.tracking_uri}\n"
-        f"  browse them: mlflow ui --backend-store-uri {settings.tracking_uri}\n"
-        "  list versions and aliases: omni models list"
+        f"\n[bold]Done.[/] Everything is under {settings.home}:\n"
+        f"  events store:      {settings.store_dir}\n"
+        f"  MLflow (runs, registered models): {settings.tracking_uri}\n"
+        f"    browse: mlflow ui --backend-store-uri {settings.tracking_uri}"
+        "   list: omni models list\n"
+        f"  online snapshot (features + models as of now): {snapshot}\n"
+        f"  batch scores (every customer): {scores}\n"
+        f"\nThe service answered on port {port}:\n  {curl}\n{answer}\n"
     )
+    if not keep_serving:
+        console.print("Start it again with: [bold]omni serve[/] (port 3000; --help for options)")
+
+
+def _batch_scores(settings: Settings) -> Path:
+    from serving.batch import run_batch
+
+    out = settings.home / "scores" / "latest"
+    with step("batch scoring (omni score)"):
+        result = run_batch(settings, out, say=say)
+    say(
+        f"{result.customers:,} customers scored, {result.cold_start:,} cold start, "
+        f"{result.seconds['score']:.1f} s"
+    )
+    return out
+
+
+def _free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+def _sample_request(snapshot: Path, scores: Path, port: int, keep_serving: bool) -> tuple[str, str]:
+    """Start `omni serve` on the snapshot, ask for one customer's list, return the answer
+    and the curl that asks the same; stop the service unless ``keep_serving``."""
+    import pandas as pd
+    import requests
+
+    from serving.serve_cli import ONE_THREAD, SERVICE
+
+    scored = pd.read_parquet(scores / "customers.parquet", columns=["customer_id", "cold_start"])
+    warm = scored.loc[~scored["cold_start"], "customer_id"]
+    customer = str(warm.iloc[0] if len(warm) else scored["customer_id"].iloc[0])
+    body = {"customer_id": customer, "channel": "web", "k": 3}
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(snapshot)}
+    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)]
+    with step(f"start the service on port {port}"):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_ready(url, proc)
+    headers = {}
+    token = os.environ.get("OMNI_API_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        r = requests.post(f"{url}/recommend", json=body, headers=headers, timeout=10)
+        r.raise_for_status()
+        answer = json.dumps(r.json(), indent=2)
+        auth = " -H 'Authorization: Bearer $OMNI_API_TOKEN'" if token else ""
+        curl = (
+            f"curl -s {url}/recommend -H 'content-type: application/json'{auth} "
+            f"-d '{json.dumps(body)}'"
+        )
+        if keep_serving:
+            console.print(f"serving on {url} (Ctrl-C stops it)")
+            proc.wait()
+        return answer, curl
+    except requests.RequestException as exc:
+        raise RuntimeError(str(exc)) from None
+    except KeyboardInterrupt:
+        return "", ""
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, limit: float = 120) -> None:
+    import requests
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited with status {proc.returncode}")
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"not ready after {limit:.0f} s")
 
 
 def _report_identity_quality(raw, result) -> None:

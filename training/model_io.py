@@ -45,8 +45,8 @@ def log_python_model(
     are files the model reads in ``load_context`` (copied into the model). Register the
     returned ``model_uri`` with :func:`training.registry.register_with_gate`.
     """
-    signature = infer_signature(signature_df, output_example)
     with _without_known_noise():
+        signature = infer_signature(signature_df, output_example)
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=python_model,
@@ -79,6 +79,9 @@ def _without_known_noise() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict`")
+            # our pyfuncs turn every feature into float32 themselves: a missing value in an
+            # integer column cannot break them
+            warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer")
             yield
     finally:
         for logger in loggers:
