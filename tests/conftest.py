@@ -90,12 +90,14 @@ def _isolated_tracking_uri():
 
 @pytest.fixture(scope="session")
 def trained_home(tmp_path_factory) -> Path:
-    """A data home after the main job on 800 synthetic customers (three @champions) and an
-    online snapshot built from them (recommender left at its training cutoff, so that its
-    lists equal the logged model's). Built once per session: it takes about a minute."""
+    """A data home after the main job (`omni run`) on 800 synthetic customers: three
+    @champions and batch scores (its output is kept in ``../omni_run.txt``), then an online
+    snapshot with the recommender left at its training cutoff, so that its lists equal the
+    logged model's. Built once per session: it takes about a minute."""
     home = tmp_path_factory.mktemp("trained") / "home"
     run = omni("run", "--customers", "800", home=home, timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (home.parent / "omni_run.txt").write_text(run.stdout)  # test_main_job reads it
     snap = omni("snapshot", "build", "--no-refresh-recommender", home=home)
     assert snap.returncode == 0, snap.stdout[-3000:] + snap.stderr[-3000:]
     return home

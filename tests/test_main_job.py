@@ -25,21 +25,30 @@ def _omni(*args: str, home, timeout: float = 300) -> subprocess.CompletedProcess
     )
 
 
-def test_main_job_on_the_embedded_default(tmp_path):
-    res = _omni("run", "--customers", "800", home=tmp_path, timeout=900)
-    assert res.returncode == 0, res.stderr
-    assert "events per channel" in res.stdout
-    assert "identity resolution vs ground truth: pairwise precision" in res.stdout
-    assert "churn v1 -> @champion" in res.stdout
-    assert "next_best_channel v1 -> @champion" in res.stdout
-    assert "recommender v1 -> @champion" in res.stdout
-    listed = _omni("models", "list", home=tmp_path)
+def test_main_job_on_the_embedded_default(trained_home):
+    """`omni run --customers 800` (run once per session by the trained_home fixture)."""
+    import json
+
+    out = (trained_home.parent / "omni_run.txt").read_text()
+    assert "events per channel" in out
+    assert "identity resolution vs ground truth: pairwise precision" in out
+    assert "churn v1 -> @champion" in out
+    assert "next_best_channel v1 -> @champion" in out
+    assert "recommender v1 -> @champion" in out
+    listed = _omni("models", "list", home=trained_home)
     assert listed.returncode == 0, listed.stderr
     assert "churn" in listed.stdout and "champion" in listed.stdout
-    events = read_events(tmp_path / "store")
+    events = read_events(trained_home / "store")
     assert events["customer_id"].notna().all()
     assert set(events["channel"].unique()) >= {"web", "app", "store", "email"}
-    assert (tmp_path / "raw" / "synthetic" / "truth" / "customers.parquet").exists()
+    assert (trained_home / "raw" / "synthetic" / "truth" / "customers.parquet").exists()
+    # the finished flow: snapshot, batch scores, the service asked for one customer
+    assert "customers scored" in out and (trained_home / "scores" / "latest").is_dir()
+    assert "The service answered on port" in out and "curl -s http://127.0.0.1:" in out
+    start = out.index("\n{", out.index("curl -s")) + 1
+    answer = json.loads(out[start : out.rindex("}") + 1])
+    assert len(answer["items"]) == 3 and answer["churn"]["band"] in {"low", "medium", "high"}
+    assert "omni serve" in out.splitlines()[-1]
 
 
 def test_complete_journey_loads_every_household(tmp_path):
