@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+from cli_helpers import omni
 
 from features.store import read_events, read_table
 
 pytestmark = pytest.mark.slow
-
-
-def _omni(*args: str, home, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMNI_HOME": str(home), "COLUMNS": "120"}
-    return subprocess.run(
-        [sys.executable, "-m", "serving.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_main_job_on_the_embedded_default(trained_home):
@@ -35,7 +20,7 @@ def test_main_job_on_the_embedded_default(trained_home):
     assert "churn v1 -> @champion" in out
     assert "next_best_channel v1 -> @champion" in out
     assert "recommender v1 -> @champion" in out
-    listed = _omni("models", "list", home=trained_home)
+    listed = omni("models", "list", home=trained_home)
     assert listed.returncode == 0, listed.stderr
     assert "churn" in listed.stdout and "champion" in listed.stdout
     events = read_events(trained_home / "store")
@@ -52,7 +37,7 @@ def test_main_job_on_the_embedded_default(trained_home):
 
 
 def test_complete_journey_loads_every_household(tmp_path):
-    res = _omni("data", "complete-journey", home=tmp_path)
+    res = omni("data", "complete-journey", home=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "2,469 customers with events" in res.stdout
     store = tmp_path / "store"

@@ -41,18 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from harness import RESULTS_DIR, machine, save
+from harness import RESULTS_DIR, machine, omni, save
 
 K = 10
-
-
-def _omni(home: Path, *args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["OMNI_HOME"] = str(home)
-    print(f"  omni {' '.join(args)}", flush=True)
-    res = subprocess.run([sys.executable, "-m", "serving.cli", *args], env=env, check=False)
-    if res.returncode != 0:
-        sys.exit(f"omni {' '.join(args)} failed")
 
 
 def prepare(home: Path) -> Path:
@@ -67,9 +58,9 @@ def prepare(home: Path) -> Path:
         pass
     print(f"preparing {home} (first run only)", flush=True)
     if not (home / "store" / "events").exists():
-        _omni(home, "data", "complete-journey")
-    _omni(home, "train", "all")
-    _omni(home, "snapshot", "build")
+        omni(home, "data", "complete-journey")
+    omni(home, "train", "all")
+    omni(home, "snapshot", "build")
     return latest_snapshot(settings)
 
 

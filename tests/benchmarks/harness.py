@@ -76,3 +76,12 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     t0 = time.perf_counter()
     value = fn()
     return time.perf_counter() - t0, value
+
+
+def omni(home: Path, *args: str) -> None:
+    """Run the real `omni` CLI on ``home`` (for set-up steps), exiting on failure."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["OMNI_HOME"] = str(home)
+    print(f"  omni {' '.join(args)}", flush=True)
+    if subprocess.run([sys.executable, "-m", "serving.cli", *args], env=env).returncode:
+        sys.exit(f"omni {' '.join(args)} failed")
