@@ -82,7 +82,7 @@ def snapshot_for(settings: Settings, as_of: pd.Timestamp | None, say=print) -> P
             return path
     except SnapshotError:
         pass
-    return build_snapshot(settings, as_of, progress=say)
+    return build_snapshot(settings, as_of, progress=say, serving=False)
 
 
 def run_batch(

@@ -127,9 +127,12 @@ def build_snapshot(
     as_of: pd.Timestamp | str | None = None,
     refresh_recommender: bool = True,
     progress: Callable[[str], None] | None = None,
+    serving: bool = True,
 ) -> Path:
     """Build a snapshot as of ``as_of`` (default: the first midnight after the last
-    event) from the champions and the events store; returns its folder."""
+    event) from the champions and the events store; returns its folder. ``serving``:
+    also precompute what real-time requests read (batch scoring does not need it; a
+    service given a snapshot without it computes it at start-up)."""
     import numpy as np
 
     from features.build import parse_as_of, write_features
@@ -160,10 +163,12 @@ def build_snapshot(
         rec.refresh(events, tables["customers"], tables["products"], tables["stores"], as_of=t)
         seconds["recommender"] = time.perf_counter() - t0
         tell(f"moved the recommender to {t:%Y-%m-%d} ({seconds['recommender']:.1f} s)")
-    t0 = time.perf_counter()
-    arrays = serving_arrays(rec, LIST_DEPTH)
-    seconds["serving_arrays"] = time.perf_counter() - t0
-    tell(f"precomputed candidates and ranked lists ({seconds['serving_arrays']:.1f} s)")
+    arrays = {}
+    if serving:
+        t0 = time.perf_counter()
+        arrays = serving_arrays(rec, LIST_DEPTH)
+        seconds["serving_arrays"] = time.perf_counter() - t0
+        tell(f"precomputed candidates and ranked lists ({seconds['serving_arrays']:.1f} s)")
     manifest = {
         "format": FORMAT,
         "as_of": t.isoformat(),
@@ -182,7 +187,8 @@ def build_snapshot(
         write_features(features, tmp / "features.parquet", t, DEFAULT_WINDOWS)
         with open(tmp / "models.pkl", "wb") as f:
             pickle.dump(models, f, protocol=pickle.HIGHEST_PROTOCOL)
-        np.savez(tmp / "serving.npz", **arrays)
+        if arrays:
+            np.savez(tmp / "serving.npz", **arrays)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     with atomic_path(online_dir(settings) / LATEST) as tmp:
         tmp.write_text(stamp + "\n")

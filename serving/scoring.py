@@ -169,6 +169,7 @@ class Scorer:
             np.zeros(0, np.int64),
             personal=self.personal,
             allowed=allowed,
+            num_threads=self.num_threads,
         )
         return Recommendations(pos, item, score, reason, rank, cold)
 

@@ -37,21 +37,30 @@ def snapshot_build(
         bool,
         typer.Option(help="Rebuild the recommender's ALS factors and histories at the cutoff."),
     ] = True,
+    serving: Annotated[
+        bool,
+        typer.Option(
+            help="Precompute what real-time requests read (ranked lists per channel); "
+            "--no-serving for a batch-only snapshot."
+        ),
+    ] = True,
 ) -> None:
     """Build a snapshot from the @champion models and the events store."""
     with user_errors():
-        path = build(ctx.obj, as_of, refresh_recommender)
+        path = build(ctx.obj, as_of, refresh_recommender, serving)
     console.print(f"snapshot: {path}")
 
 
-def build(settings, as_of: str | None = None, refresh_recommender: bool = True) -> Path:
+def build(
+    settings, as_of: str | None = None, refresh_recommender: bool = True, serving: bool = True
+) -> Path:
     """Build and report a snapshot (shared by `omni snapshot build`, `omni serve`, the main
     job)."""
     from serving.online import SnapshotError, build_snapshot
 
     with step("build the online snapshot"):
         try:
-            return build_snapshot(settings, as_of, refresh_recommender, progress=say)
+            return build_snapshot(settings, as_of, refresh_recommender, say, serving)
         except SnapshotError as exc:
             raise fail(str(exc)) from None
 

@@ -102,6 +102,7 @@ class BaseRecommender:
         excluded: np.ndarray,
         personal: CandidateTable | None = None,
         allowed: np.ndarray | None = None,
+        num_threads: int = 1,
     ) -> tuple[np.ndarray, ...]:
         """The array form of :meth:`recommend` (what serving and batch scoring call):
         customer codes (-1 unknown), store / channel context codes (-1 none), sorted
@@ -113,7 +114,7 @@ class BaseRecommender:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         n_items = self.catalogue_.n_items
-        extra = {}
+        extra: dict = {"num_threads": num_threads} if num_threads != 1 else {}
         if allowed is not None:
             extra["allowed"] = allowed
         parts = []

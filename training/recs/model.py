@@ -264,13 +264,15 @@ class Recommender(BaseRecommender):
         excluded: np.ndarray,
         personal: Candidates | None = None,
         allowed: np.ndarray | None = None,
+        num_threads: int = 1,
     ) -> Rows:
         """Ranked candidate rows of warm customers, popularity rows of the others.
 
         ``personal``: the customers' precomputed :func:`personal` candidates (``pos``
         indexes ``customers``; the online snapshot keeps them), else they are computed
         here; the result is the same. ``allowed``: bool per item, False = never returned
-        (request rules such as a category filter)."""
+        (request rules such as a category filter). ``num_threads``: the ranker's (batch
+        scoring uses all cores; a real-time request one)."""
         snap, cat = self.snapshot_, self.catalogue_
         params = self._candidate_params()
         known = customers.code >= 0
@@ -295,7 +297,7 @@ class Recommender(BaseRecommender):
             keep &= allowed[cand.item]
         cand = Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
         X = feature_matrix(snap, cat, sub, cand)
-        score = self.ranker_.booster_.predict(X, num_threads=1).astype(np.float32)
+        score = self.ranker_.booster_.predict(X, num_threads=num_threads).astype(np.float32)
         bought = X[:, self.features_.index("times_bought")] > 0
         reason = reasons(cand.sources, bought)
         cold = np.flatnonzero(~warm)
