@@ -267,6 +267,16 @@ class _Decimal:
         self.varying = varying  # per word: byte mask of the positions that vary
         self.reference = reference  # per word: the first id's word (constant bytes)
 
+    @staticmethod
+    def kept(masks: list[int]) -> list[int]:
+        """Digits each word contributes to the value: 8, but none for the last word's
+        trailing constant characters (its zero padding, say), which would only multiply
+        every value by a power of ten and spread them too thin for a direct table.
+        """
+        last = masks[-1]
+        trailing = next((i for i in range(8) if (last >> (8 * (7 - i))) & 0xFF), 8)
+        return [8] * (len(masks) - 1) + [8 - trailing]
+
     @classmethod
     def parse(cls, parts: list[tuple[list[np.ndarray], np.ndarray]]) -> _Decimal | None:
         lengths = [ln for _, ln in parts if len(ln)]
@@ -302,17 +312,24 @@ class _Decimal:
             if var_bytes & ~_byte_mask(digits[j]):
                 return None  # some varying character is not always a digit
             masks.append(var_bytes)
+        kept = cls.kept(masks)
         values = []
         for words, ln in parts:
             v = np.zeros(len(ln), dtype=np.uint64)
             for a, b in _chunks(len(ln)):
                 out = v[a:b]
                 for j in range(n_words):
+                    if not kept[j]:
+                        continue
                     mask = np.uint64(masks[j])
                     word = np.bitwise_and(words[j][a:b], mask, out=scratch.get(0, b - a))
                     word |= _ASCII_0 & ~mask
+                    if kept[j] < 8:  # drop the trailing characters: shift in leading "0"s
+                        drop = 8 * (8 - kept[j])
+                        word <<= np.uint64(drop)
+                        word |= _ASCII_0 & np.uint64((1 << drop) - 1)
                     if j:
-                        out *= np.uint64(10**8)
+                        out *= np.uint64(10 ** kept[j])
                     out += _eight_digits(word, scratch.get(1, b - a))
             values.append(v.view(np.int64))
         return cls(values, width, masks, reference)
@@ -342,16 +359,18 @@ class _Decimal:
 
     def index(self) -> pd.Index:
         """The distinct ids (call after :meth:`codes`)."""
-        n_words = len(self.varying)
+        kept = self.kept(self.varying)
         words = []
         rest = self.distinct.astype(np.uint64)
-        scale = np.uint64(10 ** (8 * (n_words - 1)))
-        for j in range(n_words):
-            part = rest // scale if j < n_words - 1 else rest
-            rest = rest % scale if j < n_words - 1 else rest
-            scale = scale // np.uint64(10**8) if j < n_words - 1 else scale
-            mask = np.uint64(self.varying[j])
-            words.append((_digits_word(part) & mask) | (self.reference[j] & ~mask))
+        for j, mask in enumerate(self.varying):
+            scale = np.uint64(10 ** sum(kept[j + 1 :]))
+            part, rest = rest // scale, rest % scale
+            if kept[j]:
+                word = _digits_word(part) >> np.uint64(8 * (8 - kept[j]))
+            else:
+                word = np.zeros(len(part), dtype=np.uint64)
+            mask = np.uint64(mask)
+            words.append((word & mask) | (self.reference[j] & ~mask))
         return _strings(words, np.full(len(self.distinct), self.width, dtype=np.int64))
 
 
