@@ -71,11 +71,10 @@ class EncodedEvents:
         """
         rows = np.flatnonzero(self.event_type == PURCHASE)
         if "order_id" not in self._events.columns:
-            ids = pd.Series(np.full(len(rows), None, dtype=object), dtype="str")
-        else:
-            ids = self._events["order_id"].iloc[rows]
-        (code,), _ = factorize(ids, sort=False, uniques=False)
-        code = code.astype(np.int64)
+            code = np.full(len(rows), -1, dtype=np.int64)
+        else:  # the whole column, read in place: gathering the lines' ids would copy them
+            (code,), _ = factorize(self._events["order_id"], sort=False, uniques=False)
+            code = code[rows].astype(np.int64)
         cust = self.cust[rows]
         n_named = int(code.max()) + 1 if len(code) else 0
         if n_named:  # an order_id shared by two customers is two orders

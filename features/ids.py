@@ -120,24 +120,53 @@ def _rank(order: np.ndarray) -> np.ndarray:
     return rank
 
 
-def _as_string_array(col: Any) -> pa.Array:
-    """One contiguous Arrow (large_)string array, without copying Arrow-backed columns."""
+def _as_string_array(col: Any) -> pa.Array | pa.ChunkedArray:
+    """Arrow (large_)string data, without copying Arrow-backed columns (chunks are kept:
+    combining them would copy every id into Arrow's pool, which the builders' numpy
+    arrays cannot reuse)."""
     if isinstance(col, pd.Series | pd.Index):
         arrow = getattr(col.array, "__arrow_array__", None)
         col = arrow() if arrow is not None else pa.array(col.to_numpy(object), from_pandas=True)
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if isinstance(col, pa.ChunkedArray) and col.num_chunks == 1:
+        col = col.chunk(0)
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         col = col.cast(pa.large_string())
     return col
 
 
-def _words(arr: pa.Array) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None] | None:
+def _words(
+    arr: pa.Array | pa.ChunkedArray,
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None] | None:
     """Each non-null id as little-endian uint64 words (zero padded), its length in bytes,
     and the positions of the non-null rows (None when there is no null).
 
-    None when some id is longer than the word path handles.
+    None when some id is longer than the word path handles. The chunks of a chunked
+    array are read one by one and their words joined.
     """
+    if not isinstance(arr, pa.ChunkedArray):
+        return _chunk_words(arr)
+    parts = [_chunk_words(c) for c in arr.chunks]
+    if any(p is None for p in parts):
+        return None
+    if not parts:
+        return _chunk_words(pa.array([], type=arr.type))
+    width = max(len(w) for w, _, _ in parts)
+    words = [np.concatenate([_word(w, j) for w, _, _ in parts]) for j in range(width)]
+    lengths = np.concatenate([ln for _, ln, _ in parts])
+    if all(r is None for _, _, r in parts):
+        return words, lengths, None
+    starts = np.cumsum([0, *(len(c) for c in arr.chunks)])
+    rows = np.concatenate(
+        [
+            (np.arange(len(ln)) if r is None else r) + a
+            for (_, ln, r), a in zip(parts, starts, strict=False)
+        ]
+    )
+    return words, lengths, rows
+
+
+def _chunk_words(arr: pa.Array) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None] | None:
+    """:func:`_words` of one contiguous array."""
     n = len(arr)
     rows = None if arr.null_count == 0 else np.flatnonzero(arr.is_valid().to_numpy(False))
     off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
@@ -492,9 +521,13 @@ def _strings(words: list[np.ndarray], lengths: np.ndarray) -> pd.Index:
     return pd.Index(pd.array(arr, dtype=STR))
 
 
-def _generic(arrays: list[pa.Array], sort: bool) -> tuple[list[np.ndarray], pd.Index]:
+def _generic(
+    arrays: list[pa.Array | pa.ChunkedArray], sort: bool
+) -> tuple[list[np.ndarray], pd.Index]:
     """Arrow's exact dictionary encoding: for very long ids (slow on many distinct ids)."""
-    joined = pa.chunked_array([a.cast(pa.large_string()) for a in arrays]).combine_chunks()
+    chunks = [c for a in arrays for c in (a.chunks if isinstance(a, pa.ChunkedArray) else [a])]
+    joined = pa.chunked_array([c.cast(pa.large_string()) for c in chunks], pa.large_string())
+    joined = joined.combine_chunks()
     enc = joined.dictionary_encode()
     codes = enc.indices.to_numpy(zero_copy_only=False)
     codes = np.where(enc.indices.is_valid().to_numpy(zero_copy_only=False), codes, -1)

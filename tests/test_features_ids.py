@@ -138,3 +138,20 @@ def test_decimal_ids_of_ten_characters_use_a_direct_table(monkeypatch):
     (codes,), uniques = factorize(values)
     assert codes.tolist() == list(range(len(numbers)))[::-1]
     assert uniques[0] == "O000000000" and uniques[-1] == f"O{numbers[-1]:09d}"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [["C0000001", None], ["C0000003", "C0000001"], [], [None]],  # decimal, nulls per chunk
+        [["ab", None, "b"], ["abcdefghijk", "ab"], ["x" * 20]],  # chunks of different widths
+        [["a"] * 3, ["b", "a"]],  # no nulls at all
+    ],
+)
+def test_chunked_columns_are_read_chunk_by_chunk(chunks):
+    """Chunks of a Parquet-read column are not combined into one copy (issue 3)."""
+    arr = pa.chunked_array(chunks, pa.string())
+    (codes,), uniques = factorize(arr)
+    flat = [v for chunk in chunks for v in chunk]
+    assert list(uniques) == sorted({v for v in flat if v is not None})
+    assert [None if c < 0 else uniques[c] for c in codes] == flat
