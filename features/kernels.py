@@ -42,9 +42,15 @@ def minimum(key: np.ndarray, values: np.ndarray, n_groups: int, fill: int) -> np
 
 
 def distinct(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct int64 keys (one sort: faster than hashing for millions of keys)."""
+    """Sorted distinct int64 keys (one sort: faster than hashing for millions of keys).
+
+    Keys that fit in int32 are sorted as int32, twice as fast as int64.
+    """
     if len(keys) == 0:
         return keys
+    i32 = np.iinfo(np.int32)
+    if keys.dtype.itemsize > 4 and i32.min <= keys.min() and keys.max() <= i32.max:
+        return distinct(keys.astype(np.int32)).astype(keys.dtype)
     s = np.sort(keys)
     keep = np.empty(len(s), dtype=bool)
     keep[0] = True
