@@ -78,11 +78,12 @@ class EncodedEvents:
         cust = self.cust[rows]
         n_named = int(code.max()) + 1 if len(code) else 0
         if n_named:  # an order_id shared by two customers is two orders
-            owner = np.full(n_named, -1, dtype=np.int64)
             has = code >= 0
-            owner[code[has]] = cust[has]
-            if not bool((owner[code[has]] == cust[has]).all()):
-                pair = np.stack([code[has], cust[has]], axis=1)
+            named, who = (code, cust) if has.all() else (code[has], cust[has])
+            owner = np.full(n_named, -1, dtype=cust.dtype)
+            owner[named] = who
+            if not bool((owner[named] == who).all()):
+                pair = np.stack([named, who], axis=1)
                 _, inv = np.unique(pair, axis=0, return_inverse=True)
                 code[has] = inv.ravel()
                 n_named = int(inv.max()) + 1
