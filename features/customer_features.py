@@ -112,8 +112,11 @@ def assemble(cols: dict[str, np.ndarray], spec: Sequence[Feature], index: pd.Ind
 
 
 def _lut(cells: dict[tuple[int, int], int], default: int) -> np.ndarray:
-    """A (channel, event_type) -> cell lookup table over ``channel * N_ET + event_type``."""
-    lut = np.full(N_CH * N_ET, default, dtype=np.int64)
+    """A (channel, event_type) -> cell lookup table over ``channel * N_ET + event_type``.
+
+    int16: a lookup per event writes 2 bytes, not 8 (keys widen in :func:`_grouped`).
+    """
+    lut = np.full(N_CH * N_ET, default, dtype=np.int16)
     for (ch, et), cell in cells.items():
         lut[ch * N_ET + et] = cell
     return lut
@@ -247,8 +250,7 @@ def _recency(c: Cut, pair: np.ndarray, out: dict[str, np.ndarray]) -> np.ndarray
     Returns the age of the last purchase in seconds (for the overdue ratio).
     """
     n, nr = c.n, _R_OTHER + 1
-    key = np.take(_R_LUT, pair)
-    key *= c.width
+    key = np.multiply(np.take(_R_LUT, pair), c.width, dtype=np.int64)
     key += c.code
     last = k.minimum(key, c.age, nr * c.width, fill=k.NEVER).reshape(nr, c.width)[:, :n]
     purchase, engaged = last[0:_R_OTHER:2], last[1:_R_OTHER:2]  # (channel, customer)

@@ -71,19 +71,19 @@ class EncodedEvents:
         """
         rows = np.flatnonzero(self.event_type == PURCHASE)
         if "order_id" not in self._events.columns:
-            ids = pd.Series(np.full(len(rows), None, dtype=object), dtype="str")
-        else:
-            ids = self._events["order_id"].iloc[rows]
-        (code,), _ = factorize(ids, sort=False, uniques=False)
-        code = code.astype(np.int64)
+            code = np.full(len(rows), -1, dtype=np.int64)
+        else:  # the whole column, read in place: gathering the lines' ids would copy them
+            (code,), _ = factorize(self._events["order_id"], sort=False, uniques=False)
+            code = code[rows].astype(np.int64)
         cust = self.cust[rows]
         n_named = int(code.max()) + 1 if len(code) else 0
         if n_named:  # an order_id shared by two customers is two orders
-            owner = np.full(n_named, -1, dtype=np.int64)
             has = code >= 0
-            owner[code[has]] = cust[has]
-            if not bool((owner[code[has]] == cust[has]).all()):
-                pair = np.stack([code[has], cust[has]], axis=1)
+            named, who = (code, cust) if has.all() else (code[has], cust[has])
+            owner = np.full(n_named, -1, dtype=cust.dtype)
+            owner[named] = who
+            if not bool((owner[named] == who).all()):
+                pair = np.stack([named, who], axis=1)
                 _, inv = np.unique(pair, axis=0, return_inverse=True)
                 code[has] = inv.ravel()
                 n_named = int(inv.max()) + 1

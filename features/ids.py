@@ -120,24 +120,53 @@ def _rank(order: np.ndarray) -> np.ndarray:
     return rank
 
 
-def _as_string_array(col: Any) -> pa.Array:
-    """One contiguous Arrow (large_)string array, without copying Arrow-backed columns."""
+def _as_string_array(col: Any) -> pa.Array | pa.ChunkedArray:
+    """Arrow (large_)string data, without copying Arrow-backed columns (chunks are kept:
+    combining them would copy every id into Arrow's pool, which the builders' numpy
+    arrays cannot reuse)."""
     if isinstance(col, pd.Series | pd.Index):
         arrow = getattr(col.array, "__arrow_array__", None)
         col = arrow() if arrow is not None else pa.array(col.to_numpy(object), from_pandas=True)
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if isinstance(col, pa.ChunkedArray) and col.num_chunks == 1:
+        col = col.chunk(0)
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         col = col.cast(pa.large_string())
     return col
 
 
-def _words(arr: pa.Array) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None] | None:
+def _words(
+    arr: pa.Array | pa.ChunkedArray,
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None] | None:
     """Each non-null id as little-endian uint64 words (zero padded), its length in bytes,
     and the positions of the non-null rows (None when there is no null).
 
-    None when some id is longer than the word path handles.
+    None when some id is longer than the word path handles. The chunks of a chunked
+    array are read one by one and their words joined.
     """
+    if not isinstance(arr, pa.ChunkedArray):
+        return _chunk_words(arr)
+    parts = [_chunk_words(c) for c in arr.chunks]
+    if any(p is None for p in parts):
+        return None
+    if not parts:
+        return _chunk_words(pa.array([], type=arr.type))
+    width = max(len(w) for w, _, _ in parts)
+    words = [np.concatenate([_word(w, j) for w, _, _ in parts]) for j in range(width)]
+    lengths = np.concatenate([ln for _, ln, _ in parts])
+    if all(r is None for _, _, r in parts):
+        return words, lengths, None
+    starts = np.cumsum([0, *(len(c) for c in arr.chunks)])
+    rows = np.concatenate(
+        [
+            (np.arange(len(ln)) if r is None else r) + a
+            for (_, ln, r), a in zip(parts, starts, strict=False)
+        ]
+    )
+    return words, lengths, rows
+
+
+def _chunk_words(arr: pa.Array) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None] | None:
+    """:func:`_words` of one contiguous array."""
     n = len(arr)
     rows = None if arr.null_count == 0 else np.flatnonzero(arr.is_valid().to_numpy(False))
     off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
@@ -267,6 +296,16 @@ class _Decimal:
         self.varying = varying  # per word: byte mask of the positions that vary
         self.reference = reference  # per word: the first id's word (constant bytes)
 
+    @staticmethod
+    def kept(masks: list[int]) -> list[int]:
+        """Digits each word contributes to the value: 8, but none for the last word's
+        trailing constant characters (its zero padding, say), which would only multiply
+        every value by a power of ten and spread them too thin for a direct table.
+        """
+        last = masks[-1]
+        trailing = next((i for i in range(8) if (last >> (8 * (7 - i))) & 0xFF), 8)
+        return [8] * (len(masks) - 1) + [8 - trailing]
+
     @classmethod
     def parse(cls, parts: list[tuple[list[np.ndarray], np.ndarray]]) -> _Decimal | None:
         lengths = [ln for _, ln in parts if len(ln)]
@@ -302,17 +341,24 @@ class _Decimal:
             if var_bytes & ~_byte_mask(digits[j]):
                 return None  # some varying character is not always a digit
             masks.append(var_bytes)
+        kept = cls.kept(masks)
         values = []
         for words, ln in parts:
             v = np.zeros(len(ln), dtype=np.uint64)
             for a, b in _chunks(len(ln)):
                 out = v[a:b]
                 for j in range(n_words):
+                    if not kept[j]:
+                        continue
                     mask = np.uint64(masks[j])
                     word = np.bitwise_and(words[j][a:b], mask, out=scratch.get(0, b - a))
                     word |= _ASCII_0 & ~mask
+                    if kept[j] < 8:  # drop the trailing characters: shift in leading "0"s
+                        drop = 8 * (8 - kept[j])
+                        word <<= np.uint64(drop)
+                        word |= _ASCII_0 & np.uint64((1 << drop) - 1)
                     if j:
-                        out *= np.uint64(10**8)
+                        out *= np.uint64(10 ** kept[j])
                     out += _eight_digits(word, scratch.get(1, b - a))
             values.append(v.view(np.int64))
         return cls(values, width, masks, reference)
@@ -342,16 +388,18 @@ class _Decimal:
 
     def index(self) -> pd.Index:
         """The distinct ids (call after :meth:`codes`)."""
-        n_words = len(self.varying)
+        kept = self.kept(self.varying)
         words = []
         rest = self.distinct.astype(np.uint64)
-        scale = np.uint64(10 ** (8 * (n_words - 1)))
-        for j in range(n_words):
-            part = rest // scale if j < n_words - 1 else rest
-            rest = rest % scale if j < n_words - 1 else rest
-            scale = scale // np.uint64(10**8) if j < n_words - 1 else scale
-            mask = np.uint64(self.varying[j])
-            words.append((_digits_word(part) & mask) | (self.reference[j] & ~mask))
+        for j, mask in enumerate(self.varying):
+            scale = np.uint64(10 ** sum(kept[j + 1 :]))
+            part, rest = rest // scale, rest % scale
+            if kept[j]:
+                word = _digits_word(part) >> np.uint64(8 * (8 - kept[j]))
+            else:
+                word = np.zeros(len(part), dtype=np.uint64)
+            mask = np.uint64(mask)
+            words.append((word & mask) | (self.reference[j] & ~mask))
         return _strings(words, np.full(len(self.distinct), self.width, dtype=np.int64))
 
 
@@ -473,9 +521,13 @@ def _strings(words: list[np.ndarray], lengths: np.ndarray) -> pd.Index:
     return pd.Index(pd.array(arr, dtype=STR))
 
 
-def _generic(arrays: list[pa.Array], sort: bool) -> tuple[list[np.ndarray], pd.Index]:
+def _generic(
+    arrays: list[pa.Array | pa.ChunkedArray], sort: bool
+) -> tuple[list[np.ndarray], pd.Index]:
     """Arrow's exact dictionary encoding: for very long ids (slow on many distinct ids)."""
-    joined = pa.chunked_array([a.cast(pa.large_string()) for a in arrays]).combine_chunks()
+    chunks = [c for a in arrays for c in (a.chunks if isinstance(a, pa.ChunkedArray) else [a])]
+    joined = pa.chunked_array([c.cast(pa.large_string()) for c in chunks], pa.large_string())
+    joined = joined.combine_chunks()
     enc = joined.dictionary_encode()
     codes = enc.indices.to_numpy(zero_copy_only=False)
     codes = np.where(enc.indices.is_valid().to_numpy(zero_copy_only=False), codes, -1)

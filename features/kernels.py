@@ -42,9 +42,15 @@ def minimum(key: np.ndarray, values: np.ndarray, n_groups: int, fill: int) -> np
 
 
 def distinct(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct int64 keys (one sort: faster than hashing for millions of keys)."""
+    """Sorted distinct int64 keys (one sort: faster than hashing for millions of keys).
+
+    Keys that fit in int32 are sorted as int32, twice as fast as int64.
+    """
     if len(keys) == 0:
         return keys
+    i32 = np.iinfo(np.int32)
+    if keys.dtype.itemsize > 4 and i32.min <= keys.min() and keys.max() <= i32.max:
+        return distinct(keys.astype(np.int32)).astype(keys.dtype)
     s = np.sort(keys)
     keep = np.empty(len(s), dtype=bool)
     keep[0] = True
@@ -53,17 +59,23 @@ def distinct(keys: np.ndarray) -> np.ndarray:
 
 
 def ratio(num: np.ndarray, den: np.ndarray, undefined: float, scale: float = 1.0) -> np.ndarray:
-    """``scale * num / den`` as float32, ``undefined`` where ``den == 0``."""
-    out = np.asarray(num, dtype=np.float32) if scale == 1.0 else num * np.float32(scale)
-    out = out.astype(np.float32, copy=out is num)
+    """``scale * num / den`` as float32, ``undefined`` where ``den == 0``.
+
+    One float32 division with the inputs cast on the fly, then ``putmask`` for the
+    undefined places (a boolean-mask assignment cost as much as all the rest).
+    """
+    if scale != 1.0:
+        num = num * np.float32(scale)  # in the wider type, rounded once by the division
+    out = np.empty(np.broadcast_shapes(np.shape(num), np.shape(den)), dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out /= np.asarray(den, dtype=np.float32)
-    out[den == 0] = undefined
+        np.divide(num, den, out=out, dtype=np.float32)
+    np.putmask(out, den == 0, np.float32(undefined))
     return out
 
 
 def days(age_s: np.ndarray, cap: float) -> np.ndarray:
     """Ages in seconds as float32 days; ``NEVER`` (nothing seen) becomes ``cap``."""
-    out = (age_s / SECONDS_PER_DAY).astype(np.float32)
-    out[age_s == NEVER] = cap
+    out = np.empty(np.shape(age_s), dtype=np.float32)
+    np.true_divide(age_s, SECONDS_PER_DAY, out=out)  # in float64, rounded once
+    np.putmask(out, age_s == NEVER, np.float32(cap))
     return out

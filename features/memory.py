@@ -1,4 +1,4 @@
-"""Keep freed memory for reuse while a feature build runs (glibc only; else a no-op).
+"""Keep freed memory for reuse while a feature build runs; no huge pages meanwhile.
 
 glibc hands every freed block over 32 MB straight back to the kernel, and the next
 array of that size is page-faulted in again, zero-filled page by page. A feature build
@@ -7,6 +7,12 @@ and measured here half of the build's time was the kernel's. Inside
 :func:`reuse_freed_memory` large blocks come from the heap and freed ones stay there
 for the next array (as jemalloc-based engines such as Polars do); on exit the defaults
 come back and the heap is trimmed, so the memory is returned to the system.
+
+Inside it numpy also stops asking for transparent huge pages on its large arrays.
+Where the kernel compacts memory to hand one out (``defrag`` set to ``madvise``, a
+common default), each first touch of a 2 MB page stalls while the kernel finds and
+zeroes it: measured here that was 1.0-1.8 s of kernel time in a 3-3.7 s build at 10M
+events, against 0.6 s with ordinary pages, and the user time did not change.
 """
 
 from __future__ import annotations
@@ -23,6 +29,16 @@ _DEFAULT_TRIM_THRESHOLD = 128 * 1024
 _DEFAULT_MMAP_MAX = 65536
 _lock = threading.Lock()
 _depth = 0
+_numpy_huge_pages = True  # numpy's setting before the outermost block
+
+
+def _set_numpy_huge_pages(enabled: bool) -> bool:
+    """Turn numpy's ``madvise(MADV_HUGEPAGE)`` on large arrays on / off; the old value."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:  # not this numpy: leave it alone
+        return enabled
+    return bool(_set_madvise_hugepage(enabled))
 
 
 def _libc():
@@ -36,22 +52,23 @@ def _libc():
 @contextlib.contextmanager
 def reuse_freed_memory() -> Iterator[None]:
     """Serve large arrays from the heap and keep freed ones, then trim on the way out."""
-    global _depth
+    global _depth, _numpy_huge_pages
     libc = _libc()
-    if libc is None:
-        yield
-        return
     with _lock:
         _depth += 1
         if _depth == 1:
-            libc.mallopt(_M_MMAP_MAX, 0)
-            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+            _numpy_huge_pages = _set_numpy_huge_pages(False)
+            if libc is not None:
+                libc.mallopt(_M_MMAP_MAX, 0)
+                libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     try:
         yield
     finally:
         with _lock:
             _depth -= 1
             if _depth == 0:
-                libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
-                libc.malloc_trim(0)
+                _set_numpy_huge_pages(_numpy_huge_pages)
+                if libc is not None:
+                    libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                    libc.malloc_trim(0)

@@ -115,3 +115,43 @@ def test_decimal_columns_with_different_constant_characters_share_codes():
 @given(st.lists(st.integers(0, 10**6), min_size=1, max_size=40), st.sampled_from(["C", "", "ID-"]))
 def test_any_decimal_ids(numbers, prefix):
     _check(pd.Series([f"{prefix}{n:07d}" for n in numbers], dtype="str"))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["12345678X", "12345679X", "00000001X"],  # a constant last character
+        ["0000000142", "0000000742", "0000000042"],  # constant last digits of a second word
+        ["000000011234567X", "000000021234567X"],  # 16 bytes, last word mostly constant
+    ],
+)
+def test_decimal_ids_with_constant_trailing_characters(values):
+    _check(pd.Series(values, dtype="str"))
+
+
+def test_decimal_ids_of_ten_characters_use_a_direct_table(monkeypatch):
+    """Issue 3: "O" + 9 digits left six padding bytes in the second word, which scaled
+    every value by 10**6 and sent order ids to hashing; they now stay in a small range."""
+    numbers = np.arange(0, 3_000_000, 7)
+    values = pd.Series([f"O{n:09d}" for n in numbers[::-1]], dtype="str")
+    monkeypatch.setattr(ids, "_Groups", None)  # hashing would fail loudly
+    (codes,), uniques = factorize(values)
+    assert codes.tolist() == list(range(len(numbers)))[::-1]
+    assert uniques[0] == "O000000000" and uniques[-1] == f"O{numbers[-1]:09d}"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [["C0000001", None], ["C0000003", "C0000001"], [], [None]],  # decimal, nulls per chunk
+        [["ab", None, "b"], ["abcdefghijk", "ab"], ["x" * 20]],  # chunks of different widths
+        [["a"] * 3, ["b", "a"]],  # no nulls at all
+    ],
+)
+def test_chunked_columns_are_read_chunk_by_chunk(chunks):
+    """Chunks of a Parquet-read column are not combined into one copy (issue 3)."""
+    arr = pa.chunked_array(chunks, pa.string())
+    (codes,), uniques = factorize(arr)
+    flat = [v for chunk in chunks for v in chunk]
+    assert list(uniques) == sorted({v for v in flat if v is not None})
+    assert [None if c < 0 else uniques[c] for c in codes] == flat
