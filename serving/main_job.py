@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from features.console import console, fail, say, step, user_errors
@@ -85,6 +84,7 @@ def _sample_request(snapshot: Path, scores: Path, port: int, keep_serving: bool)
     import pandas as pd
     import requests
 
+    from serving.process import wait_ready
     from serving.serve_cli import ONE_THREAD, SERVICE
 
     scored = pd.read_parquet(scores / "customers.parquet", columns=["customer_id", "cold_start"])
@@ -96,7 +96,7 @@ def _sample_request(snapshot: Path, scores: Path, port: int, keep_serving: bool)
     cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)]
     with step(f"start the service on port {port}"):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_ready(url, proc)
+        wait_ready(url, proc)
     headers = {}
     token = os.environ.get("OMNI_API_TOKEN")
     if token:
@@ -124,23 +124,6 @@ def _sample_request(snapshot: Path, scores: Path, port: int, keep_serving: bool)
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, limit: float = 120) -> None:
-    import requests
-
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited with status {proc.returncode}")
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"not ready after {limit:.0f} s")
 
 
 def _report_identity_quality(raw, result) -> None:

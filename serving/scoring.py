@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.consent import consented
-from features.schema import CHANNELS, CONSENT_COLUMNS
+from features.consent import consent_mask, consented
+from features.schema import CHANNELS
 from serving.online import OnlineSnapshot
 from serving.rules import CatalogueIndex, ItemRules, item_rules, risk_band
 from training.recs.candidates import REASONS, CandidateTable, resolve_customers
@@ -235,17 +235,10 @@ def _matrix(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
 
 
 def _consent(table: pd.DataFrame, channels: Sequence[str]) -> np.ndarray:
-    """bool (customers x channels): may we reach them there? (as features.consent)."""
-    allowed = np.ones((len(table), len(channels)), bool)
-    for j, channel in enumerate(channels):
-        column = CONSENT_COLUMNS.get(channel)
-        if column is None:
-            continue
-        if column not in table.columns:
-            allowed[:, j] = False
-        else:
-            allowed[:, j] = table[column].fillna(False).to_numpy(dtype=bool)
-    return allowed
+    """bool (customers x channels): may we reach them there? The feature table carries
+    the customers table's consent columns, so the shared rule applies to it directly."""
+    frame = table.reset_index(names="customer_id")
+    return consent_mask(pd.Index(frame["customer_id"]), list(channels), frame)
 
 
 PARTS = ("indptr", "item", "score", "reason")

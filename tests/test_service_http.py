@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,8 @@ import pandas as pd
 import pytest
 import requests
 from cli_helpers import omni
+
+from serving.process import wait_ready
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 10
@@ -29,26 +30,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, limit: float = 120) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}")
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} not ready after {limit} s")
-
-
 def _start(cmd: list[str], env: dict[str, str], url: str, log: Path) -> subprocess.Popen:
     out = open(log, "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_ready(url, proc)
-    except AssertionError:
+        wait_ready(url, proc)
+    except RuntimeError:
         proc.kill()
         raise AssertionError(log.read_text()[-3000:]) from None
     return proc

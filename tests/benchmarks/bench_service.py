@@ -160,7 +160,6 @@ def _free_port() -> int:
 
 
 def start_service(snapshot: Path, port: int, log: Path) -> subprocess.Popen:
-    import requests
 
     env = {**os.environ, "OMNI_SNAPSHOT": str(snapshot), "OMNI_API_TOKEN": "bench"}
     env |= {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -169,18 +168,13 @@ def start_service(snapshot: Path, port: int, log: Path) -> subprocess.Popen:
         proc = subprocess.Popen(
             [*cmd, "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"service exited: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    sys.exit("service not ready after 300 s")
+    from serving.process import wait_ready
+
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, limit=300)
+    except RuntimeError as exc:
+        sys.exit(f"service did not start: {exc}\n{log.read_text()[-2000:]}")
+    return proc
 
 
 def worker_rss_mb(proc: subprocess.Popen) -> float:
