@@ -106,10 +106,10 @@ def serve(
     console.print(f"serving {path.name} on http://{host}:{port}  ({auth}); Ctrl-C stops it")
     env = {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(path)}
     cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), "--host", host]
-    try:
-        raise typer.Exit(subprocess.call(cmd, env=env))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    sys.stdout.flush()
+    # become BentoML (no parent left behind): signals such as a supervisor's SIGTERM
+    # reach the server itself and stop it with its workers
+    os.execve(sys.executable, cmd, env)
 
 
 def bento(

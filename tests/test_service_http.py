@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,17 @@ def server(trained_home, tmp_path_factory):
     )
     yield url, log
     _stop(proc)
+    # `omni serve` becomes the server: stopping it leaves nothing listening (it once left
+    # an orphaned BentoML behind)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{url}/livez", timeout=1)
+        except requests.RequestException:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"{url} still answers after `omni serve` was stopped")
 
 
 AUTH = {"Authorization": "Bearer s3cret"}
