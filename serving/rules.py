@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.schema import CHANNELS
-
 MAX_K = 100
 """Largest list a request may ask for."""
 MAX_CUSTOMERS = 1000
@@ -38,31 +36,6 @@ class RequestError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-
-
-def check_k(k: int) -> int:
-    """k within 1..MAX_K."""
-    if not 1 <= k <= MAX_K:
-        raise RequestError("k", f"must be between 1 and {MAX_K}, got {k}")
-    return k
-
-
-def check_channel(channel: str | None) -> str | None:
-    """A contract channel name (or None: no channel context)."""
-    if channel is not None and channel not in CHANNELS:
-        raise RequestError("channel", f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
-    return channel
-
-
-def check_customers(ids: Sequence[str], field: str = "customer_ids") -> list[str]:
-    """A non-empty list of at most MAX_CUSTOMERS non-empty ids."""
-    if len(ids) == 0:
-        raise RequestError(field, "needs at least one customer id")
-    if len(ids) > MAX_CUSTOMERS:
-        raise RequestError(field, f"at most {MAX_CUSTOMERS} ids per request, got {len(ids)}")
-    if any(not i for i in ids):
-        raise RequestError(field, "customer ids must be non-empty strings")
-    return list(ids)
 
 
 def risk_band(probability: np.ndarray) -> np.ndarray:

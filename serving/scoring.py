@@ -19,6 +19,7 @@ from features.consent import consent_mask, consented
 from features.schema import CHANNELS
 from serving.online import OnlineSnapshot
 from serving.rules import CatalogueIndex, ItemRules, item_rules, risk_band
+from training.classifiers import model_matrix
 from training.recs.candidates import REASONS, CandidateTable, resolve_customers
 
 CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
@@ -63,8 +64,8 @@ class Scorer:
         self.churn_model = snapshot.models["churn"]
         self.channel_model = snapshot.models["next_best_channel"]
         self.recommender = snapshot.models["recommender"]
-        self.X_churn = _matrix(table, self.churn_model.features_)
-        self.X_channel = _matrix(table, self.channel_model.features_)
+        self.X_churn = _rows(table, self.churn_model.features_)
+        self.X_channel = _rows(table, self.channel_model.features_)
         self.channels = [str(c) for c in self.channel_model.classes_]
         self.consent = _consent(table, self.channels)
         rec = self.recommender
@@ -217,21 +218,17 @@ class Scorer:
             {
                 "customer_id": pd.Series(np.asarray(ids, dtype=object)[recs.pos], dtype="str"),
                 "rank": (recs.rank + 1).astype(np.int16),
-                "product_id": pd.Series(self.catalogue.item_ids.to_numpy()[recs.item], dtype="str"),
+                "product_id": pd.Series(self.item_ids[recs.item], dtype="str"),
                 "score": recs.score.astype(np.float32),
                 "reason": pd.Series(np.asarray(REASONS, dtype=object)[recs.reason], dtype="str"),
             }
         )
 
 
-def _matrix(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
-    """The model's columns as a C-contiguous float32 matrix (as the model's own
-    ``predict_proba`` builds it)."""
-    missing = [f for f in features if f not in table.columns]
-    if missing:
-        raise ValueError(f"the snapshot's feature table lacks model columns: {missing[:5]}")
-    X = table.loc[:, list(features)].to_numpy(dtype=np.float32, na_value=np.nan)
-    return np.ascontiguousarray(X)
+def _rows(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """The model's matrix (:func:`training.classifiers.model_matrix`), C-contiguous so that
+    a request's row is one contiguous slice."""
+    return np.ascontiguousarray(model_matrix(table, features))
 
 
 def _consent(table: pd.DataFrame, channels: Sequence[str]) -> np.ndarray:

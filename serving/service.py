@@ -39,6 +39,7 @@ from serving.schemas import (
     RecommendResponse,
     ScoreResponse,
 )
+from training.recs.candidates import REASONS
 
 SNAPSHOT_ENV = "OMNI_SNAPSHOT"
 BUNDLED_SNAPSHOT = Path(__file__).resolve().parent.parent / "bento_snapshot"
@@ -234,8 +235,6 @@ class Personalization:
     # ------------------------------------------------------------------ helpers
 
     def _items(self, recs, rows: np.ndarray) -> list[dict]:
-        from training.recs.candidates import REASONS
-
         ids = self.scorer.item_ids
         return [
             {

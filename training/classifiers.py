@@ -27,8 +27,9 @@ DEFAULT_PARAMS: dict[str, object] = {
 EARLY_STOPPING_ROUNDS = 50
 
 
-def _matrix(X: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
-    """The model's columns in training order, as float32 (missing columns are an error)."""
+def model_matrix(X: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """The model's columns in training order, as float32 (missing columns are an error):
+    what fit, predict_proba and serving's precomputed matrices all feed the booster."""
     missing = [f for f in features if f not in X.columns]
     if missing:
         raise ValueError(f"feature table lacks columns the model was trained on: {missing[:5]}")
@@ -54,9 +55,9 @@ class ChurnModel:
         params = {**DEFAULT_PARAMS, **(self.params or {}), "random_state": self.random_state}
         self.booster_ = lgb.LGBMClassifier(objective="binary", **params)
         self.booster_.fit(
-            _matrix(X, self.features_),
+            model_matrix(X, self.features_),
             np.asarray(y),
-            eval_X=(_matrix(X_valid, self.features_),),
+            eval_X=(model_matrix(X_valid, self.features_),),
             eval_y=(np.asarray(y_valid),),
             eval_metric="average_precision",
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
@@ -68,11 +69,11 @@ class ChurnModel:
         return self
 
     def _raw(self, X: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict_proba(_matrix(X, self.features_))[:, 1]
+        return self.booster_.predict_proba(model_matrix(X, self.features_))[:, 1]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probability per row of ``X``."""
-        return self.predict_matrix(_matrix(X, self.features_))
+        return self.predict_matrix(model_matrix(X, self.features_))
 
     def predict_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """Calibrated churn probability per row of a float32 matrix in ``features_`` order.
@@ -118,9 +119,9 @@ class NextChannelModel:
         objective = "multiclass" if len(self.classes_) > 2 else "binary"  # e.g. Complete Journey
         self.booster_ = lgb.LGBMClassifier(objective=objective, **params)
         self.booster_.fit(
-            _matrix(X, self.features_),
+            model_matrix(X, self.features_),
             y_codes,
-            eval_X=(_matrix(X_valid.loc[known], self.features_),),
+            eval_X=(model_matrix(X_valid.loc[known], self.features_),),
             eval_y=(yv_codes,),
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
         )
@@ -129,7 +130,7 @@ class NextChannelModel:
 
     def predict_proba(self, X: pd.DataFrame) -> pd.DataFrame:
         """One column per channel (``classes_``), rows sum to 1."""
-        proba = self.predict_matrix(_matrix(X, self.features_))
+        proba = self.predict_matrix(model_matrix(X, self.features_))
         return pd.DataFrame(proba, index=X.index, columns=self.classes_)
 
     def predict_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:

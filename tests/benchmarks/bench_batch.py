@@ -77,13 +77,13 @@ def child_raw(home: Path) -> None:
 
     from features.settings import get_settings
     from serving.online import latest_snapshot, load_snapshot
-    from serving.scoring import _matrix
+    from training.classifiers import model_matrix
 
     snap = load_snapshot(latest_snapshot(get_settings({"OMNI_HOME": str(home)})))
     churn, channel = snap.models["churn"], snap.models["next_best_channel"]
     rec = snap.models["recommender"]
-    X_churn = _matrix(snap.features, churn.features_)
-    X_channel = _matrix(snap.features, channel.features_)
+    X_churn = model_matrix(snap.features, churn.features_)
+    X_channel = model_matrix(snap.features, channel.features_)
     s = rec.snapshot_
     n_users, n_items = s.user_factors.shape[0], s.item_factors.shape[0]
     bought = s.bought
