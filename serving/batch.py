@@ -123,6 +123,21 @@ def run_batch(
         recs = pd.concat([old_r[~old_r["customer_id"].isin(rescored)], recs], ignore_index=True)
     customers = customers.sort_values("customer_id", kind="stable", ignore_index=True)
     recs = recs.sort_values(["customer_id", "rank"], kind="stable", ignore_index=True)
+    return finish(out, snapshot, customers, recs, k, len(rescore), previous is not None, seconds)
+
+
+def finish(
+    out: Path,
+    snapshot,
+    customers: pd.DataFrame,
+    recs: pd.DataFrame,
+    k: int,
+    rescored: int,
+    only_changed: bool,
+    seconds: dict[str, float],
+    engine: str = "local",
+) -> BatchResult:
+    """Write a run's output folder with its manifest (both engines end here)."""
     t0 = time.perf_counter()
     manifest = {
         "as_of": snapshot.as_of.isoformat(),
@@ -130,18 +145,18 @@ def run_batch(
         "model_versions": snapshot.versions,
         "k": k,
         "customers": len(customers),
-        "rescored": len(rescore),
+        "rescored": rescored,
         "cold_start": int(customers["cold_start"].sum()),
-        "only_changed": previous is not None,
+        "only_changed": only_changed,
+        "engine": engine,
     }
     write_output(out, customers, recs, manifest)
     seconds["write"] = time.perf_counter() - t0
-    manifest["seconds"] = seconds
     return BatchResult(
         path=out,
         as_of=snapshot.as_of,
         customers=len(customers),
-        rescored=len(rescore),
+        rescored=rescored,
         cold_start=manifest["cold_start"],
         versions=snapshot.versions,
         seconds=seconds,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from features.console import console, fail, say, step, user_errors
 from features.settings import Settings
+from serving.process import free_port
 
 
 def run_main_job(
@@ -35,7 +35,7 @@ def run_main_job(
         snapshot = build(settings)
         scores = _batch_scores(settings)
     try:
-        port = _free_port(3000)
+        port = free_port(3000)
         answer, curl = _sample_request(snapshot, scores, port, keep_serving)
     except (SnapshotError, RuntimeError) as exc:
         raise fail(f"the service did not answer: {exc}") from None
@@ -64,18 +64,6 @@ def _batch_scores(settings: Settings) -> Path:
         f"{result.seconds['score']:.1f} s"
     )
     return out
-
-
-def _free_port(preferred: int) -> int:
-    """``preferred`` if nothing listens there, else any free port."""
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free port")
 
 
 def _sample_request(snapshot: Path, scores: Path, port: int, keep_serving: bool) -> tuple[str, str]:

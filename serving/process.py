@@ -1,10 +1,24 @@
-"""Waiting for a started service to answer: the main job, the benchmark and the tests
-start `bentoml serve` in a subprocess and must not hang on one that never comes up."""
+"""Services in subprocesses: a free port to start them on, and waiting until they answer.
+The main job, the benchmark and the tests start `bentoml serve` this way and must not hang
+on one that never comes up."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
+
+
+def free_port(preferred: int = 0) -> int:
+    """``preferred`` when nothing listens there, else a port the system picks."""
+    for port in dict.fromkeys((preferred, 0)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
 
 
 def wait_ready(url: str, proc: subprocess.Popen, limit: float = 120) -> None:

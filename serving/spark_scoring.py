@@ -104,7 +104,7 @@ def run_batch_spark(
         schema_of,
         spark_session,
     )
-    from serving.batch import snapshot_for, write_output
+    from serving.batch import finish, snapshot_for
     from serving.online import load_snapshot
 
     if only_changed:
@@ -138,23 +138,7 @@ def run_batch_spark(
     seconds["spark"] = time.perf_counter() - t0
     cust, recs = _split(long, _customer_columns(example), _rec_columns())
     cust["scored_as_of"] = t
-    manifest = {
-        "as_of": t.isoformat(),
-        "snapshot": snapshot.path.name,
-        "model_versions": snapshot.versions,
-        "k": k,
-        "customers": len(cust),
-        "rescored": len(cust),
-        "cold_start": int(cust["cold_start"].sum()),
-        "only_changed": False,
-        "engine": "spark",
-    }
-    t0 = time.perf_counter()
-    write_output(out, cust, recs, manifest)
-    seconds["write"] = time.perf_counter() - t0
-    return BatchResult(
-        out, t, len(cust), len(cust), manifest["cold_start"], snapshot.versions, seconds
-    )
+    return finish(out, snapshot, cust, recs, k, len(cust), False, seconds, engine="spark")
 
 
 def _run(events, customers, fn, schema, spark, n_events: int):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,12 @@ import pandas as pd
 import pytest
 
 from features.settings import get_settings
+from serving.process import free_port
 from training.model_io import log_python_model
 from training.registry import CHALLENGER, CHAMPION, list_models, register_with_gate
 from training.tracking import tracked_run
 
 STARTUP_TIMEOUT_S = 180  # importing the server takes ~10 s, several times that on a busy machine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _healthy(url: str) -> bool:
@@ -42,7 +36,7 @@ def _healthy(url: str) -> bool:
 @pytest.fixture
 def mlflow_server(tmp_path) -> Iterator[tuple[str, Path]]:
     """(URL, artifacts folder) of an `mlflow server` on a free local port; always stopped."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     artifacts = tmp_path / "server_artifacts"
     log = (tmp_path / "server.log").open("w")

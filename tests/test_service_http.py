@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,16 +18,10 @@ import pytest
 import requests
 from cli_helpers import omni
 
-from serving.process import wait_ready
+from serving.process import free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(cmd: list[str], env: dict[str, str], url: str, log: Path) -> subprocess.Popen:
@@ -53,7 +46,7 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def server(trained_home, tmp_path_factory):
     """`omni serve` on a free port (it reuses the trained home's current snapshot)."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env |= {"OMNI_HOME": str(trained_home), "OMNI_API_TOKEN": "s3cret"}
@@ -159,7 +152,7 @@ def test_score_equals_batch_scoring_and_the_logged_models(server, snapshot, trai
 
 
 def test_serve_refuses_to_start_without_models(tmp_path):
-    res = omni("serve", "--port", str(_free_port()), home=tmp_path / "empty", timeout=120)
+    res = omni("serve", "--port", str(free_port()), home=tmp_path / "empty", timeout=120)
     assert res.returncode == 2
     assert "no @champion" in res.stderr and "omni train" in res.stderr
     assert "Traceback" not in res.stderr
@@ -170,7 +163,7 @@ def test_built_bento_runs_without_mlflow(trained_home, tmp_path):
     built = omni("bento", home=trained_home, BENTOML_HOME=str(bento_home), timeout=300)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     tag = built.stdout.split("bentoml serve ")[-1].split()[0]
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "BENTOML_HOME": str(bento_home), "OMNI_HOME": str(tmp_path / "none")}
     env |= {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # nothing listens there

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -153,12 +152,6 @@ def breakdown(scorer, bodies: list[dict]) -> dict:
     return {name: statistics.median(v) for name, v in stages.items()}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_service(snapshot: Path, port: int, log: Path) -> subprocess.Popen:
 
     env = {**os.environ, "OMNI_SNAPSHOT": str(snapshot), "OMNI_API_TOKEN": "bench"}
@@ -240,6 +233,7 @@ def main() -> None:
     snapshot = prepare(args.home.resolve())
 
     from serving.online import load_snapshot
+    from serving.process import free_port
     from serving.scoring import Scorer
 
     t0 = time.perf_counter()
@@ -257,7 +251,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        port = _free_port()
+        port = free_port(0)
         url = f"http://127.0.0.1:{port}"
         proc = start_service(snapshot, port, folder / "serve.log")
         try:
