@@ -240,15 +240,15 @@ def _load_champions(settings: Settings) -> tuple[dict[str, Any], dict[str, dict[
     from mlflow import MlflowClient
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    client = MlflowClient(settings.tracking_uri)
-    models, sources = {}, {}
     missing = [k for k, v in champion_versions(settings).items() if v is None]
-    if missing:
+    if missing:  # checked first: opening a client would create an empty store here
         raise SnapshotError(
             f"no @champion for {', '.join(missing)} in {settings.tracking_uri}: train first "
             "(`omni train all`, or `omni run` for everything on synthetic data)"
         )
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri)
+    models, sources = {}, {}
     quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # two small files per model
     with tempfile.TemporaryDirectory() as tmp, _environ(quiet):
         for key, name in MODEL_NAMES.items():
