@@ -112,6 +112,64 @@ def test_top_n_batch_equals_one_by_one():
         np.testing.assert_array_equal(s1[0], scores[u])
 
 
+def _top_n_by_brute_force(user_f, item_f, users, n, exclude=None):
+    """What top_n must return: every item scored with pair_scores, excluded ones dropped,
+    best first, ties to the lower item code, -1 / -inf past the last allowed item."""
+    n_items = len(item_f)
+    every = np.arange(n_items)
+    items = np.full((len(users), n), -1, np.int32)
+    scores = np.full((len(users), n), -np.inf, np.float32)
+    for row, u in enumerate(users):
+        s = pair_scores(user_f, item_f, np.full(n_items, u), every)
+        if exclude is not None:
+            s[exclude[row].indices] = -np.inf
+        order = np.lexsort((every, -s))[:n]
+        ok = np.isfinite(s[order])
+        items[row, : ok.sum()], scores[row, : ok.sum()] = order[ok], s[order][ok]
+    return items, scores
+
+
+def test_top_n_equals_brute_force_with_ties_zero_factors_and_exclusions():
+    # the shortlist is found on BLAS scores, ranked on pair scores: ties at its cut
+    # (duplicated items), items nobody bought (zero factors, left out of the search),
+    # a user with zero factors (every score 0) and one who bought nearly everything
+    # must still give the brute-force answer (batch scoring issue: ALS shortlist speed)
+    rng = np.random.default_rng(3)
+    n_users, n_items = 60, 400
+    item_f = rng.normal(size=(n_items, 16)).astype(np.float32)
+    item_f[200:260] = item_f[7]  # 61 identical items: exact ties around any cut
+    item_f[300:] = 0.0  # never bought
+    user_f = rng.normal(size=(n_users, 16)).astype(np.float32)
+    user_f[5] = 0.0
+    user_f[6] = -item_f[7]  # the tied items are this user's worst non-zero ones
+    dense = rng.random((n_users, n_items)) < 0.05
+    dense[9, :395] = True  # five items left, fewer than n
+    exclude = sp.csr_matrix(dense.astype(np.float32))
+    users = np.arange(n_users)
+    for n, ex in ((10, None), (10, exclude), (70, exclude), (n_items, None)):
+        got = top_n(user_f, item_f, users, n, exclude=ex)
+        want = _top_n_by_brute_force(user_f, item_f, users, n, ex)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    items, _ = top_n(user_f, item_f, users[5:6], 10)
+    assert items[0].tolist() == list(range(10))  # all scores 0: lowest codes
+
+
+def test_top_n_is_exact_when_blas_rounding_blurs_the_cut():
+    # many near-equal scores: BLAS and pair scores disagree in the last bits, so the
+    # shortlist alone could miss an item; the bound check sends such users to the exact path
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(1, 64)).astype(np.float32)
+    noise = rng.normal(scale=1e-6, size=(3000, 64)).astype(np.float32)
+    item_f = (base + noise).astype(np.float32)
+    user_f = np.repeat(base, 8, axis=0) + rng.normal(scale=1e-3, size=(8, 64)).astype(np.float32)
+    users = np.arange(8)
+    got = top_n(user_f, item_f, users, 20)
+    want = _top_n_by_brute_force(user_f, item_f, users, 20)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
 def test_pair_table_and_top_per_row():
     t = PairTable.count(np.array([2, 0, 2, 2]), np.array([5, 1, 5, 3]), n_cols=10)
     assert t.keys.tolist() == [1, 23, 25]
