@@ -52,8 +52,8 @@ class Scorer:
         and every customer's churn and channel predictions (a snapshot's features are
         fixed, so a request reads what the models computed once, in one batch).
         ``precompute_candidates``: keep every customer's personal candidates (what a
-        real-time request needs); batch scoring computes them chunk by chunk instead.
-        Either way the results are the same."""
+        real-time request needs); batch scoring computes them for each request (a chunk
+        of thousands of customers) instead. Either way the results are the same."""
         self.snapshot = snapshot
         self.num_threads = num_threads
         self.as_of = snapshot.as_of
@@ -162,13 +162,18 @@ class Scorer:
                 item, score, reason = hit
                 zeros = np.zeros(len(item), np.int64)
                 return Recommendations(zeros, item, score, reason, np.arange(len(item)), cold)
+        personal = self.personal
+        if personal is None:  # batch scoring: the chunk's candidates in one go
+            rec = self.recommender
+            params = rec._candidate_params()
+            personal = CandidateTable.build(rec.snapshot_, rec.catalogue_.n_customers, params, codes)
         pos, item, score, reason, rank = self.recommender.recommend_codes(
             codes,
             np.full(n, store, np.int32),
             np.full(n, channel, np.int32),
             k,
             np.zeros(0, np.int64),
-            personal=self.personal,
+            personal=personal,
             allowed=allowed,
             num_threads=self.num_threads,
         )
