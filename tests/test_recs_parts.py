@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from training.recs.als import ALSParams, fit_als, pair_scores, top_n
+from training.recs.als import ALSParams, _best_positions, fit_als, pair_scores, top_n
 from training.recs.candidates import Candidates, resolve_customers
 from training.recs.data import History
 from training.recs.interactions import bm25, event_weights, interaction_matrix
@@ -135,15 +135,16 @@ def test_top_n_equals_brute_force_with_ties_zero_factors_and_exclusions():
     # a user with zero factors (every score 0) and one who bought nearly everything
     # must still give the brute-force answer (batch scoring issue: ALS shortlist speed)
     rng = np.random.default_rng(3)
-    n_users, n_items = 60, 400
+    n_users, n_items = 60, 2000
     item_f = rng.normal(size=(n_items, 16)).astype(np.float32)
     item_f[200:260] = item_f[7]  # 61 identical items: exact ties around any cut
-    item_f[300:] = 0.0  # never bought
+    item_f[1500:] = 0.0  # never bought
     user_f = rng.normal(size=(n_users, 16)).astype(np.float32)
     user_f[5] = 0.0
     user_f[6] = -item_f[7]  # the tied items are this user's worst non-zero ones
+    user_f[8] = item_f[7]  # ... and this one's best
     dense = rng.random((n_users, n_items)) < 0.05
-    dense[9, :395] = True  # five items left, fewer than n
+    dense[9, : n_items - 5] = True  # five items left, fewer than n
     exclude = sp.csr_matrix(dense.astype(np.float32))
     users = np.arange(n_users)
     for n, ex in ((10, None), (10, exclude), (70, exclude), (n_items, None)):
@@ -153,6 +154,19 @@ def test_top_n_equals_brute_force_with_ties_zero_factors_and_exclusions():
         np.testing.assert_array_equal(got[1], want[1])
     items, _ = top_n(user_f, item_f, users[5:6], 10)
     assert items[0].tolist() == list(range(10))  # all scores 0: lowest codes
+
+
+def test_best_positions_finds_each_rows_largest_scores():
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=(30, 16 * 40)).astype(np.float32)
+    scores[:, 600:] = -np.inf  # padding
+    scores[3] = 1.0  # all tied
+    scores[4, ::7] = 5.0  # ties above the rest
+    for d in (1, 26, 39, 40, 300, 640):
+        best = _best_positions(scores, d, 40)
+        got = np.sort(np.take_along_axis(scores, best, axis=1), axis=1)
+        np.testing.assert_array_equal(got, np.sort(scores, axis=1)[:, -d:])
+        assert all(len(set(row)) == d for row in best.tolist())
 
 
 def test_top_n_is_exact_when_blas_rounding_blurs_the_cut():

@@ -1,19 +1,24 @@
 """Implicit-feedback ALS (``implicit``) and scoring with its float32 factors.
 
 Only the factor arrays are kept after fitting. Pair scores are plain numpy, the same
-computation for a pair in batch or alone; top-N shortlists with implicit's top-k and
+computation for a pair in batch or alone; top-N shortlists with a BLAS product and
 then ranks by those pair scores.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-BLOCK = 4096
-"""Users per step of :func:`top_n` (bounds the shortlists held in memory)."""
+BLOCK = 64
+"""Users per BLAS product in :func:`top_n` (a block's scores stay near the caches)."""
+GROUPS = 16
+"""Column groups of :func:`_best_positions`."""
 SLACK = 16
 """Items :func:`top_n` rescores beyond n per user: enough for the n-th exact score to
 clear the shortlist's cut by more than the rounding bound (no user of a 20,000-user
@@ -87,37 +92,36 @@ def top_n(
 
     Scores are :func:`pair_scores`, whose value for a pair does not depend on the batch
     (a BLAS product rounds a row differently depending on its place in the block), so a
-    batch gives exactly the lists of one-by-one calls. Finding them:
+    batch gives exactly the lists of one-by-one calls. Finding them, ``block`` users at
+    a time on ``num_threads`` threads (0: one per core; BLAS on one thread each):
 
-    1. implicit's C++ top-k (BLAS product and selection, ``num_threads`` threads, 0 = all
-       cores) shortlists each user's best items by BLAS score, deep enough to hold
-       ``n + SLACK`` after the exclusions, among the items with a non-zero factor vector
-       (the others score exactly 0);
-    2. those ``n + SLACK`` are rescored with :func:`pair_scores` and sorted;
+    1. a BLAS product scores every item with a non-zero factor vector (the others score
+       exactly 0), excluded items set to -inf, and :func:`_best_positions` shortlists
+       the ``n + SLACK`` best by that score;
+    2. the shortlist is rescored with :func:`pair_scores` and sorted;
     3. the result is kept only when provably exact: its n-th score beats, by more than
        the rounding gap between the two products (:func:`rounding_bound`), the lowest BLAS
-       score rescored (what any item not rescored can reach), and beats 0 when some items
-       were left out of the search for their zero factors. Other users (ties or
+       score shortlisted (what any item not shortlisted can reach), and beats 0 when some
+       items were left out of the search for their zero factors. Other users (ties or
        near-ties at the cut, lists shorter than n) are scored exactly against every item.
     """
+    from threadpoolctl import threadpool_limits
+
     n = min(n, item_factors.shape[0])
     out_items = np.full((len(users), n), -1, dtype=np.int32)
     out_scores = np.full((len(users), n), -np.inf, dtype=np.float32)
     if n == 0 or len(users) == 0:
         return out_items, out_scores
     search = _SearchSpace.of(item_factors)
-    counts = np.zeros(len(users), np.int64) if exclude is None else np.diff(exclude.indptr)
-    for lo in range(0, len(users), block):
-        rows = np.arange(lo, min(lo + block, len(users)))
-        excluded = _excluded_keys(exclude, rows, item_factors.shape[0])
-        items, scores, exact = _top_n_block(
-            user_factors, item_factors, search, users[rows], counts[rows], n, excluded, num_threads
-        )
-        for i in np.flatnonzero(~exact):
-            items[i], scores[i] = _top_n_exact(
-                user_factors, item_factors, users[rows[i]], n, excluded, i
-            )
-        out_items[rows], out_scores[rows] = items, scores
+
+    def run(lo: int) -> tuple[slice, tuple[np.ndarray, np.ndarray]]:
+        rows = slice(lo, min(lo + block, len(users)))
+        excluded = _excluded_pairs(exclude, rows)
+        return rows, _top_n_block(user_factors, item_factors, search, users[rows], n, excluded)
+
+    with threadpool_limits(1, "blas"):
+        for rows, (items, scores) in _map(run, range(0, len(users), block), num_threads):
+            out_items[rows], out_scores[rows] = items, scores
     out_items[~np.isfinite(out_scores)] = -1
     return out_items, out_scores
 
@@ -135,35 +139,59 @@ def rounding_bound(user_factors: np.ndarray, item_norm: float) -> np.ndarray:
 @dataclass(frozen=True)
 class _SearchSpace:
     """The items worth searching: those with a non-zero factor vector (an item nobody
-    interacted with keeps zero factors and scores exactly 0 for everyone)."""
+    interacted with keeps zero factors and scores exactly 0 for everyone), laid out for
+    :func:`_best_positions`: column ``p`` of a block's scores is item ``codes[p]``, and
+    the columns form ``GROUPS`` rows of ``width`` (padding columns score -inf)."""
 
     codes: np.ndarray  # int32 item codes with non-zero factors
-    factors: np.ndarray  # float32 (len(codes), factors), C-contiguous
+    column_item: np.ndarray  # int32 item code per column, -1 for padding
+    factors_t: np.ndarray  # float32 (factors, GROUPS * width), zero padded
+    position: np.ndarray  # int64 per item code: its column, -1 when not searched
+    width: int
     max_norm: float
     complete: bool  # every item is in the search
 
     @classmethod
     def of(cls, item_factors: np.ndarray) -> _SearchSpace:
         codes = np.flatnonzero(np.any(item_factors != 0, axis=1)).astype(np.int32)
-        factors = np.ascontiguousarray(item_factors[codes], dtype=np.float32)
-        norm = float(np.linalg.norm(factors.astype(np.float64), axis=1).max(initial=0.0))
-        return cls(codes, factors, norm, len(codes) == item_factors.shape[0])
+        width = -(-len(codes) // GROUPS)
+        factors_t = np.zeros((item_factors.shape[1], GROUPS * width), np.float32)
+        factors_t[:, : len(codes)] = item_factors[codes].T
+        position = np.full(item_factors.shape[0], -1, np.int64)
+        position[codes] = np.arange(len(codes))
+        column_item = np.full(GROUPS * width, -1, np.int32)
+        column_item[: len(codes)] = codes
+        norms = np.linalg.norm(item_factors[codes].astype(np.float64), axis=1)
+        return cls(
+            codes,
+            column_item,
+            factors_t,
+            position,
+            width,
+            float(norms.max(initial=0.0)),
+            len(codes) == item_factors.shape[0],
+        )
 
 
-def _excluded_keys(exclude: sp.csr_matrix | None, rows: np.ndarray, n_items: int) -> np.ndarray:
-    """Sorted ``position in rows * n_items + item`` keys of the block's excluded pairs."""
+def _map(fn, tasks, num_threads: int) -> Iterator:
+    """``map`` on a pool of threads (numpy and BLAS release the GIL in what they do here)."""
+    threads = num_threads or os.cpu_count() or 1
+    tasks = list(tasks)
+    if threads == 1 or len(tasks) == 1:
+        return map(fn, tasks)
+    with ThreadPoolExecutor(threads) as pool:
+        return iter(list(pool.map(fn, tasks)))
+
+
+def _excluded_pairs(exclude: sp.csr_matrix | None, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """(row within the block, item code) of the block's excluded pairs, no duplicates."""
     if exclude is None:
-        return np.zeros(0, np.int64)
-    start, stop = exclude.indptr[rows[0]], exclude.indptr[rows[-1] + 1]
-    owner = np.repeat(np.arange(len(rows)), np.diff(exclude.indptr[rows[0] : rows[-1] + 2]))
-    return np.sort(owner * np.int64(n_items) + exclude.indices[start:stop])
-
-
-def _is_excluded(keys: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-    if len(excluded) == 0:
-        return np.zeros(keys.shape, bool)
-    at = np.minimum(np.searchsorted(excluded, keys), len(excluded) - 1)
-    return excluded[at] == keys
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    indptr = exclude.indptr[rows.start : rows.stop + 1]
+    owner = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    items = exclude.indices[indptr[0] : indptr[-1]].astype(np.int64)
+    keys = np.unique(owner * np.int64(exclude.shape[1]) + items)
+    return keys // exclude.shape[1], keys % exclude.shape[1]
 
 
 def _top_n_block(
@@ -171,72 +199,74 @@ def _top_n_block(
     item_factors: np.ndarray,
     search: _SearchSpace,
     users: np.ndarray,
-    counts: np.ndarray,
     n: int,
-    excluded: np.ndarray,
-    num_threads: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps 1-3 of :func:`top_n` for one block of users: (items, scores, exact), where
-    ``exact`` is False for the users whose list could not be proved exact."""
+    excluded: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_n` for one block of users (``excluded``: (row, item) pairs)."""
     items = np.full((len(users), n), -1, dtype=np.int32)
     scores = np.full((len(users), n), -np.inf, dtype=np.float32)
     exact = np.zeros(len(users), bool)
     n_search = len(search.codes)
-    if n_search == 0:
-        return items, scores, exact
-    keep = n + SLACK
-    # users grouped by shortlist depth (powers of two): one top-k call per group
-    depth = 2 ** np.ceil(np.log2(keep + counts)).astype(np.int64)
-    depth = np.minimum(depth, n_search)
-    for d in np.unique(depth):
-        group = np.flatnonzero(depth == d)
-        short, blas = _shortlist(search.factors, user_factors[users[group]], int(d), num_threads)
-        short = search.codes[short]
-        key = group[:, None] * np.int64(item_factors.shape[0]) + short
-        # the first `keep` items left after the exclusions, best BLAS score first
-        allowed = ~_is_excluded(key, excluded)
-        kept = allowed & (np.cumsum(allowed, axis=1) <= keep)
-        left_out = (d < n_search) | (allowed & ~kept).any(axis=1)
-        cut = np.where(kept, blas, np.inf).min(axis=1)
+    if n_search:
+        blas = user_factors[users] @ search.factors_t
+        blas[:, n_search:] = -np.inf
+        rows, column = excluded[0], search.position[excluded[1]]
+        searched = column >= 0
+        blas[rows[searched], column[searched]] = -np.inf
+        n_allowed = n_search - np.bincount(rows[searched], minlength=len(users))
+        short = _best_positions(blas, min(n + SLACK, n_search), search.width)
+        short_blas = np.take_along_axis(blas, short, axis=1)
+        short = search.column_item[short]
+        kept = short_blas > -np.inf
+        cut = np.where(kept, short_blas, np.inf).min(axis=1)
         score = np.full(short.shape, -np.inf, np.float32)
         score[kept] = pair_scores(
-            user_factors, item_factors, np.repeat(users[group], kept.sum(axis=1)), short[kept]
+            user_factors, item_factors, np.repeat(users, kept.sum(axis=1)), short[kept]
         )
-        order = np.lexsort((short, -score), axis=1)[:, :n]  # d < n: a short search space
-        items[group, : order.shape[1]] = np.take_along_axis(short, order, axis=1)
-        scores[group, : order.shape[1]] = np.take_along_axis(score, order, axis=1)
-        nth = scores[group, n - 1]
-        gap = rounding_bound(user_factors[users[group]], search.max_norm)
-        beats_rest = ~left_out | (nth > cut + gap)
-        exact[group] = beats_rest & (search.complete | (nth > 0))
-    return items, scores, exact
+        order = np.lexsort((short, -score), axis=1)[:, :n]  # fewer than n: a short search
+        items[:, : order.shape[1]] = np.take_along_axis(short, order, axis=1)
+        scores[:, : order.shape[1]] = np.take_along_axis(score, order, axis=1)
+        nth = scores[:, n - 1]
+        left_out = kept.sum(axis=1) < n_allowed
+        gap = rounding_bound(user_factors[users], search.max_norm)
+        exact = (~left_out | (nth > cut + gap)) & (search.complete | (nth > 0))
+    for i in np.flatnonzero(~exact):
+        mine = excluded[1][excluded[0] == i]
+        items[i], scores[i] = _top_n_exact(user_factors, item_factors, users[i], n, mine)
+    return items, scores
 
 
-def _shortlist(
-    factors: np.ndarray, queries: np.ndarray, k: int, num_threads: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(positions in ``factors``, BLAS scores) of each query's k best rows: implicit's
-    top-k, its threads over blocks of queries with BLAS itself on one thread."""
-    from implicit.cpu.topk import topk
-    from threadpoolctl import threadpool_limits
+def _best_positions(scores: np.ndarray, d: int, width: int) -> np.ndarray:
+    """Column positions of each row's ``d`` largest scores (ties: any), (rows, d).
 
-    with threadpool_limits(1, "blas"):
-        ids, scores = topk(factors, np.ascontiguousarray(queries), k, num_threads=num_threads)
-    return ids, scores
+    Cheaper than a partition of every row: the columns form groups (``p % width``); a
+    row's d best scores lie in its d groups of largest maximum (a group whose maximum is
+    below the d-th best score cannot hold one), so one partition of the group maxima and
+    one of those groups' scores find them."""
+    n_rows, n_cols = scores.shape
+    if d >= n_cols:
+        return np.broadcast_to(np.arange(n_cols), (n_rows, n_cols)).copy()
+    groups = scores.reshape(n_rows, -1, width).max(axis=1)
+    if d < width:
+        top = np.argpartition(groups, width - d, axis=1)[:, width - d :]
+    else:
+        top = np.broadcast_to(np.arange(width), (n_rows, width))
+    offsets = np.arange(n_cols // width) * width
+    candidates = (top[:, None, :] + offsets[None, :, None]).reshape(n_rows, -1)
+    values = np.take(scores, candidates + np.arange(n_rows)[:, None] * n_cols)
+    if candidates.shape[1] > d:
+        best = np.argpartition(values, candidates.shape[1] - d, axis=1)[:, -d:]
+        candidates = np.take_along_axis(candidates, best, axis=1)
+    return candidates
 
 
 def _top_n_exact(
-    user_factors: np.ndarray,
-    item_factors: np.ndarray,
-    user: int,
-    n: int,
-    excluded: np.ndarray,
-    row: int,
+    user_factors: np.ndarray, item_factors: np.ndarray, user: int, n: int, excluded: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """One user's list from :func:`pair_scores` against every item (the slow, sure way)."""
     n_items = item_factors.shape[0]
     every = np.arange(n_items, dtype=np.int32)
     score = pair_scores(user_factors, item_factors, np.full(n_items, user), every)
-    score[_is_excluded(row * np.int64(n_items) + every, excluded)] = -np.inf
+    score[excluded] = -np.inf
     order = np.lexsort((every, -score))[:n]
     return every[order], score[order]
