@@ -243,3 +243,35 @@ def test_customer_item_history_and_repurchase_cycle_by_hand(tiny):
     assert np.isnan(X.loc[1, "repurchase_gap"])
     assert X.loc[0, "src_buy_again"] == 1 and X.loc[1, "src_als"] == 1
     assert X.loc[0, "category_share"] == 0  # no product categories known
+
+
+def test_top_k_orders_like_lexsort_with_duplicates_ties_and_signed_zeros():
+    # _top_k sorts one packed int64 key instead of two np.lexsort calls (batch scoring
+    # speed); this is the lexsort definition it must keep, on rows full of ties
+    from training.recs.base import _top_k
+
+    def by_lexsort(pos, item, score, reason, excluded, n_items, k):
+        key = pos.astype(np.int64) * n_items + item
+        keep = ~np.isin(key, excluded)
+        pos, item, score, reason, key = pos[keep], item[keep], score[keep], reason[keep], key[keep]
+        order = np.lexsort((-score, key))
+        order = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+        pos, item, score, reason = pos[order], item[order], score[order], reason[order]
+        order = np.lexsort((item, -score, pos))
+        pos, item, score, reason = pos[order], item[order], score[order], reason[order]
+        rank = np.arange(len(pos)) - np.searchsorted(pos, pos, side="left")
+        keep = rank < k
+        return pos[keep], item[keep], score[keep], reason[keep], rank[keep]
+
+    rng = np.random.default_rng(6)
+    values = np.array([-np.inf, -1.5, -0.0, 0.0, 0.25, 3.0, np.inf], np.float32)
+    for trial in range(200):
+        n, n_items = int(rng.integers(1, 300)), int(rng.integers(1, 40))
+        pos, item = rng.integers(0, 15, n), rng.integers(0, n_items, n).astype(np.int32)
+        score = rng.choice(values, n) if trial % 2 else rng.normal(size=n).round(1)
+        reason = rng.integers(0, 6, n).astype(np.int8)
+        excluded = np.unique(rng.integers(0, 15 * n_items, int(rng.integers(0, 8))))
+        k = int(rng.integers(1, 12))
+        args = (pos, item, score.astype(np.float32), reason, excluded, n_items, k)
+        for got, want in zip(_top_k(*args), by_lexsort(*args), strict=True):
+            np.testing.assert_array_equal(got, want)
