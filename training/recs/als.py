@@ -7,13 +7,12 @@ then ranks by those pair scores.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
+from training.recs.parallel import thread_map
 
 BLOCK = 64
 """Users per BLAS product in :func:`top_n` (a block's scores stay near the caches)."""
@@ -120,7 +119,7 @@ def top_n(
         return rows, _top_n_block(user_factors, item_factors, search, users[rows], n, excluded)
 
     with threadpool_limits(1, "blas"):
-        for rows, (items, scores) in _map(run, range(0, len(users), block), num_threads):
+        for rows, (items, scores) in thread_map(run, range(0, len(users), block), num_threads):
             out_items[rows], out_scores[rows] = items, scores
     out_items[~np.isfinite(out_scores)] = -1
     return out_items, out_scores
@@ -171,16 +170,6 @@ class _SearchSpace:
             float(norms.max(initial=0.0)),
             len(codes) == item_factors.shape[0],
         )
-
-
-def _map(fn, tasks, num_threads: int) -> Iterator:
-    """``map`` on a pool of threads (numpy and BLAS release the GIL in what they do here)."""
-    threads = num_threads or os.cpu_count() or 1
-    tasks = list(tasks)
-    if threads == 1 or len(tasks) == 1:
-        return map(fn, tasks)
-    with ThreadPoolExecutor(threads) as pool:
-        return iter(list(pool.map(fn, tasks)))
 
 
 def _excluded_pairs(exclude: sp.csr_matrix | None, rows: slice) -> tuple[np.ndarray, np.ndarray]:
