@@ -9,6 +9,7 @@ well under a millisecond and a million cost the same code in chunks.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,15 +53,14 @@ class Scorer:
         and every customer's churn and channel predictions (a snapshot's features are
         fixed, so a request reads what the models computed once, in one batch).
         ``precompute_candidates``: keep every customer's personal candidates (what a
-        real-time request needs); batch scoring computes them chunk by chunk instead.
-        Either way the results are the same."""
+        real-time request needs); batch scoring computes them for each request (a chunk
+        of thousands of customers) instead. Either way the results are the same."""
         self.snapshot = snapshot
         self.num_threads = num_threads
         self.as_of = snapshot.as_of
         self.versions = snapshot.versions
         table = snapshot.features
         self.ids = pd.Index(table.index.astype("str"), name="customer_id")
-        self._position = {cid: i for i, cid in enumerate(self.ids)}
         self.churn_model = snapshot.models["churn"]
         self.channel_model = snapshot.models["next_best_channel"]
         self.recommender = snapshot.models["recommender"]
@@ -81,9 +81,10 @@ class Scorer:
             self.personal = CandidateTable.build(rec.snapshot_, rec.catalogue_.n_customers, params)
         else:
             self.personal = None
-        self._rec_code = {cid: i for i, cid in enumerate(rec.catalogue_.customer_ids)}
         self.index = CatalogueIndex(rec.catalogue_, rec.snapshot_.segment_counts["store"])
         self.active = rec.snapshot_.active
+        if precompute_candidates or ranked_lists:  # real time: ready before the first request
+            _ = self._position, self._rec_code
         self._churn = self._channel = None
         if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
             everyone = np.arange(len(self.ids))
@@ -96,6 +97,17 @@ class Scorer:
             self.lists = RankedLists.build(rec, self.personal, ranked_lists)
 
     # ------------------------------------------------------------------ lookups
+
+    @functools.cached_property
+    def _position(self) -> dict[str, int]:
+        """Feature-table row of each customer id (a one-customer request's lookup; built on
+        first use: batch scoring never needs it)."""
+        return index_positions(self.ids)
+
+    @functools.cached_property
+    def _rec_code(self) -> dict[str, int]:
+        """Recommender catalogue code of each customer id (as :attr:`_position`)."""
+        return index_positions(self.catalogue.customer_ids)
 
     def positions(self, ids: Sequence[str]) -> np.ndarray:
         """Row of each id in the feature table (-1: unknown customer)."""
@@ -162,13 +174,18 @@ class Scorer:
                 item, score, reason = hit
                 zeros = np.zeros(len(item), np.int64)
                 return Recommendations(zeros, item, score, reason, np.arange(len(item)), cold)
+        personal = self.personal
+        if personal is None:  # batch scoring: the chunk's candidates in one go
+            rec = self.recommender
+            n_customers, params = rec.catalogue_.n_customers, rec._candidate_params()
+            personal = CandidateTable.build(rec.snapshot_, n_customers, params, codes)
         pos, item, score, reason, rank = self.recommender.recommend_codes(
             codes,
             np.full(n, store, np.int32),
             np.full(n, channel, np.int32),
             k,
             np.zeros(0, np.int64),
-            personal=self.personal,
+            personal=personal,
             allowed=allowed,
             num_threads=self.num_threads,
         )
@@ -223,6 +240,12 @@ class Scorer:
                 "reason": pd.Series(np.asarray(REASONS, dtype=object)[recs.reason], dtype="str"),
             }
         )
+
+
+def index_positions(index: pd.Index) -> dict[str, int]:
+    """{value: position} of an index (``tolist`` first: iterating an Arrow-backed string
+    index element by element is ~10x slower, seconds for a million customers)."""
+    return dict(zip(index.tolist(), range(len(index)), strict=True))
 
 
 def _rows(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:

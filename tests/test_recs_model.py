@@ -259,3 +259,19 @@ def test_fitted_state_and_feature_importance(fitted, cutoff):
     imp = model.feature_importance()
     assert set(imp.index) == set(model.features_)
     assert imp.iloc[0] > 0
+
+
+def test_batch_threads_give_the_one_thread_rows(fitted, history, monkeypatch):
+    # batch scoring builds ranker features in row blocks on several threads and ranks
+    # with LightGBM on all cores (issue: batch scoring speed): the same rows as one thread
+    import training.recs.ranker_features as rf
+
+    model = fitted["model"]
+    codes = np.arange(history.catalogue.n_customers, dtype=np.int32)
+    none = np.full(len(codes), -1, np.int32)
+    args = (codes, none, none, 10, np.zeros(0, np.int64))
+    one = model.recommend_codes(*args, num_threads=1)
+    monkeypatch.setattr(rf, "PARALLEL_ROWS", 1)
+    many = model.recommend_codes(*args, num_threads=3)
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)

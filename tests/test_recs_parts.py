@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from training.recs.als import ALSParams, fit_als, pair_scores, top_n
+from training.recs.als import ALSParams, _best_positions, fit_als, pair_scores, top_n
 from training.recs.candidates import Candidates, resolve_customers
 from training.recs.data import History
 from training.recs.interactions import bm25, event_weights, interaction_matrix
@@ -112,6 +112,78 @@ def test_top_n_batch_equals_one_by_one():
         np.testing.assert_array_equal(s1[0], scores[u])
 
 
+def _top_n_by_brute_force(user_f, item_f, users, n, exclude=None):
+    """What top_n must return: every item scored with pair_scores, excluded ones dropped,
+    best first, ties to the lower item code, -1 / -inf past the last allowed item."""
+    n_items = len(item_f)
+    every = np.arange(n_items)
+    items = np.full((len(users), n), -1, np.int32)
+    scores = np.full((len(users), n), -np.inf, np.float32)
+    for row, u in enumerate(users):
+        s = pair_scores(user_f, item_f, np.full(n_items, u), every)
+        if exclude is not None:
+            s[exclude[row].indices] = -np.inf
+        order = np.lexsort((every, -s))[:n]
+        ok = np.isfinite(s[order])
+        items[row, : ok.sum()], scores[row, : ok.sum()] = order[ok], s[order][ok]
+    return items, scores
+
+
+def test_top_n_equals_brute_force_with_ties_zero_factors_and_exclusions():
+    # the shortlist is found on BLAS scores, ranked on pair scores: ties at its cut
+    # (duplicated items), items nobody bought (zero factors, left out of the search),
+    # a user with zero factors (every score 0) and one who bought nearly everything
+    # must still give the brute-force answer (batch scoring issue: ALS shortlist speed)
+    rng = np.random.default_rng(3)
+    n_users, n_items = 60, 2000
+    item_f = rng.normal(size=(n_items, 16)).astype(np.float32)
+    item_f[200:260] = item_f[7]  # 61 identical items: exact ties around any cut
+    item_f[1500:] = 0.0  # never bought
+    user_f = rng.normal(size=(n_users, 16)).astype(np.float32)
+    user_f[5] = 0.0
+    user_f[6] = -item_f[7]  # the tied items are this user's worst non-zero ones
+    user_f[8] = item_f[7]  # ... and this one's best
+    dense = rng.random((n_users, n_items)) < 0.05
+    dense[9, : n_items - 5] = True  # five items left, fewer than n
+    exclude = sp.csr_matrix(dense.astype(np.float32))
+    users = np.arange(n_users)
+    for n, ex in ((10, None), (10, exclude), (70, exclude), (n_items, None)):
+        got = top_n(user_f, item_f, users, n, exclude=ex)
+        want = _top_n_by_brute_force(user_f, item_f, users, n, ex)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    items, _ = top_n(user_f, item_f, users[5:6], 10)
+    assert items[0].tolist() == list(range(10))  # all scores 0: lowest codes
+
+
+def test_best_positions_finds_each_rows_largest_scores():
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=(30, 16 * 40)).astype(np.float32)
+    scores[:, 600:] = -np.inf  # padding
+    scores[3] = 1.0  # all tied
+    scores[4, ::7] = 5.0  # ties above the rest
+    for d in (1, 26, 39, 40, 300, 640):
+        best = _best_positions(scores, d, 40)
+        got = np.sort(np.take_along_axis(scores, best, axis=1), axis=1)
+        np.testing.assert_array_equal(got, np.sort(scores, axis=1)[:, -d:])
+        assert all(len(set(row)) == d for row in best.tolist())
+
+
+def test_top_n_is_exact_when_blas_rounding_blurs_the_cut():
+    # many near-equal scores: BLAS and pair scores disagree in the last bits, so the
+    # shortlist alone could miss an item; the bound check sends such users to the exact path
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(1, 64)).astype(np.float32)
+    noise = rng.normal(scale=1e-6, size=(3000, 64)).astype(np.float32)
+    item_f = (base + noise).astype(np.float32)
+    user_f = np.repeat(base, 8, axis=0) + rng.normal(scale=1e-3, size=(8, 64)).astype(np.float32)
+    users = np.arange(8)
+    got = top_n(user_f, item_f, users, 20)
+    want = _top_n_by_brute_force(user_f, item_f, users, 20)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
 def test_pair_table_and_top_per_row():
     t = PairTable.count(np.array([2, 0, 2, 2]), np.array([5, 1, 5, 3]), n_cols=10)
     assert t.keys.tolist() == [1, 23, 25]
@@ -171,3 +243,35 @@ def test_customer_item_history_and_repurchase_cycle_by_hand(tiny):
     assert np.isnan(X.loc[1, "repurchase_gap"])
     assert X.loc[0, "src_buy_again"] == 1 and X.loc[1, "src_als"] == 1
     assert X.loc[0, "category_share"] == 0  # no product categories known
+
+
+def test_top_k_orders_like_lexsort_with_duplicates_ties_and_signed_zeros():
+    # _top_k sorts one packed int64 key instead of two np.lexsort calls (batch scoring
+    # speed); this is the lexsort definition it must keep, on rows full of ties
+    from training.recs.base import _top_k
+
+    def by_lexsort(pos, item, score, reason, excluded, n_items, k):
+        key = pos.astype(np.int64) * n_items + item
+        keep = ~np.isin(key, excluded)
+        pos, item, score, reason, key = pos[keep], item[keep], score[keep], reason[keep], key[keep]
+        order = np.lexsort((-score, key))
+        order = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+        pos, item, score, reason = pos[order], item[order], score[order], reason[order]
+        order = np.lexsort((item, -score, pos))
+        pos, item, score, reason = pos[order], item[order], score[order], reason[order]
+        rank = np.arange(len(pos)) - np.searchsorted(pos, pos, side="left")
+        keep = rank < k
+        return pos[keep], item[keep], score[keep], reason[keep], rank[keep]
+
+    rng = np.random.default_rng(6)
+    values = np.array([-np.inf, -1.5, -0.0, 0.0, 0.25, 3.0, np.inf], np.float32)
+    for trial in range(200):
+        n, n_items = int(rng.integers(1, 300)), int(rng.integers(1, 40))
+        pos, item = rng.integers(0, 15, n), rng.integers(0, n_items, n).astype(np.int32)
+        score = rng.choice(values, n) if trial % 2 else rng.normal(size=n).round(1)
+        reason = rng.integers(0, 6, n).astype(np.int8)
+        excluded = np.unique(rng.integers(0, 15 * n_items, int(rng.integers(0, 8))))
+        k = int(rng.integers(1, 12))
+        args = (pos, item, score.astype(np.float32), reason, excluded, n_items, k)
+        for got, want in zip(_top_k(*args), by_lexsort(*args), strict=True):
+            np.testing.assert_array_equal(got, want)

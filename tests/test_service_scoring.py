@@ -148,3 +148,30 @@ def test_precomputed_predictions_equal_model_calls(fast, live):
     one = np.array([5])
     np.testing.assert_array_equal(fast.next_channel(one), live.next_channel(one))
     np.testing.assert_array_equal(fast.churn(one), live.churn(one))
+
+
+def test_batch_scorer_equals_the_service_scorer(snapshot, live):
+    # batch scoring computes each chunk's personal candidates (one ALS top-n call for the
+    # chunk) where the service reads them precomputed (issue: batch scoring speed)
+    batch = Scorer(snapshot, num_threads=0, precompute_candidates=False)
+    ids = [*live.ids, "never-seen"]
+    for channel in (None, "email"):
+        mine = batch.score_frames(ids, k=10, channel=channel)
+        theirs = live.score_frames(ids, k=10, channel=channel)
+        for a, b in zip(mine, theirs, strict=True):
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_candidate_table_of_some_customers_equals_the_full_table(live):
+    from training.recs.candidates import CandidateTable
+
+    rec = live.recommender
+    n, params = rec.catalogue_.n_customers, rec._candidate_params()
+    codes = np.array([n - 1, 3, -1, 40, 3, 0], np.int32)
+    some = CandidateTable.build(rec.snapshot_, n, params, codes)
+    mine, theirs = some.rows_for(codes), live.personal.rows_for(codes)
+    for name in ("pos", "item", "sources", "als_rank"):
+        np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name))
+    full = np.diff(live.personal.indptr)
+    others = np.setdiff1d(np.flatnonzero(full > 0), codes)[:5].astype(np.int32)
+    assert len(others) and len(some.rows_for(others)) == 0  # not asked for: none

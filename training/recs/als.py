@@ -1,7 +1,8 @@
 """Implicit-feedback ALS (``implicit``) and scoring with its float32 factors.
 
-Only the factor arrays are kept after fitting: top-N and pair scores are plain numpy,
-so a fitted recommender scores without ``implicit`` and the same way in batch or alone.
+Only the factor arrays are kept after fitting. Pair scores are plain numpy, the same
+computation for a pair in batch or alone; top-N shortlists with a BLAS product and
+then ranks by those pair scores.
 """
 
 from __future__ import annotations
@@ -11,8 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-BLOCK = 256
-"""Users scored per matrix product in :func:`top_n`."""
+from training.recs.parallel import thread_map
+
+BLOCK = 64
+"""Users per BLAS product in :func:`top_n` (a block's scores stay near the caches)."""
+GROUPS = 16
+"""Column groups of :func:`_best_positions`."""
+SLACK = 16
+"""Items :func:`top_n` rescores beyond n per user: enough for the n-th exact score to
+clear the shortlist's cut by more than the rounding bound (no user of a 20,000-user
+sample of the batch benchmark's data needed the exact fallback with 10)."""
 
 
 @dataclass(frozen=True)
@@ -74,39 +83,179 @@ def top_n(
     n: int,
     exclude: sp.csr_matrix | None = None,
     block: int = BLOCK,
+    num_threads: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``n`` items per user by factor dot product: (items int32, scores float32),
     each (len(users), n), best first (ties: lower item code first). Items stored in row
     ``i`` of ``exclude`` are skipped for ``users[i]``; slots left empty hold -1.
 
-    A BLAS matrix product shortlists 2n items per user, then the shortlist is rescored
-    with :func:`pair_scores`. BLAS rounds a row differently depending on its position in
-    the block, so ranking by its scores would make batch results differ from one-by-one
-    results; the rescoring is the same computation for a pair whatever the batch.
+    Scores are :func:`pair_scores`, whose value for a pair does not depend on the batch
+    (a BLAS product rounds a row differently depending on its place in the block), so a
+    batch gives exactly the lists of one-by-one calls. Finding them, ``block`` users at
+    a time on ``num_threads`` threads (0: one per core; BLAS on one thread each):
+
+    1. a BLAS product scores every item with a non-zero factor vector (the others score
+       exactly 0), excluded items set to -inf, and :func:`_best_positions` shortlists
+       the ``n + SLACK`` best by that score;
+    2. the shortlist is rescored with :func:`pair_scores` and sorted;
+    3. the result is kept only when provably exact: its n-th score beats, by more than
+       the rounding gap between the two products (:func:`rounding_bound`), the lowest BLAS
+       score shortlisted (what any item not shortlisted can reach), and beats 0 when some
+       items were left out of the search for their zero factors. Other users (ties or
+       near-ties at the cut, lists shorter than n) are scored exactly against every item.
     """
+    from threadpoolctl import threadpool_limits
+
     n = min(n, item_factors.shape[0])
-    wide = min(2 * n, item_factors.shape[0])
     out_items = np.full((len(users), n), -1, dtype=np.int32)
     out_scores = np.full((len(users), n), -np.inf, dtype=np.float32)
-    item_t = np.ascontiguousarray(item_factors.T)
-    for lo in range(0, len(users), block):
-        u = users[lo : lo + block]
-        scores = user_factors[u] @ item_t
-        if exclude is not None:
-            sub = exclude[lo : lo + len(u)]
-            rows = np.repeat(np.arange(len(u)), np.diff(sub.indptr))
-            scores[rows, sub.indices] = -np.inf
-        if wide < scores.shape[1]:
-            short = np.argpartition(-scores, wide - 1, axis=1)[:, :wide]
-        else:
-            short = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-        valid = np.isfinite(np.take_along_axis(scores, short, axis=1))
-        exact = pair_scores(
-            user_factors, item_factors, np.repeat(u, short.shape[1]), short.ravel()
-        ).reshape(short.shape)
-        exact[~valid] = -np.inf
-        order = np.lexsort((short, -exact), axis=1)[:, :n]
-        out_items[lo : lo + len(u)] = np.take_along_axis(short, order, axis=1)
-        out_scores[lo : lo + len(u)] = np.take_along_axis(exact, order, axis=1)
+    if n == 0 or len(users) == 0:
+        return out_items, out_scores
+    search = _SearchSpace.of(item_factors)
+
+    def run(lo: int) -> tuple[slice, tuple[np.ndarray, np.ndarray]]:
+        rows = slice(lo, min(lo + block, len(users)))
+        excluded = _excluded_pairs(exclude, rows)
+        return rows, _top_n_block(user_factors, item_factors, search, users[rows], n, excluded)
+
+    with threadpool_limits(1, "blas"):
+        for rows, (items, scores) in thread_map(run, range(0, len(users), block), num_threads):
+            out_items[rows], out_scores[rows] = items, scores
     out_items[~np.isfinite(out_scores)] = -1
     return out_items, out_scores
+
+
+def rounding_bound(user_factors: np.ndarray, item_norm: float) -> np.ndarray:
+    """Per user, a bound on |BLAS dot product - :func:`pair_scores`| for any item whose
+    factor norm is at most ``item_norm``: each float32 sum of d products is within
+    d * eps / 2 * |u| * |v| of the exact value whatever its order (Cauchy-Schwarz bounds
+    the sum of |products|); both sums together, doubled for safety."""
+    d = user_factors.shape[1]
+    norms = np.linalg.norm(user_factors.astype(np.float64), axis=1)
+    return 2.0 * d * float(np.finfo(np.float32).eps) * norms * item_norm
+
+
+@dataclass(frozen=True)
+class _SearchSpace:
+    """The items worth searching: those with a non-zero factor vector (an item nobody
+    interacted with keeps zero factors and scores exactly 0 for everyone), laid out for
+    :func:`_best_positions`: column ``p`` of a block's scores is item ``codes[p]``, and
+    the columns form ``GROUPS`` rows of ``width`` (padding columns score -inf)."""
+
+    codes: np.ndarray  # int32 item codes with non-zero factors
+    column_item: np.ndarray  # int32 item code per column, -1 for padding
+    factors_t: np.ndarray  # float32 (factors, GROUPS * width), zero padded
+    position: np.ndarray  # int64 per item code: its column, -1 when not searched
+    width: int
+    max_norm: float
+    complete: bool  # every item is in the search
+
+    @classmethod
+    def of(cls, item_factors: np.ndarray) -> _SearchSpace:
+        codes = np.flatnonzero(np.any(item_factors != 0, axis=1)).astype(np.int32)
+        width = -(-len(codes) // GROUPS)
+        factors_t = np.zeros((item_factors.shape[1], GROUPS * width), np.float32)
+        factors_t[:, : len(codes)] = item_factors[codes].T
+        position = np.full(item_factors.shape[0], -1, np.int64)
+        position[codes] = np.arange(len(codes))
+        column_item = np.full(GROUPS * width, -1, np.int32)
+        column_item[: len(codes)] = codes
+        norms = np.linalg.norm(item_factors[codes].astype(np.float64), axis=1)
+        return cls(
+            codes,
+            column_item,
+            factors_t,
+            position,
+            width,
+            float(norms.max(initial=0.0)),
+            len(codes) == item_factors.shape[0],
+        )
+
+
+def _excluded_pairs(exclude: sp.csr_matrix | None, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """(row within the block, item code) of the block's excluded pairs, no duplicates."""
+    if exclude is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    indptr = exclude.indptr[rows.start : rows.stop + 1]
+    owner = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    items = exclude.indices[indptr[0] : indptr[-1]].astype(np.int64)
+    keys = np.unique(owner * np.int64(exclude.shape[1]) + items)
+    return keys // exclude.shape[1], keys % exclude.shape[1]
+
+
+def _top_n_block(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    search: _SearchSpace,
+    users: np.ndarray,
+    n: int,
+    excluded: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_n` for one block of users (``excluded``: (row, item) pairs)."""
+    items = np.full((len(users), n), -1, dtype=np.int32)
+    scores = np.full((len(users), n), -np.inf, dtype=np.float32)
+    exact = np.zeros(len(users), bool)
+    n_search = len(search.codes)
+    if n_search:
+        blas = user_factors[users] @ search.factors_t
+        blas[:, n_search:] = -np.inf
+        rows, column = excluded[0], search.position[excluded[1]]
+        searched = column >= 0
+        blas[rows[searched], column[searched]] = -np.inf
+        n_allowed = n_search - np.bincount(rows[searched], minlength=len(users))
+        short = _best_positions(blas, min(n + SLACK, n_search), search.width)
+        short_blas = np.take_along_axis(blas, short, axis=1)
+        short = search.column_item[short]
+        kept = short_blas > -np.inf
+        cut = np.where(kept, short_blas, np.inf).min(axis=1)
+        score = np.full(short.shape, -np.inf, np.float32)
+        score[kept] = pair_scores(
+            user_factors, item_factors, np.repeat(users, kept.sum(axis=1)), short[kept]
+        )
+        order = np.lexsort((short, -score), axis=1)[:, :n]  # fewer than n: a short search
+        items[:, : order.shape[1]] = np.take_along_axis(short, order, axis=1)
+        scores[:, : order.shape[1]] = np.take_along_axis(score, order, axis=1)
+        nth = scores[:, n - 1]
+        left_out = kept.sum(axis=1) < n_allowed
+        gap = rounding_bound(user_factors[users], search.max_norm)
+        exact = (~left_out | (nth > cut + gap)) & (search.complete | (nth > 0))
+    for i in np.flatnonzero(~exact):
+        mine = excluded[1][excluded[0] == i]
+        items[i], scores[i] = _top_n_exact(user_factors, item_factors, users[i], n, mine)
+    return items, scores
+
+
+def _best_positions(scores: np.ndarray, d: int, width: int) -> np.ndarray:
+    """Column positions of each row's ``d`` largest scores (ties: any), (rows, d).
+
+    Cheaper than a partition of every row: the columns form groups (``p % width``); a
+    row's d best scores lie in its d groups of largest maximum (a group whose maximum is
+    below the d-th best score cannot hold one), so one partition of the group maxima and
+    one of those groups' scores find them."""
+    n_rows, n_cols = scores.shape
+    if d >= n_cols:
+        return np.broadcast_to(np.arange(n_cols), (n_rows, n_cols)).copy()
+    groups = scores.reshape(n_rows, -1, width).max(axis=1)
+    if d < width:
+        top = np.argpartition(groups, width - d, axis=1)[:, width - d :]
+    else:
+        top = np.broadcast_to(np.arange(width), (n_rows, width))
+    offsets = np.arange(n_cols // width) * width
+    candidates = (top[:, None, :] + offsets[None, :, None]).reshape(n_rows, -1)
+    values = np.take(scores, candidates + np.arange(n_rows)[:, None] * n_cols)
+    if candidates.shape[1] > d:
+        best = np.argpartition(values, candidates.shape[1] - d, axis=1)[:, -d:]
+        candidates = np.take_along_axis(candidates, best, axis=1)
+    return candidates
+
+
+def _top_n_exact(
+    user_factors: np.ndarray, item_factors: np.ndarray, user: int, n: int, excluded: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One user's list from :func:`pair_scores` against every item (the slow, sure way)."""
+    n_items = item_factors.shape[0]
+    every = np.arange(n_items, dtype=np.int32)
+    score = pair_scores(user_factors, item_factors, np.full(n_items, user), every)
+    score[excluded] = -np.inf
+    order = np.lexsort((every, -score))[:n]
+    return every[order], score[order]

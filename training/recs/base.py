@@ -211,13 +211,41 @@ def _top_k(
         at = np.minimum(np.searchsorted(excluded, key), len(excluded) - 1)
         keep = excluded[at] != key
         pos, item, score, reason, key = pos[keep], item[keep], score[keep], reason[keep], key[keep]
-    order = np.lexsort((-score, key))
+    desc = _descending(score)
+    order = _stable_order((key, desc), n_items) if desc is not None else None
+    if order is None:
+        order = np.lexsort((-score, key))
     first = np.r_[True, key[order][1:] != key[order][:-1]] if len(key) else np.zeros(0, bool)
     order = order[first]
     pos, item, score, reason = pos[order], item[order], score[order], reason[order]
-    order = np.lexsort((item, -score, pos))
+    order = _stable_order((pos, desc[order], item), n_items) if desc is not None else None
+    if order is None:
+        order = np.lexsort((item, -score, pos))
     pos, item, score, reason = pos[order], item[order], score[order], reason[order]
     start = np.searchsorted(pos, pos, side="left")
     rank = np.arange(len(pos)) - start
     keep = rank < k
     return pos[keep], item[keep], score[keep], reason[keep], rank[keep]
+
+
+def _descending(score: np.ndarray) -> np.ndarray | None:
+    """uint32 per score whose ascending order is the scores' descending order (-0.0 and
+    0.0 equal, as in float comparisons); None when a score is NaN."""
+    if np.isnan(score).any():
+        return None
+    bits = (np.asarray(score, np.float32) + np.float32(0.0)).view(np.uint32)
+    ascending = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))
+    return ~ascending
+
+
+def _stable_order(columns: tuple[np.ndarray, ...], n_items: int) -> np.ndarray | None:
+    """np.lexsort of non-negative int columns (first = most significant, unlike lexsort)
+    as one stable argsort of an int64 key (several times faster on millions of rows);
+    None when the columns need more than 63 bits together."""
+    widths = [max(int(c.max(initial=0)).bit_length(), 1) for c in columns]
+    if sum(widths) > 63:
+        return None
+    key = np.zeros(len(columns[0]), np.int64)
+    for column, width in zip(columns, widths, strict=True):
+        key = (key << width) | column.astype(np.int64)
+    return np.argsort(key, kind="stable")

@@ -246,12 +246,24 @@ class CandidateTable:
     als_rank: np.ndarray  # int16
 
     @classmethod
-    def build(cls, snap: Snapshot, n_customers: int, params: CandidateParams) -> CandidateTable:
-        """Personal candidates of customers ``0 .. n_customers - 1``."""
-        codes = np.arange(n_customers, dtype=np.int32)
+    def build(
+        cls,
+        snap: Snapshot,
+        n_customers: int,
+        params: CandidateParams,
+        codes: np.ndarray | None = None,
+    ) -> CandidateTable:
+        """Personal candidates of customers ``codes`` (default: every one of ``0 ..
+        n_customers - 1``; -1 entries are skipped); the other customers have none. Batch
+        scoring builds one per chunk: one ALS top-n call for thousands of customers."""
+        if codes is None:
+            codes = np.arange(n_customers, dtype=np.int32)
+        else:
+            codes = np.unique(codes[codes >= 0]).astype(np.int32)
         c = personal(snap, codes, params)
-        order = np.argsort(c.pos, kind="stable")
-        counts = np.bincount(c.pos, minlength=n_customers)
+        owner = codes[c.pos]
+        order = np.argsort(owner, kind="stable")
+        counts = np.bincount(owner, minlength=n_customers)
         indptr = np.zeros(n_customers + 1, np.int64)
         np.cumsum(counts, out=indptr[1:])
         return cls(indptr, c.item[order], c.sources[order], c.als_rank[order])

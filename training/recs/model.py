@@ -271,8 +271,9 @@ class Recommender(BaseRecommender):
         ``personal``: the customers' precomputed :func:`personal` candidates (``pos``
         indexes ``customers``; the online snapshot keeps them), else they are computed
         here; the result is the same. ``allowed``: bool per item, False = never returned
-        (request rules such as a category filter). ``num_threads``: the ranker's (batch
-        scoring uses all cores; a real-time request one)."""
+        (request rules such as a category filter). ``num_threads``: the ranker
+        features' and predictions' (batch scoring uses all cores; a real-time request
+        one)."""
         snap, cat = self.snapshot_, self.catalogue_
         params = self._candidate_params()
         known = customers.code >= 0
@@ -296,7 +297,7 @@ class Recommender(BaseRecommender):
         if allowed is not None:
             keep &= allowed[cand.item]
         cand = Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
-        X = feature_matrix(snap, cat, sub, cand)
+        X = feature_matrix(snap, cat, sub, cand, num_threads=num_threads)
         score = self.ranker_.booster_.predict(X, num_threads=num_threads).astype(np.float32)
         bought = X[:, self.features_.index("times_bought")] > 0
         reason = reasons(cand.sources, bought)
