@@ -14,7 +14,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.ids import as_string_array, factorize
+from features.ids import factorize
 from features.schema import (
     CHANNELS,
     CUSTOMERS,
@@ -72,10 +72,9 @@ class EncodedEvents:
         rows = np.flatnonzero(self.event_type == PURCHASE)
         if "order_id" not in self._events.columns:
             code = np.full(len(rows), -1, dtype=np.int64)
-        else:  # only the purchase lines' ids: coding the whole column took twice as long
-            lines = as_string_array(self._events["order_id"]).take(rows)
-            (code,), _ = factorize(lines, sort=False, uniques=False)
-            code = code.astype(np.int64)
+        else:  # the whole column, read in place: gathering the lines' ids would copy them
+            (code,), _ = factorize(self._events["order_id"], sort=False, uniques=False)
+            code = code[rows].astype(np.int64)
         cust = self.cust[rows]
         n_named = int(code.max()) + 1 if len(code) else 0
         if n_named:  # an order_id shared by two customers is two orders

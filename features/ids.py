@@ -58,7 +58,7 @@ def factorize(
     """
     if len(columns) == 1 and isinstance(getattr(columns[0], "dtype", None), pd.CategoricalDtype):
         return _from_categorical(columns[0], sort)
-    arrays = [as_string_array(c) for c in columns]
+    arrays = [_as_string_array(c) for c in columns]
     parts = [_words(a) for a in arrays]
     if any(p is None for p in parts):
         return _generic(arrays, sort)
@@ -120,7 +120,7 @@ def _rank(order: np.ndarray) -> np.ndarray:
     return rank
 
 
-def as_string_array(col: Any) -> pa.Array | pa.ChunkedArray:
+def _as_string_array(col: Any) -> pa.Array | pa.ChunkedArray:
     """Arrow (large_)string data, without copying Arrow-backed columns (chunks are kept:
     combining them would copy every id into Arrow's pool, which the builders' numpy
     arrays cannot reuse)."""
