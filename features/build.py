@@ -83,16 +83,29 @@ def build_from_store(
     t0 = time.perf_counter()
     table = build_customer_features(events, customers, t, windows, progress=progress)
     seconds["build"] = time.perf_counter() - t0
+    return write_result(table, out, t, windows, len(events), seconds)
+
+
+def write_result(
+    table: pd.DataFrame,
+    out: Path,
+    as_of: pd.Timestamp,
+    windows: tuple[int, ...],
+    n_events: int,
+    seconds: dict[str, float],
+) -> BuildResult:
+    """Write a built table (:func:`write_features`, timed into ``seconds``) and describe
+    the build: the last step of the local and the Spark build alike."""
     t0 = time.perf_counter()
-    write_features(table, out, t, windows, n_events=len(events))
+    write_features(table, out, as_of, windows, n_events=n_events)
     seconds["write"] = time.perf_counter() - t0
     return BuildResult(
         path=Path(out),
-        as_of=t,
+        as_of=as_of,
         windows=windows,
         n_customers=len(table),
         n_features=table.shape[1],
-        n_events=len(events),
+        n_events=n_events,
         seconds=seconds,
         table=table,
     )

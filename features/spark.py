@@ -449,7 +449,7 @@ def build_from_store_spark(
     """
     import pandas as pd
 
-    from features.build import EVENT_COLUMNS, BuildResult, parse_as_of, write_features
+    from features.build import EVENT_COLUMNS, parse_as_of, write_result
     from features.registry import check_windows
 
     t, windows = parse_as_of(as_of), check_windows(windows)
@@ -468,16 +468,4 @@ def build_from_store_spark(
     )
     table = to_feature_table(collect(rows), windows)
     seconds["build"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    write_features(table, out, t, windows, n_events=n_events)
-    seconds["write"] = time.perf_counter() - t0
-    return BuildResult(
-        path=Path(out),
-        as_of=t,
-        windows=windows,
-        n_customers=len(table),
-        n_features=table.shape[1],
-        n_events=n_events,
-        seconds=seconds,
-        table=table,
-    )
+    return write_result(table, out, t, windows, n_events, seconds)

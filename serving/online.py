@@ -199,10 +199,8 @@ def serving_arrays(recommender, depth: int) -> dict[str, Any]:
     """Every customer's personal candidates and ranked lists, so that the service starts
     by reading them instead of ranking every customer (minutes on a large catalogue)."""
     from serving.scoring import RankedLists
-    from training.recs.candidates import CandidateTable
 
-    snap, n = recommender.snapshot_, recommender.catalogue_.n_customers
-    personal = CandidateTable.build(snap, n, recommender._candidate_params())
+    personal = recommender.personal_candidates()
     arrays = {f"personal_{name}": getattr(personal, name) for name in PERSONAL_PARTS}
     return arrays | RankedLists.build(recommender, personal, depth).to_arrays()
 

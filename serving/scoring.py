@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.consent import consent_mask, consented
 from features.schema import CHANNELS
-from serving.online import OnlineSnapshot
+from serving.online import PERSONAL_PARTS, OnlineSnapshot
 from serving.rules import CatalogueIndex, ItemRules, item_rules, risk_band
 from training.classifiers import model_matrix
 from training.recs.candidates import REASONS, CandidateTable, resolve_customers
@@ -73,12 +73,9 @@ class Scorer:
         self.item_ids = np.asarray(rec.catalogue_.item_ids, dtype=object)
         stored = snapshot.arrays or {}
         if "personal_indptr" in stored:
-            self.personal = CandidateTable(
-                *(stored[f"personal_{n}"] for n in ("indptr", "item", "sources", "als_rank"))
-            )
+            self.personal = CandidateTable(*(stored[f"personal_{n}"] for n in PERSONAL_PARTS))
         elif precompute_candidates or ranked_lists:
-            params = rec._candidate_params()
-            self.personal = CandidateTable.build(rec.snapshot_, rec.catalogue_.n_customers, params)
+            self.personal = rec.personal_candidates()
         else:
             self.personal = None
         self.index = CatalogueIndex(rec.catalogue_, rec.snapshot_.segment_counts["store"])
@@ -176,9 +173,7 @@ class Scorer:
                 return Recommendations(zeros, item, score, reason, np.arange(len(item)), cold)
         personal = self.personal
         if personal is None:  # batch scoring: the chunk's candidates in one go
-            rec = self.recommender
-            n_customers, params = rec.catalogue_.n_customers, rec._candidate_params()
-            personal = CandidateTable.build(rec.snapshot_, n_customers, params, codes)
+            personal = self.recommender.personal_candidates(codes)
         pos, item, score, reason, rank = self.recommender.recommend_codes(
             codes,
             np.full(n, store, np.int32),

@@ -163,12 +163,10 @@ def test_batch_scorer_equals_the_service_scorer(snapshot, live):
 
 
 def test_candidate_table_of_some_customers_equals_the_full_table(live):
-    from training.recs.candidates import CandidateTable
-
     rec = live.recommender
-    n, params = rec.catalogue_.n_customers, rec._candidate_params()
+    n = rec.catalogue_.n_customers
     codes = np.array([n - 1, 3, -1, 40, 3, 0], np.int32)
-    some = CandidateTable.build(rec.snapshot_, n, params, codes)
+    some = rec.personal_candidates(codes)
     mine, theirs = some.rows_for(codes), live.personal.rows_for(codes)
     for name in ("pos", "item", "sources", "als_rank"):
         np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name))

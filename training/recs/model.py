@@ -24,6 +24,7 @@ from training.recs.base import BaseRecommender, Rows
 from training.recs.candidates import (
     CandidateParams,
     Candidates,
+    CandidateTable,
     Customers,
     contextual,
     generate,
@@ -131,6 +132,13 @@ class Recommender(BaseRecommender):
             buy_again=self.candidates_buy_again,
             segment=self.candidates_segment,
             trending=self.candidates_trending,
+        )
+
+    def personal_candidates(self, codes: np.ndarray | None = None) -> CandidateTable:
+        """Personal candidates (ALS, buy again) of customers ``codes`` (default: all), as
+        the online snapshot stores them and batch scoring builds them per chunk."""
+        return CandidateTable.build(
+            self.snapshot_, self.catalogue_.n_customers, self._candidate_params(), codes
         )
 
     def cutoffs(self, as_of: pd.Timestamp) -> tuple[tuple[pd.Timestamp, ...], pd.Timestamp]:
