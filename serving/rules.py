@@ -54,9 +54,9 @@ class CatalogueIndex:
 
     def __init__(self, catalogue, store_counts) -> None:
         self.n_items = catalogue.n_items
-        self.item = _positions(catalogue.item_ids)
-        self.store = _positions(catalogue.store_ids)
-        self.category = _positions(catalogue.categories)
+        self.item = index_positions(catalogue.item_ids)
+        self.store = index_positions(catalogue.store_ids)
+        self.category = index_positions(catalogue.categories)
         self.item_category = catalogue.item_category
         self.store_items = store_assortments(store_counts)
 
@@ -117,9 +117,9 @@ def item_rules(
     return ItemRules(exclude, codes, store_only), store
 
 
-def _positions(index) -> dict[str, int]:
-    """{id: code} of a catalogue index (``tolist`` first: iterating an Arrow-backed string
-    index element by element is ~10x slower)."""
+def index_positions(index) -> dict[str, int]:
+    """{value: position} of an index (``tolist`` first: iterating an Arrow-backed string
+    index element by element is ~10x slower, seconds for a million customers)."""
     return dict(zip(index.tolist(), range(len(index)), strict=True))
 
 

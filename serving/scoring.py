@@ -19,7 +19,7 @@ import pandas as pd
 from features.consent import consent_mask, consented
 from features.schema import CHANNELS
 from serving.online import PERSONAL_PARTS, OnlineSnapshot
-from serving.rules import CatalogueIndex, ItemRules, item_rules, risk_band
+from serving.rules import CatalogueIndex, ItemRules, index_positions, item_rules, risk_band
 from training.classifiers import model_matrix
 from training.recs.candidates import REASONS, CandidateTable, resolve_customers
 
@@ -235,12 +235,6 @@ class Scorer:
                 "reason": pd.Series(np.asarray(REASONS, dtype=object)[recs.reason], dtype="str"),
             }
         )
-
-
-def index_positions(index: pd.Index) -> dict[str, int]:
-    """{value: position} of an index (``tolist`` first: iterating an Arrow-backed string
-    index element by element is ~10x slower, seconds for a million customers)."""
-    return dict(zip(index.tolist(), range(len(index)), strict=True))
 
 
 def _rows(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
