@@ -64,6 +64,7 @@ class Scorer:
         self.churn_model = snapshot.models["churn"]
         self.channel_model = snapshot.models["next_best_channel"]
         self.recommender = snapshot.models["recommender"]
+        self.forests = snapshot.forests  # compiled channel model and ranker, when built
         self.X_churn = _rows(table, self.churn_model.features_)
         self.X_channel = _rows(table, self.channel_model.features_)
         self.channels = [str(c) for c in self.channel_model.classes_]
@@ -136,7 +137,11 @@ class Scorer:
         known = pos >= 0
         if known.any():
             p = pos[known]
-            raw = self.channel_model.predict_matrix(self.X_channel[p], num_threads=self.num_threads)
+            raw = self.channel_model.predict_matrix(
+                self.X_channel[p],
+                num_threads=self.num_threads,
+                forest=self.forests.get("next_best_channel"),
+            )
             out[known] = consented(raw, self.consent[p])
         return out
 
@@ -183,6 +188,7 @@ class Scorer:
             personal=personal,
             allowed=allowed,
             num_threads=self.num_threads,
+            forest=self.forests.get("recommender"),
         )
         return Recommendations(pos, item, score, reason, rank, cold)
 

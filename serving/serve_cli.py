@@ -44,15 +44,28 @@ def snapshot_build(
             "--no-serving for a batch-only snapshot."
         ),
     ] = True,
+    compile_forests: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile-forests/--no-compile-forests",
+            help="Compile the channel model and the ranker to machine code for faster batch "
+            "scoring (same results; ~0.1 s a tree). Default: from 100,000 customers.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Build a snapshot from the @champion models and the events store."""
     with user_errors():
-        path = build(ctx.obj, as_of, refresh_recommender, serving)
+        path = build(ctx.obj, as_of, refresh_recommender, serving, compile_forests)
     console.print(f"snapshot: {path}")
 
 
 def build(
-    settings, as_of: str | None = None, refresh_recommender: bool = True, serving: bool = True
+    settings,
+    as_of: str | None = None,
+    refresh_recommender: bool = True,
+    serving: bool = True,
+    compile_forests: bool | None = None,
 ) -> Path:
     """Build and report a snapshot (shared by `omni snapshot build`, `omni serve`, the main
     job)."""
@@ -60,7 +73,9 @@ def build(
 
     with step("build the online snapshot"):
         try:
-            return build_snapshot(settings, as_of, refresh_recommender, say, serving)
+            return build_snapshot(
+                settings, as_of, refresh_recommender, say, serving, compile_forests
+            )
         except SnapshotError as exc:
             raise fail(str(exc)) from None
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.schema import CHANNELS
+from training.compiled_forest import CompiledForest
 from training.recs.candidates import REASONS, CandidateTable, Customers, resolve_customers
 from training.recs.data import Catalogue, History
 from training.recs.snapshot import Snapshot
@@ -103,12 +104,14 @@ class BaseRecommender:
         personal: CandidateTable | None = None,
         allowed: np.ndarray | None = None,
         num_threads: int = 1,
+        forest: CompiledForest | None = None,
     ) -> tuple[np.ndarray, ...]:
         """The array form of :meth:`recommend` (what serving and batch scoring call):
         customer codes (-1 unknown), store / channel context codes (-1 none), sorted
-        excluded ``pos * n_items + item`` keys; ``personal`` / ``allowed`` as in the
-        model's ``_score``. Returns (pos, item, score, reason code, rank from 0), sorted
-        by pos then rank, in chunks of ``CHUNK`` customers."""
+        excluded ``pos * n_items + item`` keys; ``personal`` / ``allowed`` / ``forest``
+        (the compiled ranker) as in the model's ``_score``. Returns (pos, item, score,
+        reason code, rank from 0), sorted by pos then rank, in chunks of ``CHUNK``
+        customers."""
         if not hasattr(self, "snapshot_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")
         if k < 1:
@@ -117,6 +120,8 @@ class BaseRecommender:
         extra: dict = {"num_threads": num_threads} if num_threads != 1 else {}
         if allowed is not None:
             extra["allowed"] = allowed
+        if forest is not None:
+            extra["forest"] = forest
         parts = []
         for lo in range(0, len(codes), CHUNK):
             sl = slice(lo, lo + CHUNK)
