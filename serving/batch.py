@@ -121,8 +121,10 @@ def run_batch(
             [old_c[~old_c["customer_id"].isin(rescored)], customers], ignore_index=True
         )
         recs = pd.concat([old_r[~old_r["customer_id"].isin(rescored)], recs], ignore_index=True)
-    customers = customers.sort_values("customer_id", kind="stable", ignore_index=True)
-    recs = recs.sort_values(["customer_id", "rank"], kind="stable", ignore_index=True)
+    if previous is not None or not scorer.ids.is_monotonic_increasing:
+        # else already in order: scored in id order, each customer's products by rank
+        customers = customers.sort_values("customer_id", kind="stable", ignore_index=True)
+        recs = recs.sort_values(["customer_id", "rank"], kind="stable", ignore_index=True)
     return finish(out, snapshot, customers, recs, k, len(rescore), previous is not None, seconds)
 
 

@@ -66,7 +66,10 @@ class Scorer:
         self.recommender = snapshot.models["recommender"]
         self.forests = snapshot.forests  # compiled channel model and ranker, when built
         self.X_churn = _rows(table, self.churn_model.features_)
-        self.X_channel = _rows(table, self.channel_model.features_)
+        if list(self.channel_model.features_) == list(self.churn_model.features_):
+            self.X_channel = self.X_churn  # the same columns: one matrix (read-only use)
+        else:
+            self.X_channel = _rows(table, self.channel_model.features_)
         self.channels = [str(c) for c in self.channel_model.classes_]
         self.consent = _consent(table, self.channels)
         rec = self.recommender
@@ -243,10 +246,19 @@ class Scorer:
         )
 
 
+ROW_BLOCK = 65_536
+"""Rows of the feature table converted at a time by :func:`_rows`."""
+
+
 def _rows(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
     """The model's matrix (:func:`training.classifiers.model_matrix`), C-contiguous so that
-    a request's row is one contiguous slice."""
-    return np.ascontiguousarray(model_matrix(table, features))
+    a request's row is one contiguous slice. Converted in row blocks straight into the
+    result: pandas gives column-major blocks, and one whole-table copy plus its transpose
+    would fault in twice the memory (seconds at a million customers)."""
+    out = np.empty((len(table), len(features)), np.float32)
+    for lo in range(0, len(table), ROW_BLOCK):
+        out[lo : lo + ROW_BLOCK] = model_matrix(table.iloc[lo : lo + ROW_BLOCK], features)
+    return out
 
 
 def _consent(table: pd.DataFrame, channels: Sequence[str]) -> np.ndarray:

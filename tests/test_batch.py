@@ -35,6 +35,9 @@ def test_scores_every_customer_like_the_service(home, snapshot):
     assert out["model_versions"] == snapshot.versions
     assert (recs.groupby("customer_id").size() <= 10).all()
     assert not recs.duplicated(["customer_id", "product_id"]).any()
+    assert customers["customer_id"].is_monotonic_increasing
+    in_order = recs.sort_values(["customer_id", "rank"], kind="stable", ignore_index=True)
+    pd.testing.assert_frame_equal(recs, in_order)
     # the same numbers as the scorer the service runs (one request at a time here)
     ids = list(customers["customer_id"].sample(25, random_state=0))
     served, served_recs = Scorer(snapshot, ranked_lists=10).score_frames(ids, k=10)
@@ -67,6 +70,7 @@ def test_only_changed_rescored_customers_with_new_events(home):
     assert changed & set(customers.index) <= rescored
     assert result["rescored"] == len(rescored) < len(customers)
     assert f"{len(rescored):,} of" in res.stdout
+    assert result["customers"]["customer_id"].is_monotonic_increasing  # merged, then sorted
 
 
 def test_spark_engine_equals_the_local_engine(home):
