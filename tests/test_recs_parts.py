@@ -184,6 +184,31 @@ def test_top_n_is_exact_when_blas_rounding_blurs_the_cut():
     np.testing.assert_array_equal(got[1], want[1])
 
 
+def test_pair_table_dense_lookups_equal_searched_ones(monkeypatch):
+    import pickle
+
+    from training.recs import tables
+
+    rng = np.random.default_rng(3)
+    t = PairTable.count(rng.integers(0, 40, 3000), rng.integers(0, 25, 3000), n_cols=25)
+    rows = rng.integers(-2, 45, 5000)  # unknown (-1, -2) and rows past the table
+    cols = rng.integers(-1, 25, 5000)
+    for missing in (0.0, np.nan):
+        searched = t.get("count", rows, cols, missing)
+        monkeypatch.setattr(tables, "DENSE_FROM", 1)
+        dense = t.get("count", rows, cols, missing)
+        monkeypatch.setattr(tables, "DENSE_FROM", 10**9)
+        np.testing.assert_array_equal(dense, searched)
+    assert len(t._dense) == 2  # one copy per missing value, NaN included
+    copy = pickle.loads(pickle.dumps(t))
+    assert copy._dense == {} and np.array_equal(copy.keys, t.keys)
+    np.testing.assert_array_equal(
+        copy.get("count", rows, cols, 0.0), t.get("count", rows, cols, 0.0)
+    )
+    monkeypatch.setattr(tables, "DENSE_MAX_CELLS", 10)  # too many cells: searched instead
+    assert copy._dense_column("count", 0.0) is None
+
+
 def test_pair_table_and_top_per_row():
     t = PairTable.count(np.array([2, 0, 2, 2]), np.array([5, 1, 5, 3]), n_cols=10)
     assert t.keys.tolist() == [1, 23, 25]

@@ -1,14 +1,22 @@
 """Sparse keyed tables: values per (row, column) pair, looked up without Python loops.
 
 A pair is the int64 key ``row * n_cols + col``; keys are kept sorted, so a batch of
-lookups is one ``searchsorted`` and one row's pairs are one contiguous slice.
+lookups is one ``searchsorted`` and one row's pairs are one contiguous slice. Large
+batches of lookups on a table of few cells read a dense copy of the column instead (one
+memory access a lookup instead of a binary search; the same values).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+
+DENSE_FROM = 20_000
+"""Lookups in one :meth:`PairTable.get` call from which a dense copy is worth building."""
+DENSE_MAX_CELLS = 32_000_000
+"""Largest rows x columns given a dense copy (128 MB of float32)."""
 
 
 @dataclass
@@ -18,6 +26,10 @@ class PairTable:
     keys: np.ndarray  # int64, sorted, distinct
     n_cols: int
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    _dense: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def count(
@@ -28,6 +40,13 @@ class PairTable:
         uniq, inv = np.unique(keys, return_inverse=True)
         value = np.bincount(inv, weights=weights, minlength=len(uniq)).astype(np.float32)
         return cls(uniq, n_cols, {"count": value})
+
+    def __getstate__(self) -> dict:
+        """Pickled without the dense copies and the lock (rebuilt on demand)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_dense", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _dense={}, _lock=threading.Lock())
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -43,11 +62,32 @@ class PairTable:
 
     def get(self, name: str, rows: np.ndarray, cols: np.ndarray, missing: float) -> np.ndarray:
         """Column ``name`` for each pair, ``missing`` where the pair is absent."""
+        dense = self._dense_column(name, missing) if len(rows) >= DENSE_FROM else None
+        if dense is not None:
+            ok = (rows >= 0) & (rows < dense.shape[0]) & (cols >= 0)
+            out = np.full(len(rows), missing, dtype=dense.dtype)
+            out[ok] = dense[rows[ok], cols[ok]]
+            return out
         pos = self.find(rows, cols)
         values = self.columns[name]
         out = np.full(len(pos), missing, dtype=values.dtype)
         out[pos >= 0] = values[pos[pos >= 0]]
         return out
+
+    def _dense_column(self, name: str, missing: float) -> np.ndarray | None:
+        """Column ``name`` as a (rows, n_cols) array filled with ``missing`` (built once;
+        None when the table has more than :data:`DENSE_MAX_CELLS` cells)."""
+        n_rows = int(self.keys[-1] // self.n_cols) + 1 if len(self.keys) else 0
+        if n_rows * self.n_cols > DENSE_MAX_CELLS:
+            return None
+        with self._lock:  # ranker features call this from several threads
+            key = (name, repr(float(missing)))  # repr: NaN equals itself
+            if key not in self._dense:
+                values = self.columns[name]
+                dense = np.full((n_rows, self.n_cols), missing, dtype=values.dtype)
+                dense.ravel()[self.keys] = values
+                self._dense[key] = dense
+            return self._dense[key]
 
     def slices(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every pair of the given rows: (index into ``rows``, position in the table)."""
