@@ -111,7 +111,7 @@ def top_n(
     out_scores = np.full((len(users), n), -np.inf, dtype=np.float32)
     if n == 0 or len(users) == 0:
         return out_items, out_scores
-    search = _SearchSpace.of(item_factors)
+    search = _SearchSpace.cached(item_factors)
 
     def run(lo: int) -> tuple[slice, tuple[np.ndarray, np.ndarray]]:
         rows = slice(lo, min(lo + block, len(users)))
@@ -151,6 +151,18 @@ class _SearchSpace:
     complete: bool  # every item is in the search
 
     @classmethod
+    def cached(cls, item_factors: np.ndarray) -> _SearchSpace:
+        """:meth:`of`, kept for the last factor array seen (batch scoring calls
+        :func:`top_n` once a chunk with the same item factors; ~40 ms a call at 50,000
+        items). Factor arrays are never changed in place, only replaced."""
+        last = _LAST_SEARCH
+        if last and last[0] is item_factors:
+            return last[1]
+        search = cls.of(item_factors)
+        _LAST_SEARCH[:] = [item_factors, search]
+        return search
+
+    @classmethod
     def of(cls, item_factors: np.ndarray) -> _SearchSpace:
         codes = np.flatnonzero(np.any(item_factors != 0, axis=1)).astype(np.int32)
         width = -(-len(codes) // GROUPS)
@@ -170,6 +182,9 @@ class _SearchSpace:
             float(norms.max(initial=0.0)),
             len(codes) == item_factors.shape[0],
         )
+
+
+_LAST_SEARCH: list = []  # [item_factors, its _SearchSpace]: see _SearchSpace.cached
 
 
 def _excluded_pairs(exclude: sp.csr_matrix | None, rows: slice) -> tuple[np.ndarray, np.ndarray]:
