@@ -125,7 +125,7 @@ def forest_booster(models: dict[str, Any], key: str):
 
 
 def _load_forests(path: Path, models: dict[str, Any], keys: list[str]) -> dict[str, Any]:
-    """The snapshot's compiled forests that fit this CPU (on another CPU, a note on
+    """The snapshot's compiled forests that fit this CPU and compiler (else a note on
     stderr: scoring then runs LightGBM's own predict, with the same results)."""
     import sys
 
@@ -136,9 +136,9 @@ def _load_forests(path: Path, models: dict[str, Any], keys: list[str]) -> dict[s
         forest = compile_forest(forest_booster(models, key), path / "forests", build=False)
         if forest is None:
             print(
-                f"note: {path / 'forests'} holds the {FORESTS[key]} compiled for another CPU; "
-                "scoring uses LightGBM's predict (same results, slower). Rebuild the snapshot "
-                "on this machine to compile it here.",
+                f"note: {path / 'forests'} has no {FORESTS[key]} compiled for this CPU and "
+                "compiler version; scoring uses LightGBM's predict (same results, slower). "
+                "Rebuild the snapshot on this machine to compile it here.",
                 file=sys.stderr,
             )
         else:

@@ -29,13 +29,15 @@ BLOCK_TREES = 34
 class CompiledForest:
     """A booster's trees as native code: :meth:`predict_raw` equals LightGBM's raw scores."""
 
-    def __init__(self, model: Any, n_classes: int) -> None:
+    def __init__(self, model: Any) -> None:
         self._model = model
-        self.n_classes = n_classes
 
     def predict_raw(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
-        """Raw scores per row of ``X`` (float64; (rows, classes) when multiclass)."""
-        return self._model.predict(X, n_jobs=num_threads or os.cpu_count())
+        """Raw scores per row of ``X`` (float64; (rows, classes) when multiclass) on
+        ``num_threads`` threads (0: one per core)."""
+        from training.recs.parallel import threads  # training.recs imports this module
+
+        return self._model.predict(X, n_jobs=threads(num_threads))
 
 
 def compile_forest(booster: Any, cache_dir: Path, build: bool = True) -> CompiledForest | None:
@@ -50,15 +52,16 @@ def compile_forest(booster: Any, cache_dir: Path, build: bool = True) -> Compile
     cached = cache_dir / f"forest-{_digest(text)}.o"
     if not cached.exists() and not build:
         return None
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
-        model_file = Path(tmp) / "model.txt"
+    with tempfile.TemporaryDirectory() as tmp:  # not in the cache: it may be read-only
+        model_file = Path(tmp) / "model.txt"  # lleaves parses it when compiling
         model_file.write_text(text)
         model = lleaves.Model(model_file=str(model_file))
         if cached.exists():
             model.compile(cache=str(cached), raw_score=True)
-        else:
-            staged = Path(tmp) / cached.name  # written whole, then renamed into place
+            return CompiledForest(model)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache_dir) as staging:
+            staged = Path(staging) / cached.name  # written whole, then renamed into place
             original = codegen._populate_instruction_block
             codegen._populate_instruction_block = _sequential_block
             try:
@@ -66,7 +69,7 @@ def compile_forest(booster: Any, cache_dir: Path, build: bool = True) -> Compile
             finally:
                 codegen._populate_instruction_block = original
             os.replace(staged, cached)
-    return CompiledForest(model, model.num_model_per_iteration())
+    return CompiledForest(model)
 
 
 def _digest(model_text: str) -> str:
