@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from training.recs import als
 from training.recs.als import ALSParams, _best_positions, fit_als, pair_scores, top_n
 from training.recs.candidates import Candidates, resolve_customers
 from training.recs.data import History
@@ -100,14 +101,15 @@ def test_als_recovers_two_blocks_and_top_n_skips_excluded():
     )
 
 
-def test_top_n_batch_equals_one_by_one():
+@pytest.mark.parametrize("screen", [False, True])
+def test_top_n_batch_equals_one_by_one(screen):
     rng = np.random.default_rng(2)
-    user_f = rng.normal(size=(150, 64)).astype(np.float32)
+    user_f = rng.normal(size=(250, 64)).astype(np.float32)
     item_f = rng.normal(size=(3000, 64)).astype(np.float32)
-    users = np.arange(150)
-    items, scores = top_n(user_f, item_f, users, 10)
-    for u in (0, 17, 63, 64, 100, 149):
-        i1, s1 = top_n(user_f, item_f, users[u : u + 1], 10)
+    users = np.arange(250)
+    items, scores = top_n(user_f, item_f, users, 10, screen=screen)
+    for u in (0, 17, 63, 64, 100, 239, 240, 249):
+        i1, s1 = top_n(user_f, item_f, users[u : u + 1], 10, screen=not screen)
         np.testing.assert_array_equal(i1[0], items[u])
         np.testing.assert_array_equal(s1[0], scores[u])
 
@@ -129,11 +131,14 @@ def _top_n_by_brute_force(user_f, item_f, users, n, exclude=None):
     return items, scores
 
 
-def test_top_n_equals_brute_force_with_ties_zero_factors_and_exclusions():
-    # the shortlist is found on BLAS scores, ranked on pair scores: ties at its cut
-    # (duplicated items), items nobody bought (zero factors, left out of the search),
-    # a user with zero factors (every score 0) and one who bought nearly everything
-    # must still give the brute-force answer (batch scoring issue: ALS shortlist speed)
+@pytest.mark.parametrize("screen, cap", [(False, 1024), (True, 1024), (True, 40)])
+def test_top_n_equals_brute_force_with_ties_zero_factors_and_exclusions(screen, cap, monkeypatch):
+    # the shortlist is found on BLAS or screening-kernel scores, ranked on pair scores:
+    # ties at its cut (duplicated items), items nobody bought (zero factors, left out of
+    # the search), a user with zero factors (every score 0) and one who bought nearly
+    # everything must still give the brute-force answer (batch scoring issue: ALS
+    # shortlist speed); a small kernel cap sends many users to the BLAS way
+    monkeypatch.setattr(als, "SCREEN_CAP", cap)
     rng = np.random.default_rng(3)
     n_users, n_items = 60, 2000
     item_f = rng.normal(size=(n_items, 16)).astype(np.float32)
@@ -148,11 +153,11 @@ def test_top_n_equals_brute_force_with_ties_zero_factors_and_exclusions():
     exclude = sp.csr_matrix(dense.astype(np.float32))
     users = np.arange(n_users)
     for n, ex in ((10, None), (10, exclude), (70, exclude), (n_items, None)):
-        got = top_n(user_f, item_f, users, n, exclude=ex)
+        got = top_n(user_f, item_f, users, n, exclude=ex, screen=screen)
         want = _top_n_by_brute_force(user_f, item_f, users, n, ex)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
-    items, _ = top_n(user_f, item_f, users[5:6], 10)
+    items, _ = top_n(user_f, item_f, users[5:6], 10, screen=screen)
     assert items[0].tolist() == list(range(10))  # all scores 0: lowest codes
 
 
@@ -169,7 +174,8 @@ def test_best_positions_finds_each_rows_largest_scores():
         assert all(len(set(row)) == d for row in best.tolist())
 
 
-def test_top_n_is_exact_when_blas_rounding_blurs_the_cut():
+@pytest.mark.parametrize("screen", [False, True])
+def test_top_n_is_exact_when_blas_rounding_blurs_the_cut(screen):
     # many near-equal scores: BLAS and pair scores disagree in the last bits, so the
     # shortlist alone could miss an item; the bound check sends such users to the exact path
     rng = np.random.default_rng(4)
@@ -178,7 +184,7 @@ def test_top_n_is_exact_when_blas_rounding_blurs_the_cut():
     item_f = (base + noise).astype(np.float32)
     user_f = np.repeat(base, 8, axis=0) + rng.normal(scale=1e-3, size=(8, 64)).astype(np.float32)
     users = np.arange(8)
-    got = top_n(user_f, item_f, users, 20)
+    got = top_n(user_f, item_f, users, 20, screen=screen)
     want = _top_n_by_brute_force(user_f, item_f, users, 20)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])

@@ -8,6 +8,7 @@ then ranks by those pair scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,6 +23,16 @@ SLACK = 16
 """Items :func:`top_n` rescores beyond n per user: enough for the n-th exact score to
 clear the shortlist's cut by more than the rounding bound (no user of a 20,000-user
 sample of the batch benchmark's data needed the exact fallback with 10)."""
+SCREEN_FROM = 8192
+"""Searched items from which :func:`top_n` shortlists with the native screening kernel
+(:mod:`training.recs.screen_kernel`) instead of a BLAS product and a partition."""
+SCREEN_BLOCK = 240
+"""Users per kernel call (a multiple of its 6-user register block)."""
+PROBE = 2048
+"""Items whose scores set each user's screening threshold: those of largest factor norm
+(on the batch benchmark's data a user then keeps ~200 of 50,000 items; 1,024: ~420)."""
+SCREEN_CAP = 1024
+"""Items the kernel may keep per user; a user past it is shortlisted the BLAS way."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +93,9 @@ def top_n(
     users: np.ndarray,
     n: int,
     exclude: sp.csr_matrix | None = None,
-    block: int = BLOCK,
+    block: int | None = None,
     num_threads: int = 0,
+    screen: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``n`` items per user by factor dot product: (items int32, scores float32),
     each (len(users), n), best first (ties: lower item code first). Items stored in row
@@ -96,7 +108,10 @@ def top_n(
 
     1. a BLAS product scores every item with a non-zero factor vector (the others score
        exactly 0), excluded items set to -inf, and :func:`_best_positions` shortlists
-       the ``n + SLACK`` best by that score;
+       the ``n + SLACK`` best by that score; or, with ``screen`` (default: from
+       ``SCREEN_FROM`` searched items and ``SCREEN_BLOCK`` users), the native kernel keeps only the items that
+       reach a threshold known to let the ``n + SLACK`` best through
+       (:func:`_screened_block`), and the shortlist is taken from those;
     2. the shortlist is rescored with :func:`pair_scores` and sorted;
     3. the result is kept only when provably exact: its n-th score beats, by more than
        the rounding gap between the two products (:func:`rounding_bound`), the lowest BLAS
@@ -112,11 +127,17 @@ def top_n(
     if n == 0 or len(users) == 0:
         return out_items, out_scores
     search = _SearchSpace.cached(item_factors)
+    if screen is None:  # a real-time request (a few users) stays on the BLAS way
+        screen = len(search.codes) >= SCREEN_FROM and len(users) >= SCREEN_BLOCK
+    find = _screened_block if screen else _top_n_block
+    if screen:
+        search.prepare_screening()  # once here, not in each thread
+    block = block or (SCREEN_BLOCK if screen else BLOCK)
 
     def run(lo: int) -> tuple[slice, tuple[np.ndarray, np.ndarray]]:
         rows = slice(lo, min(lo + block, len(users)))
         excluded = _excluded_pairs(exclude, rows)
-        return rows, _top_n_block(user_factors, item_factors, search, users[rows], n, excluded)
+        return rows, find(user_factors, item_factors, search, users[rows], n, excluded)
 
     with threadpool_limits(1, "blas"):
         for rows, (items, scores) in thread_map(run, range(0, len(users), block), num_threads):
@@ -149,6 +170,29 @@ class _SearchSpace:
     width: int
     max_norm: float
     complete: bool  # every item is in the search
+
+    def prepare_screening(self) -> None:
+        """Build :attr:`tiles` and :attr:`probe` now (they are built on first use)."""
+        self.tiles, self.probe  # noqa: B018
+
+    @cached_property
+    def tiles(self) -> np.ndarray:
+        """The searched items' factors (column order) laid out for the screening kernel."""
+        from training.recs.screen_kernel import pack_tiles
+
+        return pack_tiles(self.factors_t[:, : len(self.codes)].T)
+
+    @cached_property
+    def probe(self) -> tuple[np.ndarray, np.ndarray]:
+        """(factors (d, P), probe column per searched column or -1) of the ``PROBE``
+        searched items of largest factor norm (ties: lower column), P <= a quarter of
+        the search."""
+        factors = self.factors_t[:, : len(self.codes)]
+        norms = np.linalg.norm(factors.astype(np.float64), axis=0)
+        chosen = np.sort(np.argsort(-norms, kind="stable")[: min(PROBE, len(self.codes) // 4)])
+        column = np.full(len(self.codes), -1, np.int64)
+        column[chosen] = np.arange(len(chosen))
+        return np.ascontiguousarray(factors[:, chosen]), column
 
     @classmethod
     def cached(cls, item_factors: np.ndarray) -> _SearchSpace:
@@ -206,23 +250,106 @@ def _top_n_block(
     n: int,
     excluded: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`top_n` for one block of users (``excluded``: (row, item) pairs)."""
+    """:func:`top_n` for one block of users (``excluded``: (row, item) pairs), shortlisted
+    with a BLAS product of every searched item."""
+    n_search = len(search.codes)
+    if not n_search:
+        return _finish(user_factors, item_factors, search, users, n, excluded, None)
+    blas = user_factors[users] @ search.factors_t
+    blas[:, n_search:] = -np.inf
+    rows, column = excluded[0], search.position[excluded[1]]
+    searched = column >= 0
+    blas[rows[searched], column[searched]] = -np.inf
+    short = _best_positions(blas, min(n + SLACK, n_search), search.width)
+    short_blas = np.take_along_axis(blas, short, axis=1)
+    shortlist = (search.column_item[short], short_blas)
+    return _finish(user_factors, item_factors, search, users, n, excluded, shortlist)
+
+
+def _screened_block(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    search: _SearchSpace,
+    users: np.ndarray,
+    n: int,
+    excluded: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_n` for one block of users, shortlisted with the screening kernel.
+
+    A user's threshold is the m-th best (m = n + SLACK) BLAS score among the allowed
+    probe items, lowered by the rounding bound: m allowed items then score at least
+    that in the kernel too, so its m best lie among the items kept, and any item not
+    kept scores below all of them. Users whose kept items overflow ``SCREEN_CAP`` are
+    shortlisted by :func:`_top_n_block`."""
+    from training.recs.screen_kernel import screen
+
+    n_search = len(search.codes)
+    m = min(n + SLACK, n_search)
+    factors = user_factors[users]
+    probe_factors, probe_column = search.probe
+    rows, column = excluded[0], search.position[excluded[1]]
+    searched = column >= 0
+    rows, column = rows[searched], column[searched]
+    if probe_factors.shape[1] >= m:
+        probe = factors @ probe_factors
+        at = probe_column[column]
+        probe[rows[at >= 0], at[at >= 0]] = -np.inf
+        cut = np.partition(probe, probe.shape[1] - m, axis=1)[:, probe.shape[1] - m]
+        limit = cut - rounding_bound(factors, search.max_norm)
+    else:
+        limit = np.full(len(users), -np.inf)
+    limit32 = limit.astype(np.float32)
+    limit32 = np.where(limit32 > limit, np.nextafter(limit32, np.float32(-np.inf)), limit32)
+    columns, scores, counts = screen(factors, search.tiles, limit32, SCREEN_CAP)
+    width = int(min(counts.max(initial=0), SCREEN_CAP))
+    columns, scores = columns[:, :width], scores[:, :width]
+    valid = np.arange(width) < np.minimum(counts, SCREEN_CAP)[:, None]
+    valid &= columns < n_search  # the last tile's zero padding
+    kept_at = np.flatnonzero(valid.ravel())  # row-major: (row, column) ascending
+    if len(rows) and len(kept_at):
+        key = (kept_at // max(width, 1)) * n_search + columns.ravel()[kept_at]
+        drop = rows * n_search + column
+        hit = np.minimum(np.searchsorted(key, drop), len(key) - 1)
+        hit = hit[key[hit] == drop]
+        valid.ravel()[kept_at[hit]] = False
+    scores = np.where(valid, scores, -np.inf)
+    if width > m:
+        best = np.argpartition(scores, width - m, axis=1)[:, width - m :]
+        columns = np.take_along_axis(columns, best, axis=1)
+        scores = np.take_along_axis(scores, best, axis=1)
+    shortlist = (search.column_item[np.where(np.isfinite(scores), columns, 0)], scores)
+    items, best_scores = _finish(user_factors, item_factors, search, users, n, excluded, shortlist)
+    over = np.flatnonzero(counts > SCREEN_CAP)
+    if len(over):
+        mine = np.isin(excluded[0], over)
+        redo = (np.searchsorted(over, excluded[0][mine]), excluded[1][mine])
+        items[over], best_scores[over] = _top_n_block(
+            user_factors, item_factors, search, users[over], n, redo
+        )
+    return items, best_scores
+
+
+def _finish(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    search: _SearchSpace,
+    users: np.ndarray,
+    n: int,
+    excluded: tuple[np.ndarray, np.ndarray],
+    shortlist: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A block's lists from its shortlist (item codes, approximate scores, (users, width);
+    -inf: no item): rescored with :func:`pair_scores` and sorted, kept where provably
+    exact (see :func:`top_n`), every other user scored against every item."""
     items = np.full((len(users), n), -1, dtype=np.int32)
     scores = np.full((len(users), n), -np.inf, dtype=np.float32)
     exact = np.zeros(len(users), bool)
-    n_search = len(search.codes)
-    if n_search:
-        blas = user_factors[users] @ search.factors_t
-        blas[:, n_search:] = -np.inf
-        rows, column = excluded[0], search.position[excluded[1]]
-        searched = column >= 0
-        blas[rows[searched], column[searched]] = -np.inf
-        n_allowed = n_search - np.bincount(rows[searched], minlength=len(users))
-        short = _best_positions(blas, min(n + SLACK, n_search), search.width)
-        short_blas = np.take_along_axis(blas, short, axis=1)
-        short = search.column_item[short]
-        kept = short_blas > -np.inf
-        cut = np.where(kept, short_blas, np.inf).min(axis=1)
+    if shortlist is not None:
+        short, approx = shortlist
+        searched = search.position[excluded[1]] >= 0
+        n_allowed = len(search.codes) - np.bincount(excluded[0][searched], minlength=len(users))
+        kept = approx > -np.inf
+        cut = np.where(kept, approx, np.inf).min(axis=1)
         score = np.full(short.shape, -np.inf, np.float32)
         score[kept] = pair_scores(
             user_factors, item_factors, np.repeat(users, kept.sum(axis=1)), short[kept]
