@@ -109,15 +109,16 @@ def top_n(
     1. a BLAS product scores every item with a non-zero factor vector (the others score
        exactly 0), excluded items set to -inf, and :func:`_best_positions` shortlists
        the ``n + SLACK`` best by that score; or, with ``screen`` (default: from
-       ``SCREEN_FROM`` searched items and ``SCREEN_BLOCK`` users), the native kernel keeps only the items that
-       reach a threshold known to let the ``n + SLACK`` best through
-       (:func:`_screened_block`), and the shortlist is taken from those;
+       ``SCREEN_FROM`` searched items and ``SCREEN_BLOCK`` users), the native kernel
+       keeps only the items reaching a threshold that lets the ``n + SLACK`` best
+       through (:func:`_screened_block`), and the shortlist is taken from those;
     2. the shortlist is rescored with :func:`pair_scores` and sorted;
     3. the result is kept only when provably exact: its n-th score beats, by more than
-       the rounding gap between the two products (:func:`rounding_bound`), the lowest BLAS
-       score shortlisted (what any item not shortlisted can reach), and beats 0 when some
-       items were left out of the search for their zero factors. Other users (ties or
-       near-ties at the cut, lists shorter than n) are scored exactly against every item.
+       the rounding gap between the two products (:func:`rounding_bound`), the lowest
+       shortlisted score of the first product (what any item not shortlisted can
+       reach), and beats 0 when some items were left out of the search for their zero
+       factors. Other users (ties or near-ties at the cut, lists shorter than n) are
+       scored exactly against every item.
     """
     from threadpoolctl import threadpool_limits
 
