@@ -6,14 +6,16 @@ training, batch scoring and serving. It returns one row per customer (index
 :func:`features.registry.customer_features`, in order, with their dtypes. The
 point-in-time and missing-value rules are in :mod:`features.registry`.
 
-Every family is a handful of grouped numpy operations over the whole event log:
-counts per (customer, cell, window band) are one ``bincount``, last-seen times one
-``minimum.at``, distinct days / stores / orders one sort of int64 keys.
+Every family is a handful of grouped operations over the whole event log: counts per
+(customer, cell, window band) are one compiled scatter loop, last-seen times another,
+distinct days / stores / orders one sort of int64 keys. The engagement families run on
+a second thread beside the purchase ones (the scatter loops and sorts release the GIL).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -42,6 +44,8 @@ _RESPONSES = ("open", "click", "redeem")
 Progress = Callable[[str], None]
 N_STEPS = 9
 """Progress callbacks a build makes (one per step), for progress bars."""
+FAMILY_THREADS = 2
+"""Threads the families run on: engagement counts beside the purchase chain."""
 
 
 def build_customer_features(
@@ -75,28 +79,41 @@ def features_from_encoded(
     tick = progress or (lambda _: None)
     with reuse_freed_memory():
         c = cut(enc, as_of, windows)
-        cols: dict[str, np.ndarray] = {}
         pair = c.channel.astype(np.int16) * N_ET + c.event_type
-        cols |= _event_counts(c, pair)
-        tick("event counts per window")
-        cols |= _channel_counts(c, pair)
-        tick("channel mix and response rates")
-        last = _recency(c, pair, cols)
-        tick("recency")
-        orders = _Orders(c)
-        cols |= orders.features(last)
-        tick("orders and purchase gaps")
-        cols |= _money(c, orders)
-        del orders  # its per-line arrays: free them before the next families
-        tick("spend, returns, discounts")
-        cols |= _online_days(c, pair)
-        tick("online days")
-        cols |= _store_visits(c, pair)
-        tick("store visits")
+        with ThreadPoolExecutor(FAMILY_THREADS) as pool:  # the heavy loops release the GIL
+            engagement = pool.submit(_engagement_families, c, pair, tick)
+            cols = _purchase_families(c, pair, tick)
+            cols |= engagement.result()
         cols |= _attributes(c)
         out = assemble(cols, customer_features(c.windows), c.ids)
         tick("assembled the table")
         return out
+
+
+def _engagement_families(c: Cut, pair: np.ndarray, tick: Progress) -> dict[str, np.ndarray]:
+    """Event counts, channel mix, online days and store visits (independent of orders)."""
+    cols = _event_counts(c, pair)
+    tick("event counts per window")
+    cols |= _channel_counts(c, pair)
+    tick("channel mix and response rates")
+    cols |= _online_days(c, pair)
+    tick("online days")
+    cols |= _store_visits(c, pair)
+    tick("store visits")
+    return cols
+
+
+def _purchase_families(c: Cut, pair: np.ndarray, tick: Progress) -> dict[str, np.ndarray]:
+    """Recency, then orders (which need the last purchase), then money (which needs them)."""
+    cols: dict[str, np.ndarray] = {}
+    last = _recency(c, pair, cols)
+    tick("recency")
+    orders = _Orders(c)
+    cols |= orders.features(last)
+    tick("orders and purchase gaps")
+    cols |= _money(c, orders)
+    tick("spend, returns, discounts")
+    return cols
 
 
 def assemble(cols: dict[str, np.ndarray], spec: Sequence[Feature], index: pd.Index) -> pd.DataFrame:

@@ -1,13 +1,15 @@
 """Grouped numpy arithmetic over integer keys: the few primitives every builder uses.
 
-Groups are dense integer keys (cell x window band x customer ...), so a grouped count
-or sum is one ``np.bincount`` and a grouped minimum one ``np.minimum.at``; distinct
+Groups are dense integer keys (cell x window band x customer ...), so a grouped count,
+sum or minimum is one pass of a compiled scatter loop (or ``np.bincount``); distinct
 counts sort int64 keys once. No Python loop ever runs over rows.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from features import scatter
 
 NEVER = np.iinfo(np.int32).max
 """Age (seconds) of something that never happened: larger than any real age."""
@@ -20,25 +22,33 @@ def counts(key: np.ndarray, n_groups: int, weights: np.ndarray | None = None) ->
 
 
 def accumulate(key: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """Like :func:`counts`, but int32 counts (or float64 sums) accumulated in place.
-
-    ``np.add.at`` with an array of ones is as fast as ``np.bincount`` and its output is
-    half the size: less memory to fault in and to convert afterwards.
-    """
+    """Like :func:`counts`, but int32 counts (or float64 sums, added in row order) from a
+    compiled scatter loop (:mod:`features.scatter`): half the output of ``bincount`` to
+    fault in and convert, and no GIL held, so families can run on threads."""
+    key = _scatter_key(key)
     if weights is None:
         out = np.zeros(n_groups, dtype=np.int32)
-        np.add.at(out, key, np.broadcast_to(np.int32(1), key.shape))
+        scatter.count(out, key)
     else:
         out = np.zeros(n_groups, dtype=np.float64)
-        np.add.at(out, key, np.asarray(weights, dtype=np.float64))
+        scatter.add(out, key, weights)
     return out
 
 
 def minimum(key: np.ndarray, values: np.ndarray, n_groups: int, fill: int) -> np.ndarray:
     """Smallest value per group (``fill`` where a group has no row)."""
     out = np.full(n_groups, fill, dtype=values.dtype)
-    np.minimum.at(out, key, values)
+    if out.dtype in scatter.MIN_VALUES:
+        scatter.minimum(out, _scatter_key(key), values)
+    else:  # floats: numpy's NaN rules
+        np.minimum.at(out, key, values)
     return out
+
+
+def _scatter_key(key: np.ndarray) -> np.ndarray:
+    """``key`` as a contiguous int32 / int64 array (a copy only when it is not one)."""
+    key = np.ascontiguousarray(key)
+    return key if key.dtype in scatter.KEYS else key.astype(np.int64)
 
 
 def distinct(keys: np.ndarray) -> np.ndarray:

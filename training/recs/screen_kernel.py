@@ -18,7 +18,6 @@ they keep.
 from __future__ import annotations
 
 import ctypes
-import threading
 
 import numpy as np
 
@@ -32,9 +31,6 @@ UNROLL = 4
 """Factor steps per loop iteration."""
 CHUNK_TILES = 16
 """Item tiles scored for every user of a call before the next ones (64 KB of factors)."""
-
-_KERNELS: dict[int, tuple[object, object]] = {}  # factors -> (ctypes function, engine)
-_LOCK = threading.Lock()
 
 
 def pack_tiles(factors: np.ndarray) -> np.ndarray:
@@ -86,33 +82,11 @@ def screen(
 
 def _kernel(d: int):
     """The compiled kernel for ``d`` factors (compiled once per process, ~0.1 s)."""
-    with _LOCK:
-        if d not in _KERNELS:
-            _KERNELS[d] = _compile(d)
-        return _KERNELS[d][0]
+    from features.native import compiled
 
-
-def _compile(d: int) -> tuple[object, object]:
-    import llvmlite.binding as llvm
-
-    llvm.initialize()
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    module = llvm.parse_assembly(str(_module(d)))
-    module.verify()
-    machine = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
-    )
-    passes = llvm.ModulePassManager()
-    builder = llvm.PassManagerBuilder()
-    builder.opt_level = 3
-    builder.populate(passes)
-    passes.run(module)
-    engine = llvm.create_mcjit_compiler(module, machine)
-    engine.finalize_object()
+    address = compiled(f"screen-{d}", lambda: _module(d), ["screen"])["screen"]
     p, i = ctypes.c_void_p, ctypes.c_int64
-    signature = ctypes.CFUNCTYPE(None, p, i, p, i, i, p, p, p, p, i)
-    return signature(engine.get_function_address("screen")), engine
+    return ctypes.CFUNCTYPE(None, p, i, p, i, i, p, p, p, p, i)(address)
 
 
 def _module(d: int):
@@ -130,6 +104,8 @@ def _module(d: int):
         }
     """
     from llvmlite import ir
+
+    from features.native import Loops
 
     f32, i64, i32, i16, i8 = (
         ir.FloatType(),
@@ -149,9 +125,8 @@ def _module(d: int):
             arg.add_attribute("noalias")
     fmuladd = ir.Function(module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fmuladd.v8f32")
     cttz = ir.Function(module, ir.FunctionType(i16, [i16, ir.IntType(1)]), "llvm.cttz.i16")
-    entry = fn.append_basic_block("entry")  # every alloca, so they become registers
-    head = ir.IRBuilder(entry)
-    b = ir.IRBuilder(fn.append_basic_block("start"))
+    code = Loops(fn)
+    b, loop = code.b, code.loop
 
     def const(value: int, kind=i64):
         return ir.Constant(kind, value)
@@ -165,24 +140,9 @@ def _module(d: int):
     def load_vec(pointer, offset):
         return b.load(b.bitcast(b.gep(pointer, [offset]), vec.as_pointer()), align=4)
 
-    def loop(start, stop, step, body) -> None:
-        """for (i = start; i < stop; i += step) body(i); counters live in allocas (the
-        optimiser turns them into registers)."""
-        counter = head.alloca(i64)
-        b.store(start, counter)
-        test, run, done = (fn.append_basic_block() for _ in range(3))
-        b.branch(test)
-        b.position_at_end(test)
-        b.cbranch(b.icmp_signed("<", b.load(counter), stop), run, done)
-        b.position_at_end(run)
-        body(b.load(counter))
-        b.store(b.add(b.load(counter), step), counter)
-        b.branch(test)
-        b.position_at_end(done)
-
-    acc = [[head.alloca(vec) for _ in range(2)] for _ in range(USERS)]
-    spill = head.alloca(ir.ArrayType(f32, TILE))
-    pending = head.alloca(i16)
+    acc = [[code.var(vec) for _ in range(2)] for _ in range(USERS)]
+    spill = code.var(ir.ArrayType(f32, TILE))
+    pending = code.var(i16)
 
     def keep(user, tile, values, mask) -> None:
         """Write the lanes set in ``mask`` (rare: only scores at the user's limit)."""
@@ -254,6 +214,5 @@ def _module(d: int):
         loop(const(0), n_users, const(USERS), lambda group: user_group(start, end, group))
 
     loop(const(0), n_tiles, chunk, item_chunk)
-    b.ret_void()
-    head.branch(b.function.basic_blocks[1])
+    code.finish()
     return module

@@ -1,0 +1,95 @@
+"""Loops compiled to machine code at first use, with LLVM through llvmlite.
+
+Some loops have no fast numpy form: a scatter with a per-row target (``ufunc.at``
+costs ~15 ns a row and holds the GIL), or a dot product that must not write all its
+results. Such a loop is written once as LLVM IR (with :class:`Loops` for the
+bookkeeping), compiled for the host CPU in ~0.1 s the first time a process needs it,
+and called through ctypes, which releases the GIL for the call. llvmlite is already
+installed for the compiled forests (:mod:`training.compiled_forest`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_LOCK = threading.Lock()
+_COMPILED: dict[str, tuple[Any, dict[str, int]]] = {}  # name -> (engine, addresses)
+
+
+def compiled(name: str, build: Callable[[], Any], functions: list[str]) -> dict[str, int]:
+    """Addresses of ``functions`` in the module ``build()`` returns (an ``llvmlite.ir``
+    module), compiled at -O3 for the host CPU once per process under ``name``."""
+    with _LOCK:
+        if name not in _COMPILED:
+            engine = _compile(build())
+            _COMPILED[name] = (engine, {f: engine.get_function_address(f) for f in functions})
+        return _COMPILED[name][1]
+
+
+def _compile(module: Any) -> Any:
+    import llvmlite.binding as llvm
+
+    llvm.initialize()
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    parsed = llvm.parse_assembly(str(module))
+    parsed.verify()
+    machine = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
+    )
+    passes = llvm.ModulePassManager()
+    builder = llvm.PassManagerBuilder()
+    builder.opt_level = 3
+    builder.populate(passes)
+    passes.run(parsed)
+    engine = llvm.create_mcjit_compiler(parsed, machine)
+    engine.finalize_object()
+    return engine
+
+
+class Loops:
+    """An ``llvmlite.ir`` function under construction, with C-like helpers: variables
+    are allocas in the entry block (the optimiser turns them into registers) and
+    :meth:`loop` is a counted ``for``. :meth:`finish` closes the function."""
+
+    def __init__(self, fn: Any) -> None:
+        from llvmlite import ir
+
+        self.fn = fn
+        self.head = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.body = fn.append_basic_block("start")
+        self.b = ir.IRBuilder(self.body)
+
+    def var(self, kind: Any, initial: Any = None) -> Any:
+        """A local variable (pointer), optionally set to ``initial`` at the start."""
+        pointer = self.head.alloca(kind)
+        if initial is not None:
+            self.head.store(initial, pointer)
+        return pointer
+
+    def loop(self, start: Any, stop: Any, step: Any, body: Callable[[Any], None]) -> None:
+        """``for (i = start; i < stop; i += step) body(i)``, signed 64-bit ``i``."""
+        from llvmlite import ir
+
+        b = self.b
+        counter = self.var(ir.IntType(64))
+        b.store(start, counter)
+        test, run, done = (self.fn.append_basic_block() for _ in range(3))
+        b.branch(test)
+        b.position_at_end(test)
+        b.cbranch(b.icmp_signed("<", b.load(counter), stop), run, done)
+        b.position_at_end(run)
+        body(b.load(counter))
+        b.store(b.add(b.load(counter), step), counter)
+        b.branch(test)
+        b.position_at_end(done)
+
+    def finish(self, value: Any = None) -> None:
+        """Return ``value`` (None: void) and link the entry block to the body."""
+        if value is None:
+            self.b.ret_void()
+        else:
+            self.b.ret(value)
+        self.head.branch(self.body)
