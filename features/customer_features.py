@@ -188,7 +188,7 @@ _W_LUT = _lut(
 
 
 def _event_counts(c: Cut, pair: np.ndarray) -> dict[str, np.ndarray]:
-    """Views, messages, opens, clicks and engagements per window, in one bincount."""
+    """Views, messages, opens, clicks and engagements per window, in one grouped count."""
     nb, nc, n = len(c.windows), len(_W_CELLS) + 1, c.n
     group = np.take(_W_LUT, pair)
     group *= nb
