@@ -146,9 +146,17 @@ def _lut(cells: dict[tuple[int, int], int], default: int) -> np.ndarray:
 
 def _grouped(c: Cut, group: np.ndarray, code: np.ndarray, n_groups: int, weights=None):
     """Counts (int32) or sums (float64) per (group, customer), shape (n_groups, width)."""
-    key = np.multiply(group, c.width, dtype=np.int64)
-    key += code
+    key = _keys(group, c.width, code, n_groups * c.width)
     return k.accumulate(key, n_groups * c.width, weights).reshape(n_groups, c.width)
+
+
+def _keys(group: np.ndarray, width: int, code: np.ndarray, size: int) -> np.ndarray:
+    """``group * width + code``, int32 when every key of ``0 .. size - 1`` fits (half
+    the memory to fault in and to read), else int64."""
+    dtype = np.int32 if size <= np.iinfo(np.int32).max else np.int64
+    key = np.multiply(group, width, dtype=dtype)
+    np.add(key, code, out=key, casting="same_kind")
+    return key
 
 
 def _windows(per_band: np.ndarray, dtype) -> np.ndarray:
@@ -267,8 +275,7 @@ def _recency(c: Cut, pair: np.ndarray, out: dict[str, np.ndarray]) -> np.ndarray
     Returns the age of the last purchase in seconds (for the overdue ratio).
     """
     n, nr = c.n, _R_OTHER + 1
-    key = np.multiply(np.take(_R_LUT, pair), c.width, dtype=np.int64)
-    key += c.code
+    key = _keys(np.take(_R_LUT, pair), c.width, c.code, nr * c.width)
     last = k.minimum(key, c.age, nr * c.width, fill=k.NEVER).reshape(nr, c.width)[:, :n]
     purchase, engaged = last[0:_R_OTHER:2], last[1:_R_OTHER:2]  # (channel, customer)
     per_channel = np.minimum(purchase, engaged)
