@@ -8,14 +8,12 @@ point-in-time and missing-value rules are in :mod:`features.registry`.
 
 Every family is a handful of grouped operations over the whole event log: counts per
 (customer, cell, window band) are one compiled scatter loop, last-seen times another,
-distinct days / stores / orders one sort of int64 keys. The engagement families run on
-a second thread beside the purchase ones (the scatter loops and sorts release the GIL).
+distinct days / stores / orders one sort of int64 keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -44,8 +42,6 @@ _RESPONSES = ("open", "click", "redeem")
 Progress = Callable[[str], None]
 N_STEPS = 9
 """Progress callbacks a build makes (one per step), for progress bars."""
-FAMILY_THREADS = 2
-"""Threads the families run on: engagement counts beside the purchase chain."""
 
 
 def build_customer_features(
@@ -80,10 +76,8 @@ def features_from_encoded(
     with reuse_freed_memory():
         c = cut(enc, as_of, windows)
         pair = c.channel.astype(np.int16) * N_ET + c.event_type
-        with ThreadPoolExecutor(FAMILY_THREADS) as pool:  # the heavy loops release the GIL
-            engagement = pool.submit(_engagement_families, c, pair, tick)
-            cols = _purchase_families(c, pair, tick)
-            cols |= engagement.result()
+        cols = _engagement_families(c, pair, tick)
+        cols |= _purchase_families(c, pair, tick)
         cols |= _attributes(c)
         out = assemble(cols, customer_features(c.windows), c.ids)
         tick("assembled the table")
@@ -113,7 +107,7 @@ def _purchase_families(c: Cut, pair: np.ndarray, tick: Progress) -> dict[str, np
     tick("orders and purchase gaps")
     cols |= _money(c, orders)
     tick("spend, returns, discounts")
-    return cols
+    return cols  # orders' per-line arrays are freed here
 
 
 def assemble(cols: dict[str, np.ndarray], spec: Sequence[Feature], index: pd.Index) -> pd.DataFrame:

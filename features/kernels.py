@@ -24,7 +24,7 @@ def counts(key: np.ndarray, n_groups: int, weights: np.ndarray | None = None) ->
 def accumulate(key: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
     """Like :func:`counts`, but int32 counts (or float64 sums, added in row order) from a
     compiled scatter loop (:mod:`features.scatter`): half the output of ``bincount`` to
-    fault in and convert, and no GIL held, so families can run on threads."""
+    fault in and convert."""
     key = _scatter_key(key)
     if weights is None:
         out = np.zeros(n_groups, dtype=np.int32)
