@@ -15,16 +15,17 @@ from collections.abc import Callable
 from typing import Any
 
 _LOCK = threading.Lock()
-_COMPILED: dict[str, tuple[Any, dict[str, int]]] = {}  # name -> (engine, addresses)
+_COMPILED: dict[str, tuple[Any, Any]] = {}  # name -> (engine, its ctypes function)
 
 
-def compiled(name: str, build: Callable[[], Any], functions: list[str]) -> dict[str, int]:
-    """Addresses of ``functions`` in the module ``build()`` returns (an ``llvmlite.ir``
-    module), compiled at -O3 for the host CPU once per process under ``name``."""
+def compiled(name: str, build: Callable[[], Any], function: str, signature: Any) -> Any:
+    """``function`` of the module ``build()`` returns (an ``llvmlite.ir`` module), as a
+    ctypes function of ``signature`` (a ``ctypes.CFUNCTYPE``); compiled at -O3 for the
+    host CPU once per process under ``name``, the engine kept alive with it."""
     with _LOCK:
         if name not in _COMPILED:
             engine = _compile(build())
-            _COMPILED[name] = (engine, {f: engine.get_function_address(f) for f in functions})
+            _COMPILED[name] = (engine, signature(engine.get_function_address(function)))
         return _COMPILED[name][1]
 
 

@@ -30,7 +30,7 @@ _WITH_VALUES = ctypes.CFUNCTYPE(_I, _P, _P, _P, _I, _I)  # (out, key, values, n,
 def count(out: np.ndarray, key: np.ndarray) -> None:
     """``out[key[i]] += 1`` for every row (``out`` int32)."""
     _check(out, np.int32)
-    fn = _COUNT(_address(f"count_k{_key_bits(key)}"))
+    fn = _function(f"count_k{_key_bits(key)}", _COUNT)
     _raise_on_bad(fn(out.ctypes.data, key.ctypes.data, len(key), len(out)), len(out))
 
 
@@ -40,7 +40,7 @@ def add(out: np.ndarray, key: np.ndarray, weights: np.ndarray) -> None:
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     if weights.shape != key.shape:
         raise ValueError(f"weights {weights.shape} and keys {key.shape} differ in shape")
-    fn = _WITH_VALUES(_address(f"add_k{_key_bits(key)}"))
+    fn = _function(f"add_k{_key_bits(key)}", _WITH_VALUES)
     bad = fn(out.ctypes.data, key.ctypes.data, weights.ctypes.data, len(key), len(out))
     _raise_on_bad(bad, len(out))
 
@@ -54,7 +54,7 @@ def minimum(out: np.ndarray, key: np.ndarray, values: np.ndarray) -> None:
     if values.shape != key.shape:
         raise ValueError(f"values {values.shape} and keys {key.shape} differ in shape")
     name = f"min_v{MIN_VALUES[out.dtype]}_k{_key_bits(key)}"
-    fn = _WITH_VALUES(_address(name))
+    fn = _function(name, _WITH_VALUES)
     bad = fn(out.ctypes.data, key.ctypes.data, values.ctypes.data, len(key), len(out))
     _raise_on_bad(bad, len(out))
 
@@ -77,9 +77,9 @@ def _raise_on_bad(bad: int, n_groups: int) -> None:
         raise IndexError(f"{bad} group keys outside 0 .. {n_groups - 1}")
 
 
-def _address(function: str) -> int:
-    """The compiled loop ``function`` (each compiled on its first call in a process)."""
-    return compiled(f"scatter-{function}", lambda: _module(function), [function])[function]
+def _function(name: str, signature):
+    """The compiled loop ``name`` (each compiled on its first call in a process)."""
+    return compiled(f"scatter-{name}", lambda: _module(name), name, signature)
 
 
 def _module(function: str):

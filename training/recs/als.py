@@ -243,6 +243,15 @@ def _excluded_pairs(exclude: sp.csr_matrix | None, rows: slice) -> tuple[np.ndar
     return keys // exclude.shape[1], keys % exclude.shape[1]
 
 
+def _searched_exclusions(
+    search: _SearchSpace, excluded: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, search column) of the excluded pairs whose item is searched."""
+    column = search.position[excluded[1]]
+    searched = column >= 0
+    return excluded[0][searched], column[searched]
+
+
 def _top_n_block(
     user_factors: np.ndarray,
     item_factors: np.ndarray,
@@ -258,12 +267,12 @@ def _top_n_block(
         return _finish(user_factors, item_factors, search, users, n, excluded, None)
     blas = user_factors[users] @ search.factors_t
     blas[:, n_search:] = -np.inf
-    rows, column = excluded[0], search.position[excluded[1]]
-    searched = column >= 0
-    blas[rows[searched], column[searched]] = -np.inf
+    rows, column = _searched_exclusions(search, excluded)
+    blas[rows, column] = -np.inf
     short = _best_positions(blas, min(n + SLACK, n_search), search.width)
     short_blas = np.take_along_axis(blas, short, axis=1)
-    shortlist = (search.column_item[short], short_blas)
+    n_allowed = n_search - np.bincount(rows, minlength=len(users))
+    shortlist = (search.column_item[short], short_blas, n_allowed)
     return _finish(user_factors, item_factors, search, users, n, excluded, shortlist)
 
 
@@ -288,9 +297,7 @@ def _screened_block(
     m = min(n + SLACK, n_search)
     factors = user_factors[users]
     probe_factors, probe_column = search.probe
-    rows, column = excluded[0], search.position[excluded[1]]
-    searched = column >= 0
-    rows, column = rows[searched], column[searched]
+    rows, column = _searched_exclusions(search, excluded)
     if probe_factors.shape[1] >= m:
         probe = factors @ probe_factors
         at = probe_column[column]
@@ -308,7 +315,7 @@ def _screened_block(
     valid &= columns < n_search  # the last tile's zero padding
     kept_at = np.flatnonzero(valid.ravel())  # row-major: (row, column) ascending
     if len(rows) and len(kept_at):
-        key = (kept_at // max(width, 1)) * n_search + columns.ravel()[kept_at]
+        key = (kept_at // width) * n_search + columns.ravel()[kept_at]
         drop = rows * n_search + column
         hit = np.minimum(np.searchsorted(key, drop), len(key) - 1)
         hit = hit[key[hit] == drop]
@@ -318,7 +325,8 @@ def _screened_block(
         best = np.argpartition(scores, width - m, axis=1)[:, width - m :]
         columns = np.take_along_axis(columns, best, axis=1)
         scores = np.take_along_axis(scores, best, axis=1)
-    shortlist = (search.column_item[np.where(np.isfinite(scores), columns, 0)], scores)
+    n_allowed = n_search - np.bincount(rows, minlength=len(users))
+    shortlist = (search.column_item[np.where(np.isfinite(scores), columns, 0)], scores, n_allowed)
     items, best_scores = _finish(user_factors, item_factors, search, users, n, excluded, shortlist)
     over = np.flatnonzero(counts > SCREEN_CAP)
     if len(over):
@@ -337,18 +345,17 @@ def _finish(
     users: np.ndarray,
     n: int,
     excluded: tuple[np.ndarray, np.ndarray],
-    shortlist: tuple[np.ndarray, np.ndarray] | None,
+    shortlist: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A block's lists from its shortlist (item codes, approximate scores, (users, width);
-    -inf: no item): rescored with :func:`pair_scores` and sorted, kept where provably
-    exact (see :func:`top_n`), every other user scored against every item."""
+    """A block's lists from its shortlist (item codes and approximate scores, (users,
+    width), -inf: no item; and the searched items each user may get): rescored with
+    :func:`pair_scores` and sorted, kept where provably exact (see :func:`top_n`), every
+    other user scored against every item."""
     items = np.full((len(users), n), -1, dtype=np.int32)
     scores = np.full((len(users), n), -np.inf, dtype=np.float32)
     exact = np.zeros(len(users), bool)
     if shortlist is not None:
-        short, approx = shortlist
-        searched = search.position[excluded[1]] >= 0
-        n_allowed = len(search.codes) - np.bincount(excluded[0][searched], minlength=len(users))
+        short, approx, n_allowed = shortlist
         kept = approx > -np.inf
         cut = np.where(kept, approx, np.inf).min(axis=1)
         score = np.full(short.shape, -np.inf, np.float32)
