@@ -3,11 +3,14 @@
 Turning 10M customer ids into codes is the most expensive step of a feature build: a
 hash table of 1M strings does not fit in cache, and ``pd.factorize`` (or Arrow's
 ``dictionary_encode``) spends most of its time waiting on memory. Here the id bytes
-are read straight from the Arrow buffers as 64-bit words, and then:
+are read straight from the Arrow buffers, and then:
 
-- ids of one width whose varying characters are digits ("C0001234", order numbers) are
-  parsed to integers eight characters at a time (SWAR) and grouped through a presence
-  table: no hashing, and integer order is string order;
+- ids of one width whose other characters are constant ("C0001234", "O000481624") are
+  parsed to numbers by a compiled loop over the Arrow chunks (:mod:`features.digit_ids`);
+- otherwise the bytes are read as 64-bit words; ids of one width whose *varying*
+  characters are digits (a digit that never changes would spread the compiled path's
+  numbers too thin) are parsed eight characters at a time (SWAR) and grouped through a
+  presence table: no hashing, and integer order is string order;
 - other ids of up to 8 bytes are their own 64-bit key (exact); longer ids are hashed to
   64 bits and every row is compared with its group's first row, so a collision can
   never merge two ids (it falls back to Arrow);
@@ -28,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from features import digit_ids
 
 _MUL = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it is a bijection on uint64
 _MUL_INV = np.uint64(pow(0x9E3779B97F4A7C15, -1, 1 << 64))
@@ -59,6 +64,10 @@ def factorize(
     if len(columns) == 1 and isinstance(getattr(columns[0], "dtype", None), pd.CategoricalDtype):
         return _from_categorical(columns[0], sort)
     arrays = [_as_string_array(c) for c in columns]
+    n_rows = sum(len(a) for a in arrays)
+    digits = digit_ids.factorize(arrays, uniques, min(_DIRECT_MAX, max(8 * n_rows, 1 << 20)))
+    if digits is not None:  # "prefix + digits" ids, parsed in place by a compiled loop
+        return digits
     parts = [_words(a) for a in arrays]
     if any(p is None for p in parts):
         return _generic(arrays, sort)
