@@ -14,10 +14,12 @@ distinct days / stores / orders one sort of int64 keys.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 import pandas as pd
 
+from features import cells, threads
 from features import kernels as k
 from features.cut import Cut, ages, cut
 from features.encode import DAY_US, UNKNOWN_TS, EncodedEvents, encode_events
@@ -58,11 +60,11 @@ def build_customer_features(
     """
     if as_of is None:
         raise ValueError("as_of is required: features are always as of a cutoff")
-    with reuse_freed_memory():
-        enc = encode_events(events, customers)
+    with reuse_freed_memory(), threads.helper() as helper:
+        enc = encode_events(events, customers, helper)
         if progress:
             progress("encoded events")
-        return features_from_encoded(enc, as_of, windows, progress)
+        return _build(enc, as_of, windows, progress, helper)
 
 
 def features_from_encoded(
@@ -72,23 +74,32 @@ def features_from_encoded(
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Customer features from already encoded events (snapshots encode once)."""
+    with reuse_freed_memory(), threads.helper() as helper:
+        return _build(enc, as_of, windows, progress, helper)
+
+
+def _build(enc, as_of, windows, progress, helper: Executor | None) -> pd.DataFrame:
+    """Cut, the families (the purchase ones on the helper thread), attributes, table."""
     tick = progress or (lambda _: None)
-    with reuse_freed_memory():
-        c = cut(enc, as_of, windows)
-        pair = c.channel.astype(np.int16) * N_ET + c.event_type
+    c = cut(enc, as_of, windows, helper)
+    pair = c.channel.astype(np.int16) * N_ET + c.event_type
+    if helper is None:
+        cols = _engagement_families(c, pair, tick) | _purchase_families(c, tick)
+    else:
+        purchases = helper.submit(_purchase_families, c, tick)
         cols = _engagement_families(c, pair, tick)
-        cols |= _purchase_families(c, pair, tick)
-        cols |= _attributes(c)
-        out = assemble(cols, customer_features(c.windows), c.ids)
-        tick("assembled the table")
-        return out
+        cols |= purchases.result()
+    cols |= _attributes(c)
+    out = assemble(cols, customer_features(c.windows), c.ids)
+    tick("assembled the table")
+    return out
 
 
 def _engagement_families(c: Cut, pair: np.ndarray, tick: Progress) -> dict[str, np.ndarray]:
     """Event counts, channel mix, online days and store visits (independent of orders)."""
-    cols = _event_counts(c, pair)
+    cols = _event_counts(c)
     tick("event counts per window")
-    cols |= _channel_counts(c, pair)
+    cols |= _channel_counts(c)
     tick("channel mix and response rates")
     cols |= _online_days(c, pair)
     tick("online days")
@@ -97,10 +108,10 @@ def _engagement_families(c: Cut, pair: np.ndarray, tick: Progress) -> dict[str, 
     return cols
 
 
-def _purchase_families(c: Cut, pair: np.ndarray, tick: Progress) -> dict[str, np.ndarray]:
+def _purchase_families(c: Cut, tick: Progress) -> dict[str, np.ndarray]:
     """Recency, then orders (which need the last purchase), then money (which needs them)."""
     cols: dict[str, np.ndarray] = {}
-    last = _recency(c, pair, cols)
+    last = _recency(c, cols)
     tick("recency")
     orders = _Orders(c)
     cols |= orders.features(last)
@@ -122,13 +133,19 @@ def assemble(cols: dict[str, np.ndarray], spec: Sequence[Feature], index: pd.Ind
     return pd.DataFrame(data, index=index, copy=False)
 
 
-def _lut(cells: dict[tuple[int, int], int], default: int) -> np.ndarray:
+def _by_cell(c: Cut, cell_of: np.ndarray) -> np.ndarray:
+    """int32 events per (cell, customer) over the whole lookback, shape (cells, width)."""
+    no_bands = np.zeros(c.lookback, dtype=np.int8)
+    return cells.count(c.code, c.channel, c.event_type, c.day, cell_of, no_bands, N_ET, c.width)
+
+
+def _lut(table: dict[tuple[int, int], int], default: int) -> np.ndarray:
     """A (channel, event_type) -> cell lookup table over ``channel * N_ET + event_type``.
 
     int16: a lookup per event writes 2 bytes, not 8 (keys widen in :func:`_grouped`).
     """
     lut = np.full(N_CH * N_ET, default, dtype=np.int16)
-    for (ch, et), cell in cells.items():
+    for (ch, et), cell in table.items():
         lut[ch * N_ET + et] = cell
     return lut
 
@@ -189,13 +206,12 @@ _W_LUT = _lut(
 )
 
 
-def _event_counts(c: Cut, pair: np.ndarray) -> dict[str, np.ndarray]:
+def _event_counts(c: Cut) -> dict[str, np.ndarray]:
     """Views, messages, opens, clicks and engagements per window, in one grouped count."""
     nb, nc, n = len(c.windows), len(_W_CELLS) + 1, c.n
-    group = np.take(_W_LUT, pair)
-    group *= nb
-    group += c.band_of_day(c.day)
-    per = _grouped(c, group, c.code, nc * nb).reshape(nc, nb, c.width)
+    band_of = c.band_of_day(np.arange(c.lookback))
+    per = cells.count(c.code, c.channel, c.event_type, c.day, _W_LUT, band_of, N_ET, c.width)
+    per = per.reshape(nc, nb, c.width)
     win = _windows(per[: nc - 1], np.int32)  # (cell, window, width)
     out = {}
     for i, name in enumerate(_W_CELLS[:-1]):
@@ -229,10 +245,10 @@ def _channel_cell(ch: int, et: int) -> int:
 _C_LUT = _lut({(ch, et): _channel_cell(ch, et) for ch in range(N_CH) for et in range(N_ET)}, 0)
 
 
-def _channel_counts(c: Cut, pair: np.ndarray) -> dict[str, np.ndarray]:
+def _channel_counts(c: Cut) -> dict[str, np.ndarray]:
     """Engagement shares per channel and response rates per outreach channel."""
     n, n_out = c.n, len(OUTREACH_CHANNELS)
-    per = _grouped(c, np.take(_C_LUT, pair), c.code, _C_OTHER + 1)[:, :n]
+    per = _by_cell(c, _C_LUT)[:, :n]
     sent, opens, clicks, redeems = (
         per[N_CH + i * n_out : N_CH + (i + 1) * n_out] for i in range(4)
     )
@@ -263,14 +279,17 @@ _R_LUT = _lut(
 )
 
 
-def _recency(c: Cut, pair: np.ndarray, out: dict[str, np.ndarray]) -> np.ndarray:
+def _recency(c: Cut, out: dict[str, np.ndarray]) -> np.ndarray:
     """Days since the last purchase / engagement, overall, per channel, store and online.
 
     Returns the age of the last purchase in seconds (for the overdue ratio).
     """
     n, nr = c.n, _R_OTHER + 1
-    key = _keys(np.take(_R_LUT, pair), c.width, c.code, nr * c.width)
-    last = k.minimum(key, c.age, nr * c.width, fill=k.NEVER).reshape(nr, c.width)[:, :n]
+    no_bands = np.zeros(c.lookback, dtype=np.int8)
+    last = cells.minimum(
+        c.code, c.channel, c.event_type, c.day, c.age, _R_LUT, no_bands, N_ET, c.width, k.NEVER
+    )
+    last = last.reshape(nr, c.width)[:, :n]
     purchase, engaged = last[0:_R_OTHER:2], last[1:_R_OTHER:2]  # (channel, customer)
     per_channel = np.minimum(purchase, engaged)
     cap = float(c.lookback)

@@ -8,11 +8,13 @@ seconds too) and whole days before ``T``.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from features import threads
 from features.encode import DAY_US, UNKNOWN_TS, EncodedEvents, to_us
 from features.registry import check_windows
 
@@ -81,6 +83,12 @@ def ages(t_us: int, ts_us: np.ndarray) -> np.ndarray:
     return age.astype(np.int32)
 
 
+def _ages_and_days(t_us: int, ts: np.ndarray, rows) -> tuple[np.ndarray, np.ndarray]:
+    """Whole seconds and whole days before the cutoff of the selected events (int32)."""
+    age = ages(t_us, ts[rows])
+    return age, age // 86_400
+
+
 def _remap(n_ids: int, members: np.ndarray) -> np.ndarray:
     """Encoded code -> compact code table (int32); index -1 (no customer) lands on ``n``."""
     n = len(members)
@@ -95,11 +103,17 @@ def _compact(remap: np.ndarray, encoded_codes: np.ndarray) -> np.ndarray:
     return np.take(remap, encoded_codes).astype(np.int64)
 
 
-def cut(enc: EncodedEvents, as_of: pd.Timestamp | str, windows=(7, 30, 90, 365)) -> Cut:
+def cut(
+    enc: EncodedEvents,
+    as_of: pd.Timestamp | str,
+    windows=(7, 30, 90, 365),
+    helper: Executor | None = None,
+) -> Cut:
     """Select the events of ``(as_of - max(windows) days, as_of)`` and the members.
 
     Open at the old end like every window: an event is in the ``w``-day window when it
-    is less than ``w`` days old, so one exactly a lookback old is in none.
+    is less than ``w`` days old, so one exactly a lookback old is in none. Ages are
+    worked out on the ``helper`` thread, if any, beside the customer codes.
     """
     windows = check_windows(windows)
     t_us = to_us(as_of)
@@ -112,6 +126,7 @@ def cut(enc: EncodedEvents, as_of: pd.Timestamp | str, windows=(7, 30, 90, 365))
     else:
         in_span = (ts > lo) & (ts < t_us)
         rows = slice(None) if bool(in_span.all()) else np.flatnonzero(in_span)
+    aged = threads.run(helper, _ages_and_days, t_us, ts, rows)
     cust = enc.cust[rows]
     n_ids = len(enc.ids)
     seen = np.zeros(n_ids + 1, dtype=bool)
@@ -125,8 +140,7 @@ def cut(enc: EncodedEvents, as_of: pd.Timestamp | str, windows=(7, 30, 90, 365))
         code = np.where(cust >= 0, cust, n).astype(np.int64)
     else:
         code = _compact(_remap(n_ids, members), cust)
-    age = ages(t_us, ts[rows])
-    day = age // 86_400
+    age, day = aged.result()
     return Cut(
         enc=enc,
         as_of=pd.Timestamp(t_us, unit="us", tz="UTC"),

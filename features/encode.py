@@ -8,12 +8,14 @@ category codes. Columns are viewed, not copied, wherever pandas allows it.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
+from features import threads
 from features.ids import factorize
 from features.schema import (
     CHANNELS,
@@ -57,6 +59,7 @@ class EncodedEvents:
     customers: Customers
     ts_sorted: bool
     _events: pd.DataFrame = field(repr=False)
+    _order_ids: Future | threads.Later | None = field(default=None, repr=False)  # codes per row
 
     @property
     def n_events(self) -> int:
@@ -70,11 +73,10 @@ class EncodedEvents:
         (customer, ts), as a till or web shop writes the lines of one order at once.
         """
         rows = np.flatnonzero(self.event_type == PURCHASE)
-        if "order_id" not in self._events.columns:
+        if self._order_ids is not None:
+            code = self._order_ids.result()[rows].astype(np.int64)
+        else:
             code = np.full(len(rows), -1, dtype=np.int64)
-        else:  # the whole column, read in place: gathering the lines' ids would copy them
-            (code,), _ = factorize(self._events["order_id"], sort=False, uniques=False)
-            code = code[rows].astype(np.int64)
         cust = self.cust[rows]
         n_named = int(code.max()) + 1 if len(code) else 0
         if n_named:  # an order_id shared by two customers is two orders
@@ -99,8 +101,15 @@ class EncodedEvents:
         return self._events[name] if name in self._events.columns else None
 
 
-def encode_events(events: pd.DataFrame, customers: pd.DataFrame | None = None) -> EncodedEvents:
-    """Encode contract events (+ the customers table, optional) as flat arrays."""
+def encode_events(
+    events: pd.DataFrame, customers: pd.DataFrame | None = None, helper: Executor | None = None
+) -> EncodedEvents:
+    """Encode contract events (+ the customers table, optional) as flat arrays.
+
+    With a ``helper`` thread, store ids are encoded there beside the customer ids, and
+    order ids after them (ready when :attr:`EncodedEvents.orders` is first read);
+    without one, order ids are encoded on that first read.
+    """
     missing = [c for c in EVENTS.required if c not in events.columns]
     if missing:
         raise ValueError(f"events lack required column(s): {', '.join(missing)}")
@@ -108,18 +117,19 @@ def encode_events(events: pd.DataFrame, customers: pd.DataFrame | None = None) -
     if customers is None:
         customers = pd.DataFrame({"customer_id": pd.Series([], dtype="str")})
     customers = as_contract_frame(customers, CUSTOMERS)
+    stores_job = threads.run(helper, _store_codes, events, customers)
+    order_ids: Future | threads.Later | None = None
+    if "order_id" in events.columns and helper is not None:
+        order_ids = helper.submit(_order_codes, events)
+    elif "order_id" in events.columns:
+        order_ids = threads.Later(_order_codes, events)
     ev_ids = (
         events["customer_id"]
         if "customer_id" in events.columns
         else pd.Series(np.full(len(events), None, dtype=object), dtype="str")
     )
     (cust, cust_of_row), ids = factorize(ev_ids, customers["customer_id"])
-    store_cols = [events["store_id"]] if "store_id" in events.columns else []
-    if "home_store_id" in customers.columns:
-        store_cols.append(customers["home_store_id"])
-    store_codes, stores = factorize(*store_cols) if store_cols else ([], pd.Index([], dtype="str"))
-    store = store_codes[0] if "store_id" in events.columns else np.full(len(events), -1, np.int32)
-    home = store_codes[-1] if "home_store_id" in customers.columns else None
+    store, stores, home = stores_job.result()
     ts = _ts_us(events["ts"])
     return EncodedEvents(
         ids=ids,
@@ -134,7 +144,28 @@ def encode_events(events: pd.DataFrame, customers: pd.DataFrame | None = None) -
         customers=_customer_attributes(customers, cust_of_row, len(ids), home),
         ts_sorted=bool(len(ts) < 2 or (ts[1:] >= ts[:-1]).all()),
         _events=events,
+        _order_ids=order_ids,
     )
+
+
+def _store_codes(
+    events: pd.DataFrame, customers: pd.DataFrame
+) -> tuple[np.ndarray, pd.Index, np.ndarray | None]:
+    """Store codes of the events (-1: none), the store ids, and the customers' home stores."""
+    store_cols = [events["store_id"]] if "store_id" in events.columns else []
+    if "home_store_id" in customers.columns:
+        store_cols.append(customers["home_store_id"])
+    store_codes, stores = factorize(*store_cols) if store_cols else ([], pd.Index([], dtype="str"))
+    store = store_codes[0] if "store_id" in events.columns else np.full(len(events), -1, np.int32)
+    home = store_codes[-1] if "home_store_id" in customers.columns else None
+    return store, stores, home
+
+
+def _order_codes(events: pd.DataFrame) -> np.ndarray:
+    """A code per row for its ``order_id`` (-1: none); the whole column is read in
+    place (gathering the purchase lines' ids first would copy them)."""
+    (code,), _ = factorize(events["order_id"], sort=False, uniques=False)
+    return code
 
 
 def _contract_categories(events: pd.DataFrame) -> pd.DataFrame:

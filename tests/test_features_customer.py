@@ -216,6 +216,32 @@ def test_matches_the_plain_pandas_reference(seed):
         _same(got, reference_features(events, customers, AS_OF, windows))
 
 
+def _numbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Ids like "c7" as fixed-width numbers, "c000007": the compiled digit-id path."""
+    frame = frame.copy()
+    for col in ("customer_id", "order_id", "store_id", "home_store_id"):
+        if col in frame.columns:
+            ids = frame[col].astype("str")
+            frame[col] = ids.str[0] + ids.str[1:].str.zfill(6)
+    return frame
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_numbered_ids_match_the_reference(seed):
+    events, customers = (_numbered(f) for f in random_log(seed))
+    assert events["customer_id"].dropna().str.len().nunique() == 1
+    got = build_customer_features(events, customers, AS_OF)
+    _same(got, reference_features(events, customers, AS_OF, (7, 30, 90, 365)))
+
+
+def test_one_thread_builds_the_same_table(monkeypatch):
+    """The helper thread only changes when steps run, never a value."""
+    events, customers = random_log(7, n=2000, n_customers=80)
+    two = build_customer_features(events, customers, AS_OF)
+    monkeypatch.setattr("features.threads.os.cpu_count", lambda: 1)
+    pd.testing.assert_frame_equal(build_customer_features(events, customers, AS_OF), two)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31), shift=st.integers(0, 30 * 86_400), n_new=st.integers(1, 80))
 def test_point_in_time_appending_later_events_changes_nothing(seed, shift, n_new):
