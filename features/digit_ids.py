@@ -56,12 +56,13 @@ def factorize(
     if lo is None or hi - lo >= max_range:  # (lo is set: the pattern came from an id)
         return None
     present = np.zeros(hi - lo + 1, dtype=np.uint8)
-    mark = _function("mark", _MARK)
+    bits = values[0].itemsize * 8
+    mark = _function(f"mark_v{bits}", _MARK)
     for v in values:
         mark(present.ctypes.data, v.ctypes.data, len(v), lo)
     rank = np.cumsum(present, dtype=np.int32)
     rank -= 1
-    to_codes = _function("codes", _CODES)
+    to_codes = _function(f"codes_v{bits}", _CODES)
     codes = []
     for v in values:
         c = np.empty(len(v), dtype=np.int32)
@@ -100,6 +101,10 @@ class _Pattern:
             plan[j, 3] = keep or 8  # a word with no digit adds 0 and does not scale
             plan[j, 4] = 10**keep
         self.plan = plan.view(np.int64)
+        # leading constants count as 0: numbers of up to 9 places fit int32, half the
+        # memory to write and read back
+        places = self.length - int(np.flatnonzero(raw == _DIGIT)[0])
+        self.values = np.dtype(np.int32 if places <= 9 else np.int64)
 
     @classmethod
     def of_first(cls, chunks) -> _Pattern | None:
@@ -141,7 +146,7 @@ def _parse(chunks: list[pa.Array], pattern: _Pattern) -> tuple[np.ndarray, tuple
     """Every id's number (-1 for null) and the (min, max) of the numbers (None: all
     null); None as soon as one id does not fit ``pattern``."""
     n = sum(len(c) for c in chunks)
-    values = np.empty(n, dtype=np.int64)
+    values = np.empty(n, dtype=pattern.values)
     bounds = np.array([np.iinfo(np.int64).max, -1], dtype=np.int64)
     reach = 8 * len(pattern.plan)  # bytes read from an id's start
     at = 0
@@ -166,7 +171,7 @@ def _parse(chunks: list[pa.Array], pattern: _Pattern) -> tuple[np.ndarray, tuple
             tail[: int(off[m] - off[safe])] = np.frombuffer(data, np.uint8)[off[safe] : off[m]]
             tail_off = (off[safe:] - off[safe]).astype(off.dtype)
             parts.append((tail.ctypes.data, tail_off.ctypes.data, safe, m - safe))
-        fn = _function(f"parse_o{size * 8}", _PARSE)
+        fn = _function(f"parse_o{size * 8}_v{pattern.values.itemsize * 8}", _PARSE)
         for base, offs, first, rows in parts:
             if rows and fn(
                 base,
@@ -177,7 +182,7 @@ def _parse(chunks: list[pa.Array], pattern: _Pattern) -> tuple[np.ndarray, tuple
                 pattern.plan.ctypes.data,
                 len(pattern.plan),
                 pattern.width,
-                values.ctypes.data + (at + first) * 8,
+                values.ctypes.data + (at + first) * values.itemsize,
                 bounds.ctypes.data,
             ):
                 return None
@@ -192,59 +197,59 @@ def _function(name: str, signature):
 def _module(function: str):
     """An LLVM module with one of the loops, in C terms::
 
-    // parse_o64 (int64 offsets) / parse_o32: 0 when every id fits, else row + 1
-    int64 parse_o64(uint8 *data, int64 *offsets, uint8 *validity, int64 bit0,
-                    int64 n, uint8 *pattern, int64 width, int64 *out, int64 *minmax) {
+    // parse_o64_v32: int64 offsets, int32 numbers; 0 when every id fits, else row + 1
+    int64 parse_o64_v32(uint8 *data, int64 *offsets, uint8 *validity, int64 bit0,
+                        int64 n, int64 *plan, int64 n_words, int64 width,
+                        int32 *out, int64 *minmax) {
         for (i = 0; i < n; i++) {
             if (validity && !bit(validity, bit0 + i)) { out[i] = -1; continue; }
             start = offsets[i];
             if (offsets[i + 1] - start != width) return i + 1;
             v = 0; wrong = 0;
-            for (p = 0; p < width; p++) {
-                c = data[start + p];
-                if (pattern[p] == DIGIT) { wrong |= c - '0' > 9; v = v * 10 + c - '0'; }
-                else wrong |= c != pattern[p];
+            for (j = 0; j < n_words; j++) {  // 8 characters at a time
+                x = *(uint64 *) (data + start + 8 * j);
+                wrong |= constant characters differ from plan | a digit place is not one;
+                v = v * 10**kept[j] + eight_digits(digits of x, constants as '0');
             }
             if (wrong) return i + 1;
             out[i] = v; minmax[0] = min(minmax[0], v); minmax[1] = max(minmax[1], v);
         }
         return 0;
     }
-    void mark(uint8 *present, int64 *values, int64 n, int64 lo)   // v >= 0 only
-    void codes(int32 *codes, int64 *values, int32 *rank, int64 n, int64 lo)
+    void mark_v32(uint8 *present, int32 *values, int64 n, int64 lo)  // v >= 0 only
+    void codes_v32(int32 *codes, int32 *values, int32 *rank, int64 n, int64 lo)
     """
     from llvmlite import ir
 
     i1, i8, i32, i64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
     zero, one = ir.Constant(i64, 0), ir.Constant(i64, 1)
     module = ir.Module(function)
-    if function == "mark":
-        fn = ir.Function(
-            module,
-            ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i64.as_pointer(), i64, i64]),
-            function,
-        )
+    what, *widths = function.split("_")
+    value_t = ir.IntType(int(widths[-1][1:]))
+    if what == "mark":
+        params = [i8.as_pointer(), value_t.as_pointer(), i64, i64]
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), params), function)
         present, values, n, lo = fn.args
         loops = Loops(fn)
         b = loops.b
 
         def mark(i):
-            v = b.load(b.gep(values, [i]))
+            v = b.sext(b.load(b.gep(values, [i])), i64)
             with b.if_then(b.icmp_signed(">=", v, zero), likely=True):
                 b.store(ir.Constant(i8, 1), b.gep(present, [b.sub(v, lo)]))
 
         loops.loop(zero, n, one, mark)
         loops.finish()
         return module
-    if function == "codes":
-        params = [i32.as_pointer(), i64.as_pointer(), i32.as_pointer(), i64, i64]
+    if what == "codes":
+        params = [i32.as_pointer(), value_t.as_pointer(), i32.as_pointer(), i64, i64]
         fn = ir.Function(module, ir.FunctionType(ir.VoidType(), params), function)
         codes, values, rank, n, lo = fn.args
         loops = Loops(fn)
         b = loops.b
 
         def code(i):
-            v = b.load(b.gep(values, [i]))
+            v = b.sext(b.load(b.gep(values, [i])), i64)
             known = b.icmp_signed(">=", v, zero)
             looked = b.load(b.gep(rank, [b.select(known, b.sub(v, lo), zero)]))
             b.store(b.select(known, looked, ir.Constant(i32, -1)), b.gep(codes, [i]))
@@ -253,7 +258,7 @@ def _module(function: str):
         loops.finish()
         return module
 
-    off_t = ir.IntType(int(function[len("parse_o") :]))
+    off_t = ir.IntType(int(widths[0][1:]))
     params = [
         i8.as_pointer(),
         off_t.as_pointer(),
@@ -263,7 +268,7 @@ def _module(function: str):
         i64.as_pointer(),
         i64,
         i64,
-        i64.as_pointer(),
+        value_t.as_pointer(),
         i64.as_pointer(),
     ]
     fn = ir.Function(module, ir.FunctionType(i64, params), function)
@@ -321,7 +326,7 @@ def _module(function: str):
             b.store(b.not_(set_), null)
         with b.if_else(b.load(null), likely=False) as (is_null, is_id):
             with is_null:
-                b.store(const(-1), b.gep(out, [i]))
+                b.store(ir.Constant(value_t, -1), b.gep(out, [i]))
             with is_id:
                 start = b.sext(b.load(b.gep(offsets, [i])), i64)
                 stop = b.sext(b.load(b.gep(offsets, [b.add(i, one)])), i64)
@@ -331,18 +336,14 @@ def _module(function: str):
                 loops.loop(zero, n_words, one, lambda j: word_of(start, j))
                 fail(i)
                 v = b.load(value)
-                b.store(v, b.gep(out, [i]))
+                b.store(b.trunc(v, value_t) if value_t.width < 64 else v, b.gep(out, [i]))
                 lo, hi = b.load(lo_var), b.load(hi_var)
                 b.store(b.select(b.icmp_signed("<", v, lo), v, lo), lo_var)
                 b.store(b.select(b.icmp_signed(">", v, hi), v, hi), hi_var)
 
     loops.loop(zero, n, one, row)
-    lo, hi = b.gep(minmax, [zero]), b.gep(minmax, [one])
-    b.store(
-        b.select(b.icmp_signed("<", b.load(lo_var), b.load(lo)), b.load(lo_var), b.load(lo)), lo
-    )
-    b.store(
-        b.select(b.icmp_signed(">", b.load(hi_var), b.load(hi)), b.load(hi_var), b.load(hi)), hi
-    )
+    for at, found, smaller in ((zero, lo_var, "<"), (one, hi_var, ">")):
+        bound, mine = b.gep(minmax, [at]), b.load(found)
+        b.store(b.select(b.icmp_signed(smaller, mine, b.load(bound)), mine, b.load(bound)), bound)
     loops.finish(zero)
     return module

@@ -110,3 +110,15 @@ def test_any_ids_of_a_pattern(numbers, prefix, suffix):
         numbers = [*numbers, 0]
     values = [None if n is None else f"{prefix}{n:07d}{suffix}" for n in numbers]
     _check(pa.array(values, pa.string()))
+
+
+@pytest.mark.parametrize(
+    ("first", "dtype"),
+    [("C0832840", np.int32), ("O000481624", np.int32), ("1234567890", np.int64)],
+)
+def test_numbers_of_up_to_nine_places_are_int32(first, dtype):
+    """A leading constant counts as a 0 place, so "O" + 9 digits still fits int32."""
+    pattern = digit_ids._Pattern.of_first([pa.array([first])])
+    assert pattern.values == dtype
+    top = first[0] + "9" * (len(first) - 1) if not first[0].isdigit() else "9" * len(first)
+    _check(pa.array([top, top[:-1] + "0", None], pa.string()))  # the largest numbers
