@@ -28,6 +28,7 @@ import ctypes
 
 import numpy as np
 
+from features.memory import random_access
 from features.native import Loops, compiled
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
@@ -90,7 +91,7 @@ def _run(what, code, channel, event_type, day, value, cell_of, band_of, n_types,
         raise ValueError("cell_of and band_of need at least one entry, all >= 0")
     n_cells, n_bands = int(cell_of.max()) + 1, int(band_of.max()) + 1
     shape = (n_cells * n_bands, width)
-    out = np.zeros(shape, np.int32) if value is None else np.full(shape, fill, np.int32)
+    out = random_access(shape, np.int32, 0 if value is None else fill)
     name = f"{what}_" + "_".join(str(_INTS[c.dtype]) for c in (code, channel, event_type, day))
     fn = compiled(f"cells-{name}", lambda: _module(name), name, _SIGNATURE)
     bad = fn(

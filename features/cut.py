@@ -16,6 +16,7 @@ import pandas as pd
 
 from features import threads
 from features.encode import DAY_US, UNKNOWN_TS, EncodedEvents, to_us
+from features.memory import random_access
 from features.registry import check_windows
 
 
@@ -92,7 +93,7 @@ def _ages_and_days(t_us: int, ts: np.ndarray, rows) -> tuple[np.ndarray, np.ndar
 def _remap(n_ids: int, members: np.ndarray) -> np.ndarray:
     """Encoded code -> compact code table (int32); index -1 (no customer) lands on ``n``."""
     n = len(members)
-    remap = np.full(n_ids + 1, n, dtype=np.int32)
+    remap = random_access(n_ids + 1, np.int32, n)
     remap[members] = np.arange(n, dtype=np.int32)
     return remap
 

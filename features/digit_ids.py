@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.memory import random_access
 from features.native import Loops, compiled
 
 MAX_DIGITS = 18  # characters up to the last digit: the number must fit in int64
@@ -55,7 +56,7 @@ def factorize(
             hi = bounds[1] if hi is None else max(hi, bounds[1])
     if lo is None or hi - lo >= max_range:  # (lo is set: the pattern came from an id)
         return None
-    present = np.zeros(hi - lo + 1, dtype=np.uint8)
+    present = random_access(hi - lo + 1, np.uint8, 0)
     bits = values[0].itemsize * 8
     mark = _function(f"mark_v{bits}", _MARK)
     for v in values:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from features import scatter
+from features.memory import random_access
 
 NEVER = np.iinfo(np.int32).max
 """Age (seconds) of something that never happened: larger than any real age."""
@@ -27,17 +28,17 @@ def accumulate(key: np.ndarray, n_groups: int, weights: np.ndarray | None = None
     fault in and convert."""
     key = _scatter_key(key)
     if weights is None:
-        out = np.zeros(n_groups, dtype=np.int32)
+        out = random_access(n_groups, np.int32, 0)
         scatter.count(out, key)
     else:
-        out = np.zeros(n_groups, dtype=np.float64)
+        out = random_access(n_groups, np.float64, 0.0)
         scatter.add(out, key, weights)
     return out
 
 
 def minimum(key: np.ndarray, values: np.ndarray, n_groups: int, fill: int) -> np.ndarray:
     """Smallest value per group (``fill`` where a group has no row)."""
-    out = np.full(n_groups, fill, dtype=values.dtype)
+    out = random_access(n_groups, values.dtype, fill)
     if out.dtype in scatter.MIN_VALUES:
         scatter.minimum(out, _scatter_key(key), values)
     else:  # floats: numpy's NaN rules
