@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from features import scatter
+from features import divide, scatter
 from features.memory import random_access
 
 NEVER = np.iinfo(np.int32).max
@@ -72,15 +72,24 @@ def distinct(keys: np.ndarray) -> np.ndarray:
 def ratio(num: np.ndarray, den: np.ndarray, undefined: float, scale: float = 1.0) -> np.ndarray:
     """``scale * num / den`` as float32, ``undefined`` where ``den == 0``.
 
-    One float32 division with the inputs cast on the fly, then ``putmask`` for the
-    undefined places (a boolean-mask assignment cost as much as all the rest).
+    Two 1-d arrays of one length go through one compiled pass (:mod:`features.divide`,
+    divided in float64 and rounded once); anything else (broadcasting, other dtypes)
+    takes one float32 division with the inputs cast on the fly, then ``putmask``.
     """
+    num, den = np.asarray(num), np.asarray(den)
+    if (
+        num.ndim == 1
+        and num.shape == den.shape
+        and num.dtype in divide.TYPES
+        and den.dtype in divide.TYPES
+    ):
+        return divide.ratio(num, den, undefined, scale)
     if scale != 1.0:
         num = num * np.float32(scale)  # in the wider type, rounded once by the division
     out = np.empty(np.broadcast_shapes(np.shape(num), np.shape(den)), dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(num, den, out=out, dtype=np.float32)
-    np.putmask(out, den == 0, np.float32(undefined))
+    np.putmask(out, np.broadcast_to(den == 0, out.shape), np.float32(undefined))
     return out
 
 
