@@ -7,8 +7,9 @@ training, batch scoring and serving. It returns one row per customer (index
 point-in-time and missing-value rules are in :mod:`features.registry`.
 
 Every family is a handful of grouped operations over the whole event log: counts per
-(customer, cell, window band) are one compiled scatter loop, last-seen times another,
-distinct days / stores / orders one sort of int64 keys.
+(cell, window band, customer) are one compiled pass (:mod:`features.cells`), last-seen
+times another, distinct days / stores / orders one sort of integer keys. The purchase
+families run on a helper thread beside the engagement ones (:mod:`features.threads`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def build_customer_features(
     """One row per customer as of ``as_of`` (exclusive), from contract frames.
 
     ``events`` / ``customers`` are contract frames (see :mod:`features.schema`);
-    ``customers`` is optional. ``progress`` is called with a label after each step.
+    ``customers`` is optional. ``progress`` is called with a label after each step,
+    from either of the build's threads (rich's progress bars are thread-safe).
     """
     if as_of is None:
         raise ValueError("as_of is required: features are always as of a cutoff")
@@ -78,7 +80,13 @@ def features_from_encoded(
         return _build(enc, as_of, windows, progress, helper)
 
 
-def _build(enc, as_of, windows, progress, helper: Executor | None) -> pd.DataFrame:
+def _build(
+    enc: EncodedEvents,
+    as_of: pd.Timestamp | str,
+    windows: Sequence[int],
+    progress: Progress | None,
+    helper: Executor | None,
+) -> pd.DataFrame:
     """Cut, the families (the purchase ones on the helper thread), attributes, table."""
     tick = progress or (lambda _: None)
     c = cut(enc, as_of, windows, helper)
