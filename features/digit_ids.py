@@ -7,8 +7,9 @@ reads every id's bytes in place from the Arrow chunks, checks it against the fir
 id's pattern and writes its number: one pass, no copy of the strings, no hashing.
 Codes then come from a presence table over the numbers' range (numbered in order)
 and one more pass. Columns of other shapes return None and take the general path in
-:mod:`features.ids`; measured on 10M customer ids this path takes ~0.1 s where the
-general one takes ~0.5 s.
+:mod:`features.ids`. On 10M customer ids in one process (warm) it took 0.19-0.25 s
+where the numpy word path took 0.24-0.38 s, and it leaves only the numbers and the
+codes to fault in.
 """
 
 from __future__ import annotations

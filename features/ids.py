@@ -65,7 +65,7 @@ def factorize(
         return _from_categorical(columns[0], sort)
     arrays = [_as_string_array(c) for c in columns]
     n_rows = sum(len(a) for a in arrays)
-    digits = digit_ids.factorize(arrays, uniques, min(_DIRECT_MAX, max(8 * n_rows, 1 << 20)))
+    digits = digit_ids.factorize(arrays, uniques, _direct_range(n_rows))
     if digits is not None:  # "prefix + digits" ids, parsed in place by a compiled loop
         return digits
     parts = [_words(a) for a in arrays]
@@ -290,6 +290,12 @@ _NINE = np.uint64(0x3939393939393939)
 _DIRECT_MAX = 1 << 28  # largest value range grouped through a direct-address table
 
 
+def _direct_range(n_rows: int) -> int:
+    """Widest range of numbers grouped through a presence table for ``n_rows`` ids:
+    8 slots a row (at least 1M), at most ``_DIRECT_MAX``."""
+    return min(_DIRECT_MAX, max(8 * n_rows, 1 << 20))
+
+
 class _Decimal:
     """Fixed-width ids whose varying characters are all digits ("C0001234", "0042").
 
@@ -377,7 +383,7 @@ class _Decimal:
         lo = min((int(v.min()) for v in self.values if len(v)), default=0)
         hi = max((int(v.max()) for v in self.values if len(v)), default=0)
         n = sum(len(v) for v in self.values)
-        if hi - lo < min(_DIRECT_MAX, max(8 * n, 1 << 20)):
+        if hi - lo < _direct_range(n):
             for v in self.values:
                 v -= lo  # our own array: shift in place
             present = np.zeros(hi - lo + 1, dtype=bool)

@@ -7,7 +7,7 @@ bookkeeping), compiled for the host CPU and called through ctypes, which release
 GIL for the call. llvmlite is already installed for the compiled forests
 (:mod:`training.compiled_forest`).
 
-Compiling takes 20-50 ms a loop, and a feature build uses nine: the machine code is
+Compiling takes 20-50 ms a loop, and a feature build uses about 15: the machine code is
 kept on disk, keyed by the IR, the CPU and the LLVM version, in ``OMNI_NATIVE_CACHE``
 (default ``~/.cache/omni-retail/native``; ``off`` compiles every time), so a process
 loads it in about a millisecond. Entries are written atomically and carry a digest of

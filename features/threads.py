@@ -3,8 +3,9 @@
 The build's steps spend their time in numpy and in compiled loops that release the
 GIL, so two independent ones run side by side: store and order ids are encoded beside
 customer ids, ages beside customer codes, the purchase families beside the
-engagement ones. Measured at 10M events / 1M customers: 3.56 s on one thread, 2.59 s
-on two (medians of 4 fresh processes, same session).
+engagement ones. Measured at 10M events / 1M customers (medians of 4 fresh
+processes, each pair in one session): the families on two threads 3.33 -> 2.76 s, the
+encoding and cut steps on the helper too 2.53 -> 2.38 s.
 """
 
 from __future__ import annotations
