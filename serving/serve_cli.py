@@ -142,14 +142,14 @@ def bento(
     target = root / BENTO_DIR
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(path, target)
-    with step("bentoml build"):
+    with step("bentoml build"):  # raising inside the step: no ✓ for a failed build
         out = subprocess.run(
             [sys.executable, "-m", "bentoml", "build", "-o", "tag", str(root)],
             capture_output=True,
             text=True,
             env={**os.environ, "BENTOML_DO_NOT_TRACK": "True"},
         )
-    if out.returncode != 0:
-        raise fail(f"bentoml build failed:\n{out.stderr[-2000:]}")
+        if out.returncode != 0:
+            raise fail(f"bentoml build failed:\n{out.stderr[-2000:]}")
     tag = out.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     console.print(f"bento {tag} (snapshot {path.name})\n  run it: bentoml serve {tag}")

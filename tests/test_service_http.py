@@ -160,8 +160,11 @@ def test_serve_refuses_to_start_without_models(tmp_path):
 
 def test_built_bento_runs_without_mlflow(trained_home, tmp_path):
     bento_home = tmp_path / "bentoml"
-    built = omni("bento", home=trained_home, BENTOML_HOME=str(bento_home), timeout=300)
+    # issue 20: the system PATH only, so a uv installed by hand cannot help `bentoml build`
+    bare = {"PATH": "/usr/bin:/bin", "BENTOML_HOME": str(bento_home)}
+    built = omni("bento", home=trained_home, timeout=300, **bare)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    assert "✓ bentoml build" in built.stdout
     tag = built.stdout.split("bentoml serve ")[-1].split()[0]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
