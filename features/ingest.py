@@ -113,7 +113,7 @@ def ingest(
     if not len(loaded.data.events):
         events_file = str(loaded.files["events"])
         if mode == "append" and store_has_events(settings.store_dir):
-            say(f"no new events in {events_file}: the events store is unchanged")
+            say(f"no new events in {events_file}: the store's events are unchanged")
             if not any(len(df) for df in loaded.data.tables().values()):
                 return IngestResult(loaded, None, settings.store_dir, quarantine_dir, seconds)
         elif not allow_empty:

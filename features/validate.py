@@ -288,7 +288,7 @@ def _not_single_values(raw: pd.Series) -> Check | None:
         return None
     try:
         arrow_type = pa.array(raw, from_pandas=True).type
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except pa.ArrowException:  # cannot happen with a file's column, only with a frame
         reason = "values of mixed kinds in this column, expected one value per row"
     else:
         if pa.types.is_struct(arrow_type):
