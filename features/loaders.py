@@ -11,18 +11,20 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
-import io
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 
 from features.schema import TABLES, empty_frame
 from features.sources import SourceData
 from features.validate import DataError, OnError, Problem, TimeRange, show_value, validate_frame
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz")
 ColumnMap = Mapping[str, Mapping[str, str]]
@@ -149,27 +151,52 @@ def _read_parquet(path: Path) -> pd.DataFrame:
                 table = table.set_column(
                     i, field.name, _binary_as_text(table.column(i), field.name, path)
                 )
+            else:
+                _check_utf8(table.column(i), field.name, path)
         return table.to_pandas()
-    except (OSError, EOFError, pa.ArrowException) as exc:
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, pa.ArrowException) as exc:
+        # ValueError: a damaged file can also fail in decoding its metadata (JSON, text)
         raise _unreadable(path, exc) from None
 
 
-def _binary_as_text(values, column: str, path: Path):
+def _check_utf8(values: pa.ChunkedArray, column: str, path: Path) -> None:
+    """Parquet readers do not check that text is UTF-8; a damaged or foreign file can hold
+    bytes that fail later, deep in pandas. Refuse it here, naming the first such row."""
+    import numpy as np
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(values.type):
+        for start, chunk in _chunk_starts(values):
+            found = _first_undecodable(pa.chunked_array([chunk.dictionary]), "utf-8")
+            if found is not None:
+                rows = np.flatnonzero(chunk.indices.to_numpy(zero_copy_only=False) == found[0])
+                if len(rows):
+                    raise _not_utf8(path, start + int(rows[0]), column, found[1])
+        return
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        found = _first_undecodable(values, "utf-8")
+        if found is not None:
+            raise _not_utf8(path, found[0], column, found[1])
+
+
+def _not_utf8(path: Path, row: int, column: str, exc: UnicodeDecodeError) -> DataError:
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    reason = f"not valid UTF-8 text (byte 0x{byte}); Parquet text must be UTF-8"
+    return DataError([Problem(str(path), row + 1, column, reason)])
+
+
+def _binary_as_text(values: pa.ChunkedArray, column: str, path: Path) -> pa.ChunkedArray:
     """Text stored as plain BINARY (no UTF-8 annotation, as some writers do) read as text;
     bytes that are not UTF-8 refuse the file, naming the first such row."""
     import pyarrow as pa
 
     text = pa.large_string() if pa.types.is_large_binary(values.type) else pa.string()
-    try:
-        return values.cast(text)
-    except pa.ArrowInvalid:
-        found = _first_undecodable(values, "utf-8")
-        if found is None:
-            raise
-        row, exc = found
-        byte = exc.object[exc.start : exc.start + 1].hex()
-        reason = f"not valid UTF-8 text (byte 0x{byte}); Parquet text must be UTF-8"
-        raise DataError([Problem(str(path), row + 1, column, reason)]) from None
+    found = _first_undecodable(values, "utf-8")
+    if found is not None:
+        raise _not_utf8(path, found[0], column, found[1])
+    return values.cast(text)
 
 
 def _open_binary(path: Path) -> BinaryIO:
@@ -189,7 +216,10 @@ def _csv_header(path: Path, encoding: str) -> list[str]:
         raise DataError(
             [Problem(str(path), None, None, f"the header is {_not_text(exc, encoding)}")]
         ) from None
-    return next(csv.reader(io.StringIO(text)), [])
+    try:  # like the reader, take a lone CR as a line end
+        return next(csv.reader(text.splitlines()), [])
+    except csv.Error as exc:
+        raise DataError([Problem(str(path), None, None, f"unreadable header: {exc}")]) from None
 
 
 def _not_text(exc: UnicodeDecodeError, encoding: str) -> str:
@@ -237,7 +267,7 @@ def _csv_row_problems(path: Path, header: list[str], encoding: str) -> list[Prob
 
     ragged: list[Problem] = []
 
-    def note(row) -> str:  # pyarrow numbers records from 1, header included
+    def note(row: pacsv.InvalidRow) -> str:  # pyarrow numbers records from 1, header included
         ragged.append(
             Problem(
                 str(path),
@@ -279,31 +309,41 @@ def _csv_row_problems(path: Path, header: list[str], encoding: str) -> list[Prob
     return problems
 
 
-def _first_undecodable(values, encoding: str) -> tuple[int, UnicodeDecodeError] | None:
-    """Index of the first value in a binary column that is not ``encoding`` text.
+def _first_undecodable(
+    values: pa.ChunkedArray, encoding: str
+) -> tuple[int, UnicodeDecodeError] | None:
+    """Index of the first value in a text or binary column that is not ``encoding`` text.
 
-    The column's values lie end to end in one buffer: decode it whole and map the
-    failing byte back to its row through the offsets (no loop over rows).
+    The column's values lie end to end in one buffer: decode it whole (no copy; at memory
+    speed for UTF-8) and map a failing byte back to its row through the offsets, with no
+    loop over rows.
     """
     import numpy as np
     import pyarrow as pa
 
+    decode = codecs.getdecoder(encoding)
+    for start, chunk in _chunk_starts(values):
+        _, offsets_buf, data_buf = chunk.buffers()
+        if data_buf is None or not len(chunk):
+            continue
+        wide = pa.types.is_large_binary(chunk.type) or pa.types.is_large_string(chunk.type)
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)[
+            chunk.offset : chunk.offset + len(chunk) + 1
+        ]
+        try:
+            decode(memoryview(data_buf)[offsets[0] : offsets[-1]])
+        except UnicodeDecodeError as exc:
+            row = int(np.searchsorted(offsets, offsets[0] + exc.start, side="right")) - 1
+            return start + row, exc
+    return None
+
+
+def _chunk_starts(values: pa.ChunkedArray) -> Iterator[tuple[int, pa.Array]]:
+    """(row of its first value, chunk) for each chunk of a chunked array."""
     start = 0
     for chunk in values.chunks:
-        _, offsets_buf, data_buf = chunk.buffers()
-        if data_buf is not None and len(chunk):
-            wide = pa.types.is_large_binary(chunk.type) or pa.types.is_large_string(chunk.type)
-            offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)[
-                chunk.offset : chunk.offset + len(chunk) + 1
-            ]
-            data = data_buf.to_pybytes()[offsets[0] : offsets[-1]]
-            try:
-                data.decode(encoding)
-            except UnicodeDecodeError as exc:
-                row = int(np.searchsorted(offsets, offsets[0] + exc.start, side="right")) - 1
-                return start + row, exc
+        yield start, chunk
         start += len(chunk)
-    return None
 
 
 def apply_column_map(

@@ -200,6 +200,20 @@ def _ragged_row(folder: Path) -> Path:
     return folder / "events.csv"
 
 
+def _header_with_bare_cr(folder: Path) -> Path:
+    text = _good_csv_text().replace("event_type", "event\rtype", 1)  # a lone CR ends a line
+    (folder / "events.csv").write_bytes(text.encode())
+    return folder / "events.csv"
+
+
+def _parquet_text_not_utf8(folder: Path) -> Path:
+    import numpy as np
+
+    offsets = pa.py_buffer(np.array([0, 2, 5, 5, 7], np.int32).tobytes())
+    text = pa.Array.from_buffers(pa.string(), 4, [None, offsets, pa.py_buffer(b"p1p\xff2p1")])
+    return _events_parquet(folder, "product_id", text)  # row 2 holds b"p\xff2"
+
+
 def _truncated_gz(folder: Path) -> Path:
     data = _gz(_good_csv_text() * 50)
     (folder / "events.csv.gz").write_bytes(data[: len(data) // 2])
@@ -312,6 +326,7 @@ CASES: dict[str, Case] = {
     "csv-latin1-row": Case(_latin1_row, 3, "campaign_id", "--encoding latin-1"),
     "csv-latin1-header": Case(_latin1_header, None, None, "--encoding latin-1"),
     "csv-ragged-row": Case(_ragged_row, 2, None, "expected 15 fields, got 16"),
+    "csv-header-bare-cr": Case(_header_with_bare_cr, 1, None, "expected 4 fields, got 12"),
     "csv-missing-channel": Case(_without("channel"), None, "channel", "required column"),
     "csv-gz-not-gzip": Case(
         _raw_file("events.csv.gz", _good_csv_text().encode()), None, None, "cannot read"
@@ -415,6 +430,7 @@ CASES: dict[str, Case] = {
         2,
         "not valid UTF-8",
     ),
+    "pq-text-not-utf8": Case(_parquet_text_not_utf8, 2, "product_id", "not valid UTF-8"),
     "pq-ts-1900": _pq_column(
         "ts", _ts("2025-01-01", "1900-01-01", "2025-02-01", "2025-02-10"), 2, "before"
     ),
