@@ -618,3 +618,49 @@ def test_file_level_errors_refuse_the_load_even_when_quarantining(good_home, tmp
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "events.csv.gz" in res.stderr
     assert _store_digest(home) == before
+
+
+def _mutate(data: bytes, rng) -> bytes:
+    """One random damage: flipped bytes, a cut, inserted junk, or stray CSV punctuation."""
+    b = bytearray(data)
+    how = rng.choice(["flip", "cut", "insert", "punctuate"])
+    if how == "flip":
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+    elif how == "cut":
+        del b[rng.randrange(len(b)) :]
+    elif how == "insert":
+        at = rng.randrange(len(b))
+        b[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+    else:
+        for _ in range(rng.randint(5, 40)):
+            b[rng.randrange(len(b))] = rng.choice(b',\n"\r\x00=;\xff\xc3')
+    return bytes(b)
+
+
+def test_randomly_damaged_files_load_or_fail_with_a_data_error(tmp_path):
+    # issue 14: 600 seeded random damages of a good CSV, .csv.gz and Parquet file; each either
+    # loads or is a DataError (this found the lone-CR header and non-UTF-8 Parquet text)
+    import random
+
+    from features.loaders import load_files
+
+    rng = random.Random(14)
+    good = {
+        "events.csv": _good_csv_text().encode() * 3,
+        "events.csv.gz": _gz(_good_csv_text() * 3),
+        "events.parquet": _events_parquet(tmp_path).read_bytes(),
+    }
+    outcomes = {"loaded": 0, "refused": 0}
+    for i in range(600):
+        name = rng.choice(list(good))
+        folder = tmp_path / f"case{i}"
+        folder.mkdir()
+        (folder / name).write_bytes(_mutate(good[name], rng))
+        try:
+            load_files(folder)
+            outcomes["loaded"] += 1
+        except DataError as exc:
+            assert str(folder / name) in str(exc)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 500, outcomes
