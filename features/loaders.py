@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import io
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -204,22 +205,32 @@ def _open_binary(path: Path) -> BinaryIO:
 
 
 def _csv_header(path: Path, encoding: str) -> list[str]:
-    """The CSV's column names, decoded on their own so a bad byte further down cannot stop us."""
+    """The CSV's column names, decoded on their own so a bad byte further down cannot stop us.
+
+    In an ASCII-compatible encoding (UTF-8, latin-1, cp1252...) the first line is cut at
+    its newline byte before decoding; other encodings (UTF-16) are decoded as a stream.
+    """
+    codec = codecs.lookup(encoding).name
     try:
         with _open_binary(path) as fh:
-            first = fh.readline(1 << 20)
+            if _ascii_compatible(codec):
+                text = fh.readline(1 << 20).decode("utf-8-sig" if codec == "utf-8" else codec)
+            else:
+                text = io.TextIOWrapper(fh, encoding=codec, newline="").readline(1 << 20)
     except (OSError, EOFError, zlib.error) as exc:
         raise _unreadable(path, exc) from None
-    try:
-        text = first.decode("utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            [Problem(str(path), None, None, f"the header is {_not_text(exc, encoding)}")]
-        ) from None
+    except UnicodeError as exc:
+        why = _not_text(exc, encoding) if isinstance(exc, UnicodeDecodeError) else exc
+        raise DataError([Problem(str(path), None, None, f"the header is {why}")]) from None
     try:  # like the reader, take a lone CR as a line end
         return next(csv.reader(text.splitlines()), [])
     except csv.Error as exc:
         raise DataError([Problem(str(path), None, None, f"unreadable header: {exc}")]) from None
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether newlines and commas are single ASCII bytes, so bytes can be split before decoding."""
+    return "\n,".encode(encoding) == b"\n,"
 
 
 def _not_text(exc: UnicodeDecodeError, encoding: str) -> str:
@@ -265,6 +276,8 @@ def _csv_row_problems(path: Path, header: list[str], encoding: str) -> list[Prob
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    if not _ascii_compatible(encoding):  # rows cannot be found in the raw bytes (UTF-16)
+        return []
     ragged: list[Problem] = []
 
     def note(row: pacsv.InvalidRow) -> str:  # pyarrow numbers records from 1, header included

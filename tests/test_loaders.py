@@ -190,3 +190,13 @@ def test_allow_empty_writes_a_store_without_events(tmp_path, raw_events, setting
     from features.ingest import store_has_events
 
     assert not store_has_events(settings.store_dir)
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-16"])
+def test_csv_in_another_encoding_loads_with_its_name(tmp_path, raw_events, encoding):
+    # issue 14: --encoding reads files that are not UTF-8 (UTF-16 with a byte order mark too)
+    raw_events.loc[2, "product_id"] = "M\u00e4rz"
+    path = tmp_path / "events.csv"
+    raw_events.to_csv(path, index=False, encoding=encoding)
+    loaded = load_files({"events": path}, encoding=encoding)
+    assert loaded.data.events["product_id"].tolist()[1:3] == ["p2", "M\u00e4rz"]
