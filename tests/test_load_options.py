@@ -74,6 +74,7 @@ def test_allow_empty_and_appending_nothing(tmp_path, raw_events):
 
 
 def test_help_lists_the_new_options(tmp_path):
+    # issue 14: the new options are documented where users look
     res = omni("data", "load", "--help", home=tmp_path, COLUMNS="200")
     for option in ("--encoding", "--ts-min", "--ts-max", "--allow-empty"):
         assert option in res.stdout

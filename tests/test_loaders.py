@@ -115,6 +115,7 @@ def test_ingest_resolves_identities_and_stores_dimensions(tmp_path, raw_events, 
 
 
 def test_quarantine_csv_escapes_formulas_but_keeps_plain_numbers(tmp_path, raw_events, settings):
+    # issue 14: quarantine CSVs must not run formulas in a spreadsheet
     raw_events = pd.concat([raw_events, raw_events.iloc[[2]]], ignore_index=True)  # a good row
     raw_events["=evil()"] = "x"  # a column name is a cell too
     raw_events.loc[0, "channel"] = '=HYPERLINK("http://x","y")'
@@ -139,6 +140,7 @@ def test_quarantine_csv_escapes_formulas_but_keeps_plain_numbers(tmp_path, raw_e
 
 
 def test_latin1_csv_names_the_row_and_loads_with_its_encoding(tmp_path, raw_events):
+    # issue 14: a latin-1 file failed with no file or row named
     raw_events.loc[2, "product_id"] = "M\u00e4rz"
     path = tmp_path / "events.csv"
     raw_events.to_csv(path, index=False, encoding="latin-1")
@@ -149,6 +151,7 @@ def test_latin1_csv_names_the_row_and_loads_with_its_encoding(tmp_path, raw_even
 
 
 def test_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path, raw_events):
+    # issue 14: the header is now decoded on its own; a BOM stays out of it
     path = tmp_path / "events.csv"
     raw_events.to_csv(path, index=False, encoding="utf-8-sig")
     assert load_files({"events": path}).data.events["customer_id"].iloc[0] == "c1"
@@ -157,6 +160,7 @@ def test_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path, raw_even
 def test_all_rows_bad_when_quarantining_is_refused_and_says_where_they_went(
     tmp_path, raw_events, settings
 ):
+    # issue 14: a load leaving zero events is refused
     from features.ingest import EmptyLoadError
 
     raw_events["channel"] = "fax"
@@ -169,6 +173,7 @@ def test_all_rows_bad_when_quarantining_is_refused_and_says_where_they_went(
 
 
 def test_appending_no_new_events_changes_nothing(tmp_path, raw_events, settings):
+    # issue 14: appending nothing changes nothing, and says so
     ingest(_write_source(tmp_path / "good", raw_events), settings)
     before = {p: p.read_bytes() for p in settings.store_dir.rglob("*") if p.is_file()}
     empty = tmp_path / "empty"
@@ -182,6 +187,7 @@ def test_appending_no_new_events_changes_nothing(tmp_path, raw_events, settings)
 
 
 def test_allow_empty_writes_a_store_without_events(tmp_path, raw_events, settings):
+    # issue 14: --allow-empty lets an empty load through
     ingest(_write_source(tmp_path / "good", raw_events), settings)
     empty = tmp_path / "empty"
     empty.mkdir()
