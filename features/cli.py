@@ -50,16 +50,23 @@ def synth(
 def run_synth(settings, customers: int, days: int, seed: int, end: str, load: bool):
     """Generate, write raw files (+ truth) under the data home, then ingest them.
 
-    Returns the raw folder and the ingest result (None when not loaded).
+    The load's validation is the one every source gets; its time range reaches ``end``
+    (which may lie in the future, when asked for). Returns the raw folder and the ingest
+    result (None when not loaded).
     """
+    import pandas as pd
+
     from features.sources import write_source
     from features.synthetic import generate
+    from features.validate import TimeRange
 
     with step(f"generate {customers:,} customers x {days} days (seed {seed})"):
         data = generate(n_customers=customers, days=days, seed=seed, end=end)
         raw = write_source(data, settings.raw_dir / "synthetic")
     say(f"{len(data.events):,} events -> {raw} (ground truth in {raw / 'truth'})")
-    return raw, _ingest(settings, raw) if load else None
+    default = TimeRange.default()
+    times = TimeRange(default.earliest, max(default.latest, pd.to_datetime(end, utc=True)))
+    return raw, _ingest(settings, raw, times=times) if load else None
 
 
 @app.command("complete-journey")
@@ -111,6 +118,21 @@ def load_cmd(
     append: Annotated[
         bool, typer.Option(help="Append to the store instead of replacing it.")
     ] = False,
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of CSV files (e.g. latin-1, cp1252).")
+    ] = "utf-8",
+    ts_min: Annotated[
+        str | None,
+        typer.Option(help="Earliest timestamp accepted (default 1970-01-01)."),
+    ] = None,
+    ts_max: Annotated[
+        str | None,
+        typer.Option(help="Latest timestamp accepted (default: one day after now)."),
+    ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(help="Load even when no events remain (the store is left without events)."),
+    ] = False,
 ) -> None:
     """Validate your own Parquet / CSV files, resolve identities and write the events store.
 
@@ -118,10 +140,18 @@ def load_cmd(
     """
     settings = _settings(ctx)
     with user_errors():
+        import codecs
+
         from features.loaders import parse_column_map
+        from features.validate import TimeRange
 
         if on_error not in ("raise", "quarantine"):
             raise ValueError(f"--on-error must be 'raise' or 'quarantine', got {on_error!r}")
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"--encoding {encoding!r} is not a known text encoding") from None
+        times = TimeRange.parse(ts_min, ts_max)
         if path is None and not table:
             raise ValueError("give a folder (PATH) or files with --table TABLE=PATH")
         source: Path | dict[str, Path]
@@ -140,17 +170,23 @@ def load_cmd(
             column_map=parse_column_map(map_ or []),
             on_error=on_error,
             mode="append" if append else "replace",
+            encoding=encoding,
+            times=times,
+            allow_empty=allow_empty,
         )
 
 
 def _ingest(settings, source, **kwargs):
-    from features.ingest import ingest
+    from features.ingest import ingest, store_has_events
 
     with step("validate, resolve identities, write the events store"):
         result = ingest(source, settings, progress=say, **kwargs)
     for table, cols in result.load.ignored_columns.items():
         say(f"[yellow]ignored[/] columns not in the contract for {table}: {', '.join(cols)}")
-    show_summary(settings.store_dir)
+    if store_has_events(settings.store_dir):
+        show_summary(settings.store_dir)
+    else:  # --allow-empty
+        say(f"the events store {settings.store_dir} holds no events")
     return result
 
 

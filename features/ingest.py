@@ -17,30 +17,63 @@ from features.atomic import atomic_path
 from features.identity import IdentityReport, resolve_identities
 from features.loaders import ColumnMap, LoadResult, load_files
 from features.settings import Settings
-from features.store import WriteMode, write_store
-from features.validate import OnError
+from features.store import StoreMissingError, WriteMode, events_dataset, write_store
+from features.validate import DataError, OnError, Problem, TimeRange
 
 Progress = Callable[[str], None]
+FORMULA_START = r"^[=+\-@\t\r]"
+"""What a spreadsheet may read as a formula at the start of a cell (OWASP, CSV injection)."""
+PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
 
 @dataclass
 class IngestResult:
-    """What landed where, and what was set aside."""
+    """What landed where, and what was set aside (``identity`` is None when nothing loaded)."""
 
     load: LoadResult
-    identity: IdentityReport
+    identity: IdentityReport | None
     store_dir: Path
     quarantine_dir: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+class EmptyLoadError(DataError):
+    """The load would leave the store without events: refused, the store untouched."""
+
+    def __init__(self, file: str, why: str) -> None:
+        super().__init__([Problem(file, None, None, why)])
+        self.args = (f"no events in {file}: the store was left as it was ({why})",)
+
+
+def spreadsheet_safe(values: pd.Series) -> pd.Series:
+    """Text a spreadsheet will not run: a cell starting with = + - @ tab or CR gets a leading
+    single quote (OWASP's advice for CSV injection). Plain numbers such as -2 stay as they are."""
+    text = values.astype("string")
+    risky = text.str.contains(FORMULA_START, regex=True) & ~text.str.fullmatch(PLAIN_NUMBER)
+    return text.mask(risky.fillna(False).astype(bool), "'" + text)
+
+
 def write_quarantine(quarantined: Mapping[str, pd.DataFrame], folder: Path) -> Path:
-    """Write rejected rows with their file/row/column/reason as one CSV per table."""
+    """Write rejected rows with their file/row/column/reason as one CSV per table.
+
+    Values and column names are made spreadsheet-safe (:func:`spreadsheet_safe`): the
+    rows come from untrusted files and people open these in spreadsheets.
+    """
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         for table, bad in quarantined.items():
-            bad.to_csv(tmp / f"{table}.csv", index=False)
+            safe = bad.apply(spreadsheet_safe)
+            safe.columns = spreadsheet_safe(pd.Series(bad.columns, dtype="string")).tolist()
+            safe.to_csv(tmp / f"{table}.csv", index=False)
     return folder
+
+
+def store_has_events(store_dir: Path) -> bool:
+    """Whether the events store exists and holds at least one event (reads only metadata)."""
+    try:
+        return events_dataset(store_dir).count_rows() > 0
+    except StoreMissingError:
+        return False
 
 
 def ingest(
@@ -50,15 +83,22 @@ def ingest(
     on_error: OnError = "raise",
     mode: WriteMode = "replace",
     progress: Progress | None = None,
+    encoding: str = "utf-8",
+    times: TimeRange | None = None,
+    allow_empty: bool = False,
 ) -> IngestResult:
     """Load ``source`` (folder or {table: file}), resolve identities and write the store.
 
-    Nothing is written to the store unless every step succeeds.
+    Nothing is written to the store unless every step succeeds. A load that would leave
+    the store without events is refused (:class:`EmptyLoadError`) unless ``allow_empty``;
+    appending no new events to a store that has some changes nothing.
     """
     say = progress or (lambda _msg: None)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    loaded = load_files(source, column_map=column_map, on_error=on_error)
+    loaded = load_files(
+        source, column_map=column_map, on_error=on_error, encoding=encoding, times=times
+    )
     seconds["validate"] = time.perf_counter() - t0
     say(
         f"validated {len(loaded.data.events):,} events, {len(loaded.data.customers):,} customers, "
@@ -70,6 +110,20 @@ def ingest(
         stamp = time.strftime("%Y%m%dT%H%M%S")
         quarantine_dir = write_quarantine(loaded.quarantined, settings.quarantine_dir / stamp)
         say(f"quarantined {loaded.n_quarantined:,} bad rows -> {quarantine_dir}")
+    if not len(loaded.data.events):
+        events_file = str(loaded.files["events"])
+        if mode == "append" and store_has_events(settings.store_dir):
+            say(f"no new events in {events_file}: the store's events are unchanged")
+            if not any(len(df) for df in loaded.data.tables().values()):
+                return IngestResult(loaded, None, settings.store_dir, quarantine_dir, seconds)
+        elif not allow_empty:
+            bad = loaded.quarantined.get("events")
+            why = (
+                f"all {len(bad):,} rows were bad, see {quarantine_dir}"
+                if bad is not None and len(bad)
+                else "the file holds no rows; --allow-empty loads it anyway"
+            )
+            raise EmptyLoadError(events_file, why)
 
     t0 = time.perf_counter()
     events, report = resolve_identities(

@@ -8,17 +8,24 @@ explicit ``{table: path}`` mapping. ``column_map`` renames the user's columns:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
-from collections.abc import Mapping
+import io
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 
 from features.schema import TABLES, empty_frame
 from features.sources import SourceData
-from features.validate import DataError, OnError, Problem, validate_frame
+from features.validate import DataError, OnError, Problem, TimeRange, show_value, validate_frame
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz")
 ColumnMap = Mapping[str, Mapping[str, str]]
@@ -82,41 +89,274 @@ def find_table_files(source: Path | str | Mapping[str, Path | str]) -> dict[str,
     return files
 
 
-def read_raw(path: Path, dictionary_columns: frozenset[str] = frozenset()) -> pd.DataFrame:
+def read_raw(
+    path: Path,
+    dictionary_columns: frozenset[str] = frozenset(),
+    encoding: str = "utf-8",
+) -> pd.DataFrame:
     """Read a Parquet file/folder as typed, or a CSV with every column as text.
 
     CSV values stay text so that validation, not the reader, decides what is bad and
     can name the row; ``dictionary_columns`` (low-cardinality, e.g. channel) are read
-    dictionary-encoded, which makes validating them nearly free.
+    dictionary-encoded, which makes validating them nearly free. ``encoding`` is the
+    CSV's text encoding. A file that cannot be read at all (corrupt, truncated, two
+    columns of one name) is a :class:`DataError` naming the file.
     """
+    name = path.name.lower()
+    if path.is_dir() or name.endswith(".parquet"):
+        return _read_parquet(path)
+    if name.endswith(".csv") or name.endswith(".csv.gz"):
+        return _read_csv(path, dictionary_columns, encoding)
+    raise DataError([Problem(str(path), None, None, "unsupported file type (.parquet, .csv)")])
+
+
+def _unreadable(path: Path, exc: BaseException) -> DataError:
+    return DataError([Problem(str(path), None, None, f"cannot read file: {exc}")])
+
+
+def _check_unique_columns(names: list[str], path: Path) -> None:
+    """Two columns of one name would make one of them win silently: refuse, naming both."""
+    positions: dict[str, list[int]] = {}
+    for i, col in enumerate(names, start=1):
+        positions.setdefault(col, []).append(i)
+    problems = [
+        Problem(
+            str(path),
+            None,
+            col,
+            "column name appears more than once (columns "
+            + " and ".join(map(str, where))
+            + "): rename or drop all but one",
+        )
+        for col, where in positions.items()
+        if len(where) > 1
+    ]
+    if problems:
+        raise DataError(problems)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
+    import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    name = path.name.lower()
     try:
-        if path.is_dir() or name.endswith(".parquet"):
-            return pq.read_table(path).to_pandas()
-        if name.endswith(".csv") or name.endswith(".csv.gz"):
-            opener = gzip.open if name.endswith(".gz") else open
-            with opener(path, "rt", newline="") as fh:
-                header = next(csv.reader(fh), [])
-            if not header:
-                return pd.DataFrame()
-            convert = pacsv.ConvertOptions(
-                column_types={
-                    h: pa.dictionary(pa.int32(), pa.string())
-                    if h in dictionary_columns
-                    else pa.string()
-                    for h in header
-                },
-                strings_can_be_null=True,
-                null_values=[""],
+        if path.is_dir():
+            schema = ds.dataset(path, format="parquet").schema
+        else:
+            schema = pq.read_schema(path)
+        _check_unique_columns(schema.names, path)
+        table = pq.read_table(path)
+        for i, field in enumerate(table.schema):
+            if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+                table = table.set_column(
+                    i, field.name, _binary_as_text(table.column(i), field.name, path)
+                )
+            else:
+                _check_utf8(table.column(i), field.name, path)
+        return table.to_pandas()
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, pa.ArrowException) as exc:
+        # ValueError: a damaged file can also fail in decoding its metadata (JSON, text)
+        raise _unreadable(path, exc) from None
+
+
+def _check_utf8(values: pa.ChunkedArray, column: str, path: Path) -> None:
+    """Parquet readers do not check that text is UTF-8; a damaged or foreign file can hold
+    bytes that fail later, deep in pandas. Refuse it here, naming the first such row."""
+    import numpy as np
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(values.type):
+        for start, chunk in _chunk_starts(values):
+            found = _first_undecodable(pa.chunked_array([chunk.dictionary]), "utf-8")
+            if found is not None:
+                rows = np.flatnonzero(chunk.indices.to_numpy(zero_copy_only=False) == found[0])
+                if len(rows):
+                    raise _not_utf8(path, start + int(rows[0]), column, found[1])
+        return
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        found = _first_undecodable(values, "utf-8")
+        if found is not None:
+            raise _not_utf8(path, found[0], column, found[1])
+
+
+def _not_utf8(path: Path, row: int, column: str, exc: UnicodeDecodeError) -> DataError:
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    reason = f"not valid UTF-8 text (byte 0x{byte}); Parquet text must be UTF-8"
+    return DataError([Problem(str(path), row + 1, column, reason)])
+
+
+def _binary_as_text(values: pa.ChunkedArray, column: str, path: Path) -> pa.ChunkedArray:
+    """Text stored as plain BINARY (no UTF-8 annotation, as some writers do) read as text;
+    bytes that are not UTF-8 refuse the file, naming the first such row."""
+    import pyarrow as pa
+
+    text = pa.large_string() if pa.types.is_large_binary(values.type) else pa.string()
+    found = _first_undecodable(values, "utf-8")
+    if found is not None:
+        raise _not_utf8(path, found[0], column, found[1])
+    return values.cast(text)
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _csv_header(path: Path, encoding: str) -> list[str]:
+    """The CSV's column names, decoded on their own so a bad byte further down cannot stop us.
+
+    In an ASCII-compatible encoding (UTF-8, latin-1, cp1252...) the first line is cut at
+    its newline byte before decoding; other encodings (UTF-16) are decoded as a stream.
+    """
+    codec = codecs.lookup(encoding).name
+    try:
+        with _open_binary(path) as fh:
+            if _ascii_compatible(codec):
+                text = fh.readline(1 << 20).decode("utf-8-sig" if codec == "utf-8" else codec)
+            else:
+                text = io.TextIOWrapper(fh, encoding=codec, newline="").readline(1 << 20)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _unreadable(path, exc) from None
+    except UnicodeError as exc:
+        why = _not_text(exc, encoding) if isinstance(exc, UnicodeDecodeError) else exc
+        raise DataError([Problem(str(path), None, None, f"the header is {why}")]) from None
+    try:  # like the reader, take a lone CR as a line end
+        return next(csv.reader(text.splitlines()), [])
+    except csv.Error as exc:
+        raise DataError([Problem(str(path), None, None, f"unreadable header: {exc}")]) from None
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether newlines and commas are single ASCII bytes, so bytes can be split before decoding."""
+    return "\n,".encode(encoding) == b"\n,"
+
+
+def _not_text(exc: UnicodeDecodeError, encoding: str) -> str:
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return (
+        f"not valid {encoding} text (byte 0x{byte}); if the file has another encoding, "
+        "give it, e.g. --encoding latin-1"
+    )
+
+
+def _read_csv(path: Path, dictionary_columns: frozenset[str], encoding: str) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    header = _csv_header(path, encoding)
+    if not header:
+        return pd.DataFrame()
+    _check_unique_columns(header, path)
+    convert = pacsv.ConvertOptions(
+        column_types={
+            h: pa.dictionary(pa.int32(), pa.string()) if h in dictionary_columns else pa.string()
+            for h in header
+        },
+        strings_can_be_null=True,
+        null_values=[""],
+    )
+    try:
+        # pyarrow transcodes other encodings to UTF-8 through Python's codecs.
+        table = pacsv.read_csv(
+            path, read_options=pacsv.ReadOptions(encoding=encoding), convert_options=convert
+        )
+        return table.to_pandas()
+    except (OSError, EOFError, zlib.error, UnicodeError, pa.ArrowException) as exc:
+        problems = _csv_row_problems(path, header, encoding)
+        if problems:
+            raise DataError(problems) from None
+        raise _unreadable(path, exc) from None
+
+
+def _csv_row_problems(path: Path, header: list[str], encoding: str) -> list[Problem]:
+    """After the reader refused a CSV, find the rows that made it: rows with the wrong
+    number of fields, or text that does not decode. Runs only when a read failed."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if not _ascii_compatible(encoding):  # rows cannot be found in the raw bytes (UTF-16)
+        return []
+    ragged: list[Problem] = []
+
+    def note(row: pacsv.InvalidRow) -> str:  # pyarrow numbers records from 1, header included
+        ragged.append(
+            Problem(
+                str(path),
+                row.number - 1 if row.number is not None else None,
+                None,
+                f"expected {row.expected_columns} fields, got {row.actual_columns}: "
+                + show_value(row.text),
             )
-            return pacsv.read_csv(path, convert_options=convert).to_pandas()
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DataError([Problem(str(path), None, None, f"cannot read file: {exc}")]) from exc
-    raise DataError([Problem(str(path), None, None, "unsupported file type (.parquet, .csv)")])
+        )
+        return "skip"
+
+    names = [f"c{i}" for i in range(len(header))]
+    read = dict(use_threads=False, skip_rows=1, column_names=names)
+    try:
+        # Rows with the wrong number of fields. Read as latin-1, which decodes any byte, so
+        # that pyarrow can show the row's text whatever bytes it holds.
+        pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(encoding="latin-1", **read),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=note),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.binary())),
+        )
+        if ragged:
+            return ragged
+        # Text that does not decode: the raw bytes of every column, searched per column.
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(**read),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.binary())),
+        )
+    except (OSError, EOFError, zlib.error, pa.ArrowException):
+        return ragged
+    problems = []
+    for column, values in zip(header, table.columns, strict=True):
+        found = _first_undecodable(values, encoding)
+        if found is not None:
+            row, exc = found
+            problems.append(Problem(str(path), row + 1, column, _not_text(exc, encoding)))
+    return problems
+
+
+def _first_undecodable(
+    values: pa.ChunkedArray, encoding: str
+) -> tuple[int, UnicodeDecodeError] | None:
+    """Index of the first value in a text or binary column that is not ``encoding`` text.
+
+    The column's values lie end to end in one buffer: decode it whole (no copy; at memory
+    speed for UTF-8) and map a failing byte back to its row through the offsets, with no
+    loop over rows.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    decode = codecs.getdecoder(encoding)
+    for start, chunk in _chunk_starts(values):
+        _, offsets_buf, data_buf = chunk.buffers()
+        if data_buf is None or not len(chunk):
+            continue
+        wide = pa.types.is_large_binary(chunk.type) or pa.types.is_large_string(chunk.type)
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)[
+            chunk.offset : chunk.offset + len(chunk) + 1
+        ]
+        try:
+            decode(memoryview(data_buf)[offsets[0] : offsets[-1]])
+        except UnicodeDecodeError as exc:
+            row = int(np.searchsorted(offsets, offsets[0] + exc.start, side="right")) - 1
+            return start + row, exc
+    return None
+
+
+def _chunk_starts(values: pa.ChunkedArray) -> Iterator[tuple[int, pa.Array]]:
+    """(row of its first value, chunk) for each chunk of a chunked array."""
+    start = 0
+    for chunk in values.chunks:
+        yield start, chunk
+        start += len(chunk)
 
 
 def apply_column_map(
@@ -172,8 +412,15 @@ def load_files(
     source: Path | str | Mapping[str, Path | str],
     column_map: ColumnMap | None = None,
     on_error: OnError = "raise",
+    encoding: str = "utf-8",
+    times: TimeRange | None = None,
 ) -> LoadResult:
-    """Read, map and validate a source's tables. Missing dimension tables load empty."""
+    """Read, map and validate a source's tables. Missing dimension tables load empty.
+
+    ``encoding`` is the text encoding of CSV files; ``times`` the timestamps accepted
+    (default :meth:`TimeRange.default`, fixed once for every table of the load).
+    """
+    times = TimeRange.default() if times is None else times
     files = find_table_files(source)
     column_map = column_map or {}
     tables: dict[str, pd.DataFrame] = {}
@@ -187,11 +434,11 @@ def load_files(
         categorical = frozenset(
             mapping.get(c.name, c.name) for c in TABLES[table].columns if c.kind == "category"
         )
-        raw = apply_column_map(read_raw(path, categorical), table, mapping, str(path))
+        raw = apply_column_map(read_raw(path, categorical, encoding), table, mapping, str(path))
         extra = [c for c in raw.columns if c not in TABLES[table].names]
         if extra:
             result.ignored_columns[table] = extra
-        checked = validate_frame(raw, TABLES[table], str(path), on_error=on_error)
+        checked = validate_frame(raw, TABLES[table], str(path), on_error=on_error, times=times)
         tables[table] = checked.good
         if checked.n_bad:
             result.quarantined[table] = checked.bad

@@ -37,6 +37,8 @@ EVENT_TYPES: tuple[str, ...] = (
 LOYALTY_TIERS: tuple[str, ...] = ("none", "bronze", "silver", "gold")
 IDENTIFIER_COLUMNS: tuple[str, ...] = ("email_hash", "loyalty_id", "device_id", "phone_hash")
 """Identifier columns the loaders know; events may carry any of them instead of customer_id."""
+MAX_ID_LENGTH = 200
+"""Longest id (characters) the service accepts; longer ids are refused at load."""
 
 Kind = Literal["string", "timestamp", "category", "int", "float", "bool"]
 
@@ -63,6 +65,13 @@ class Column:
     @property
     def arrow_type(self) -> pa.DataType:
         return _ARROW_TYPES[self.kind]
+
+    @property
+    def is_id(self) -> bool:
+        """An id or identifier (``*_id``, ``email_hash``...): at most MAX_ID_LENGTH, no NUL."""
+        return self.kind == "string" and (
+            self.name.endswith("_id") or self.name in IDENTIFIER_COLUMNS
+        )
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,16 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from features.schema import EVENTS, IDENTIFIER_COLUMNS, Column, TableSchema
+from features.schema import EVENTS, IDENTIFIER_COLUMNS, MAX_ID_LENGTH, PRODUCTS, Column, TableSchema
 
 OnError = Literal["raise", "quarantine"]
 MAX_LISTED_PROBLEMS = 10
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Largest integer a float64 holds exactly; integer columns accept at most this magnitude."""
+EARLIEST_TS = pd.Timestamp("1970-01-01", tz="UTC")
+FUTURE_SLACK = pd.Timedelta(days=1)
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -50,6 +55,48 @@ class DataError(ValueError):
         tail = f"\n  ... and {more} more bad rows" if more > 0 else ""
         noun = "problem" if self.total == 1 else "problems"
         super().__init__(f"{self.total} {noun} in input data:\n{shown}{tail}")
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """The timestamps a load accepts, both ends included (`omni data load --ts-min/--ts-max`).
+
+    By default 1970-01-01 to one day after the load's time: anything outside is a wrong
+    clock or a placeholder date, and would land in a month partition of its own.
+    """
+
+    earliest: pd.Timestamp
+    latest: pd.Timestamp
+
+    @classmethod
+    def default(cls, now: pd.Timestamp | None = None) -> TimeRange:
+        now = pd.Timestamp.now(tz="UTC") if now is None else _utc(now)
+        return cls(EARLIEST_TS, (now + FUTURE_SLACK).ceil("s"))
+
+    @classmethod
+    def parse(cls, earliest: str | None, latest: str | None) -> TimeRange:
+        """From the CLI's texts (None keeps the default end); a bad date is a ValueError."""
+        default = cls.default()
+        bounds = []
+        for flag, text, fallback in (
+            ("--ts-min", earliest, default.earliest),
+            ("--ts-max", latest, default.latest),
+        ):
+            value = fallback if text is None else pd.to_datetime(text, utc=True, errors="coerce")
+            if pd.isna(value):
+                raise ValueError(f"{flag} {text!r} is not a date or time (e.g. 2020-01-01)")
+            bounds.append(value)
+        if bounds[0] > bounds[1]:
+            raise ValueError(f"--ts-min {bounds[0]} is after --ts-max {bounds[1]}")
+        return cls(*bounds)
+
+
+def _utc(t: pd.Timestamp) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+Check = tuple[np.ndarray, str]  # (bad-row mask, reason with a {value} placeholder)
 
 
 @dataclass
@@ -114,51 +161,164 @@ def _to_bool(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return pd.Series(values, index=raw.index), ~known[codes] & ~blank_label[codes]
 
 
-def _convert(col: Column, raw: pd.Series) -> tuple[pd.Series, np.ndarray, str]:
-    """Convert one raw column to its contract dtype; return values, failure mask, reason."""
+def _convert(col: Column, raw: pd.Series, times: TimeRange) -> tuple[pd.Series, list[Check]]:
+    """Convert one raw column to its contract dtype; return the values and its row checks.
+
+    Values failing a check are left missing in the result, so the conversion never fails.
+    """
     if col.kind == "category":
         values, bad = _to_category(raw, col.allowed or ())
-        return values, bad, f"unknown value (allowed: {', '.join(col.allowed or ())})"
+        return values, [(bad, f"unknown value (allowed: {', '.join(col.allowed or ())})")]
     if col.kind == "bool":
         values, bad = _to_bool(raw)
-        return values, bad, "not a boolean (true/false, 1/0, yes/no)"
+        return values, [(bad, "not a boolean (true/false, 1/0, yes/no)")]
     blank = _is_blank(raw)
     if col.kind == "timestamp":
-        if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-            values = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
-        else:
-            text = _as_text(raw)
-            values = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-        bad = values.isna().to_numpy() & ~blank
-        return values.astype("datetime64[us, UTC]"), bad, "unparsable timestamp"
+        return _to_timestamp(raw, blank, times)
     if col.kind in ("int", "float"):
-        if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
-            values = raw.astype("float64")
-        else:
-            values = pd.to_numeric(_as_text(raw).mask(blank), errors="coerce").astype("float64")
-        bad = values.isna().to_numpy() & ~blank
-        if col.kind == "int":
-            v = values.to_numpy()
-            bad |= np.isfinite(v) & (v % 1 != 0)
-            return values.astype("Int64"), bad, "not an integer"
-        return values, bad, "not a number"
-    # string
+        return _to_number(raw, blank, integer=col.kind == "int")
     values = _as_text(raw)
     empty = blank & values.notna().to_numpy()
     if empty.any():
         values = values.mask(empty)
-    return values, np.zeros(len(raw), bool), ""
+    return values, _id_checks(values) if col.is_id else []
+
+
+def _to_timestamp(
+    raw: pd.Series, blank: np.ndarray, times: TimeRange
+) -> tuple[pd.Series, list[Check]]:
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        values = raw.dt.tz_localize("UTC") if raw.dt.tz is None else raw.dt.tz_convert("UTC")
+    else:
+        text = _as_text(raw)
+        values = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    values = values.astype("datetime64[us, UTC]")
+    unparsable = values.isna().to_numpy() & ~blank
+    early = (values < times.earliest).to_numpy(dtype=bool, na_value=False)
+    late = (values > times.latest).to_numpy(dtype=bool, na_value=False)
+    if early.any() or late.any():
+        values = values.mask(early | late)
+    return values, [
+        (unparsable, "unparsable timestamp"),
+        (early, f"timestamp before {_when(times.earliest)} (--ts-min allows earlier ones)"),
+        (late, f"timestamp after {_when(times.latest)} (--ts-max allows later ones)"),
+    ]
+
+
+def _when(t: pd.Timestamp) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _to_number(raw: pd.Series, blank: np.ndarray, integer: bool) -> tuple[pd.Series, list[Check]]:
+    """Numbers as float64 (Int64 for integers); non-finite, fractional or huge ones are bad."""
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        values = raw.astype("float64")
+    else:
+        values = pd.to_numeric(_as_text(raw).mask(blank), errors="coerce").astype("float64")
+    v = values.to_numpy()
+    missing = np.isnan(v)
+    not_number = missing & ~blank
+    infinite = np.isinf(v)
+    checks = [
+        (not_number, "not an integer" if integer else "not a number"),
+        (infinite, "not a finite number"),
+    ]
+    bad = not_number | infinite
+    if integer:
+        with np.errstate(invalid="ignore"):
+            huge = ~infinite & (np.abs(v) > MAX_SAFE_INTEGER)
+            fraction = ~infinite & ~huge & (v % 1 != 0) & ~missing
+        checks += [
+            (huge, f"integer out of range (at most {MAX_SAFE_INTEGER:,} either side of 0)"),
+            (fraction, "not an integer"),
+        ]
+        bad |= huge | fraction
+    if bad.any():
+        values = values.mask(bad)
+    return (values.astype("Int64") if integer else values), checks
+
+
+def _id_checks(values: pd.Series) -> list[Check]:
+    """Ids the service would refuse: longer than MAX_ID_LENGTH characters, or holding NUL.
+
+    A character is at least one byte, so the rows are looked at only when the longest
+    value in bytes exceeds the limit, or a NUL byte occurs at all (both read off the
+    Arrow buffers at memory speed).
+    """
+    longest, has_nul = _byte_stats(values)
+    none = np.zeros(len(values), bool)
+    too_long = none
+    if longest > MAX_ID_LENGTH:
+        too_long = (values.str.len() > MAX_ID_LENGTH).to_numpy(dtype=bool, na_value=False)
+    nul = none
+    if has_nul:
+        nul = values.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
+    return [
+        (too_long, f"id longer than {MAX_ID_LENGTH} characters (the service refuses it)"),
+        (nul, "id contains a NUL character"),
+    ]
+
+
+def _byte_stats(values: pd.Series) -> tuple[int, bool]:
+    """The longest value in UTF-8 bytes, and whether any NUL byte may occur."""
+    arrow = pa.array(values.array)  # no copy for pandas' Arrow-backed strings
+    longest, has_nul = 0, False
+    for chunk in arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]:
+        if not len(chunk):
+            continue
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            chunk = chunk.cast(pa.large_string())
+        _, offsets_buf, data_buf = chunk.buffers()
+        wide = pa.types.is_large_string(chunk.type)
+        offsets = np.frombuffer(offsets_buf, np.int64 if wide else np.int32)
+        offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+        longest = max(longest, int(np.diff(offsets).max()))
+        if data_buf is not None and data_buf.size:
+            has_nul |= bool(np.frombuffer(data_buf, np.uint8).min() == 0)
+    return longest, has_nul
+
+
+def _not_single_values(raw: pd.Series) -> Check | None:
+    """Rows holding a list, map, struct or bytes instead of one value (Parquet nested types).
+
+    Only object columns can hold them (pandas reads Arrow text, numbers and times into
+    typed columns), so the check costs nothing on ordinary columns.
+    """
+    if raw.dtype != object:
+        return None
+    try:
+        arrow_type = pa.array(raw, from_pandas=True).type
+    except pa.ArrowException:  # cannot happen with a file's column, only with a frame
+        reason = "values of mixed kinds in this column, expected one value per row"
+    else:
+        if pa.types.is_struct(arrow_type):
+            reason = "a struct, not a single value"
+        elif pa.types.is_nested(arrow_type):
+            reason = "a list or map, not a single value"
+        elif pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+            reason = "binary data, not text (not valid UTF-8)"
+        elif pa.types.is_fixed_size_binary(arrow_type):
+            reason = "binary data, not text"
+        else:
+            return None
+    return raw.notna().to_numpy(dtype=bool), reason
 
 
 def validate_frame(
-    raw: pd.DataFrame, table: TableSchema, file: str, on_error: OnError = "raise"
+    raw: pd.DataFrame,
+    table: TableSchema,
+    file: str,
+    on_error: OnError = "raise",
+    times: TimeRange | None = None,
 ) -> ValidationResult:
     """Check ``raw`` against ``table`` and convert it to contract dtypes.
 
     Missing required columns are always an error (no row could be loaded). Row
     problems raise :class:`DataError` or, with ``on_error="quarantine"``, are returned
-    in ``bad`` with columns ``_file``, ``_row``, ``_column``, ``_reason``.
+    in ``bad`` with columns ``_file``, ``_row``, ``_column``, ``_reason``. Timestamps
+    outside ``times`` (default :meth:`TimeRange.default`) are bad rows.
     """
+    times = TimeRange.default() if times is None else times
     missing = [c for c in table.required if c not in raw.columns]
     if table is EVENTS and not ({"customer_id", *IDENTIFIER_COLUMNS} & set(raw.columns)):
         missing.append(
@@ -179,15 +339,24 @@ def validate_frame(
     for col in table.columns:
         if col.name not in raw.columns:
             continue
-        values, bad, reason = _convert(col, raw[col.name])
+        column = raw[col.name]
+        nested = _not_single_values(column)
+        if nested is not None and nested[0].any():
+            checks.append((nested[0], col.name, f"{nested[1]}: got {{value}}"))
+            column = column.mask(nested[0])
+        values, column_checks = _convert(col, column, times)
         out[col.name] = values
-        if bad.any():
-            checks.append((bad, col.name, f"{reason}: got {{value}}"))
+        checks += [
+            (bad, col.name, f"{why}: got {{value}}") for bad, why in column_checks if bad.any()
+        ]
         if col.required:
-            checks.append((_is_blank(raw[col.name]), col.name, "required value is empty"))
+            checks.append((_is_blank(column), col.name, "required value is empty"))
 
     if table is EVENTS:
         checks += _event_rules(out, n)
+    if table is PRODUCTS and "price" in out:
+        negative = (out["price"] < 0).to_numpy(dtype=bool, na_value=False)
+        checks.append((negative, "price", "negative price: got {value}"))
     if table.key is not None:
         key = out[table.key]
         dup = key.duplicated(keep=False).to_numpy() & key.notna().to_numpy()
@@ -205,10 +374,10 @@ def validate_frame(
     for i in range(len(checks) - 1, -1, -1):
         reason_idx[checks[i][0]] = i
     rows = np.flatnonzero(bad_mask)
-    bad = raw.iloc[rows].astype("string").copy()
+    bad = _report_frame(raw.iloc[rows])
     cols = [checks[i][1] for i in reason_idx[rows]]
     reasons = [
-        checks[i][2].format(value=repr(_raw_value(raw, c, r)))
+        checks[i][2].format(value=show_value(_raw_value(raw, c, r)))
         for i, c, r in zip(reason_idx[rows], cols, rows, strict=True)
     ]
     bad.insert(0, "_reason", reasons)
@@ -226,9 +395,41 @@ def validate_frame(
     )
 
 
+def _report_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """Bad rows as text, as they were in the file, for the error report and quarantine."""
+    out = {}
+    for name, values in rows.items():
+        if values.dtype == object:  # lists, structs, bytes from Parquet: show them as Python does
+            values = values.map(_value_text, na_action="ignore")
+        out[name] = values.astype("string")
+    return pd.DataFrame(out, index=rows.index)
+
+
+def _value_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray):
+        return repr(value.tolist())
+    return repr(value)
+
+
 def _raw_value(raw: pd.DataFrame, column: str, row: int) -> object:
     value = raw[column].iat[row] if column in raw.columns else None
-    return None if pd.isna(value) else value
+    if isinstance(value, np.ndarray):  # a list from a Parquet list column
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return None if pd.api.types.is_scalar(value) and pd.isna(value) else value
+
+
+def show_value(value: object, limit: int = 60) -> str:
+    """A value as messages show it: its repr, cut short when long."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _event_rules(out: dict[str, pd.Series], n: int) -> list[tuple[np.ndarray, str, str]]:

@@ -9,11 +9,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from features.schema import MAX_ID_LENGTH
 from serving.rules import MAX_CATEGORIES, MAX_CUSTOMERS, MAX_EXCLUDE, MAX_K
 
 Channel = Literal["web", "app", "store", "email", "sms", "push", "direct_mail", "call_center"]
-CustomerId = Annotated[str, Field(min_length=1, max_length=200)]
-ProductId = Annotated[str, Field(min_length=1, max_length=200)]
+CustomerId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+ProductId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description=f"List length, 1 to {MAX_K}.")]
 CustomerIds = Annotated[list[CustomerId], Field(min_length=1, max_length=MAX_CUSTOMERS)]
 Exclude = Annotated[list[ProductId], Field(max_length=MAX_EXCLUDE)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import pandas as pd
 import pytest
 
@@ -107,3 +109,100 @@ def test_ingest_resolves_identities_and_stores_dimensions(tmp_path, raw_events, 
     events = read_events(settings.store_dir)
     assert events["customer_id"].notna().all()  # the device-only event got a customer
     assert read_table(settings.store_dir, "products")["product_id"].tolist() == ["p1", "p2"]
+
+
+# issue 14: quarantine files are spreadsheet-safe, encodings, empty loads
+
+
+def test_quarantine_csv_escapes_formulas_but_keeps_plain_numbers(tmp_path, raw_events, settings):
+    # issue 14: quarantine CSVs must not run formulas in a spreadsheet
+    raw_events = pd.concat([raw_events, raw_events.iloc[[2]]], ignore_index=True)  # a good row
+    raw_events["=evil()"] = "x"  # a column name is a cell too
+    raw_events.loc[0, "channel"] = '=HYPERLINK("http://x","y")'
+    raw_events.loc[1, "quantity"] = "-3"  # negative on a purchase: bad, but a plain number
+    raw_events.loc[2, "channel"] = "@SUM(A1)"
+    raw_events.loc[3, "channel"] = "+cmd|' /C calc'!A0"
+    raw_events.loc[4, "channel"] = "\tfax"
+    raw_events.loc[4, "product_id"] = "-2+3"
+    result = ingest(_write_source(tmp_path / "src", raw_events), settings, on_error="quarantine")
+    with open(result.quarantine_dir / "events.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert "'=evil()" in rows[0]
+    assert [r["channel"] for r in rows] == [
+        '\'=HYPERLINK("http://x","y")',
+        "store",
+        "'@SUM(A1)",
+        "'+cmd|' /C calc'!A0",
+        "'\tfax",
+    ]
+    assert rows[1]["quantity"] == "-3"
+    assert rows[4]["product_id"] == "'-2+3"
+
+
+def test_latin1_csv_names_the_row_and_loads_with_its_encoding(tmp_path, raw_events):
+    # issue 14: a latin-1 file failed with no file or row named
+    raw_events.loc[2, "product_id"] = "M\u00e4rz"
+    path = tmp_path / "events.csv"
+    raw_events.to_csv(path, index=False, encoding="latin-1")
+    with pytest.raises(DataError, match=r"events.csv, row 3, column 'product_id': not valid utf-8"):
+        load_files({"events": path})
+    loaded = load_files({"events": path}, encoding="latin-1")
+    assert loaded.data.events["product_id"].iloc[2] == "M\u00e4rz"
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path, raw_events):
+    # issue 14: the header is now decoded on its own; a BOM stays out of it
+    path = tmp_path / "events.csv"
+    raw_events.to_csv(path, index=False, encoding="utf-8-sig")
+    assert load_files({"events": path}).data.events["customer_id"].iloc[0] == "c1"
+
+
+def test_all_rows_bad_when_quarantining_is_refused_and_says_where_they_went(
+    tmp_path, raw_events, settings
+):
+    # issue 14: a load leaving zero events is refused
+    from features.ingest import EmptyLoadError
+
+    raw_events["channel"] = "fax"
+    src = _write_source(tmp_path / "src", raw_events)
+    with pytest.raises(EmptyLoadError, match=r"no events in .*events.csv: the store was left"):
+        ingest(src, settings, on_error="quarantine")
+    assert not settings.store_dir.exists()
+    (written,) = settings.quarantine_dir.iterdir()
+    assert len(pd.read_csv(written / "events.csv")) == 5
+
+
+def test_appending_no_new_events_changes_nothing(tmp_path, raw_events, settings):
+    # issue 14: appending nothing changes nothing, and says so
+    ingest(_write_source(tmp_path / "good", raw_events), settings)
+    before = {p: p.read_bytes() for p in settings.store_dir.rglob("*") if p.is_file()}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    raw_events.head(0).to_csv(empty / "events.csv", index=False)
+    said: list[str] = []
+    ingest(empty, settings, mode="append", progress=said.append)
+    assert any("no new events" in line for line in said)
+    after = {p: p.read_bytes() for p in settings.store_dir.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_allow_empty_writes_a_store_without_events(tmp_path, raw_events, settings):
+    # issue 14: --allow-empty lets an empty load through
+    ingest(_write_source(tmp_path / "good", raw_events), settings)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    raw_events.head(0).to_csv(empty / "events.csv", index=False)
+    ingest(empty, settings, allow_empty=True)
+    from features.ingest import store_has_events
+
+    assert not store_has_events(settings.store_dir)
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-16"])
+def test_csv_in_another_encoding_loads_with_its_name(tmp_path, raw_events, encoding):
+    # issue 14: --encoding reads files that are not UTF-8 (UTF-16 with a byte order mark too)
+    raw_events.loc[2, "product_id"] = "M\u00e4rz"
+    path = tmp_path / "events.csv"
+    raw_events.to_csv(path, index=False, encoding=encoding)
+    loaded = load_files({"events": path}, encoding=encoding)
+    assert loaded.data.events["product_id"].tolist()[1:3] == ["p2", "M\u00e4rz"]

@@ -123,3 +123,110 @@ def test_error_lists_at_most_ten_and_counts_the_rest():
     msg = _error(raw)
     assert msg.startswith("25 problems")
     assert "... and 15 more bad rows" in msg
+
+
+# issue 14: numbers, ids, time ranges and nested values that used to crash or load wrong
+
+
+@pytest.mark.parametrize("column", ["amount", "discount", "quantity"])
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "1e400"])
+def test_non_finite_numbers_are_rejected(raw_events, column, value):
+    # issue 14: inf, -Infinity and 1e400 loaded as infinities
+    raw_events.loc[1, column] = value
+    assert f"row 2, column '{column}': not a finite number: got '{value}'" in _error(raw_events)
+
+
+def test_integers_up_to_two_to_the_53_load_exactly(raw_events):
+    # issue 14: huge quantities crashed the Int64 cast
+    raw_events.loc[1, "quantity"] = "9007199254740991"
+    assert validate_frame(raw_events, EVENTS, "e").good["quantity"].iloc[1] == 2**53 - 1
+    raw_events.loc[1, "quantity"] = "9007199254740993"
+    assert "row 2, column 'quantity': integer out of range" in _error(raw_events)
+
+
+def test_bad_integers_are_quarantined_not_crashing(raw_events):
+    # issue 14: "cannot safely cast non-equivalent float64 to int64", also when quarantining
+    raw_events.loc[0, "quantity"] = "1.5"
+    raw_events.loc[1, "quantity"] = "18446744073709551615"
+    result = validate_frame(raw_events, EVENTS, "events.csv", on_error="quarantine")
+    assert list(result.bad["_row"]) == [1, 2]
+    assert str(result.good["quantity"].dtype) == "Int64"
+
+
+def test_ids_are_capped_at_the_services_limit_in_characters(raw_events):
+    # issue 14: ids the service refuses are refused at load; one limit for both
+    from pydantic import TypeAdapter, ValidationError
+
+    from features.schema import MAX_ID_LENGTH
+    from serving.schemas import CustomerId
+
+    service = TypeAdapter(CustomerId)
+    at_limit = "\u00e9" * MAX_ID_LENGTH  # 200 characters, 400 bytes: still accepted
+    service.validate_python(at_limit)
+    raw_events.loc[0, "customer_id"] = at_limit
+    assert validate_frame(raw_events, EVENTS, "e").good["customer_id"].iloc[0] == at_limit
+    one_more = at_limit + "\u00e9"
+    with pytest.raises(ValidationError):
+        service.validate_python(one_more)
+    raw_events.loc[0, "customer_id"] = one_more
+    assert "row 1, column 'customer_id': id longer than 200 characters" in _error(raw_events)
+
+
+def test_ids_with_nul_are_rejected(raw_events):
+    # issue 14: ids with NUL are refused at load
+    raw_events.loc[3, "device_id"] = "d\x009"
+    assert "row 4, column 'device_id': id contains a NUL character" in _error(raw_events)
+
+
+def test_timestamps_outside_the_range_are_rejected_unless_widened(raw_events):
+    # issue 14: timestamps made partitions month=100001 / month=220001
+    from features.validate import TimeRange
+
+    raw_events.loc[0, "ts"] = "1969-07-20T20:17:00Z"
+    raw_events.loc[2, "ts"] = "2999-01-01"
+    now = pd.Timestamp("2025-06-01", tz="UTC")
+    result = validate_frame(
+        raw_events, EVENTS, "e", on_error="quarantine", times=TimeRange.default(now)
+    )
+    assert list(result.bad["_row"]) == [1, 3]
+    assert "timestamp before 1970-01-01 00:00:00 UTC" in result.bad["_reason"].iloc[0]
+    assert "timestamp after 2025-06-02 00:00:00 UTC" in result.bad["_reason"].iloc[1]
+    wide = TimeRange.parse("1960-01-01", "3000-01-01")
+    assert len(validate_frame(raw_events, EVENTS, "e", times=wide).good) == 5
+
+
+def test_time_range_options_name_the_bad_value():
+    # issue 14: the time-range override names a bad value
+    from features.validate import TimeRange
+
+    with pytest.raises(ValueError, match="--ts-max 'soon' is not a date"):
+        TimeRange.parse(None, "soon")
+    with pytest.raises(ValueError, match=r"--ts-min .* is after --ts-max"):
+        TimeRange.parse("2020-01-01", "2019-01-01")
+
+
+def test_negative_and_infinite_prices_are_rejected():
+    # issue 14: negative or infinite product prices loaded
+    raw = pd.DataFrame({"product_id": ["a", "b", "c"], "price": ["1", "-0.5", "inf"]})
+    result = validate_frame(raw, PRODUCTS, "products.csv", on_error="quarantine")
+    assert list(result.bad["_row"]) == [2, 3]
+    assert list(result.bad["_reason"]) == [
+        "negative price: got '-0.5'",
+        "not a finite number: got 'inf'",
+    ]
+
+
+def test_lists_in_a_column_are_bad_rows_not_a_crash(raw_events):
+    # issue 14: a column of lists crashed with "unhashable type"
+    raw_events["channel"] = raw_events["channel"].astype(object)
+    raw_events.at[2, "channel"] = ["email", "sms"]  # a list among strings (mixed kinds)
+    result = validate_frame(raw_events, EVENTS, "e", on_error="quarantine")
+    assert 3 in list(result.bad["_row"])
+    assert result.bad.set_index("_row").loc[3, "_column"] == "channel"
+
+
+def test_long_values_are_cut_short_in_messages(raw_events):
+    # issue 14: a 200+ character id must not flood the error message
+    raw_events.loc[0, "customer_id"] = "x" * 5000
+    msg = _error(raw_events)
+    assert "... (5,000 characters)" in msg and len(msg) < 400
