@@ -18,7 +18,7 @@ import time
 from collections.abc import Collection
 from types import SimpleNamespace
 
-from serving.guards import ASGIApp, Receive, Scope, Send
+from serving.guards import ASGIApp, Message, Receive, Scope, Send
 
 NAMESPACE = "bentoml_service"
 OTHER = "other"
@@ -79,9 +79,9 @@ class RequestMetrics:
             return
         endpoint = scope["path"] if scope["path"] in self.endpoints else OTHER
         metrics = _metrics()
-        status = 500  # unless the app answers: an exception propagating through here
+        status: int | None = None  # no answer (the client went away): not counted
 
-        async def counting_send(message: dict) -> None:
+        async def counting_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -92,11 +92,15 @@ class RequestMetrics:
         start = time.perf_counter()
         try:
             await self.app(scope, receive, counting_send)
+        except Exception:
+            status = status or 500  # answered 500 by Starlette's error middleware
+            raise
         finally:
             in_progress.dec()
-            labels = (endpoint, str(status), self.service)
-            metrics.total.labels(*labels).inc()
-            metrics.seconds.labels(*labels).observe(time.perf_counter() - start)
+            if status is not None:
+                labels = (endpoint, str(status), self.service)
+                metrics.total.labels(*labels).inc()
+                metrics.seconds.labels(*labels).observe(time.perf_counter() - start)
 
     async def _expose(self, scope: Scope, send: Send) -> None:
         import anyio.to_thread
