@@ -22,7 +22,8 @@ class Settings:
     ``MLFLOW_TRACKING_URI``; seed with ``OMNI_SEED``; the Spark master for
     ``--engine spark`` with ``OMNI_SPARK_MASTER`` (None: local mode, or spark-submit's).
     ``api_token`` (``OMNI_API_TOKEN``): when set, the service's scoring endpoints require
-    ``Authorization: Bearer <token>``.
+    ``Authorization: Bearer <token>``. ``max_body_bytes`` (``OMNI_MAX_BODY_BYTES``): larger
+    request bodies get 413 from the service, before they are read.
     """
 
     home: Path
@@ -31,6 +32,7 @@ class Settings:
     max_identity_component: int = 25
     spark_master: str | None = None
     api_token: str | None = field(default=None, repr=False)  # never printed
+    max_body_bytes: int = 1_048_576
 
     @property
     def raw_dir(self) -> Path:
@@ -76,10 +78,13 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
     try:
         seed = int(env.get(f"{ENV_PREFIX}SEED", "42"))
         max_comp = int(env.get(f"{ENV_PREFIX}MAX_IDENTITY_COMPONENT", "25"))
+        max_body = int(env.get(f"{ENV_PREFIX}MAX_BODY_BYTES", "1048576"))
     except ValueError as exc:
         raise ValueError(
-            f"OMNI_SEED / OMNI_MAX_IDENTITY_COMPONENT must be integers: {exc}"
+            f"OMNI_SEED / OMNI_MAX_IDENTITY_COMPONENT / OMNI_MAX_BODY_BYTES must be integers: {exc}"
         ) from exc
+    if max_body < 1:
+        raise ValueError(f"OMNI_MAX_BODY_BYTES must be at least 1, got {max_body}")
     return Settings(
         home=home,
         tracking_uri=tracking_uri,
@@ -87,4 +92,5 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_identity_component=max_comp,
         spark_master=env.get(f"{ENV_PREFIX}SPARK_MASTER") or None,
         api_token=env.get(f"{ENV_PREFIX}API_TOKEN") or None,
+        max_body_bytes=max_body,
     )

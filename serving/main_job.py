@@ -81,7 +81,7 @@ def _sample_request(snapshot: Path, scores: Path, port: int, keep_serving: bool)
     body = {"customer_id": customer, "channel": "web", "k": 3}
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(snapshot)}
-    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)]
+    cmd = [sys.executable, "-m", "serving.bentoml_server", "serve", SERVICE, "--port", str(port)]
     with step(f"start the service on port {port}"):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ready(url, proc)

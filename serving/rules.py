@@ -7,7 +7,8 @@
   recommender's popularity window) are returned.
 - No product twice, never more than k (the recommender's top-k step).
 
-Bad requests raise :class:`RequestError` naming the field; the service answers 400.
+Bad requests raise :class:`RequestError` naming the field; the service answers 400, or 404
+for a store or category the snapshot does not know (:class:`UnknownReference`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class RequestError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class UnknownReference(RequestError):
+    """A well-formed request naming a store or category that does not exist."""
 
 
 def risk_band(probability: np.ndarray) -> np.ndarray:
@@ -106,13 +111,13 @@ def item_rules(
             raise RequestError("categories", f"give 1 to {MAX_CATEGORIES} categories or omit it")
         unknown = [c for c in categories if c not in index.category]
         if unknown:
-            raise RequestError("categories", f"unknown categories: {unknown[:5]}")
+            raise UnknownReference("categories", f"unknown categories: {unknown[:5]}")
         codes = tuple(sorted({index.category[c] for c in categories}))
     store = -1
     if store_id is not None:
         store = index.store.get(store_id, -1)
         if store < 0:
-            raise RequestError("store_id", f"unknown store {store_id!r}")
+            raise UnknownReference("store_id", f"unknown store {store_id!r}")
     store_only = store if channel == "store" and store >= 0 else None
     return ItemRules(exclude, codes, store_only), store
 

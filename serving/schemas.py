@@ -1,25 +1,108 @@
 """Request field types and response models of the service (its published OpenAPI schema).
 
-Limits come from :mod:`serving.rules`, so the service and batch scoring agree on them.
+Limits come from :mod:`serving.rules`, so the service and batch scoring agree on them. The
+schema BentoML publishes is OpenAPI 3.0; what it says is what the service does (a test runs
+schemathesis with every check against a real server): optional fields are ``nullable``
+(null means "not given"), integers are JSON integers, and /next_best_channel and
+/churn_risk take exactly one of ``customer_id`` / ``customer_ids``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from features.schema import MAX_ID_LENGTH
 from serving.rules import MAX_CATEGORIES, MAX_CUSTOMERS, MAX_EXCLUDE, MAX_K
 
+T = TypeVar("T")
+
+
+class OpenAPINullable:
+    """Publishes ``X | None`` the OpenAPI 3.0 way, ``{X..., "nullable": true}`` (with null
+    in an ``enum``), instead of pydantic's ``anyOf: [X, {"type": "null"}]``, which BentoML
+    flattens to ``X`` alone: the schema then said string where the service answered null."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        (value,) = [s for s in schema.pop("anyOf") if s != {"type": "null"}]
+        schema = {**value, **schema, "nullable": True}
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
+        return schema
+
+
+Nullable = Annotated[T | None, OpenAPINullable()]
+"""An optional value that may also be given (or answered) as null."""
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON integers only (``10`` and ``10.0``): pydantic's lax mode would also take
+    ``true`` and ``"10"``, which the published schema (type integer) calls invalid."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
 Channel = Literal["web", "app", "store", "email", "sms", "push", "direct_mail", "call_center"]
 CustomerId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 ProductId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-K = Annotated[int, Field(ge=1, le=MAX_K, description=f"List length, 1 to {MAX_K}.")]
+StoreId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+K = Annotated[
+    int,
+    Field(ge=1, le=MAX_K, description=f"List length, 1 to {MAX_K}."),
+    BeforeValidator(_json_integer),
+]
 CustomerIds = Annotated[list[CustomerId], Field(min_length=1, max_length=MAX_CUSTOMERS)]
 Exclude = Annotated[list[ProductId], Field(max_length=MAX_EXCLUDE)]
-Category = Annotated[str, Field(min_length=1, max_length=200)]
-Categories = Annotated[list[Category], Field(max_length=MAX_CATEGORIES)]
+Category = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+Categories = Annotated[list[Category], Field(min_length=1, max_length=MAX_CATEGORIES)]
+
+
+def _null_not_published(schema: dict[str, Any]) -> None:
+    """For a field that may be left out but not given as null: publish the value's
+    schema alone (no null, no default)."""
+    (value,) = [s for s in schema.pop("anyOf") if s != {"type": "null"}]
+    schema.pop("default", None)
+    schema.update(value)
+
+
+class CustomersRequest(BaseModel):
+    """One customer or a list: exactly one of ``customer_id`` and ``customer_ids``, and
+    nothing else. Said with min/maxProperties rather than ``oneOf``: on ``oneOf`` here
+    schemathesis' coverage phase stopped with an internal error (a recursion error in
+    Python's ``ast`` while it described a strategy)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"minProperties": 1, "maxProperties": 1}
+    )
+
+    customer_id: CustomerId | None = Field(default=None, json_schema_extra=_null_not_published)
+    customer_ids: CustomerIds | None = Field(default=None, json_schema_extra=_null_not_published)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CustomersRequest:
+        given = self.model_fields_set
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "customers", "give either customer_id or customer_ids (not both)"
+            )
+        (name,) = given
+        if getattr(self, name) is None:
+            raise PydanticCustomError("customers", "{name} may not be null", {"name": name})
+        return self
 
 
 class Item(BaseModel):
@@ -33,7 +116,7 @@ class Item(BaseModel):
 class ChurnRisk(BaseModel):
     """Probability of no purchase in the model's horizon, and its band."""
 
-    probability: float | None = Field(description="null for a customer without history")
+    probability: Nullable[float] = Field(description="null for a customer without history")
     band: Literal["low", "medium", "high", "unknown"]
 
 
@@ -55,8 +138,8 @@ class RecommendResponse(Snapshot):
     """Ranked products for one customer, with the customer's other two predictions."""
 
     customer_id: str
-    channel: str | None
-    store_id: str | None
+    channel: Nullable[str] = Field(description="as asked (null: none given)")
+    store_id: Nullable[str] = Field(description="as asked (null: none given)")
     cold_start: bool = Field(description="True: no history, the list is popularity.")
     items: list[Item]
     churn: ChurnRisk
@@ -103,7 +186,8 @@ class PingResponse(Snapshot):
 
 
 class ErrorResponse(BaseModel):
-    """A client mistake: which field, and what is wrong with it."""
+    """A refused request (4xx): what went wrong, and the details naming the field. The
+    shape of BentoML's published error schemas (``InvalidArgument``, ``NotFound``)."""
 
     error: str
-    field: str | None = None
+    detail: str

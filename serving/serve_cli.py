@@ -120,7 +120,9 @@ def serve(
     auth = "bearer token required" if settings.api_token else "no token (set OMNI_API_TOKEN)"
     console.print(f"serving {path.name} on http://{host}:{port}  ({auth}); Ctrl-C stops it")
     env = {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(path)}
-    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), "--host", host]
+    # serving.bentoml_server: bentoml with Prometheus metrics in a folder of its own
+    cmd = [sys.executable, "-m", "serving.bentoml_server", "serve", SERVICE]
+    cmd += ["--port", str(port), "--host", host]
     sys.stdout.flush()
     # become BentoML (no parent left behind): signals such as a supervisor's SIGTERM
     # reach the server itself and stop it with its workers

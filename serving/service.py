@@ -7,25 +7,28 @@ scoring runs too. Start it with ``omni serve`` (which checks the snapshot first:
 failing ``__init__`` would make BentoML restart the worker forever).
 
 Scoring endpoints need ``Authorization: Bearer <token>`` when ``OMNI_API_TOKEN`` is set;
-BentoML's ``/livez``, ``/readyz``, ``/healthz`` and ``/metrics`` stay open.
+BentoML's ``/livez``, ``/readyz``, ``/healthz`` and ``/metrics`` stay open. They take JSON
+bodies up to ``OMNI_MAX_BODY_BYTES`` (:mod:`serving.guards`), and client mistakes are
+answered 4xx and logged as one WARNING line without the request's content.
 """
 
 from __future__ import annotations
 
 import gc
-import hmac
-import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import bentoml
 import numpy as np
-from pydantic_core import ValidationError
+from pydantic import ValidationError
+from starlette.responses import JSONResponse
 
-from serving.rules import RequestError, channel_ranking, risk_band
+from serving.guards import BearerAuth, JsonBodyGuard, ReadableErrors, describe_error
+from serving.published_schema import PublishedSchema
+from serving.request_metrics import RequestMetrics
+from serving.rules import RequestError, UnknownReference, channel_ranking, risk_band
 from serving.schemas import (
     Categories,
     Channel,
@@ -33,18 +36,26 @@ from serving.schemas import (
     ChurnResponse,
     CustomerId,
     CustomerIds,
+    CustomersRequest,
+    ErrorResponse,
     Exclude,
     K,
+    Nullable,
     PingResponse,
     RecommendResponse,
     ScoreResponse,
+    StoreId,
 )
 from training.recs.candidates import REASONS
 
 SNAPSHOT_ENV = "OMNI_SNAPSHOT"
 BUNDLED_SNAPSHOT = Path(__file__).resolve().parent.parent / "bento_snapshot"
 """Where a built bento carries its snapshot (``omni bento`` copies it there)."""
-PROTECTED = frozenset({"/recommend", "/next_best_channel", "/churn_risk", "/score", "/ping"})
+SERVICE_NAME = "omni_personalization"
+INFRA = frozenset({"/", "/docs.json", "/schema.json", "/livez", "/readyz", "/healthz"})
+"""BentoML's own routes: counted under their path in the request metrics."""
+BENTOML_ERRORS = "bentoml._internal.server.http_app"
+"""The logger BentoML reports a failed request on (at ERROR, with the traceback)."""
 log = logging.getLogger("omni.service")
 
 
@@ -60,51 +71,48 @@ def snapshot_path() -> Path:
     return latest_snapshot(get_settings())
 
 
-class BearerAuth:
-    """ASGI middleware: 401 on scoring paths unless the bearer token matches (compared in
-    constant time). No token configured: everything passes."""
+class ClientErrorLogs(logging.Filter):
+    """BentoML logs a request that fails validation at ERROR with its traceback, and
+    pydantic's message there quotes the input (customer ids, the whole body of a broken
+    JSON). Such records become one WARNING line naming the path and the fields."""
 
-    def __init__(self, app: Any, token: str | None = None) -> None:
-        from features.settings import get_settings
-
-        self.app = app
-        token = token if token is not None else get_settings().api_token
-        self.expected = f"Bearer {token}".encode() if token else None
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if self.expected and scope["type"] == "http" and scope["path"] in PROTECTED:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                body = json.dumps({"error": "missing or wrong bearer token"}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b"Bearer"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            fields = ", ".join(
+                describe_error(e).partition(":")[0]
+                for e in error.errors(include_input=False, include_context=False)
+            )
+            record.msg = "client error on %s [%s]: invalid %s"
+            record.args = (*(record.args or ()), fields)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
 
 
-def _bad(field: str, message: str, value: Any = None) -> ValidationError:
-    """A request error in pydantic's shape, so BentoML answers 400 like any field error."""
-    return ValidationError.from_exception_data(
-        "request",
-        [{"type": "value_error", "loc": (field,), "input": value, "ctx": {"error": message}}],
+def quiet_client_errors() -> None:
+    """Install :class:`ClientErrorLogs` on BentoML's request-error logger (once)."""
+    logger = logging.getLogger(BENTOML_ERRORS)
+    if not any(isinstance(f, ClientErrorLogs) for f in logger.filters):
+        logger.addFilter(ClientErrorLogs())
+
+
+def client_error(exc: RequestError) -> JSONResponse:
+    """404 for a store or category the snapshot does not know, 400 for other mistakes the
+    scoring rules find; the body names the field."""
+    status, error = (
+        (404, "not found") if isinstance(exc, UnknownReference) else (400, "invalid request")
     )
+    body = ErrorResponse(error=error, detail=f"{exc.field}: {exc.message}")
+    return JSONResponse(body.model_dump(), status_code=status)
 
 
 @bentoml.service(
-    name="omni_personalization",
+    name=SERVICE_NAME,
     workers=1,
     traffic={"timeout": 10},
     logging={"access": {"request_content_length": False, "response_content_length": False}},
+    metrics={"enabled": False},  # serving.request_metrics keeps them, with bounded labels
 )
 class Personalization:
     """Recommendations, next best channel and churn risk from the online snapshot."""
@@ -115,6 +123,7 @@ class Personalization:
         from serving.online import LIST_DEPTH, load_snapshot
         from serving.scoring import Scorer
 
+        quiet_client_errors()
         threadpool_limits(1)  # one request at a time per worker: BLAS threads only contend
         t0 = time.perf_counter()
         path = snapshot_path()
@@ -135,23 +144,23 @@ class Personalization:
 
     # ------------------------------------------------------------------ endpoints
 
-    @bentoml.api
+    @bentoml.api(output_spec=RecommendResponse)
     async def recommend(
         self,
         customer_id: CustomerId,
-        channel: Channel | None = None,
+        channel: Nullable[Channel] = None,
         k: K = 10,
-        store_id: str | None = None,
-        exclude: Exclude | None = None,
-        categories: Categories | None = None,
-    ) -> RecommendResponse:
+        store_id: Nullable[StoreId] = None,
+        exclude: Nullable[Exclude] = None,
+        categories: Nullable[Categories] = None,
+    ) -> RecommendResponse | JSONResponse:
         """Ranked products for one customer in one channel (and store), with a reason per
         item, the customer's churn risk and next-best-channel ranking."""
         s = self.scorer
         try:
             recs = s.recommend([customer_id], k, channel, store_id, exclude, categories)
         except RequestError as exc:
-            raise _bad(exc.field, exc.message) from None
+            return client_error(exc)
         pos = s.positions([customer_id])
         churn = s.churn(pos)
         proba = s.next_channel(pos)
@@ -166,9 +175,9 @@ class Personalization:
             **self.meta,
         )
 
-    @bentoml.api
+    @bentoml.api(input_spec=CustomersRequest)
     async def next_best_channel(
-        self, customer_id: CustomerId | None = None, customer_ids: CustomerIds | None = None
+        self, customer_id: str | None = None, customer_ids: list[str] | None = None
     ) -> ChannelResponse:
         """Consented channels with probabilities, best first, for one customer or a list."""
         ids = _ids(customer_id, customer_ids)
@@ -180,9 +189,9 @@ class Personalization:
         ]
         return ChannelResponse(results=results, **self.meta)
 
-    @bentoml.api
+    @bentoml.api(input_spec=CustomersRequest)
     async def churn_risk(
-        self, customer_id: CustomerId | None = None, customer_ids: CustomerIds | None = None
+        self, customer_id: str | None = None, customer_ids: list[str] | None = None
     ) -> ChurnResponse:
         """Churn probability and risk band for one customer or a list."""
         ids = _ids(customer_id, customer_ids)
@@ -194,14 +203,14 @@ class Personalization:
         ]
         return ChurnResponse(results=results, **self.meta)
 
-    @bentoml.api
+    @bentoml.api(output_spec=ScoreResponse)
     async def score(
         self,
         customer_ids: CustomerIds,
         k: K = 10,
-        channel: Channel | None = None,
-        store_id: str | None = None,
-    ) -> ScoreResponse:
+        channel: Nullable[Channel] = None,
+        store_id: Nullable[StoreId] = None,
+    ) -> ScoreResponse | JSONResponse:
         """All three predictions for a list of customers: the numbers of the single
         calls and of batch scoring."""
         s = self.scorer
@@ -209,7 +218,7 @@ class Personalization:
         try:
             recs = s.recommend(ids, k, channel, store_id)
         except RequestError as exc:
-            raise _bad(exc.field, exc.message) from None
+            return client_error(exc)
         pos = s.positions(ids)
         churn = s.churn(pos)
         proba = s.next_channel(pos)
@@ -258,12 +267,19 @@ def _churn(probability: float) -> dict:
 
 
 def _ids(one: str | None, many: list[str] | None) -> list[str]:
-    """Exactly one of customer_id / customer_ids."""
-    if (one is None) == (many is None):
-        raise _bad("customer_id", "give either customer_id or customer_ids (not both)")
+    """The customer ids of a :class:`CustomersRequest` (it holds exactly one of the two)."""
     return [one] if one is not None else list(many)
 
 
-Personalization.add_asgi_middleware(BearerAuth)
+ENDPOINTS = frozenset(api.route for api in Personalization.apis.values())
+# outermost first: every request counted, the published schema completed, then the token,
+# the body, BentoML's validation answers
+Personalization.add_asgi_middleware(
+    RequestMetrics, endpoints=ENDPOINTS | INFRA, service=SERVICE_NAME
+)
+Personalization.add_asgi_middleware(PublishedSchema, endpoints=ENDPOINTS)
+Personalization.add_asgi_middleware(BearerAuth, paths=ENDPOINTS)
+Personalization.add_asgi_middleware(JsonBodyGuard, paths=ENDPOINTS)
+Personalization.add_asgi_middleware(ReadableErrors, paths=ENDPOINTS)
 
 __all__ = ["Personalization", "RequestError"]

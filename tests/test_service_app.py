@@ -81,21 +81,62 @@ def test_single_and_list_calls_agree(client, snapshot):
         ({"customer_id": "x", "k": 10_000}, "k"),
         ({"customer_id": "x", "k": "ten"}, "k"),
         ({"customer_id": "x", "channel": "fax"}, "channel"),
-        ({"customer_id": "x", "store_id": "no-such-store"}, "store_id"),
-        ({"customer_id": "x", "categories": ["no-such-category"]}, "categories"),
         ({"customer_id": "x", "exclude": ["p"] * 5000}, "exclude"),
+        ({"customer_id": "x", "categories": []}, "categories"),
+        ({"customer_id": "x", "k": True}, "k"),  # issue 14: the schema says integer
     ],
 )
 def test_client_mistakes_get_400_naming_the_field(client, body, field):
     r = client.post("/recommend", json=body)
     assert r.status_code == 400, r.text
-    assert field in r.text
+    # issue 14: `detail` is a string (the published schema's type), naming the field
+    assert r.json()["error"] == "invalid request"
+    assert r.json()["detail"].startswith(f"{field}:"), r.text
+
+
+# issue 14: a store or category the snapshot does not know is a well-formed request for
+# something that does not exist: 404 (400 would tell a schema-valid request it is malformed)
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"customer_id": "x", "store_id": "no-such-store"}, "store_id"),
+        ({"customer_id": "x", "categories": ["no-such-category"]}, "categories"),
+    ],
+)
+def test_unknown_store_or_category_gets_404_naming_it(client, body, field):
+    r = client.post("/recommend", json=body)
+    assert r.status_code == 404, r.text
+    assert r.json() == {"error": "not found", "detail": r.json()["detail"]}
+    assert r.json()["detail"].startswith(f"{field}: unknown")
+
+
+# issue 14: null means "not given" for an optional field, as the schema now says
+# (`nullable`); `/recommend` echoes it as null, which the response schema allows
+def test_optional_fields_take_null(client):
+    body = {"customer_id": "x", "channel": None, "store_id": None, "categories": None}
+    r = client.post("/recommend", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["channel"] is None and r.json()["store_id"] is None
+    spec = client.get("/docs.json").json()
+    answer = spec["paths"]["/recommend"]["post"]["responses"]["200"]["content"]
+    channel = answer["application/json"]["schema"]["properties"]["channel"]
+    assert channel["nullable"] is True
 
 
 def test_list_endpoints_validate_their_ids(client):
     assert client.post("/churn_risk", json={}).status_code == 400
     both = client.post("/churn_risk", json={"customer_id": "a", "customer_ids": ["b"]})
     assert both.status_code == 400 and "customer_id" in both.text
+    # issue 14: the schema says exactly one of the two and nothing else (min/maxProperties 1,
+    # no additional properties); `{}` was valid per schema and answered 400
+    assert client.post("/next_best_channel", json={"customer_id": None}).status_code == 400
+    extra = client.post("/next_best_channel", json={"customer_id": "a", "k": 3})
+    assert extra.status_code == 400 and extra.json()["detail"].startswith("k:")
+    request = client.get("/docs.json").json()["paths"]["/next_best_channel"]["post"]
+    schema = request["requestBody"]["content"]["application/json"]["schema"]
+    assert request["requestBody"]["required"] is True
+    assert (schema["minProperties"], schema["maxProperties"]) == (1, 1)
+    assert schema["additionalProperties"] is False
     too_many = client.post("/score", json={"customer_ids": [str(i) for i in range(1001)]})
     assert too_many.status_code == 400 and "customer_ids" in too_many.text
     broken = client.post(

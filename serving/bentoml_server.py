@@ -1,0 +1,35 @@
+"""`bentoml` with a Prometheus multiprocess folder of its own, removed when it exits.
+
+BentoML keeps the metrics of all its workers in one folder, ``$BENTOML_HOME/
+prometheus_multiproc_dir``, shared by every BentoML server of the user, and empties it when
+a server starts: starting a second server wiped the first one's metrics. `omni serve` and
+`omni run` start BentoML through this module instead, which points that folder (BentoML's
+``prometheus_multiproc_dir`` setting) at a fresh temporary one::
+
+    python -m serving.bentoml_server serve serving.service:Personalization --port 3000
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+
+METRICS_FOLDER_PREFIX = "omni-metrics-"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the bentoml command line with ``argv``, its metrics in a temporary folder."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml_cli.cli import cli
+
+    folder = tempfile.mkdtemp(prefix=METRICS_FOLDER_PREFIX)
+    try:
+        BentoMLContainer.prometheus_multiproc_dir.set(folder)
+        cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="bentoml")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
