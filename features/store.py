@@ -1,18 +1,25 @@
-"""The local events store: Parquet partitioned by month, plus one file per dimension table.
+"""The local events store: events as Parquet partitioned by month, one file per dimension
+table, the identity graph, and a manifest that lists them all.
 
 Layout under ``store_dir``::
 
-    events/month=202501/part-....parquet   # hive partitions: a time range reads only its months
-    customers.parquet  products.parquet  stores.parquet
+    manifest.json                                  # the live files (features/manifest.py)
+    events/month=202501/ev-<write>-0.parquet       # hive partitions: a range reads its months
+    customers-<write>.parquet  products-<write>.parquet  stores-<write>.parquet
+    identity-<write>.parquet                       # raw identifier tuples -> customer id
 
-Writes are atomic: ``replace`` builds the whole store beside the old one and swaps it in;
-``append`` writes each new part under a temporary name and renames it into place.
+Every write, replace or append, writes its files under new names and then switches the
+manifest with one rename, so a kill at any moment leaves the old or the new store.
+Events carry an ``event_id`` (features/event_ids.py) and an append skips those already
+stored. With identity resolution on, an append resolves against the graph of everything
+loaded before and rewrites the stored parts whose events change customer id, in the same
+switch: the store ends as if everything had been loaded at once.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -20,101 +27,123 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from features.atomic import atomic_path, write_parquet_atomic
+from features.event_ids import assign_event_ids
+from features.identity import (
+    LINK_COLUMNS,
+    RESOLVED,
+    IdentityReport,
+    graph_lookup,
+    resolve_with_graph,
+)
+from features.manifest import (
+    EVENTS_DIR,
+    PART_PREFIX,
+    Manifest,
+    StoreBusyError,
+    StoreFile,
+    StoreMissingError,
+    new_write_id,
+    read_manifest,
+    remove_unlisted,
+    switch_manifest,
+    sync_files,
+    write_lock,
+)
 from features.schema import DIMENSION_TABLES, EVENTS, TABLES, as_contract_frame, empty_frame
 from features.sources import SourceData
 
+__all__ = [
+    "StoreBusyError",
+    "StoreMissingError",
+    "StoreWrite",
+    "WriteMode",
+    "events_dataset",
+    "read_events",
+    "read_store",
+    "read_table",
+    "store_events",
+    "store_exists",
+    "write_store",
+]
+
 WriteMode = Literal["replace", "append"]
+RAW_CUSTOMER_ID = "raw_customer_id"
+"""Stored beside each event: its customer_id as the source gave it (before resolution),
+which with the identifier columns is the event's tuple in the identity graph."""
 _PARTITIONING = ds.partitioning(pa.schema([("month", pa.int32())]), flavor="hive")
+_MADE_UP_ID = r"^U[0-9a-f]{16}$"  # ids resolution makes up (features.identity._stable_ids)
 
 
-class StoreMissingError(FileNotFoundError):
-    """The events store has not been written yet."""
-
-
-def _events_table(events: pd.DataFrame) -> pa.Table:
-    """Events as an Arrow table with the contract schema plus the ``month`` partition key."""
-    cols = [c for c in EVENTS.names if c in events.columns]
-    table = pa.Table.from_pandas(events[cols], preserve_index=False).cast(_storage_schema(cols))
-    for i, name in enumerate(EVENTS.names):  # every contract column is stored, empty if absent
-        if name not in cols:
-            field = _storage_schema([name]).field(0)
-            table = table.add_column(i, field, pa.nulls(len(table), field.type))
-    ts = events["ts"]
-    month = (ts.dt.year * 100 + ts.dt.month).to_numpy(dtype=np.int32)
-    return table.append_column("month", pa.array(month, pa.int32()))
-
-
+# ---------------------------------------------------------------- reading
 def _storage_schema(cols: list[str]) -> pa.Schema:
     fields = []
     for c in cols:
+        if c == RAW_CUSTOMER_ID:
+            fields.append(pa.field(c, pa.string()))
+            continue
         col = EVENTS.column(c)
         typ = pa.dictionary(pa.int32(), pa.string()) if col.kind == "category" else col.arrow_type
         fields.append(pa.field(c, typ))
     return pa.schema(fields)
 
 
-def _write_events(table: pa.Table, folder: Path) -> None:
-    ds.write_dataset(
-        table,
-        folder,
+_STORED = [*EVENTS.names, RAW_CUSTOMER_ID]
+
+
+def _live(store_dir: Path) -> Manifest:
+    manifest = read_manifest(store_dir)
+    if manifest is None:
+        raise StoreMissingError(
+            f"no events store at {store_dir}: load data first (e.g. `omni data synth` or "
+            "`omni data load PATH`)"
+        )
+    return manifest
+
+
+def _dataset(store_dir: Path, manifest: Manifest, columns: list[str]) -> ds.Dataset:
+    """The manifest's event parts (and only those) as one pyarrow dataset."""
+    schema = _storage_schema(columns).append(pa.field("month", pa.int32()))
+    files = [str(store_dir / p.path) for p in manifest.parts]
+    return ds.dataset(
+        files,
+        schema=schema,
         format="parquet",
         partitioning=_PARTITIONING,
-        basename_template=f"part-{uuid.uuid4().hex[:12]}-{{i}}.parquet",
-        existing_data_behavior="overwrite_or_ignore",
-        max_rows_per_group=1 << 20,
+        partition_base_dir=str(store_dir / EVENTS_DIR),
     )
 
 
-def write_store(data: SourceData, store_dir: Path | str, mode: WriteMode = "replace") -> Path:
-    """Write validated, identity-resolved tables into the store.
+def store_exists(store_dir: Path | str) -> bool:
+    """Whether events have been loaded into ``store_dir`` (with or without a manifest)."""
+    return read_manifest(Path(store_dir)) is not None
 
-    ``replace`` swaps in a complete new store at once. ``append`` adds events as new
-    parts and upserts dimension rows by id (new rows win).
-    """
+
+def event_files(store_dir: Path | str) -> tuple[Path, list[Path]]:
+    """The events folder (partition base) and the event parts the store's manifest lists,
+    for engines that read the files themselves (Spark)."""
     store_dir = Path(store_dir)
-    if mode == "replace":
-        with atomic_path(store_dir) as tmp:
-            tmp.mkdir(parents=True)
-            _write_events(_events_table(data.events), tmp / "events")
-            for name in DIMENSION_TABLES:
-                _write_dimension(getattr(data, name), tmp / f"{name}.parquet", name)
-        return store_dir
-    if mode != "append":
-        raise ValueError(f"mode must be 'replace' or 'append', got {mode!r}")
-    store_dir.mkdir(parents=True, exist_ok=True)
-    staging = store_dir / f".append-{uuid.uuid4().hex[:8]}"
-    try:
-        _write_events(_events_table(data.events), staging)
-        for part in sorted(staging.rglob("*.parquet")):
-            dest = store_dir / "events" / part.relative_to(staging)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(part, dest)
-    finally:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-    for name in DIMENSION_TABLES:
-        new = getattr(data, name)
-        path = store_dir / f"{name}.parquet"
-        if path.exists() and len(new):
-            old = read_table(store_dir, name)
-            key = TABLES[name].key
-            new = pd.concat([old[~old[key].isin(new[key])], new], ignore_index=True)
-        elif path.exists():
-            continue
-        _write_dimension(new, path, name)
-    return store_dir
+    manifest = _live(store_dir)
+    return store_dir / EVENTS_DIR, [store_dir / p.path for p in manifest.parts]
 
 
-def _write_dimension(df: pd.DataFrame, path: Path, name: str) -> None:
-    schema = TABLES[name]
-    cols = [c for c in schema.names if c in df.columns]
-    table = pa.Table.from_pandas(df[cols], preserve_index=False)
-    write_parquet_atomic(table.cast(schema.arrow_schema(cols)), path)
+def table_file(store_dir: Path | str, name: str) -> Path | None:
+    """The live file of dimension table ``name``; None if the store has none."""
+    store_dir = Path(store_dir)
+    manifest = read_manifest(store_dir)
+    entry = manifest.tables.get(name) if manifest else None
+    if entry is None and manifest is None and (store_dir / f"{name}.parquet").exists():
+        entry = StoreFile(f"{name}.parquet")  # a store from before manifests, without events
+    return store_dir / entry.path if entry else None
+
+
+def events_dataset(store_dir: Path | str) -> ds.Dataset:
+    """The events store as a pyarrow dataset (lazy; for engines that scan it themselves)."""
+    store_dir = Path(store_dir)
+    return _dataset(store_dir, _live(store_dir), EVENTS.names)
 
 
 def _month_key(t: datetime | pd.Timestamp) -> int:
@@ -125,18 +154,6 @@ def _month_key(t: datetime | pd.Timestamp) -> int:
 def _to_utc(t: datetime | str | pd.Timestamp) -> pd.Timestamp:
     t = pd.Timestamp(t)
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
-def events_dataset(store_dir: Path | str) -> ds.Dataset:
-    """The events store as a pyarrow dataset (lazy; for engines that scan it themselves)."""
-    folder = Path(store_dir) / "events"
-    if not folder.exists():
-        raise StoreMissingError(
-            f"no events store at {folder}: load data first (e.g. `omni data synth` or "
-            "`omni data load PATH`)"
-        )
-    schema = _storage_schema(EVENTS.names).append(pa.field("month", pa.int32()))
-    return ds.dataset(folder, schema=schema, format="parquet", partitioning=_PARTITIONING)
 
 
 def read_events(
@@ -156,23 +173,14 @@ def read_events(
         cond = (ds.field("month") <= _month_key(end)) & (ds.field("ts") < pa.scalar(end))
         flt = cond if flt is None else flt & cond
     wanted = columns or EVENTS.names
-    present = [n for n in wanted if n in dataset.schema.names]
-    frame = dataset.to_table(columns=present, filter=flt).to_pandas()
-    for name in wanted:  # columns never written (all empty) still come back, as nulls
-        if name not in frame.columns:
-            frame[name] = pd.Series(None, index=frame.index, dtype=_pandas_dtype(name))
+    frame = dataset.to_table(columns=wanted, filter=flt).to_pandas()
     return as_contract_frame(frame[wanted], EVENTS)
-
-
-def _pandas_dtype(name: str) -> str:
-    kind = EVENTS.column(name).kind
-    return {"int": "Int64", "float": "float64", "bool": "boolean"}.get(kind, "str")
 
 
 def read_table(store_dir: Path | str, name: str) -> pd.DataFrame:
     """A dimension table from the store (empty with contract columns if never written)."""
-    path = Path(store_dir) / f"{name}.parquet"
-    if not path.exists():
+    path = table_file(store_dir, name)
+    if path is None:
         return empty_frame(TABLES[name])
     return as_contract_frame(pq.read_table(path).to_pandas(), TABLES[name])
 
@@ -181,3 +189,337 @@ def read_store(store_dir: Path | str) -> SourceData:
     """The whole store in memory."""
     tables = {name: read_table(store_dir, name) for name in DIMENSION_TABLES}
     return SourceData(events=read_events(store_dir), name=str(store_dir), **tables)
+
+
+# ---------------------------------------------------------------- writing
+@dataclass
+class StoreWrite:
+    """What a write did: events added and skipped, stored events given another customer."""
+
+    store_dir: Path
+    mode: WriteMode
+    n_events: int = 0  # events in the store after the write
+    n_added: int = 0
+    n_skipped: int = 0  # already in the store (append), by event_id
+    n_repeated: int = 0  # an event_id given twice in the batch: the first one is kept
+    n_restamped: int = 0  # stored events whose customer id the new links changed
+    n_parts_rewritten: int = 0
+    n_removed_files: int = 0  # leftovers of killed or superseded writes
+    identity: IdentityReport | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """Human lines for the load's report."""
+        out = []
+        if self.n_repeated:
+            out.append(
+                f"{self.n_repeated:,} events repeat an event_id given earlier in the batch: "
+                "only the first of each was kept"
+            )
+        if self.mode == "append":
+            out.append(
+                f"appended {self.n_added:,} events; skipped {self.n_skipped:,} already in "
+                "the store (same event_id)"
+            )
+        if self.n_restamped:
+            out.append(
+                f"{self.n_restamped:,} stored events moved to another customer id (the new "
+                f"events linked their identifiers; {self.n_parts_rewritten} parts rewritten)"
+            )
+        return out
+
+
+def _events_table(events: pd.DataFrame) -> pa.Table:
+    """Events as an Arrow table with the storage schema plus the ``month`` partition key."""
+    cols = [c for c in _STORED if c in events.columns]
+    table = pa.Table.from_pandas(events[cols], preserve_index=False).cast(_storage_schema(cols))
+    for i, name in enumerate(_STORED):  # every column is stored, empty if absent
+        if name not in cols:
+            typ = _storage_schema([name]).field(0).type
+            table = table.add_column(i, pa.field(name, typ), pa.nulls(len(table), typ))
+    ts = events["ts"]
+    month = (ts.dt.year * 100 + ts.dt.month).to_numpy(dtype=np.int32)
+    return table.append_column("month", pa.array(month, pa.int32()))
+
+
+class _Writer:
+    """Writes one write's new files under names no other write uses."""
+
+    def __init__(self, store_dir: Path) -> None:
+        self.store_dir = store_dir
+        self.write_id = new_write_id()
+        self.written: list[str] = []
+        self._files = 0  # numbers every file (or batch of parts) this write makes
+
+    def _rel(self, path: Path | str) -> str:
+        return Path(path).resolve().relative_to(self.store_dir.resolve()).as_posix()
+
+    def events(self, table: pa.Table) -> list[StoreFile]:
+        """New parts for ``table`` (with ``month``), one or more per month."""
+        parts: list[StoreFile] = []
+        if not len(table):
+            return parts
+
+        def visit(written) -> None:
+            parts.append(StoreFile(self._rel(written.path), written.metadata.num_rows))
+
+        self._files += 1
+        ds.write_dataset(
+            table,
+            self.store_dir / EVENTS_DIR,
+            format="parquet",
+            partitioning=_PARTITIONING,
+            basename_template=f"{PART_PREFIX}{self.write_id}-{self._files}-{{i}}.parquet",
+            existing_data_behavior="overwrite_or_ignore",
+            max_rows_per_group=1 << 20,
+            file_visitor=visit,
+        )
+        self.written += [p.path for p in parts]
+        return sorted(parts, key=lambda p: p.path)
+
+    def rewrite(self, part: StoreFile, table: pa.Table) -> StoreFile:
+        """A new file, in the same month folder, replacing ``part``'s content."""
+        self._files += 1
+        rel = Path(part.path).parent / f"{PART_PREFIX}{self.write_id}-{self._files}.parquet"
+        pq.write_table(table, self.store_dir / rel, row_group_size=1 << 20)
+        self.written.append(rel.as_posix())
+        return StoreFile(rel.as_posix(), len(table))
+
+    def table(self, stem: str, table: pa.Table) -> StoreFile:
+        rel = f"{stem}-{self.write_id}.parquet"
+        pq.write_table(table, self.store_dir / rel)
+        self.written.append(rel)
+        return StoreFile(rel, len(table))
+
+
+def _dimension(df: pd.DataFrame, name: str) -> pa.Table:
+    schema = TABLES[name]
+    cols = [c for c in schema.names if c in df.columns]
+    return pa.Table.from_pandas(df[cols], preserve_index=False).cast(schema.arrow_schema(cols))
+
+
+def _graph_table(graph: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(graph, preserve_index=False).cast(
+        pa.schema([pa.field(c, pa.string()) for c in graph.columns])
+    )
+
+
+def _first_of_each_id(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    repeated = events["event_id"].duplicated().to_numpy()
+    if not repeated.any():
+        return events, 0
+    return events[~repeated].reset_index(drop=True), int(repeated.sum())
+
+
+@dataclass
+class _Stored:
+    """The store before this write, as the write needs it."""
+
+    manifest: Manifest | None
+    event_ids: pa.Array
+    graph: pd.DataFrame | None
+    legacy_events: pd.DataFrame | None = None  # a pre-manifest store, converted in memory
+
+
+def _load_stored(store_dir: Path, manifest: Manifest | None) -> _Stored:
+    if manifest is None:
+        return _Stored(None, pa.array([], pa.string()), None)
+    if manifest.legacy:
+        return _convert_legacy(store_dir, manifest)
+    ids = _dataset(store_dir, manifest, ["event_id"]).to_table(columns=["event_id"])["event_id"]
+    graph = None
+    if manifest.identity is not None:
+        graph = pq.read_table(store_dir / manifest.identity.path).to_pandas()
+    return _Stored(manifest, ids.combine_chunks(), graph)
+
+
+def _convert_legacy(store_dir: Path, manifest: Manifest) -> _Stored:
+    """Events of a pre-manifest store with what this version stores beside them.
+
+    That store kept only resolved customer ids: an id resolution made up (``U…``) was
+    no source's, any other is taken as the source's own. Event ids are derived from the
+    rows as stored; the graph is their tuples with their stored customer ids.
+    """
+    events = read_events(store_dir)
+    made_up = events["customer_id"].astype("str").str.fullmatch(_MADE_UP_ID).fillna(False)
+    raw = events["customer_id"].astype("str").mask(made_up.to_numpy(bool))
+    events = assign_event_ids(events.assign(customer_id=raw)).assign(
+        customer_id=events["customer_id"], **{RAW_CUSTOMER_ID: raw}
+    )
+    ids = pa.array(events["event_id"].to_numpy(object), pa.string())
+    return _Stored(manifest, ids, _links(events, RAW_CUSTOMER_ID), legacy_events=events)
+
+
+def _links(events: pd.DataFrame, raw: str) -> pd.DataFrame:
+    """The distinct identifier tuples of ``events`` (raw customer id from column ``raw``),
+    each with the customer id its events carry."""
+    links = pd.DataFrame(
+        {
+            c: events[raw if c == "customer_id" else c]
+            if (raw if c == "customer_id" else c) in events.columns
+            else None
+            for c in LINK_COLUMNS
+        }
+    ).astype("str")
+    links[RESOLVED] = events["customer_id"].astype("str").to_numpy()
+    linked = links[list(LINK_COLUMNS)].notna().any(axis=1).to_numpy()
+    return links[linked].drop_duplicates(subset=list(LINK_COLUMNS)).reset_index(drop=True)
+
+
+def _restamp(events: pd.DataFrame, graph: pd.DataFrame) -> tuple[pd.Series, int]:
+    """Customer ids of stored events under ``graph``, and how many changed."""
+    new = graph_lookup(graph, events, customer_id=RAW_CUSTOMER_ID)
+    old = events["customer_id"].astype("str")
+    new = pd.Series(new, index=events.index, dtype="str").fillna(old)
+    return new, int((new.fillna("\0") != old.fillna("\0")).sum())
+
+
+def _changed_ids(old_graph: pd.DataFrame | None, graph: pd.DataFrame) -> tuple[set, bool]:
+    """Customer ids (and whether null) of stored tuples that resolve differently now."""
+    if old_graph is None or not len(old_graph):
+        return set(), False
+    now = pd.Series(graph_lookup(graph, old_graph), dtype="str")
+    before = old_graph[RESOLVED].astype("str").reset_index(drop=True)
+    changed = now.fillna("\0") != before.fillna("\0")
+    ids = before[changed]
+    return set(ids.dropna()), bool(ids.isna().any())
+
+
+def _rewrite_parts(
+    store_dir: Path, stored: _Stored, graph: pd.DataFrame, writer: _Writer
+) -> tuple[list[StoreFile], int, int]:
+    """The stored parts after this write: kept as they are, or rewritten where an event's
+    customer id changed. Returns the parts, the events restamped and the parts rewritten."""
+    manifest = stored.manifest
+    if manifest is None:
+        return [], 0, 0
+    if stored.legacy_events is not None:  # every part of an old store is rewritten once
+        events = stored.legacy_events
+        events["customer_id"], n = _restamp(events, graph)
+        return writer.events(_events_table(events)), n, len(manifest.parts)
+    ids, with_null = _changed_ids(stored.graph, graph)
+    if not ids and not with_null:
+        return list(manifest.parts), 0, 0
+    value_set = pa.array(sorted(ids), pa.string())
+    hit = pc.field("customer_id").isin(value_set)
+    if with_null:
+        hit = hit | pc.field("customer_id").is_null()
+    dataset = _dataset(store_dir, manifest, ["customer_id"])
+    hits = {Path(f.path): f.count_rows(filter=hit) for f in dataset.get_fragments()}
+    kept, restamped, rewritten = [], 0, 0
+    for part in manifest.parts:
+        if not hits[store_dir / part.path]:
+            kept.append(part)
+            continue
+        table = pq.read_table(store_dir / part.path)
+        events = table.to_pandas()
+        events["customer_id"], n = _restamp(events, graph)
+        new_ids = pa.array(events["customer_id"].to_numpy(object), pa.string())
+        table = table.set_column(
+            table.schema.get_field_index("customer_id"), "customer_id", new_ids
+        )
+        kept.append(writer.rewrite(part, table))
+        restamped += n
+        rewritten += 1
+    return kept, restamped, rewritten
+
+
+def _dimensions(
+    data: SourceData, store_dir: Path, stored: _Stored, mode: WriteMode, writer: _Writer
+) -> dict[str, StoreFile]:
+    """Dimension tables after the write: replaced, or upserted by id on append."""
+    old = stored.manifest.tables if stored.manifest is not None else {}
+    out: dict[str, StoreFile] = {}
+    for name in DIMENSION_TABLES:
+        new = getattr(data, name)
+        if mode == "append" and name in old:
+            if not len(new):
+                out[name] = old[name]
+                continue
+            before = _read(store_dir, old[name], name)
+            key = TABLES[name].key
+            new = pd.concat([before[~before[key].isin(new[key])], new], ignore_index=True)
+        out[name] = writer.table(name, _dimension(new, name))
+    return out
+
+
+def _read(store_dir: Path, entry: StoreFile, name: str) -> pd.DataFrame:
+    return as_contract_frame(pq.read_table(store_dir / entry.path).to_pandas(), TABLES[name])
+
+
+def store_events(
+    data: SourceData,
+    store_dir: Path | str,
+    mode: WriteMode = "replace",
+    max_identity_component: int | None = None,
+) -> StoreWrite:
+    """Write validated tables into the store in one atomic step; report what it did.
+
+    ``replace`` makes a new store of ``data``. ``append`` adds the events whose
+    ``event_id`` is not stored yet and upserts dimension rows by id (new rows win).
+    With ``max_identity_component`` set, customer ids are resolved from the identifiers
+    (features/identity.py), on append against everything stored; without, events keep
+    the customer_id they have.
+    """
+    if mode not in ("replace", "append"):
+        raise ValueError(f"mode must be 'replace' or 'append', got {mode!r}")
+    store_dir = Path(store_dir)
+    seconds: dict[str, float] = {}
+    with write_lock(store_dir):
+        t0 = time.perf_counter()
+        old = read_manifest(store_dir)
+        stored = _load_stored(store_dir, old if mode == "append" else None)
+        batch, n_repeated = _first_of_each_id(assign_event_ids(data.events).reset_index(drop=True))
+        is_new = ~np.asarray(pc.is_in(batch["event_id"].to_numpy(object), stored.event_ids))
+        new = batch[is_new].reset_index(drop=True)
+        seconds["event ids"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        raw = new["customer_id"] if "customer_id" in new.columns else None
+        report = None
+        if max_identity_component is None:  # ids as given: the graph only records them
+            links = _links(new, "customer_id")
+            graph = pd.concat([stored.graph, links], ignore_index=True).drop_duplicates(
+                subset=list(LINK_COLUMNS)
+            )
+        else:
+            new, graph, report = resolve_with_graph(new, stored.graph, max_identity_component)
+        new[RAW_CUSTOMER_ID] = raw if raw is not None else None
+        seconds["identity"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        writer = _Writer(store_dir)
+        parts, restamped, rewritten = _rewrite_parts(store_dir, stored, graph, writer)
+        parts += writer.events(_events_table(new))
+        manifest = Manifest(
+            parts=tuple(parts),
+            tables=_dimensions(data, store_dir, stored, mode, writer),
+            identity=writer.table("identity", _graph_table(graph.reset_index(drop=True))),
+        )
+        sync_files(store_dir, writer.written)
+        switch_manifest(store_dir, manifest, writer.write_id)
+        seconds["write"] = time.perf_counter() - t0
+        removed = remove_unlisted(store_dir, manifest)
+    return StoreWrite(
+        store_dir=store_dir,
+        mode=mode,
+        n_events=sum(p.rows or 0 for p in manifest.parts),
+        n_added=len(new),
+        n_skipped=len(batch) - len(new),
+        n_repeated=n_repeated,
+        n_restamped=restamped,
+        n_parts_rewritten=rewritten,
+        n_removed_files=removed,
+        identity=report,
+        seconds=seconds,
+    )
+
+
+def write_store(
+    data: SourceData,
+    store_dir: Path | str,
+    mode: WriteMode = "replace",
+    max_identity_component: int | None = None,
+) -> Path:
+    """:func:`store_events`, returning the store's path."""
+    return store_events(data, store_dir, mode, max_identity_component).store_dir

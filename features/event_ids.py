@@ -1,0 +1,124 @@
+"""Stable event ids: what makes loading the same event twice add it once.
+
+A source may give each event an ``event_id``. Where it does not, the id is derived
+from the row itself: a 128-bit hash of its contract columns (as given, before identity
+resolution) and of the occurrence number of identical rows in the batch. So two
+genuinely identical lines in one file stay two events, while appending the same file
+again adds nothing. Anything that takes in events (a file load, a live endpoint) calls
+:func:`assign_event_ids` and gets the same ids for the same rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.schema import EVENTS
+
+# Frozen: derived ids are stored, so changing this list (or the hashing below) would
+# give already-loaded events new ids and let them load twice. A column added to the
+# contract later stays out of it.
+HASHED_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "ts",
+    "channel",
+    "event_type",
+    "order_id",
+    "product_id",
+    "store_id",
+    "quantity",
+    "amount",
+    "discount",
+    "campaign_id",
+    "email_hash",
+    "loyalty_id",
+    "device_id",
+    "phone_hash",
+)
+_HASH_KEYS = ("omni-event-id-k1", "omni-event-id-k2")  # two 64-bit hashes: 128 bits
+_NAN_BITS = np.array(np.nan, dtype=np.float64).view(np.uint64)
+_HEX = np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2")
+
+
+def _canonical(events: pd.DataFrame) -> pd.DataFrame:
+    """The hashed columns in one fixed representation, whatever dtypes the source had.
+
+    Text as text (null: missing), timestamps as UTC microseconds, numbers as
+    the bits of a float64 with one NaN and no negative zero. A column the source does
+    not have hashes like a column of nulls.
+    """
+    n = len(events)
+    out: dict[str, object] = {}
+    for name in HASHED_COLUMNS:
+        kind = EVENTS.column(name).kind
+        col = events[name] if name in events.columns else None
+        if kind == "timestamp":
+            ts = pd.DatetimeIndex(pd.to_datetime(col, utc=True)).as_unit("us")
+            out[name] = ts.asi8.view(np.uint64)
+        elif kind in ("int", "float"):
+            if col is None:
+                values = np.full(n, np.nan)
+            else:
+                values = pd.to_numeric(col).astype("float64").to_numpy(na_value=np.nan)
+            bits = (values + 0.0).view(np.uint64).copy()  # + 0.0 turns -0.0 into 0.0
+            bits[np.isnan(values)] = _NAN_BITS
+            out[name] = bits
+        else:
+            if col is None:
+                out[name] = pd.array(np.full(n, None, object), dtype="str")
+            else:  # str and categorical text hash alike (pandas hashes categories by value)
+                text = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("str")
+                out[name] = text.array
+    return pd.DataFrame(out, index=pd.RangeIndex(n))
+
+
+def _hash64(frame: pd.DataFrame, key: str) -> np.ndarray:
+    return pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy()
+
+
+def _hex(high: np.ndarray, low: np.ndarray) -> pd.Series:
+    """32 hex characters per pair of uint64 (as pandas text), without a loop over rows."""
+    raw = np.stack([high, low], axis=1).astype(">u8").view(np.uint8)
+    chars = pa.py_buffer(np.ascontiguousarray(_HEX[raw]))
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(high), [None, chars])
+    text = fixed.cast(pa.binary()).cast(pa.string())
+    return pd.Series(
+        text.to_pandas(types_mapper={pa.string(): pd.StringDtype(na_value=np.nan)}.get)
+    )
+
+
+def _occurrence(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+    """0 for the first of identical rows, 1 for the second, ... (in row order)."""
+    out = np.zeros(len(h1), np.uint64)
+    maybe = pd.Series(h1).duplicated(keep=False).to_numpy()
+    if maybe.any():  # exact count on the 128-bit pair, only where the first half repeats
+        pairs = pd.DataFrame({"a": h1[maybe], "b": h2[maybe]})
+        out[maybe] = pairs.groupby(["a", "b"], sort=False).cumcount().to_numpy(np.uint64)
+    return out
+
+
+def derive_event_ids(events: pd.DataFrame) -> pd.Series:
+    """An id for every row from its contract columns and its occurrence among identical rows."""
+    if not len(events):
+        return pd.Series([], index=events.index, dtype="str", name="event_id")
+    canonical = _canonical(events)
+    # Text hashes with two keys; numbers go through a bijective mix (no key), so the
+    # halves differ through the text columns and neither adds collisions of its own.
+    h1, h2 = (_hash64(canonical, key) for key in _HASH_KEYS)
+    n = _occurrence(h1, h2)
+    high = _hash64(pd.DataFrame({"h": h1, "n": n}), _HASH_KEYS[0])
+    low = _hash64(pd.DataFrame({"h": h2, "n": n}), _HASH_KEYS[1])
+    return _hex(high, low).set_axis(events.index).rename("event_id")
+
+
+def assign_event_ids(events: pd.DataFrame) -> pd.DataFrame:
+    """``events`` with ``event_id`` filled: the source's where given, derived elsewhere."""
+    out = events.copy(deep=False)
+    derived = derive_event_ids(events)
+    if "event_id" in events.columns:
+        given = events["event_id"].astype("str")
+        out["event_id"] = given.where(given.notna(), derived).astype("str")
+    else:
+        out["event_id"] = derived
+    return out
