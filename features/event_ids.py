@@ -1,8 +1,9 @@
 """Stable event ids: what makes loading the same event twice add it once.
 
 A source may give each event an ``event_id``. Where it does not, the id is derived
-from the row itself: a 128-bit hash of its contract columns (as given, before identity
-resolution) and of the occurrence number of identical rows in the batch. So two
+from the row itself: a hash of its contract columns (as given, before identity
+resolution) and of the occurrence number of identical rows in the batch, written as 16
+characters (96 bits, base64url). So two
 genuinely identical lines in one file stay two events, while appending the same file
 again adds nothing. Anything that takes in events (a file load, a live endpoint) calls
 :func:`assign_event_ids` and gets the same ids for the same rows.
@@ -38,7 +39,11 @@ HASHED_COLUMNS: tuple[str, ...] = (
 )
 _HASH_KEYS = ("omni-event-id-k1", "omni-event-id-k2")  # two 64-bit hashes: 128 bits
 _NAN_BITS = np.array(np.nan, dtype=np.float64).view(np.uint64)
-_HEX = np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2")
+_BASE64URL = np.frombuffer(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype="S1"
+)
+ID_LENGTH = 16  # characters of a derived id: 96 bits, so a collision among even a billion
+# events has a chance of about 1e-11 (and would skip one event as already loaded)
 
 
 def _canonical(events: pd.DataFrame) -> pd.DataFrame:
@@ -77,11 +82,16 @@ def _hash64(frame: pd.DataFrame, key: str) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy()
 
 
-def _hex(high: np.ndarray, low: np.ndarray) -> pd.Series:
-    """32 hex characters per pair of uint64 (as pandas text), without a loop over rows."""
-    raw = np.stack([high, low], axis=1).astype(">u8").view(np.uint8)
-    chars = pa.py_buffer(np.ascontiguousarray(_HEX[raw]))
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(high), [None, chars])
+def _text(high: np.ndarray, low: np.ndarray) -> pd.Series:
+    """The top 96 bits of each (high, low) pair as 16 base64url characters (pandas text),
+    without a loop over rows: the same text as ``base64.urlsafe_b64encode`` of 12 bytes."""
+    u = np.uint64
+    # 96 bits are 16 groups of 6: 60 bits of ``high``, then its last 4 with 32 of ``low``.
+    first, second = high >> u(4), ((high & u(0xF)) << u(32)) | (low >> u(32))
+    groups = [(first >> u(6 * k)) & u(63) for k in range(9, -1, -1)]
+    groups += [(second >> u(6 * k)) & u(63) for k in range(5, -1, -1)]
+    chars = pa.py_buffer(np.ascontiguousarray(_BASE64URL[np.stack(groups, axis=1)]))
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(ID_LENGTH), len(high), [None, chars])
     text = fixed.cast(pa.binary()).cast(pa.string())
     return pd.Series(
         text.to_pandas(types_mapper={pa.string(): pd.StringDtype(na_value=np.nan)}.get)
@@ -109,7 +119,7 @@ def derive_event_ids(events: pd.DataFrame) -> pd.Series:
     n = _occurrence(h1, h2)
     high = _hash64(pd.DataFrame({"h": h1, "n": n}), _HASH_KEYS[0])
     low = _hash64(pd.DataFrame({"h": h2, "n": n}), _HASH_KEYS[1])
-    return _hex(high, low).set_axis(events.index).rename("event_id")
+    return _text(high, low).set_axis(events.index).rename("event_id")
 
 
 def assign_event_ids(events: pd.DataFrame) -> pd.DataFrame:

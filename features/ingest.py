@@ -83,7 +83,8 @@ def ingest(
     )
     seconds["identity"] = written.seconds["identity"]
     seconds["store"] = time.perf_counter() - t0 - seconds["identity"]
-    for line in [*written.identity.lines(), *written.lines()]:
+    identity_lines = written.identity.lines() if written.identity and written.n_added else []
+    for line in [*identity_lines, *written.lines()]:
         say(line)
     say(f"wrote events store {settings.store_dir} in {seconds['store']:.1f} s")
     return IngestResult(

@@ -92,6 +92,8 @@ def _storage_schema(cols: list[str]) -> pa.Schema:
 
 
 _STORED = [*EVENTS.names, RAW_CUSTOMER_ID]
+# Event ids are all distinct: trying a dictionary for them only costs time.
+_DICTIONARY_COLUMNS = [c for c in _STORED if c != "event_id"]
 
 
 def _live(store_dir: Path) -> Manifest:
@@ -272,6 +274,9 @@ class _Writer:
             basename_template=f"{PART_PREFIX}{self.write_id}-{self._files}-{{i}}.parquet",
             existing_data_behavior="overwrite_or_ignore",
             max_rows_per_group=1 << 20,
+            file_options=ds.ParquetFileFormat().make_write_options(
+                use_dictionary=_DICTIONARY_COLUMNS
+            ),
             file_visitor=visit,
         )
         self.written += [p.path for p in parts]
@@ -281,7 +286,9 @@ class _Writer:
         """A new file, in the same month folder, replacing ``part``'s content."""
         self._files += 1
         rel = Path(part.path).parent / f"{PART_PREFIX}{self.write_id}-{self._files}.parquet"
-        pq.write_table(table, self.store_dir / rel, row_group_size=1 << 20)
+        pq.write_table(
+            table, self.store_dir / rel, row_group_size=1 << 20, use_dictionary=_DICTIONARY_COLUMNS
+        )
         self.written.append(rel.as_posix())
         return StoreFile(rel.as_posix(), len(table))
 
@@ -367,22 +374,25 @@ def _links(events: pd.DataFrame, raw: str) -> pd.DataFrame:
 
 
 def _restamp(events: pd.DataFrame, graph: pd.DataFrame) -> tuple[pd.Series, int]:
-    """Customer ids of stored events under ``graph``, and how many changed."""
+    """Customer ids of stored events under ``graph`` (kept where their tuple is not in
+    it), and how many changed."""
     new = graph_lookup(graph, events, customer_id=RAW_CUSTOMER_ID)
     old = events["customer_id"].astype("str")
     new = pd.Series(new, index=events.index, dtype="str").fillna(old)
     return new, int((new.fillna("\0") != old.fillna("\0")).sum())
 
 
-def _changed_ids(old_graph: pd.DataFrame | None, graph: pd.DataFrame) -> tuple[set, bool]:
-    """Customer ids (and whether null) of stored tuples that resolve differently now."""
+def _changed(old_graph: pd.DataFrame | None, graph: pd.DataFrame) -> pd.DataFrame:
+    """The stored tuples that resolve differently now: their old customer id, and the new
+    one in ``resolved_id``. Events of other tuples keep their customer."""
     if old_graph is None or not len(old_graph):
-        return set(), False
+        return old_graph.iloc[:0] if old_graph is not None else graph.iloc[:0]
     now = pd.Series(graph_lookup(graph, old_graph), dtype="str")
     before = old_graph[RESOLVED].astype("str").reset_index(drop=True)
-    changed = now.fillna("\0") != before.fillna("\0")
-    ids = before[changed]
-    return set(ids.dropna()), bool(ids.isna().any())
+    differs = (now.fillna("\0") != before.fillna("\0")).to_numpy()
+    changed = old_graph[differs].reset_index(drop=True).rename(columns={RESOLVED: "old_id"})
+    changed[RESOLVED] = now[differs].to_numpy()
+    return changed
 
 
 def _rewrite_parts(
@@ -397,10 +407,12 @@ def _rewrite_parts(
         events = stored.legacy_events
         events["customer_id"], n = _restamp(events, graph)
         return writer.events(_events_table(events)), n, len(manifest.parts)
-    ids, with_null = _changed_ids(stored.graph, graph)
-    if not ids and not with_null:
+    changed = _changed(stored.graph, graph)
+    if not len(changed):
         return list(manifest.parts), 0, 0
-    value_set = pa.array(sorted(ids), pa.string())
+    old_ids = changed.pop("old_id")
+    value_set = pa.array(sorted(old_ids.dropna().unique()), pa.string())
+    with_null = bool(old_ids.isna().any())
     hit = pc.field("customer_id").isin(value_set)
     if with_null:
         hit = hit | pc.field("customer_id").is_null()
@@ -412,16 +424,29 @@ def _rewrite_parts(
             kept.append(part)
             continue
         table = pq.read_table(store_dir / part.path)
-        events = table.to_pandas()
-        events["customer_id"], n = _restamp(events, graph)
-        new_ids = pa.array(events["customer_id"].to_numpy(object), pa.string())
-        table = table.set_column(
-            table.schema.get_field_index("customer_id"), "customer_id", new_ids
-        )
+        table, n = _restamp_part(table, changed, value_set, with_null)
         kept.append(writer.rewrite(part, table))
         restamped += n
         rewritten += 1
     return kept, restamped, rewritten
+
+
+def _restamp_part(
+    table: pa.Table, changed: pd.DataFrame, old_ids: pa.Array, with_null: bool
+) -> tuple[pa.Table, int]:
+    """``table`` (a stored part) with new customer ids where its events' tuples are among
+    the ``changed`` ones; only rows carrying one of their ``old_ids`` are looked up."""
+    ids = table["customer_id"].combine_chunks()
+    mask = pc.is_in(ids, value_set=old_ids)
+    if with_null:
+        mask = pc.or_(mask, pc.is_null(ids))
+    mask = pc.fill_null(mask, False)
+    columns = [c for c in (*LINK_COLUMNS, RAW_CUSTOMER_ID) if c in table.column_names]
+    rows = table.filter(mask).select(columns).to_pandas()
+    new, n = _restamp(rows, changed)
+    replaced = pc.replace_with_mask(ids, mask, pa.array(new.to_numpy(object), pa.string()))
+    index = table.schema.get_field_index("customer_id")
+    return table.set_column(index, "customer_id", replaced), n
 
 
 def _dimensions(
