@@ -19,10 +19,11 @@ switch: the store ends as if everything had been loaded at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,8 @@ __all__ = [
 ]
 
 WriteMode = Literal["replace", "append"]
+T = TypeVar("T")
+_READ_ATTEMPTS = 3
 RAW_CUSTOMER_ID = "raw_customer_id"
 """Stored beside each event: its customer_id as the source gave it (before resolution),
 which with the identifier columns is the event's tuple in the identity graph."""
@@ -158,6 +161,19 @@ def _to_utc(t: datetime | str | pd.Timestamp) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
+def _while_stable(store_dir: Path, read: Callable[[Manifest], T]) -> T:
+    """``read(manifest)`` of the live manifest. A write that switches the manifest meanwhile
+    removes the files it replaced: then read again, from the new manifest."""
+    for attempt in range(_READ_ATTEMPTS):
+        manifest = _live(store_dir)
+        try:
+            return read(manifest)
+        except FileNotFoundError:
+            if attempt == _READ_ATTEMPTS - 1 or read_manifest(store_dir) == manifest:
+                raise
+    raise AssertionError("unreachable")
+
+
 def read_events(
     store_dir: Path | str,
     start: datetime | str | None = None,
@@ -165,7 +181,7 @@ def read_events(
     columns: list[str] | None = None,
 ) -> pd.DataFrame:
     """Events with ``start <= ts < end`` (either bound optional), reading only their months."""
-    dataset = events_dataset(store_dir)
+    store_dir = Path(store_dir)
     flt = None
     if start is not None:
         start = _to_utc(start)
@@ -175,16 +191,27 @@ def read_events(
         cond = (ds.field("month") <= _month_key(end)) & (ds.field("ts") < pa.scalar(end))
         flt = cond if flt is None else flt & cond
     wanted = columns or EVENTS.names
-    frame = dataset.to_table(columns=wanted, filter=flt).to_pandas()
+    schema_columns = [c for c in wanted if c != "month"]
+
+    def read(manifest: Manifest) -> pa.Table:
+        return _dataset(store_dir, manifest, schema_columns).to_table(columns=wanted, filter=flt)
+
+    frame = _while_stable(store_dir, read).to_pandas()
     return as_contract_frame(frame[wanted], EVENTS)
 
 
 def read_table(store_dir: Path | str, name: str) -> pd.DataFrame:
     """A dimension table from the store (empty with contract columns if never written)."""
-    path = table_file(store_dir, name)
-    if path is None:
-        return empty_frame(TABLES[name])
-    return as_contract_frame(pq.read_table(path).to_pandas(), TABLES[name])
+    store_dir = Path(store_dir)
+    if read_manifest(store_dir) is None:
+        path = table_file(store_dir, name)
+        return empty_frame(TABLES[name]) if path is None else _read(store_dir, path.name, name)
+
+    def read(manifest: Manifest) -> pd.DataFrame:
+        entry = manifest.tables.get(name)
+        return empty_frame(TABLES[name]) if entry is None else _read(store_dir, entry.path, name)
+
+    return _while_stable(store_dir, read)
 
 
 def read_store(store_dir: Path | str) -> SourceData:
@@ -461,15 +488,15 @@ def _dimensions(
             if not len(new):
                 out[name] = old[name]
                 continue
-            before = _read(store_dir, old[name], name)
+            before = _read(store_dir, old[name].path, name)
             key = TABLES[name].key
             new = pd.concat([before[~before[key].isin(new[key])], new], ignore_index=True)
         out[name] = writer.table(name, _dimension(new, name))
     return out
 
 
-def _read(store_dir: Path, entry: StoreFile, name: str) -> pd.DataFrame:
-    return as_contract_frame(pq.read_table(store_dir / entry.path).to_pandas(), TABLES[name])
+def _read(store_dir: Path, path: str, name: str) -> pd.DataFrame:
+    return as_contract_frame(pq.read_table(store_dir / path).to_pandas(), TABLES[name])
 
 
 def store_events(

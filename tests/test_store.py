@@ -247,3 +247,24 @@ def test_a_killed_first_write_is_no_store(tmp_path, raw_events):
     (store / "manifest.json").unlink()
     with pytest.raises(StoreMissingError):
         read_events(store)
+
+
+def test_a_read_survives_a_write_that_removes_its_files(tmp_path, raw_events, monkeypatch):
+    # issue 14: a write removes the files it replaced right after its switch; a reader
+    # that listed them a moment before reads again from the new manifest.
+    import features.store as store_module
+
+    store = write_store(_data(raw_events), tmp_path / "store")
+    real = store_module._dataset
+    raced = []
+
+    def listing_then_a_write(store_dir, manifest, columns):
+        if not raced:  # between this reader's listing and its reading, a replace lands
+            raced.append(True)
+            write_store(_data(_later(raw_events)), store)
+        return real(store_dir, manifest, columns)
+
+    monkeypatch.setattr(store_module, "_dataset", listing_then_a_write)
+    events = read_events(store)
+    assert raced and len(events) == 5
+    assert events["ts"].min() > pd.Timestamp("2025-02-01", tz="UTC")  # the new content
