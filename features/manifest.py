@@ -134,10 +134,13 @@ def _fsync(path: Path) -> None:
 
 
 def sync_files(store_dir: Path, paths: list[str]) -> None:
-    """Flush new files and the folders holding them to disk before they are listed."""
+    """Flush new files, and the folders that got them (or a new month folder), to disk
+    before a manifest lists them."""
+    folders: set[Path] = set()
     for rel in paths:
         _fsync(store_dir / rel)
-    for folder in {(store_dir / rel).parent for rel in paths}:
+        folders.update(p for p in (store_dir / rel).parents if store_dir in p.parents)
+    for folder in sorted(folders, reverse=True):
         _fsync(folder)
 
 

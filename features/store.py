@@ -33,21 +33,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from features.event_ids import assign_event_ids
-from features.identity import (
-    LINK_COLUMNS,
-    RESOLVED,
-    IdentityReport,
-    graph_lookup,
-    resolve_with_graph,
-)
+from features.identity import IdentityReport, resolve_with_graph
 from features.manifest import (
     EVENTS_DIR,
-    PART_PREFIX,
     Manifest,
     StoreBusyError,
     StoreFile,
     StoreMissingError,
-    new_write_id,
     read_manifest,
     remove_unlisted,
     switch_manifest,
@@ -56,6 +48,8 @@ from features.manifest import (
 )
 from features.schema import DIMENSION_TABLES, EVENTS, TABLES, as_contract_frame, empty_frame
 from features.sources import SourceData
+from features.store_files import RAW_CUSTOMER_ID, PartWriter, events_table, parts_dataset
+from features.store_identity import add_links, restamp, rewrite_parts, stored_links
 
 __all__ = [
     "StoreBusyError",
@@ -74,29 +68,10 @@ __all__ = [
 WriteMode = Literal["replace", "append"]
 T = TypeVar("T")
 _READ_ATTEMPTS = 3
-RAW_CUSTOMER_ID = "raw_customer_id"
-"""Stored beside each event: its customer_id as the source gave it (before resolution),
-which with the identifier columns is the event's tuple in the identity graph."""
-_PARTITIONING = ds.partitioning(pa.schema([("month", pa.int32())]), flavor="hive")
 _MADE_UP_ID = r"^U[0-9a-f]{16}$"  # ids resolution makes up (features.identity._stable_ids)
 
 
 # ---------------------------------------------------------------- reading
-def _storage_schema(cols: list[str]) -> pa.Schema:
-    fields = []
-    for c in cols:
-        if c == RAW_CUSTOMER_ID:
-            fields.append(pa.field(c, pa.string()))
-            continue
-        col = EVENTS.column(c)
-        typ = pa.dictionary(pa.int32(), pa.string()) if col.kind == "category" else col.arrow_type
-        fields.append(pa.field(c, typ))
-    return pa.schema(fields)
-
-
-_STORED = [*EVENTS.names, RAW_CUSTOMER_ID]
-# Event ids are all distinct: trying a dictionary for them only costs time.
-_DICTIONARY_COLUMNS = [c for c in _STORED if c != "event_id"]
 
 
 def _live(store_dir: Path) -> Manifest:
@@ -107,19 +82,6 @@ def _live(store_dir: Path) -> Manifest:
             "`omni data load PATH`)"
         )
     return manifest
-
-
-def _dataset(store_dir: Path, manifest: Manifest, columns: list[str]) -> ds.Dataset:
-    """The manifest's event parts (and only those) as one pyarrow dataset."""
-    schema = _storage_schema(columns).append(pa.field("month", pa.int32()))
-    files = [str(store_dir / p.path) for p in manifest.parts]
-    return ds.dataset(
-        files,
-        schema=schema,
-        format="parquet",
-        partitioning=_PARTITIONING,
-        partition_base_dir=str(store_dir / EVENTS_DIR),
-    )
 
 
 def store_exists(store_dir: Path | str) -> bool:
@@ -148,7 +110,7 @@ def table_file(store_dir: Path | str, name: str) -> Path | None:
 def events_dataset(store_dir: Path | str) -> ds.Dataset:
     """The events store as a pyarrow dataset (lazy; for engines that scan it themselves)."""
     store_dir = Path(store_dir)
-    return _dataset(store_dir, _live(store_dir), EVENTS.names)
+    return parts_dataset(store_dir, _live(store_dir), EVENTS.names)
 
 
 def _month_key(t: datetime | pd.Timestamp) -> int:
@@ -194,7 +156,9 @@ def read_events(
     schema_columns = [c for c in wanted if c != "month"]
 
     def read(manifest: Manifest) -> pa.Table:
-        return _dataset(store_dir, manifest, schema_columns).to_table(columns=wanted, filter=flt)
+        return parts_dataset(store_dir, manifest, schema_columns).to_table(
+            columns=wanted, filter=flt
+        )
 
     frame = _while_stable(store_dir, read).to_pandas()
     return as_contract_frame(frame[wanted], EVENTS)
@@ -258,74 +222,6 @@ class StoreWrite:
         return out
 
 
-def _events_table(events: pd.DataFrame) -> pa.Table:
-    """Events as an Arrow table with the storage schema plus the ``month`` partition key."""
-    cols = [c for c in _STORED if c in events.columns]
-    table = pa.Table.from_pandas(events[cols], preserve_index=False).cast(_storage_schema(cols))
-    for i, name in enumerate(_STORED):  # every column is stored, empty if absent
-        if name not in cols:
-            typ = _storage_schema([name]).field(0).type
-            table = table.add_column(i, pa.field(name, typ), pa.nulls(len(table), typ))
-    ts = events["ts"]
-    month = (ts.dt.year * 100 + ts.dt.month).to_numpy(dtype=np.int32)
-    return table.append_column("month", pa.array(month, pa.int32()))
-
-
-class _Writer:
-    """Writes one write's new files under names no other write uses."""
-
-    def __init__(self, store_dir: Path) -> None:
-        self.store_dir = store_dir
-        self.write_id = new_write_id()
-        self.written: list[str] = []
-        self._files = 0  # numbers every file (or batch of parts) this write makes
-
-    def _rel(self, path: Path | str) -> str:
-        return Path(path).resolve().relative_to(self.store_dir.resolve()).as_posix()
-
-    def events(self, table: pa.Table) -> list[StoreFile]:
-        """New parts for ``table`` (with ``month``), one or more per month."""
-        parts: list[StoreFile] = []
-        if not len(table):
-            return parts
-
-        def visit(written) -> None:
-            parts.append(StoreFile(self._rel(written.path), written.metadata.num_rows))
-
-        self._files += 1
-        ds.write_dataset(
-            table,
-            self.store_dir / EVENTS_DIR,
-            format="parquet",
-            partitioning=_PARTITIONING,
-            basename_template=f"{PART_PREFIX}{self.write_id}-{self._files}-{{i}}.parquet",
-            existing_data_behavior="overwrite_or_ignore",
-            max_rows_per_group=1 << 20,
-            file_options=ds.ParquetFileFormat().make_write_options(
-                use_dictionary=_DICTIONARY_COLUMNS
-            ),
-            file_visitor=visit,
-        )
-        self.written += [p.path for p in parts]
-        return sorted(parts, key=lambda p: p.path)
-
-    def rewrite(self, part: StoreFile, table: pa.Table) -> StoreFile:
-        """A new file, in the same month folder, replacing ``part``'s content."""
-        self._files += 1
-        rel = Path(part.path).parent / f"{PART_PREFIX}{self.write_id}-{self._files}.parquet"
-        pq.write_table(
-            table, self.store_dir / rel, row_group_size=1 << 20, use_dictionary=_DICTIONARY_COLUMNS
-        )
-        self.written.append(rel.as_posix())
-        return StoreFile(rel.as_posix(), len(table))
-
-    def table(self, stem: str, table: pa.Table) -> StoreFile:
-        rel = f"{stem}-{self.write_id}.parquet"
-        pq.write_table(table, self.store_dir / rel)
-        self.written.append(rel)
-        return StoreFile(rel, len(table))
-
-
 def _dimension(df: pd.DataFrame, name: str) -> pa.Table:
     schema = TABLES[name]
     cols = [c for c in schema.names if c in df.columns]
@@ -356,15 +252,16 @@ class _Stored:
 
 
 def _load_stored(store_dir: Path, manifest: Manifest | None) -> _Stored:
+    """Event ids and identity graph of the store ``manifest`` lists (None: no store)."""
     if manifest is None:
         return _Stored(None, pa.array([], pa.string()), None)
     if manifest.legacy:
         return _convert_legacy(store_dir, manifest)
-    ids = _dataset(store_dir, manifest, ["event_id"]).to_table(columns=["event_id"])["event_id"]
+    ids = parts_dataset(store_dir, manifest, ["event_id"]).to_table(columns=["event_id"])
     graph = None
     if manifest.identity is not None:
         graph = pq.read_table(store_dir / manifest.identity.path).to_pandas()
-    return _Stored(manifest, ids.combine_chunks(), graph)
+    return _Stored(manifest, ids["event_id"].combine_chunks(), graph)
 
 
 def _convert_legacy(store_dir: Path, manifest: Manifest) -> _Stored:
@@ -381,103 +278,11 @@ def _convert_legacy(store_dir: Path, manifest: Manifest) -> _Stored:
         customer_id=events["customer_id"], **{RAW_CUSTOMER_ID: raw}
     )
     ids = pa.array(events["event_id"].to_numpy(object), pa.string())
-    return _Stored(manifest, ids, _links(events, RAW_CUSTOMER_ID), legacy_events=events)
-
-
-def _links(events: pd.DataFrame, raw: str) -> pd.DataFrame:
-    """The distinct identifier tuples of ``events`` (raw customer id from column ``raw``),
-    each with the customer id its events carry."""
-    links = pd.DataFrame(
-        {
-            c: events[raw if c == "customer_id" else c]
-            if (raw if c == "customer_id" else c) in events.columns
-            else None
-            for c in LINK_COLUMNS
-        }
-    ).astype("str")
-    links[RESOLVED] = events["customer_id"].astype("str").to_numpy()
-    linked = links[list(LINK_COLUMNS)].notna().any(axis=1).to_numpy()
-    return links[linked].drop_duplicates(subset=list(LINK_COLUMNS)).reset_index(drop=True)
-
-
-def _restamp(events: pd.DataFrame, graph: pd.DataFrame) -> tuple[pd.Series, int]:
-    """Customer ids of stored events under ``graph`` (kept where their tuple is not in
-    it), and how many changed."""
-    new = graph_lookup(graph, events, customer_id=RAW_CUSTOMER_ID)
-    old = events["customer_id"].astype("str")
-    new = pd.Series(new, index=events.index, dtype="str").fillna(old)
-    return new, int((new.fillna("\0") != old.fillna("\0")).sum())
-
-
-def _changed(old_graph: pd.DataFrame | None, graph: pd.DataFrame) -> pd.DataFrame:
-    """The stored tuples that resolve differently now: their old customer id, and the new
-    one in ``resolved_id``. Events of other tuples keep their customer."""
-    if old_graph is None or not len(old_graph):
-        return old_graph.iloc[:0] if old_graph is not None else graph.iloc[:0]
-    now = pd.Series(graph_lookup(graph, old_graph), dtype="str")
-    before = old_graph[RESOLVED].astype("str").reset_index(drop=True)
-    differs = (now.fillna("\0") != before.fillna("\0")).to_numpy()
-    changed = old_graph[differs].reset_index(drop=True).rename(columns={RESOLVED: "old_id"})
-    changed[RESOLVED] = now[differs].to_numpy()
-    return changed
-
-
-def _rewrite_parts(
-    store_dir: Path, stored: _Stored, graph: pd.DataFrame, writer: _Writer
-) -> tuple[list[StoreFile], int, int]:
-    """The stored parts after this write: kept as they are, or rewritten where an event's
-    customer id changed. Returns the parts, the events restamped and the parts rewritten."""
-    manifest = stored.manifest
-    if manifest is None:
-        return [], 0, 0
-    if stored.legacy_events is not None:  # every part of an old store is rewritten once
-        events = stored.legacy_events
-        events["customer_id"], n = _restamp(events, graph)
-        return writer.events(_events_table(events)), n, len(manifest.parts)
-    changed = _changed(stored.graph, graph)
-    if not len(changed):
-        return list(manifest.parts), 0, 0
-    old_ids = changed.pop("old_id")
-    value_set = pa.array(sorted(old_ids.dropna().unique()), pa.string())
-    with_null = bool(old_ids.isna().any())
-    hit = pc.field("customer_id").isin(value_set)
-    if with_null:
-        hit = hit | pc.field("customer_id").is_null()
-    dataset = _dataset(store_dir, manifest, ["customer_id"])
-    hits = {Path(f.path): f.count_rows(filter=hit) for f in dataset.get_fragments()}
-    kept, restamped, rewritten = [], 0, 0
-    for part in manifest.parts:
-        if not hits[store_dir / part.path]:
-            kept.append(part)
-            continue
-        table = pq.read_table(store_dir / part.path)
-        table, n = _restamp_part(table, changed, value_set, with_null)
-        kept.append(writer.rewrite(part, table))
-        restamped += n
-        rewritten += 1
-    return kept, restamped, rewritten
-
-
-def _restamp_part(
-    table: pa.Table, changed: pd.DataFrame, old_ids: pa.Array, with_null: bool
-) -> tuple[pa.Table, int]:
-    """``table`` (a stored part) with new customer ids where its events' tuples are among
-    the ``changed`` ones; only rows carrying one of their ``old_ids`` are looked up."""
-    ids = table["customer_id"].combine_chunks()
-    mask = pc.is_in(ids, value_set=old_ids)
-    if with_null:
-        mask = pc.or_(mask, pc.is_null(ids))
-    mask = pc.fill_null(mask, False)
-    columns = [c for c in (*LINK_COLUMNS, RAW_CUSTOMER_ID) if c in table.column_names]
-    rows = table.filter(mask).select(columns).to_pandas()
-    new, n = _restamp(rows, changed)
-    replaced = pc.replace_with_mask(ids, mask, pa.array(new.to_numpy(object), pa.string()))
-    index = table.schema.get_field_index("customer_id")
-    return table.set_column(index, "customer_id", replaced), n
+    return _Stored(manifest, ids, stored_links(events, RAW_CUSTOMER_ID), legacy_events=events)
 
 
 def _dimensions(
-    data: SourceData, store_dir: Path, stored: _Stored, mode: WriteMode, writer: _Writer
+    data: SourceData, store_dir: Path, stored: _Stored, mode: WriteMode, writer: PartWriter
 ) -> dict[str, StoreFile]:
     """Dimension tables after the write: replaced, or upserted by id on append."""
     old = stored.manifest.tables if stored.manifest is not None else {}
@@ -530,19 +335,25 @@ def store_events(
         raw = new["customer_id"] if "customer_id" in new.columns else None
         report = None
         if max_identity_component is None:  # ids as given: the graph only records them
-            links = _links(new, "customer_id")
-            graph = pd.concat([stored.graph, links], ignore_index=True).drop_duplicates(
-                subset=list(LINK_COLUMNS)
-            )
+            graph = add_links(stored.graph, new)
         else:
             new, graph, report = resolve_with_graph(new, stored.graph, max_identity_component)
         new[RAW_CUSTOMER_ID] = raw if raw is not None else None
         seconds["identity"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        writer = _Writer(store_dir)
-        parts, restamped, rewritten = _rewrite_parts(store_dir, stored, graph, writer)
-        parts += writer.events(_events_table(new))
+        writer = PartWriter(store_dir)
+        if stored.legacy_events is not None:  # every part of an old store is rewritten once
+            events = stored.legacy_events
+            events["customer_id"], restamped = restamp(events, graph)
+            parts, rewritten = writer.events(events_table(events)), len(stored.manifest.parts)
+        elif stored.manifest is not None:
+            parts, restamped, rewritten = rewrite_parts(
+                store_dir, stored.manifest, stored.graph, graph, writer
+            )
+        else:
+            parts, restamped, rewritten = [], 0, 0
+        parts += writer.events(events_table(new))
         manifest = Manifest(
             parts=tuple(parts),
             tables=_dimensions(data, store_dir, stored, mode, writer),

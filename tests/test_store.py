@@ -174,9 +174,9 @@ def test_next_write_removes_leftovers(tmp_path, raw_events):
 
 def _legacy_store(folder, data: SourceData) -> None:
     """A store as the code before manifests wrote it (hive parts + one file per table)."""
-    from features.store import _events_table
+    from features.store_files import events_table
 
-    table = _events_table(data.events.drop(columns=["event_id"], errors="ignore"))
+    table = events_table(data.events.drop(columns=["event_id"], errors="ignore"))
     table = table.drop_columns(["event_id", "raw_customer_id"])
     ds.write_dataset(
         table,
@@ -255,7 +255,7 @@ def test_a_read_survives_a_write_that_removes_its_files(tmp_path, raw_events, mo
     import features.store as store_module
 
     store = write_store(_data(raw_events), tmp_path / "store")
-    real = store_module._dataset
+    real = store_module.parts_dataset
     raced = []
 
     def listing_then_a_write(store_dir, manifest, columns):
@@ -264,7 +264,7 @@ def test_a_read_survives_a_write_that_removes_its_files(tmp_path, raw_events, mo
             write_store(_data(_later(raw_events)), store)
         return real(store_dir, manifest, columns)
 
-    monkeypatch.setattr(store_module, "_dataset", listing_then_a_write)
+    monkeypatch.setattr(store_module, "parts_dataset", listing_then_a_write)
     events = read_events(store)
     assert raced and len(events) == 5
     assert events["ts"].min() > pd.Timestamp("2025-02-01", tz="UTC")  # the new content
