@@ -304,6 +304,35 @@ def _read(store_dir: Path, path: str, name: str) -> pd.DataFrame:
     return as_contract_frame(pq.read_table(store_dir / path).to_pandas(), TABLES[name])
 
 
+def _identities(
+    events: pd.DataFrame, graph: pd.DataFrame | None, max_identity_component: int | None
+) -> tuple[pd.DataFrame, pd.DataFrame, IdentityReport | None]:
+    """New events with their customer ids (resolved against ``graph``, or as given), their
+    raw customer ids kept beside; the graph with their tuples; the resolution's report."""
+    raw = events["customer_id"] if "customer_id" in events.columns else None
+    report = None
+    if max_identity_component is None:  # ids as given: the graph only records them
+        graph = add_links(graph, events)
+    else:
+        events, graph, report = resolve_with_graph(events, graph, max_identity_component)
+    events[RAW_CUSTOMER_ID] = raw
+    return events, graph.reset_index(drop=True), report
+
+
+def _stored_parts(
+    store_dir: Path, stored: _Stored, graph: pd.DataFrame, writer: PartWriter
+) -> tuple[list[StoreFile], int, int]:
+    """The stored parts after the write (see :func:`features.store_identity.rewrite_parts`);
+    the parts of a store from before manifests are all rewritten, in this version's form."""
+    if stored.legacy_events is not None:
+        events = stored.legacy_events
+        events["customer_id"], restamped = restamp(events, graph)
+        return writer.events(events_table(events)), restamped, len(stored.manifest.parts)
+    if stored.manifest is None:
+        return [], 0, 0
+    return rewrite_parts(store_dir, stored.manifest, stored.graph, graph, writer)
+
+
 def store_events(
     data: SourceData,
     store_dir: Path | str,
@@ -324,40 +353,27 @@ def store_events(
     seconds: dict[str, float] = {}
     with write_lock(store_dir):
         t0 = time.perf_counter()
-        old = read_manifest(store_dir)
-        stored = _load_stored(store_dir, old if mode == "append" else None)
+        stored = _load_stored(store_dir, read_manifest(store_dir) if mode == "append" else None)
+        seconds["read store"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
         batch, n_repeated = _first_of_each_id(assign_event_ids(data.events).reset_index(drop=True))
         is_new = ~np.asarray(pc.is_in(batch["event_id"].to_numpy(object), stored.event_ids))
         new = batch[is_new].reset_index(drop=True)
         seconds["event ids"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        raw = new["customer_id"] if "customer_id" in new.columns else None
-        report = None
-        if max_identity_component is None:  # ids as given: the graph only records them
-            graph = add_links(stored.graph, new)
-        else:
-            new, graph, report = resolve_with_graph(new, stored.graph, max_identity_component)
-        new[RAW_CUSTOMER_ID] = raw if raw is not None else None
+        new, graph, report = _identities(new, stored.graph, max_identity_component)
         seconds["identity"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         writer = PartWriter(store_dir)
-        if stored.legacy_events is not None:  # every part of an old store is rewritten once
-            events = stored.legacy_events
-            events["customer_id"], restamped = restamp(events, graph)
-            parts, rewritten = writer.events(events_table(events)), len(stored.manifest.parts)
-        elif stored.manifest is not None:
-            parts, restamped, rewritten = rewrite_parts(
-                store_dir, stored.manifest, stored.graph, graph, writer
-            )
-        else:
-            parts, restamped, rewritten = [], 0, 0
+        parts, restamped, rewritten = _stored_parts(store_dir, stored, graph, writer)
         parts += writer.events(events_table(new))
         manifest = Manifest(
             parts=tuple(parts),
             tables=_dimensions(data, store_dir, stored, mode, writer),
-            identity=writer.table("identity", _graph_table(graph.reset_index(drop=True))),
+            identity=writer.table("identity", _graph_table(graph)),
         )
         sync_files(store_dir, writer.written)
         switch_manifest(store_dir, manifest, writer.write_id)

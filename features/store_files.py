@@ -29,6 +29,7 @@ PARTITIONING = ds.partitioning(pa.schema([("month", pa.int32())]), flavor="hive"
 
 
 def storage_schema(cols: list[str]) -> pa.Schema:
+    """Arrow schema of stored event columns (categories as dictionaries)."""
     fields = []
     for c in cols:
         if c == RAW_CUSTOMER_ID:

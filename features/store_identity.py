@@ -54,7 +54,7 @@ def _changed(old_graph: pd.DataFrame | None, graph: pd.DataFrame) -> pd.DataFram
     """The stored tuples that resolve differently now: their old customer id, and the new
     one in ``resolved_id``. Events of other tuples keep their customer."""
     if old_graph is None or not len(old_graph):
-        return old_graph.iloc[:0] if old_graph is not None else graph.iloc[:0]
+        return graph.iloc[:0]
     now = pd.Series(graph_lookup(graph, old_graph), dtype="str")
     before = old_graph[RESOLVED].astype("str").reset_index(drop=True)
     differs = (now.fillna("\0") != before.fillna("\0")).to_numpy()
