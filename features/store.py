@@ -358,7 +358,8 @@ def store_events(
 
         t0 = time.perf_counter()
         batch, n_repeated = _first_of_each_id(assign_event_ids(data.events).reset_index(drop=True))
-        is_new = ~np.asarray(pc.is_in(batch["event_id"].to_numpy(object), stored.event_ids))
+        ids = pa.array(batch["event_id"].to_numpy(object), pa.string())
+        is_new = ~np.asarray(pc.is_in(ids, value_set=stored.event_ids))
         new = batch[is_new].reset_index(drop=True)
         seconds["event ids"] = time.perf_counter() - t0
 

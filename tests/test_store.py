@@ -268,3 +268,23 @@ def test_a_read_survives_a_write_that_removes_its_files(tmp_path, raw_events, mo
     events = read_events(store)
     assert raced and len(events) == 5
     assert events["ts"].min() > pd.Timestamp("2025-02-01", tz="UTC")  # the new content
+
+
+def test_a_store_with_no_events_reads_and_summarises(tmp_path, settings):
+    # issue 14: with a manifest a store may hold zero events (a load with --allow-empty):
+    # it reads as empty, appends to it work, and `omni data summary` says so.
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    empty = SourceData(
+        events=empty_frame(EVENTS),
+        customers=empty_frame(CUSTOMERS),
+        products=empty_frame(PRODUCTS),
+        stores=empty_frame(STORES),
+    )
+    write_store(empty, settings.store_dir, max_identity_component=25)
+    write_store(empty, settings.store_dir, "append", max_identity_component=25)
+    assert read_events(settings.store_dir).empty
+    res = CliRunner().invoke(app, ["--home", str(settings.home), "data", "summary"])
+    assert res.exit_code == 0 and "no events" in res.output, res.output

@@ -45,7 +45,10 @@ def _child(args: argparse.Namespace) -> None:
     result = ingest(source, settings, mode="append" if args.stage == "append" else "replace")
     seconds = time.perf_counter() - t0
     store = getattr(result, "store", None)  # None on code before issue 14
-    extra = {"restamped": store.n_restamped, "rewritten": store.n_parts_rewritten} if store else {}
+    extra = {}
+    if store is not None:
+        extra = {"restamped": store.n_restamped, "rewritten": store.n_parts_rewritten}
+        extra["store_steps"] = store.seconds
     if args.stage == "prepare":
         shutil.move(home, work / "store-home")
     else:
@@ -96,6 +99,9 @@ def main() -> None:
         "append breakdown (first run): "
         + ", ".join(f"{k} {v:.2f} s" for k, v in first["steps"].items())
     )
+    if "store_steps" in first:
+        steps = first["store_steps"].items()
+        print("store write (first run): " + ", ".join(f"{k} {v:.2f} s" for k, v in steps))
     if "restamped" in first:
         print(
             f"stored events restamped: {first['restamped']:,} "
