@@ -3,10 +3,10 @@
 A source may give each event an ``event_id``. Where it does not, the id is derived
 from the row itself: a hash of its contract columns (as given, before identity
 resolution) and of the occurrence number of identical rows in the batch, written as 16
-characters (96 bits, base64url). So two
-genuinely identical lines in one file stay two events, while appending the same file
-again adds nothing. Anything that takes in events (a file load, a live endpoint) calls
-:func:`assign_event_ids` and gets the same ids for the same rows.
+characters (96 bits, base64url). So two genuinely identical lines in one file stay two
+events, while appending the same file again adds nothing. Anything that takes in events
+(a file load, a live endpoint) calls :func:`assign_event_ids` and gets the same ids for
+the same rows.
 """
 
 from __future__ import annotations
@@ -39,47 +39,66 @@ HASHED_COLUMNS: tuple[str, ...] = (
 )
 _HASH_KEYS = ("omni-event-id-k1", "omni-event-id-k2")  # two 64-bit hashes: 128 bits
 _NAN_BITS = np.array(np.nan, dtype=np.float64).view(np.uint64)
+_NULL = np.uint64(2**64 - 1)  # the hash of a missing text value
 _BASE64URL = np.frombuffer(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype="S1"
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype=np.uint8
 )
 ID_LENGTH = 16  # characters of a derived id: 96 bits, so a collision among even a billion
 # events has a chance of about 1e-11 (and would skip one event as already loaded)
 
 
-def _canonical(events: pd.DataFrame) -> pd.DataFrame:
-    """The hashed columns in one fixed representation, whatever dtypes the source had.
+def _text_hashes(col: pd.Series | None, n: int) -> list[np.ndarray]:
+    """One uint64 per row and hash key: pandas' keyed hash of the text (null: a fixed
+    value), computed once per distinct value. Text and categorical columns agree."""
+    if col is None:
+        return [np.full(n, _NULL, np.uint64) for _ in _HASH_KEYS]
+    text = col.astype("str") if not isinstance(col.dtype, pd.CategoricalDtype) else col
+    codes, uniques = pd.factorize(text)
+    values = np.asarray(uniques, dtype=object)
+    out = []
+    for key in _HASH_KEYS:
+        hashed = np.append(pd.util.hash_array(values, hash_key=key, categorize=False), _NULL)
+        out.append(hashed[codes])  # code -1 (null) takes the last entry
+    return out
 
-    Text as text (null: missing), timestamps as UTC microseconds, numbers as
-    the bits of a float64 with one NaN and no negative zero. A column the source does
-    not have hashes like a column of nulls.
+
+def _number_bits(col: pd.Series | None, n: int) -> np.ndarray:
+    """A float64's bits, with one NaN for null and no negative zero."""
+    values = (
+        np.full(n, np.nan)
+        if col is None
+        else pd.to_numeric(col).to_numpy("float64", na_value=np.nan)
+    )
+    bits = (values + 0.0).view(np.uint64).copy()  # + 0.0 turns -0.0 into 0.0
+    bits[np.isnan(values)] = _NAN_BITS
+    return bits
+
+
+def _canonical(events: pd.DataFrame) -> list[pd.DataFrame]:
+    """The hashed columns in one fixed representation whatever dtypes the source had, as
+    uint64 columns: text by its keyed hash (one frame per hash key), timestamps as UTC
+    microseconds, numbers as float64 bits. A column the source does not have is all null.
     """
     n = len(events)
-    out: dict[str, object] = {}
+    frames: list[dict[str, np.ndarray]] = [{} for _ in _HASH_KEYS]
     for name in HASHED_COLUMNS:
         kind = EVENTS.column(name).kind
         col = events[name] if name in events.columns else None
         if kind == "timestamp":
             ts = pd.DatetimeIndex(pd.to_datetime(col, utc=True)).as_unit("us")
-            out[name] = ts.asi8.view(np.uint64)
+            same = [ts.asi8.view(np.uint64)] * len(_HASH_KEYS)
         elif kind in ("int", "float"):
-            if col is None:
-                values = np.full(n, np.nan)
-            else:
-                values = pd.to_numeric(col).astype("float64").to_numpy(na_value=np.nan)
-            bits = (values + 0.0).view(np.uint64).copy()  # + 0.0 turns -0.0 into 0.0
-            bits[np.isnan(values)] = _NAN_BITS
-            out[name] = bits
+            same = [_number_bits(col, n)] * len(_HASH_KEYS)
         else:
-            if col is None:
-                out[name] = pd.array(np.full(n, None, object), dtype="str")
-            else:  # str and categorical text hash alike (pandas hashes categories by value)
-                text = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("str")
-                out[name] = text.array
-    return pd.DataFrame(out, index=pd.RangeIndex(n))
+            same = _text_hashes(col, n)
+        for frame, values in zip(frames, same, strict=True):
+            frame[name] = values
+    return [pd.DataFrame(f, index=pd.RangeIndex(n)) for f in frames]
 
 
-def _hash64(frame: pd.DataFrame, key: str) -> np.ndarray:
-    return pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy()
+def _hash64(frame: pd.DataFrame) -> np.ndarray:
+    """One uint64 per row of a frame of uint64 columns (pandas' mix and combine)."""
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
 
 def _text(high: np.ndarray, low: np.ndarray) -> pd.Series:
@@ -88,9 +107,12 @@ def _text(high: np.ndarray, low: np.ndarray) -> pd.Series:
     u = np.uint64
     # 96 bits are 16 groups of 6: 60 bits of ``high``, then its last 4 with 32 of ``low``.
     first, second = high >> u(4), ((high & u(0xF)) << u(32)) | (low >> u(32))
-    groups = [(first >> u(6 * k)) & u(63) for k in range(9, -1, -1)]
-    groups += [(second >> u(6 * k)) & u(63) for k in range(5, -1, -1)]
-    chars = pa.py_buffer(np.ascontiguousarray(_BASE64URL[np.stack(groups, axis=1)]))
+    sixes = np.empty((len(high), ID_LENGTH), np.uint8)
+    for k in range(10):
+        sixes[:, k] = (first >> u(6 * (9 - k))) & u(63)
+    for k in range(6):
+        sixes[:, 10 + k] = (second >> u(6 * (5 - k))) & u(63)
+    chars = pa.py_buffer(np.ascontiguousarray(_BASE64URL[sixes]))
     fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(ID_LENGTH), len(high), [None, chars])
     text = fixed.cast(pa.binary()).cast(pa.string())
     return pd.Series(
@@ -112,13 +134,12 @@ def derive_event_ids(events: pd.DataFrame) -> pd.Series:
     """An id for every row from its contract columns and its occurrence among identical rows."""
     if not len(events):
         return pd.Series([], index=events.index, dtype="str", name="event_id")
-    canonical = _canonical(events)
-    # Text hashes with two keys; numbers go through a bijective mix (no key), so the
-    # halves differ through the text columns and neither adds collisions of its own.
-    h1, h2 = (_hash64(canonical, key) for key in _HASH_KEYS)
+    # Text hashes with two keys, numbers through a bijective mix: the halves differ through
+    # the text columns and neither adds collisions of its own.
+    h1, h2 = (_hash64(frame) for frame in _canonical(events))
     n = _occurrence(h1, h2)
-    high = _hash64(pd.DataFrame({"h": h1, "n": n}), _HASH_KEYS[0])
-    low = _hash64(pd.DataFrame({"h": h2, "n": n}), _HASH_KEYS[1])
+    high = _hash64(pd.DataFrame({"h": h1, "n": n}))
+    low = _hash64(pd.DataFrame({"h": h2, "n": n}))
     return _text(high, low).set_axis(events.index).rename("event_id")
 
 

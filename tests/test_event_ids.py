@@ -24,11 +24,11 @@ def test_ids_are_pinned(raw_events):
     ids = derive_event_ids(_events(raw_events))
     assert ids.str.len().eq(ID_LENGTH).all()
     assert ids.tolist() == [
-        "T9-mCmhp1cEG5kEG",
-        "D4sHvjKJ0XN05ntI",
-        "b5-pc2F3VHAiNMSE",
-        "wczQZwOYn7i04aYQ",
-        "7i6N9PnCJ5FMtaDH",
+        "ppELhEpIoendUAzP",
+        "2AW8r7Zf9D5N9NqF",
+        "eygU8JWHlryiAd8y",
+        "DZvXdzCiNuh5GjeK",
+        "pOMdpsRW2cJ4GkAy",
     ]
 
 
