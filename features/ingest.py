@@ -81,6 +81,7 @@ def ingest(
         mode,
         max_identity_component=settings.max_identity_component,
     )
+    loaded.data.events["customer_id"] = written.customer_ids  # as resolved, input order
     seconds["identity"] = written.seconds["identity"]
     seconds["store"] = time.perf_counter() - t0 - seconds["identity"]
     identity_lines = written.identity.lines() if written.identity and written.n_added else []

@@ -33,7 +33,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from features.event_ids import assign_event_ids
-from features.identity import IdentityReport, resolve_with_graph
+from features.identity import IdentityReport, graph_lookup, resolve_with_graph
 from features.manifest import (
     EVENTS_DIR,
     Manifest,
@@ -200,6 +200,7 @@ class StoreWrite:
     n_removed_files: int = 0  # leftovers of killed or superseded writes
     identity: IdentityReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    customer_ids: pd.Series | None = None  # of every input event, in input order
 
     def lines(self) -> list[str]:
         """Human lines for the load's report."""
@@ -319,6 +320,14 @@ def _identities(
     return events, graph.reset_index(drop=True), report
 
 
+def _customer_ids(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
+    """The customer id every input event has in the store now (skipped ones included), by
+    its tuple of raw identifiers; where it has none, the customer_id it came with."""
+    ids = pd.Series(graph_lookup(graph, events), index=events.index, dtype="str")
+    given = events["customer_id"] if "customer_id" in events.columns else None
+    return ids if given is None else ids.fillna(given.astype("str"))
+
+
 def _stored_parts(
     store_dir: Path, stored: _Stored, graph: pd.DataFrame, writer: PartWriter
 ) -> tuple[list[StoreFile], int, int]:
@@ -365,6 +374,7 @@ def store_events(
 
         t0 = time.perf_counter()
         new, graph, report = _identities(new, stored.graph, max_identity_component)
+        customer_ids = _customer_ids(data.events, graph)
         seconds["identity"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -392,6 +402,7 @@ def store_events(
         n_removed_files=removed,
         identity=report,
         seconds=seconds,
+        customer_ids=customer_ids,
     )
 
 

@@ -149,3 +149,20 @@ def test_load_append_twice_skips_and_resolves_against_the_store(tmp_path):
     events = read_events(home / "store")
     assert len(events) == 4
     assert events.loc[events["channel"] == "app", "customer_id"].tolist() == ["C9"]
+
+
+def test_the_load_result_carries_resolved_customer_ids(tmp_path, settings):
+    # the load's result keeps every input event's resolved customer (the main job compares
+    # them with the generator's truth), appended and skipped events alike
+    from features.ingest import ingest
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rows = [{"customer_id": "C9", "email_hash": "E9"}, {"email_hash": "E9"}, {"device_id": "d"}]
+    _log(rows).to_parquet(src / "events.parquet")
+    first = ingest(src, settings)
+    ids = first.load.data.events["customer_id"].tolist()
+    assert ids[:2] == ["C9", "C9"] and ids[2].startswith("U")
+    again = ingest(src, settings, mode="append")
+    assert again.store.n_skipped == 3
+    assert again.load.data.events["customer_id"].tolist() == ids
