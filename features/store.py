@@ -153,12 +153,10 @@ def read_events(
         cond = (ds.field("month") <= _month_key(end)) & (ds.field("ts") < pa.scalar(end))
         flt = cond if flt is None else flt & cond
     wanted = columns or EVENTS.names
-    schema_columns = [c for c in wanted if c != "month"]
 
     def read(manifest: Manifest) -> pa.Table:
-        return parts_dataset(store_dir, manifest, schema_columns).to_table(
-            columns=wanted, filter=flt
-        )
+        dataset = parts_dataset(store_dir, manifest, EVENTS.names)  # the filter needs ts
+        return dataset.to_table(columns=wanted, filter=flt)
 
     frame = _while_stable(store_dir, read).to_pandas()
     return as_contract_frame(frame[wanted], EVENTS)

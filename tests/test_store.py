@@ -59,6 +59,8 @@ def test_partitions_by_month_and_reads_a_range(tmp_path, raw_events):
         .all()
     )
     assert list(read_events(store).columns) == EVENTS.names
+    ids = read_events(store, start="2025-02-01", end="2025-03-01", columns=["customer_id"])
+    assert list(ids.columns) == ["customer_id"] and len(ids) == 2
 
 
 def test_range_read_skips_other_months(tmp_path, raw_events):
