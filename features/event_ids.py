@@ -74,13 +74,13 @@ def _number_bits(col: pd.Series | None, n: int) -> np.ndarray:
     return bits
 
 
-def _canonical(events: pd.DataFrame) -> list[pd.DataFrame]:
+def _canonical(events: pd.DataFrame) -> list[list[np.ndarray]]:
     """The hashed columns in one fixed representation whatever dtypes the source had, as
-    uint64 columns: text by its keyed hash (one frame per hash key), timestamps as UTC
+    uint64 columns: text by its keyed hash (one list per hash key), timestamps as UTC
     microseconds, numbers as float64 bits. A column the source does not have is all null.
     """
     n = len(events)
-    frames: list[dict[str, np.ndarray]] = [{} for _ in _HASH_KEYS]
+    frames: list[list[np.ndarray]] = [[] for _ in _HASH_KEYS]
     for name in HASHED_COLUMNS:
         kind = EVENTS.column(name).kind
         col = events[name] if name in events.columns else None
@@ -92,13 +92,21 @@ def _canonical(events: pd.DataFrame) -> list[pd.DataFrame]:
         else:
             same = _text_hashes(col, n)
         for frame, values in zip(frames, same, strict=True):
-            frame[name] = values
-    return [pd.DataFrame(f, index=pd.RangeIndex(n)) for f in frames]
+            frame.append(values)
+    return frames
 
 
-def _hash64(frame: pd.DataFrame) -> np.ndarray:
-    """One uint64 per row of a frame of uint64 columns (pandas' mix and combine)."""
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+def _hash64(columns: list[np.ndarray]) -> np.ndarray:
+    """One uint64 per row of uint64 columns: each mixed by ``pandas.util.hash_array`` and
+    combined as CPython hashes a tuple (the values ``hash_pandas_object`` gives for a
+    frame of these columns, without building one)."""
+    out = np.full(len(columns[0]), 0x345678, np.uint64)
+    mult = np.uint64(1000003)
+    for i, col in enumerate(columns):
+        out ^= pd.util.hash_array(col)
+        out *= mult
+        mult += np.uint64(82520 + 2 * (len(columns) - i))
+    return out + np.uint64(97531)
 
 
 def _text(high: np.ndarray, low: np.ndarray) -> pd.Series:
@@ -136,10 +144,9 @@ def derive_event_ids(events: pd.DataFrame) -> pd.Series:
         return pd.Series([], index=events.index, dtype="str", name="event_id")
     # Text hashes with two keys, numbers through a bijective mix: the halves differ through
     # the text columns and neither adds collisions of its own.
-    h1, h2 = (_hash64(frame) for frame in _canonical(events))
+    h1, h2 = (_hash64(columns) for columns in _canonical(events))
     n = _occurrence(h1, h2)
-    high = _hash64(pd.DataFrame({"h": h1, "n": n}))
-    low = _hash64(pd.DataFrame({"h": h2, "n": n}))
+    high, low = _hash64([h1, n]), _hash64([h2, n])
     return _text(high, low).set_axis(events.index).rename("event_id")
 
 

@@ -233,8 +233,12 @@ def _graph_table(graph: pd.DataFrame) -> pa.Table:
     )
 
 
-def _first_of_each_id(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    repeated = events["event_id"].duplicated().to_numpy()
+def _first_of_each_id(events: pd.DataFrame, given: np.ndarray) -> tuple[pd.DataFrame, int]:
+    """The batch without events whose id an earlier one has. Only ids the source gave
+    can repeat: derived ones differ by construction (they count identical rows)."""
+    repeated = np.zeros(len(events), bool)
+    if given.any():
+        repeated[given] = events["event_id"][given].duplicated().to_numpy()
     if not repeated.any():
         return events, 0
     return events[~repeated].reset_index(drop=True), int(repeated.sum())
@@ -364,15 +368,20 @@ def store_events(
         seconds["read store"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        batch, n_repeated = _first_of_each_id(assign_event_ids(data.events).reset_index(drop=True))
+        given = data.events.get("event_id", pd.Series(index=data.events.index)).notna()
+        batch = assign_event_ids(data.events).reset_index(drop=True)
+        batch, n_repeated = _first_of_each_id(batch, given.to_numpy())
         ids = pa.array(batch["event_id"].to_numpy(object), pa.string())
         is_new = ~np.asarray(pc.is_in(ids, value_set=stored.event_ids))
-        new = batch[is_new].reset_index(drop=True)
+        new = batch if is_new.all() else batch[is_new].reset_index(drop=True)
         seconds["event ids"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         new, graph, report = _identities(new, stored.graph, max_identity_component)
-        customer_ids = _customer_ids(data.events, graph)
+        if len(new) == len(data.events):  # nothing skipped: the same rows, in order
+            customer_ids = new["customer_id"].astype("str").set_axis(data.events.index)
+        else:
+            customer_ids = _customer_ids(data.events, graph)
         seconds["identity"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
