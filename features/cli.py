@@ -211,6 +211,9 @@ def show_summary(store_dir: Path) -> None:
     from features.summary import summarize_store
 
     s = summarize_store(store_dir)
+    if not s.n_events:
+        console.print(f"\n[bold]no events[/] ({s.n_customer_rows:,} rows in the customers table)")
+        return
     console.print(
         f"\n[bold]{s.n_customers:,} customers with events ({s.n_customer_rows:,} rows in the "
         f"customers table), {s.n_events:,} events[/] from {s.first_ts:%Y-%m-%d} to "

@@ -29,14 +29,14 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn expected errors (bad data, bad parameters, missing store) into clean exits."""
-    from features.store import StoreMissingError
+    from features.store import StoreBusyError, StoreMissingError
     from features.validate import DataError
 
     try:
         yield
     except DataError as exc:
         raise fail(str(exc)) from None
-    except (StoreMissingError, ValueError) as exc:
+    except (StoreMissingError, StoreBusyError, ValueError) as exc:
         raise fail(str(exc)) from None
 
 

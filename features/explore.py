@@ -27,7 +27,9 @@ def ensure_events_store(
 ) -> bool:
     """Generate seeded synthetic data into the store when it holds no events yet (as
     `omni data synth` does); an existing store is left alone. True when data was made."""
-    if settings.events_dir.exists():
+    from features.store import store_exists
+
+    if store_exists(settings.store_dir):
         return False
     from features.cli import run_synth
 

@@ -28,6 +28,10 @@ from features.schema import IDENTIFIER_COLUMNS
 _CUT_PRIORITY = {"device_id": 0, "loyalty_id": 1, "phone_hash": 2, "email_hash": 3}
 _NEVER_CUT = "customer_id"
 MAX_GUARD_ROUNDS = 50
+LINK_COLUMNS: tuple[str, ...] = ("customer_id", *IDENTIFIER_COLUMNS)
+"""An identity graph's tuple: customer_id as the source gave it, and the identifiers."""
+RESOLVED = "resolved_id"
+"""Column of an identity graph: the customer id that a tuple of raw identifiers resolves to."""
 
 
 @dataclass
@@ -212,15 +216,25 @@ def _distinct_tuples(events: pd.DataFrame, columns: list[str]) -> tuple[np.ndarr
     return codes, events[columns].iloc[first].reset_index(drop=True)
 
 
-def resolve_identities(
-    events: pd.DataFrame, max_component_size: int = 25, id_columns: list[str] | None = None
-) -> tuple[pd.DataFrame, IdentityReport]:
-    """Fill ``customer_id`` on every event from linked identifiers; report what was cut."""
-    if max_component_size < 2:
-        raise ValueError(f"max_component_size must be >= 2, got {max_component_size}")
-    cols = ["customer_id", *(id_columns or IDENTIFIER_COLUMNS)]
-    columns = [c for c in cols if c in events.columns]
-    tuple_of_event, tuples = _distinct_tuples(events, columns)
+def _link_frame(frame: pd.DataFrame, columns: list[str], customer_id: str) -> pd.DataFrame:
+    """``columns`` of ``frame`` as text (``customer_id`` read from ``customer_id``), null
+    where the frame lacks a column, with a fresh index."""
+    out = {}
+    for c in columns:
+        src = customer_id if c == "customer_id" else c
+        if src in frame.columns:
+            out[c] = frame[src].astype("str").array
+        else:
+            out[c] = pd.array(np.full(len(frame), None, object), dtype="str")
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def _resolve_tuples(
+    tuples: pd.DataFrame, columns: list[str], max_component_size: int
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, int]:
+    """Resolve distinct identifier tuples: the customer id of each (None where it has no
+    identifier at all), whether it carries only cut identifiers, the cut identifiers with
+    their links and component size, and the number of identifiers."""
     codes, values, node_col = _node_codes(tuples, columns)
     n = len(values)
     src, dst = _edges(codes)
@@ -238,15 +252,9 @@ def resolve_identities(
         fallback[fb] = c[fb]
     only_cut = (anchor < 0) & (fallback >= 0)
     anchor = np.where(anchor >= 0, anchor, fallback)
-    if (anchor < 0).any():
-        row = int(np.flatnonzero(anchor[tuple_of_event] < 0)[0]) + 1
-        raise ValueError(f"events row {row}: no customer_id and no identifier to resolve")
-    event_comp = labels[anchor][tuple_of_event]
-    present = np.bincount(event_comp, minlength=len(comp_ids)) > 0
-    used = np.flatnonzero(present)
-    event_code = (np.cumsum(present) - 1)[event_comp]
-    out = events.copy(deep=False)
-    out["customer_id"] = pd.Categorical.from_codes(event_code, categories=pd.Index(comp_ids[used]))
+    ids = np.full(len(tuples), None, dtype=object)
+    has = anchor >= 0
+    ids[has] = comp_ids[labels[anchor[has]]]
 
     cut_nodes = np.flatnonzero(cut)
     cut_df = pd.DataFrame(
@@ -257,16 +265,82 @@ def resolve_identities(
             "component_size": cut_from[cut_nodes],
         }
     ).sort_values("links", ascending=False, ignore_index=True)
-    known = tuples["customer_id"].nunique() if "customer_id" in columns else 0
+    return ids, only_cut, cut_df, n
+
+
+def resolve_identities(
+    events: pd.DataFrame, max_component_size: int = 25, id_columns: list[str] | None = None
+) -> tuple[pd.DataFrame, IdentityReport]:
+    """Fill ``customer_id`` on every event from linked identifiers; report what was cut."""
+    out, _, report = resolve_with_graph(events, None, max_component_size, id_columns)
+    return out, report
+
+
+def resolve_with_graph(
+    events: pd.DataFrame,
+    graph: pd.DataFrame | None,
+    max_component_size: int = 25,
+    id_columns: list[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, IdentityReport]:
+    """Resolve ``events`` together with the identity graph of events loaded before.
+
+    ``graph`` holds distinct tuples of raw identifiers (``customer_id`` as the source
+    gave it, and the identifier columns). Returns the events with ``customer_id``
+    filled, the new graph (old tuples and the events' tuples, each with the customer id
+    it resolves to in ``resolved_id``) and the report. Resolution depends only on the
+    set of tuples, not on how often or in which order they occur, so resolving a log in
+    pieces against the growing graph gives every event the id one pass over the whole
+    log gives.
+    """
+    if max_component_size < 2:
+        raise ValueError(f"max_component_size must be >= 2, got {max_component_size}")
+    columns = ["customer_id", *(id_columns or IDENTIFIER_COLUMNS)]
+    batch = _link_frame(events, columns, "customer_id")
+    if graph is not None and len(graph):
+        batch = pd.concat([batch, _link_frame(graph, columns, "customer_id")], ignore_index=True)
+    tuple_of_row, tuples = _distinct_tuples(batch, columns)
+    tuple_of_event = tuple_of_row[: len(events)]
+    ids, only_cut, cut_df, _ = _resolve_tuples(
+        tuples.astype(object).where(tuples.notna(), None), columns, max_component_size
+    )
+    linked = ~pd.isna(ids)
+    if not linked[tuple_of_event].all():
+        row = int(np.flatnonzero(~linked[tuple_of_event])[0]) + 1
+        raise ValueError(f"events row {row}: no customer_id and no identifier to resolve")
+    used = np.unique(tuple_of_event)
+    code_of_tuple = np.full(len(tuples), -1, np.int64)
+    code_of_tuple[used], uniques = pd.factorize(ids[used])
+    out = events.copy(deep=False)
+    out["customer_id"] = pd.Categorical.from_codes(
+        code_of_tuple[tuple_of_event], categories=pd.Index(uniques, dtype="str")
+    )
+
+    seen = tuples.iloc[used]
     report = IdentityReport(
         n_events=len(events),
-        n_identifiers=n,
-        n_customers=len(used),
-        n_known_customers=int(known),
+        n_identifiers=int(seen.nunique().sum()),
+        n_customers=len(uniques),
+        n_known_customers=int(seen["customer_id"].nunique()),
         cut_identifiers=cut_df,
         n_events_only_cut=int(only_cut[tuple_of_event].sum()),
     )
-    return out, report
+    new_graph = tuples[linked].reset_index(drop=True)
+    new_graph[RESOLVED] = pd.array(ids[linked], dtype="str")
+    return out, new_graph, report
+
+
+def graph_lookup(
+    graph: pd.DataFrame, frame: pd.DataFrame, customer_id: str = "customer_id"
+) -> np.ndarray:
+    """The resolved customer id of each row of ``frame`` by its tuple of raw identifiers
+    (raw customer id read from column ``customer_id``); None where the graph lacks it."""
+    columns = [c for c in graph.columns if c != RESOLVED]
+    rows = _link_frame(frame, columns, customer_id)
+    both = pd.concat([_link_frame(graph, columns, "customer_id"), rows], ignore_index=True)
+    code, _ = _distinct_tuples(both, columns)
+    lookup = np.full(int(code.max(initial=-1)) + 1, None, dtype=object)
+    lookup[code[: len(graph)]] = graph[RESOLVED].to_numpy(object)
+    return lookup[code[len(graph) :]]
 
 
 @dataclass(frozen=True)

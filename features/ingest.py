@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from features.atomic import atomic_path
-from features.identity import IdentityReport, resolve_identities
+from features.identity import IdentityReport
 from features.loaders import ColumnMap, LoadResult, load_files
 from features.settings import Settings
-from features.store import StoreMissingError, WriteMode, events_dataset, write_store
+from features.store import StoreMissingError, StoreWrite, WriteMode, events_dataset, store_events
 from features.validate import DataError, OnError, Problem, TimeRange
 
 Progress = Callable[[str], None]
@@ -35,6 +35,7 @@ class IngestResult:
     store_dir: Path
     quarantine_dir: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    store: StoreWrite | None = None  # events added / skipped, stored events restamped
 
 
 class EmptyLoadError(DataError):
@@ -89,9 +90,11 @@ def ingest(
 ) -> IngestResult:
     """Load ``source`` (folder or {table: file}), resolve identities and write the store.
 
-    Nothing is written to the store unless every step succeeds. A load that would leave
-    the store without events is refused (:class:`EmptyLoadError`) unless ``allow_empty``;
-    appending no new events to a store that has some changes nothing.
+    Nothing is written to the store unless every step succeeds, and the write itself is
+    one atomic step. A load that would leave the store without events is refused
+    (:class:`EmptyLoadError`) unless ``allow_empty``; appending no new events to a store
+    that has some changes nothing. An append skips events already stored (same
+    ``event_id``) and resolves identities against everything loaded before.
     """
     say = progress or (lambda _msg: None)
     seconds: dict[str, float] = {}
@@ -126,16 +129,19 @@ def ingest(
             raise EmptyLoadError(events_file, why)
 
     t0 = time.perf_counter()
-    events, report = resolve_identities(
-        loaded.data.events, max_component_size=settings.max_identity_component
+    written = store_events(
+        loaded.data,
+        settings.store_dir,
+        mode,
+        max_identity_component=settings.max_identity_component,
     )
-    loaded.data.events = events
-    seconds["identity"] = time.perf_counter() - t0
-    for line in report.lines():
+    loaded.data.events["customer_id"] = written.customer_ids  # as resolved, input order
+    seconds["identity"] = written.seconds["identity"]
+    seconds["store"] = time.perf_counter() - t0 - seconds["identity"]
+    identity_lines = written.identity.lines() if written.identity and written.n_added else []
+    for line in [*identity_lines, *written.lines()]:
         say(line)
-
-    t0 = time.perf_counter()
-    write_store(loaded.data, settings.store_dir, mode=mode)
-    seconds["store"] = time.perf_counter() - t0
     say(f"wrote events store {settings.store_dir} in {seconds['store']:.1f} s")
-    return IngestResult(loaded, report, settings.store_dir, quarantine_dir, seconds)
+    return IngestResult(
+        loaded, written.identity, settings.store_dir, quarantine_dir, seconds, written
+    )

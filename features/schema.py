@@ -123,6 +123,12 @@ EVENTS = TableSchema(
         Column("loyalty_id", "string", "identifier: loyalty card number"),
         Column("device_id", "string", "identifier: web / app device"),
         Column("phone_hash", "string", "identifier: hashed phone number"),
+        Column(
+            "event_id",
+            "string",
+            "the event's own id: loading it again adds nothing; when empty, derived from "
+            "the row's other columns (and the count of identical rows in the file)",
+        ),
     ),
 )
 

@@ -205,14 +205,13 @@ def read_events(
     from pyspark.sql import functions as F
 
     from features.schema import EVENTS
-    from features.store import _month_key, _to_utc, events_dataset
+    from features.store import _month_key, _to_utc, event_files
 
-    events_dataset(store_dir)  # a clear error when there is no store yet
-    folder = Path(store_dir) / "events"
+    base, files = event_files(store_dir)  # only the parts the manifest lists
     wanted = list(columns or EVENTS.names)
-    if not any(folder.rglob("*.parquet")):
+    if not files:
         return spark.createDataFrame([], _contract_schema(EVENTS, wanted))
-    df = spark.read.option("basePath", str(folder)).parquet(str(folder))
+    df = spark.read.option("basePath", str(base)).parquet(*map(str, files))
     if start is not None:
         t = _to_utc(start)
         df = df.where(F.col("month") >= _month_key(t))
@@ -230,9 +229,10 @@ def read_events(
 def read_table(spark: SparkSession, store_dir: Path | str, name: str) -> DataFrame:
     """A dimension table of the store as a Spark DataFrame (empty if never written)."""
     from features.schema import TABLES
+    from features.store import table_file
 
-    path = Path(store_dir) / f"{name}.parquet"
-    if not path.exists():
+    path = table_file(store_dir, name)
+    if path is None:
         return spark.createDataFrame([], _contract_schema(TABLES[name], TABLES[name].names))
     return spark.read.parquet(str(path))
 

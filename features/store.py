@@ -1,120 +1,116 @@
-"""The local events store: Parquet partitioned by month, plus one file per dimension table.
+"""The local events store: events as Parquet partitioned by month, one file per dimension
+table, the identity graph, and a manifest that lists them all.
 
 Layout under ``store_dir``::
 
-    events/month=202501/part-....parquet   # hive partitions: a time range reads only its months
-    customers.parquet  products.parquet  stores.parquet
+    manifest.json                                  # the live files (features/manifest.py)
+    events/month=202501/ev-<write>-0.parquet       # hive partitions: a range reads its months
+    customers-<write>.parquet  products-<write>.parquet  stores-<write>.parquet
+    identity-<write>.parquet                       # raw identifier tuples -> customer id
 
-Writes are atomic: ``replace`` builds the whole store beside the old one and swaps it in;
-``append`` writes each new part under a temporary name and renames it into place.
+Every write, replace or append, writes its files under new names and then switches the
+manifest with one rename, so a kill at any moment leaves the old or the new store.
+Events carry an ``event_id`` (features/event_ids.py) and an append skips those already
+stored. With identity resolution on, an append resolves against the graph of everything
+loaded before and rewrites the stored parts whose events change customer id, in the same
+switch: the store ends as if everything had been loaded at once.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from features.atomic import atomic_path, write_parquet_atomic
+from features.event_ids import assign_event_ids
+from features.identity import IdentityReport, graph_lookup, resolve_with_graph
+from features.manifest import (
+    EVENTS_DIR,
+    Manifest,
+    StoreBusyError,
+    StoreFile,
+    StoreMissingError,
+    read_manifest,
+    remove_unlisted,
+    switch_manifest,
+    sync_files,
+    write_lock,
+)
 from features.schema import DIMENSION_TABLES, EVENTS, TABLES, as_contract_frame, empty_frame
 from features.sources import SourceData
+from features.store_files import RAW_CUSTOMER_ID, PartWriter, events_table, parts_dataset
+from features.store_identity import add_links, restamp, rewrite_parts, stored_links
+
+__all__ = [
+    "StoreBusyError",
+    "StoreMissingError",
+    "StoreWrite",
+    "WriteMode",
+    "events_dataset",
+    "read_events",
+    "read_store",
+    "read_table",
+    "store_events",
+    "store_exists",
+    "write_store",
+]
 
 WriteMode = Literal["replace", "append"]
-_PARTITIONING = ds.partitioning(pa.schema([("month", pa.int32())]), flavor="hive")
+T = TypeVar("T")
+_READ_ATTEMPTS = 3
+_MADE_UP_ID = r"^U[0-9a-f]{16}$"  # ids resolution makes up (features.identity._stable_ids)
 
 
-class StoreMissingError(FileNotFoundError):
-    """The events store has not been written yet."""
+# ---------------------------------------------------------------- reading
 
 
-def _events_table(events: pd.DataFrame) -> pa.Table:
-    """Events as an Arrow table with the contract schema plus the ``month`` partition key."""
-    cols = [c for c in EVENTS.names if c in events.columns]
-    table = pa.Table.from_pandas(events[cols], preserve_index=False).cast(_storage_schema(cols))
-    for i, name in enumerate(EVENTS.names):  # every contract column is stored, empty if absent
-        if name not in cols:
-            field = _storage_schema([name]).field(0)
-            table = table.add_column(i, field, pa.nulls(len(table), field.type))
-    ts = events["ts"]
-    month = (ts.dt.year * 100 + ts.dt.month).to_numpy(dtype=np.int32)
-    return table.append_column("month", pa.array(month, pa.int32()))
+def _live(store_dir: Path) -> Manifest:
+    manifest = read_manifest(store_dir)
+    if manifest is None:
+        raise StoreMissingError(
+            f"no events store at {store_dir}: load data first (e.g. `omni data synth` or "
+            "`omni data load PATH`)"
+        )
+    return manifest
 
 
-def _storage_schema(cols: list[str]) -> pa.Schema:
-    fields = []
-    for c in cols:
-        col = EVENTS.column(c)
-        typ = pa.dictionary(pa.int32(), pa.string()) if col.kind == "category" else col.arrow_type
-        fields.append(pa.field(c, typ))
-    return pa.schema(fields)
+def store_exists(store_dir: Path | str) -> bool:
+    """Whether events have been loaded into ``store_dir`` (with or without a manifest)."""
+    return read_manifest(Path(store_dir)) is not None
 
 
-def _write_events(table: pa.Table, folder: Path) -> None:
-    ds.write_dataset(
-        table,
-        folder,
-        format="parquet",
-        partitioning=_PARTITIONING,
-        basename_template=f"part-{uuid.uuid4().hex[:12]}-{{i}}.parquet",
-        existing_data_behavior="overwrite_or_ignore",
-        max_rows_per_group=1 << 20,
-    )
-
-
-def write_store(data: SourceData, store_dir: Path | str, mode: WriteMode = "replace") -> Path:
-    """Write validated, identity-resolved tables into the store.
-
-    ``replace`` swaps in a complete new store at once. ``append`` adds events as new
-    parts and upserts dimension rows by id (new rows win).
-    """
+def event_files(store_dir: Path | str) -> tuple[Path, list[Path]]:
+    """The events folder (partition base) and the event parts the store's manifest lists,
+    for engines that read the files themselves (Spark)."""
     store_dir = Path(store_dir)
-    if mode == "replace":
-        with atomic_path(store_dir) as tmp:
-            tmp.mkdir(parents=True)
-            _write_events(_events_table(data.events), tmp / "events")
-            for name in DIMENSION_TABLES:
-                _write_dimension(getattr(data, name), tmp / f"{name}.parquet", name)
-        return store_dir
-    if mode != "append":
-        raise ValueError(f"mode must be 'replace' or 'append', got {mode!r}")
-    store_dir.mkdir(parents=True, exist_ok=True)
-    staging = store_dir / f".append-{uuid.uuid4().hex[:8]}"
-    try:
-        _write_events(_events_table(data.events), staging)
-        for part in sorted(staging.rglob("*.parquet")):
-            dest = store_dir / "events" / part.relative_to(staging)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(part, dest)
-    finally:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-    for name in DIMENSION_TABLES:
-        new = getattr(data, name)
-        path = store_dir / f"{name}.parquet"
-        if path.exists() and len(new):
-            old = read_table(store_dir, name)
-            key = TABLES[name].key
-            new = pd.concat([old[~old[key].isin(new[key])], new], ignore_index=True)
-        elif path.exists():
-            continue
-        _write_dimension(new, path, name)
-    return store_dir
+    manifest = _live(store_dir)
+    return store_dir / EVENTS_DIR, [store_dir / p.path for p in manifest.parts]
 
 
-def _write_dimension(df: pd.DataFrame, path: Path, name: str) -> None:
-    schema = TABLES[name]
-    cols = [c for c in schema.names if c in df.columns]
-    table = pa.Table.from_pandas(df[cols], preserve_index=False)
-    write_parquet_atomic(table.cast(schema.arrow_schema(cols)), path)
+def table_file(store_dir: Path | str, name: str) -> Path | None:
+    """The live file of dimension table ``name``; None if the store has none."""
+    store_dir = Path(store_dir)
+    manifest = read_manifest(store_dir)
+    entry = manifest.tables.get(name) if manifest else None
+    if entry is None and manifest is None and (store_dir / f"{name}.parquet").exists():
+        entry = StoreFile(f"{name}.parquet")  # a store from before manifests, without events
+    return store_dir / entry.path if entry else None
+
+
+def events_dataset(store_dir: Path | str) -> ds.Dataset:
+    """The events store as a pyarrow dataset (lazy; for engines that scan it themselves)."""
+    store_dir = Path(store_dir)
+    return parts_dataset(store_dir, _live(store_dir), EVENTS.names)
 
 
 def _month_key(t: datetime | pd.Timestamp) -> int:
@@ -127,16 +123,17 @@ def _to_utc(t: datetime | str | pd.Timestamp) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
-def events_dataset(store_dir: Path | str) -> ds.Dataset:
-    """The events store as a pyarrow dataset (lazy; for engines that scan it themselves)."""
-    folder = Path(store_dir) / "events"
-    if not folder.exists():
-        raise StoreMissingError(
-            f"no events store at {folder}: load data first (e.g. `omni data synth` or "
-            "`omni data load PATH`)"
-        )
-    schema = _storage_schema(EVENTS.names).append(pa.field("month", pa.int32()))
-    return ds.dataset(folder, schema=schema, format="parquet", partitioning=_PARTITIONING)
+def _while_stable(store_dir: Path, read: Callable[[Manifest], T]) -> T:
+    """``read(manifest)`` of the live manifest. A write that switches the manifest meanwhile
+    removes the files it replaced: then read again, from the new manifest."""
+    for attempt in range(_READ_ATTEMPTS):
+        manifest = _live(store_dir)
+        try:
+            return read(manifest)
+        except FileNotFoundError:
+            if attempt == _READ_ATTEMPTS - 1 or read_manifest(store_dir) == manifest:
+                raise
+    raise AssertionError("unreachable")
 
 
 def read_events(
@@ -146,7 +143,7 @@ def read_events(
     columns: list[str] | None = None,
 ) -> pd.DataFrame:
     """Events with ``start <= ts < end`` (either bound optional), reading only their months."""
-    dataset = events_dataset(store_dir)
+    store_dir = Path(store_dir)
     flt = None
     if start is not None:
         start = _to_utc(start)
@@ -156,28 +153,271 @@ def read_events(
         cond = (ds.field("month") <= _month_key(end)) & (ds.field("ts") < pa.scalar(end))
         flt = cond if flt is None else flt & cond
     wanted = columns or EVENTS.names
-    present = [n for n in wanted if n in dataset.schema.names]
-    frame = dataset.to_table(columns=present, filter=flt).to_pandas()
-    for name in wanted:  # columns never written (all empty) still come back, as nulls
-        if name not in frame.columns:
-            frame[name] = pd.Series(None, index=frame.index, dtype=_pandas_dtype(name))
+
+    def read(manifest: Manifest) -> pa.Table:
+        dataset = parts_dataset(store_dir, manifest, EVENTS.names)  # the filter needs ts
+        return dataset.to_table(columns=wanted, filter=flt)
+
+    frame = _while_stable(store_dir, read).to_pandas()
     return as_contract_frame(frame[wanted], EVENTS)
-
-
-def _pandas_dtype(name: str) -> str:
-    kind = EVENTS.column(name).kind
-    return {"int": "Int64", "float": "float64", "bool": "boolean"}.get(kind, "str")
 
 
 def read_table(store_dir: Path | str, name: str) -> pd.DataFrame:
     """A dimension table from the store (empty with contract columns if never written)."""
-    path = Path(store_dir) / f"{name}.parquet"
-    if not path.exists():
-        return empty_frame(TABLES[name])
-    return as_contract_frame(pq.read_table(path).to_pandas(), TABLES[name])
+    store_dir = Path(store_dir)
+    if read_manifest(store_dir) is None:
+        path = table_file(store_dir, name)
+        return empty_frame(TABLES[name]) if path is None else _read(store_dir, path.name, name)
+
+    def read(manifest: Manifest) -> pd.DataFrame:
+        entry = manifest.tables.get(name)
+        return empty_frame(TABLES[name]) if entry is None else _read(store_dir, entry.path, name)
+
+    return _while_stable(store_dir, read)
 
 
 def read_store(store_dir: Path | str) -> SourceData:
     """The whole store in memory."""
     tables = {name: read_table(store_dir, name) for name in DIMENSION_TABLES}
     return SourceData(events=read_events(store_dir), name=str(store_dir), **tables)
+
+
+# ---------------------------------------------------------------- writing
+@dataclass
+class StoreWrite:
+    """What a write did: events added and skipped, stored events given another customer."""
+
+    store_dir: Path
+    mode: WriteMode
+    n_events: int = 0  # events in the store after the write
+    n_added: int = 0
+    n_skipped: int = 0  # already in the store (append), by event_id
+    n_repeated: int = 0  # an event_id given twice in the batch: the first one is kept
+    n_restamped: int = 0  # stored events whose customer id the new links changed
+    n_parts_rewritten: int = 0
+    n_removed_files: int = 0  # leftovers of killed or superseded writes
+    identity: IdentityReport | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    customer_ids: pd.Series | None = None  # of every input event, in input order
+
+    def lines(self) -> list[str]:
+        """Human lines for the load's report."""
+        out = []
+        if self.n_repeated:
+            out.append(
+                f"{self.n_repeated:,} events repeat an event_id given earlier in the batch: "
+                "only the first of each was kept"
+            )
+        if self.mode == "append":
+            out.append(
+                f"appended {self.n_added:,} events; skipped {self.n_skipped:,} already in "
+                "the store (same event_id)"
+            )
+        if self.n_restamped:
+            out.append(
+                f"{self.n_restamped:,} stored events moved to another customer id (the new "
+                f"events linked their identifiers; {self.n_parts_rewritten} parts rewritten)"
+            )
+        return out
+
+
+def _dimension(df: pd.DataFrame, name: str) -> pa.Table:
+    schema = TABLES[name]
+    cols = [c for c in schema.names if c in df.columns]
+    return pa.Table.from_pandas(df[cols], preserve_index=False).cast(schema.arrow_schema(cols))
+
+
+def _graph_table(graph: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(graph, preserve_index=False).cast(
+        pa.schema([pa.field(c, pa.string()) for c in graph.columns])
+    )
+
+
+def _first_of_each_id(events: pd.DataFrame, given: np.ndarray) -> tuple[pd.DataFrame, int]:
+    """The batch without events whose id an earlier one has. Only ids the source gave
+    can repeat: derived ones differ by construction (they count identical rows)."""
+    repeated = np.zeros(len(events), bool)
+    if given.any():
+        repeated[given] = events["event_id"][given].duplicated().to_numpy()
+    if not repeated.any():
+        return events, 0
+    return events[~repeated].reset_index(drop=True), int(repeated.sum())
+
+
+@dataclass
+class _Stored:
+    """The store before this write, as the write needs it."""
+
+    manifest: Manifest | None
+    event_ids: pa.Array
+    graph: pd.DataFrame | None
+    legacy_events: pd.DataFrame | None = None  # a pre-manifest store, converted in memory
+
+
+def _load_stored(store_dir: Path, manifest: Manifest | None) -> _Stored:
+    """Event ids and identity graph of the store ``manifest`` lists (None: no store)."""
+    if manifest is None:
+        return _Stored(None, pa.array([], pa.string()), None)
+    if manifest.legacy:
+        return _convert_legacy(store_dir, manifest)
+    ids = parts_dataset(store_dir, manifest, ["event_id"]).to_table(columns=["event_id"])
+    graph = None
+    if manifest.identity is not None:
+        graph = pq.read_table(store_dir / manifest.identity.path).to_pandas()
+    return _Stored(manifest, ids["event_id"].combine_chunks(), graph)
+
+
+def _convert_legacy(store_dir: Path, manifest: Manifest) -> _Stored:
+    """Events of a pre-manifest store with what this version stores beside them.
+
+    That store kept only resolved customer ids: an id resolution made up (``U…``) was
+    no source's, any other is taken as the source's own. Event ids are derived from the
+    rows as stored; the graph is their tuples with their stored customer ids.
+    """
+    events = read_events(store_dir)
+    made_up = events["customer_id"].astype("str").str.fullmatch(_MADE_UP_ID).fillna(False)
+    raw = events["customer_id"].astype("str").mask(made_up.to_numpy(bool))
+    events = assign_event_ids(events.assign(customer_id=raw)).assign(
+        customer_id=events["customer_id"], **{RAW_CUSTOMER_ID: raw}
+    )
+    ids = pa.array(events["event_id"].to_numpy(object), pa.string())
+    return _Stored(manifest, ids, stored_links(events, RAW_CUSTOMER_ID), legacy_events=events)
+
+
+def _dimensions(
+    data: SourceData, store_dir: Path, stored: _Stored, mode: WriteMode, writer: PartWriter
+) -> dict[str, StoreFile]:
+    """Dimension tables after the write: replaced, or upserted by id on append."""
+    old = stored.manifest.tables if stored.manifest is not None else {}
+    out: dict[str, StoreFile] = {}
+    for name in DIMENSION_TABLES:
+        new = getattr(data, name)
+        if mode == "append" and name in old:
+            if not len(new):
+                out[name] = old[name]
+                continue
+            before = _read(store_dir, old[name].path, name)
+            key = TABLES[name].key
+            new = pd.concat([before[~before[key].isin(new[key])], new], ignore_index=True)
+        out[name] = writer.table(name, _dimension(new, name))
+    return out
+
+
+def _read(store_dir: Path, path: str, name: str) -> pd.DataFrame:
+    return as_contract_frame(pq.read_table(store_dir / path).to_pandas(), TABLES[name])
+
+
+def _identities(
+    events: pd.DataFrame, graph: pd.DataFrame | None, max_identity_component: int | None
+) -> tuple[pd.DataFrame, pd.DataFrame, IdentityReport | None]:
+    """New events with their customer ids (resolved against ``graph``, or as given), their
+    raw customer ids kept beside; the graph with their tuples; the resolution's report."""
+    raw = events["customer_id"] if "customer_id" in events.columns else None
+    report = None
+    if max_identity_component is None:  # ids as given: the graph only records them
+        graph = add_links(graph, events)
+    else:
+        events, graph, report = resolve_with_graph(events, graph, max_identity_component)
+    events[RAW_CUSTOMER_ID] = raw
+    return events, graph.reset_index(drop=True), report
+
+
+def _customer_ids(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
+    """The customer id every input event has in the store now (skipped ones included), by
+    its tuple of raw identifiers; where it has none, the customer_id it came with."""
+    ids = pd.Series(graph_lookup(graph, events), index=events.index, dtype="str")
+    given = events["customer_id"] if "customer_id" in events.columns else None
+    return ids if given is None else ids.fillna(given.astype("str"))
+
+
+def _stored_parts(
+    store_dir: Path, stored: _Stored, graph: pd.DataFrame, writer: PartWriter
+) -> tuple[list[StoreFile], int, int]:
+    """The stored parts after the write (see :func:`features.store_identity.rewrite_parts`);
+    the parts of a store from before manifests are all rewritten, in this version's form."""
+    if stored.legacy_events is not None:
+        events = stored.legacy_events
+        events["customer_id"], restamped = restamp(events, graph)
+        return writer.events(events_table(events)), restamped, len(stored.manifest.parts)
+    if stored.manifest is None:
+        return [], 0, 0
+    return rewrite_parts(store_dir, stored.manifest, stored.graph, graph, writer)
+
+
+def store_events(
+    data: SourceData,
+    store_dir: Path | str,
+    mode: WriteMode = "replace",
+    max_identity_component: int | None = None,
+) -> StoreWrite:
+    """Write validated tables into the store in one atomic step; report what it did.
+
+    ``replace`` makes a new store of ``data``. ``append`` adds the events whose
+    ``event_id`` is not stored yet and upserts dimension rows by id (new rows win).
+    With ``max_identity_component`` set, customer ids are resolved from the identifiers
+    (features/identity.py), on append against everything stored; without, events keep
+    the customer_id they have.
+    """
+    if mode not in ("replace", "append"):
+        raise ValueError(f"mode must be 'replace' or 'append', got {mode!r}")
+    store_dir = Path(store_dir)
+    seconds: dict[str, float] = {}
+    with write_lock(store_dir):
+        t0 = time.perf_counter()
+        stored = _load_stored(store_dir, read_manifest(store_dir) if mode == "append" else None)
+        seconds["read store"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        given = data.events.get("event_id", pd.Series(index=data.events.index)).notna()
+        batch = assign_event_ids(data.events).reset_index(drop=True)
+        batch, n_repeated = _first_of_each_id(batch, given.to_numpy())
+        ids = pa.array(batch["event_id"].to_numpy(object), pa.string())
+        is_new = ~np.asarray(pc.is_in(ids, value_set=stored.event_ids))
+        new = batch if is_new.all() else batch[is_new].reset_index(drop=True)
+        seconds["event ids"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        new, graph, report = _identities(new, stored.graph, max_identity_component)
+        if len(new) == len(data.events):  # nothing skipped: the same rows, in order
+            customer_ids = new["customer_id"].astype("str").set_axis(data.events.index)
+        else:
+            customer_ids = _customer_ids(data.events, graph)
+        seconds["identity"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        writer = PartWriter(store_dir)
+        parts, restamped, rewritten = _stored_parts(store_dir, stored, graph, writer)
+        parts += writer.events(events_table(new))
+        manifest = Manifest(
+            parts=tuple(parts),
+            tables=_dimensions(data, store_dir, stored, mode, writer),
+            identity=writer.table("identity", _graph_table(graph)),
+        )
+        sync_files(store_dir, writer.written)
+        switch_manifest(store_dir, manifest, writer.write_id)
+        seconds["write"] = time.perf_counter() - t0
+        removed = remove_unlisted(store_dir, manifest)
+    return StoreWrite(
+        store_dir=store_dir,
+        mode=mode,
+        n_events=sum(p.rows or 0 for p in manifest.parts),
+        n_added=len(new),
+        n_skipped=len(batch) - len(new),
+        n_repeated=n_repeated,
+        n_restamped=restamped,
+        n_parts_rewritten=rewritten,
+        n_removed_files=removed,
+        identity=report,
+        seconds=seconds,
+        customer_ids=customer_ids,
+    )
+
+
+def write_store(
+    data: SourceData,
+    store_dir: Path | str,
+    mode: WriteMode = "replace",
+    max_identity_component: int | None = None,
+) -> Path:
+    """:func:`store_events`, returning the store's path."""
+    return store_events(data, store_dir, mode, max_identity_component).store_dir

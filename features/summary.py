@@ -26,8 +26,11 @@ class StoreSummary:
 def summarize_store(store_dir: Path | str) -> StoreSummary:
     """Events per channel and event type, customers, and the time range of the store."""
     ev = read_events(store_dir, columns=["customer_id", "ts", "channel", "event_type"])
-    table = pd.crosstab(ev["channel"], ev["event_type"], margins=True, margins_name="total")
-    table = table.loc[table["total"] > 0]
+    if len(ev):
+        table = pd.crosstab(ev["channel"], ev["event_type"], margins=True, margins_name="total")
+        table = table.loc[table["total"] > 0]
+    else:  # a store loaded with --allow-empty
+        table = pd.DataFrame({"total": pd.Series(dtype="int64")})
     active = ev.groupby("channel", observed=True)["customer_id"].nunique()
     customers = read_table(store_dir, "customers")
     return StoreSummary(

@@ -115,6 +115,20 @@ def test_synthetic_store_matches_the_local_build(spark, tmp_path):
 
 
 @needs_spark
+def test_reads_only_the_parts_the_manifest_lists(spark, tmp_path):
+    # issue 14: Spark read every file under store/events, so parts of a killed write counted.
+    import json
+
+    from features import spark as fs
+
+    store = _store(tmp_path / "store", TINY, CUSTOMERS_TINY)
+    listed = json.loads((store / "manifest.json").read_text())["events"][0]["path"]
+    shutil.copy(store / listed, (store / listed).with_name("ev-killedwrite-0.parquet"))
+    assert fs.read_events(spark, store).count() == len(TINY)
+    _parity(spark, store, tmp_path)
+
+
+@needs_spark
 def test_run_per_customer_gives_each_customer_all_their_rows_once(spark, tmp_path):
     from features import spark as fs
 
