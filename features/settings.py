@@ -11,6 +11,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ENV_PREFIX = "OMNI_"
+KEEP_SNAPSHOTS = 3
+"""Online snapshots kept (``OMNI_KEEP_SNAPSHOTS``), besides any a running service uses."""
+KEEP_SCORES = 2
+"""Versions of a batch-scoring output kept (``OMNI_KEEP_SCORES``): the newest and the one
+before, which a reader that started on it can finish."""
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+"""MLflow's own HTTP settings where the user set none (MLflow's defaults, 120 s and 7
+retries with backoff, make an unreachable server take minutes per call)."""
 
 
 @dataclass(frozen=True)
@@ -22,7 +34,9 @@ class Settings:
     ``MLFLOW_TRACKING_URI``; seed with ``OMNI_SEED``; the Spark master for
     ``--engine spark`` with ``OMNI_SPARK_MASTER`` (None: local mode, or spark-submit's).
     ``api_token`` (``OMNI_API_TOKEN``): when set, the service's scoring endpoints require
-    ``Authorization: Bearer <token>``.
+    ``Authorization: Bearer <token>``. ``keep_snapshots`` (``OMNI_KEEP_SNAPSHOTS``) /
+    ``keep_scores`` (``OMNI_KEEP_SCORES``): how many online snapshots / batch-scoring
+    outputs to keep.
     """
 
     home: Path
@@ -31,6 +45,8 @@ class Settings:
     max_identity_component: int = 25
     spark_master: str | None = None
     api_token: str | None = field(default=None, repr=False)  # never printed
+    keep_snapshots: int = KEEP_SNAPSHOTS
+    keep_scores: int = KEEP_SCORES
 
     @property
     def raw_dir(self) -> Path:
@@ -80,6 +96,7 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(
             f"OMNI_SEED / OMNI_MAX_IDENTITY_COMPONENT must be integers: {exc}"
         ) from exc
+    keep = {name: _at_least_one(env, name, default) for name, default in _KEEP.items()}
     return Settings(
         home=home,
         tracking_uri=tracking_uri,
@@ -87,4 +104,17 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_identity_component=max_comp,
         spark_master=env.get(f"{ENV_PREFIX}SPARK_MASTER") or None,
         api_token=env.get(f"{ENV_PREFIX}API_TOKEN") or None,
+        keep_snapshots=keep["KEEP_SNAPSHOTS"],
+        keep_scores=keep["KEEP_SCORES"],
     )
+
+
+_KEEP = {"KEEP_SNAPSHOTS": KEEP_SNAPSHOTS, "KEEP_SCORES": KEEP_SCORES}
+
+
+def _at_least_one(env: Mapping[str, str], name: str, default: int) -> int:
+    """A count setting (``OMNI_<name>``) of 1 or more."""
+    text = env.get(f"{ENV_PREFIX}{name}") or str(default)
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{ENV_PREFIX}{name} must be a whole number of at least 1, got {text!r}")
+    return int(text)
