@@ -21,7 +21,10 @@ def score(
     ctx: typer.Context,
     out: Annotated[
         Path | None,
-        typer.Option(help="Output folder (default: <home>/scores/latest)."),
+        typer.Option(
+            help="Output folder (default: <home>/scores/latest): a symlink to the newest run, "
+            "kept in runs/ beside it."
+        ),
     ] = None,
     as_of: Annotated[
         str | None,
