@@ -20,9 +20,9 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print an error (no traceback) and return the Exit to raise.
 
     The message is plain text: brackets in it (``omni-personalize[spark]``) are printed,
-    not read as rich markup.
+    not read as rich markup, and lines are not wrapped at the terminal's width.
     """
-    err_console.print(f"[bold red]error:[/] {escape(message)}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -11,6 +11,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ENV_PREFIX = "OMNI_"
+MAX_BODY_BYTES = 1_048_576
+"""Largest request body the service reads (``OMNI_MAX_BODY_BYTES``); larger ones get 413."""
+KEEP_SNAPSHOTS = 3
+"""Online snapshots kept (``OMNI_KEEP_SNAPSHOTS``), besides any a running service uses."""
+KEEP_SCORES = 2
+"""Versions of a batch-scoring output kept (``OMNI_KEEP_SCORES``): the newest and the one
+before, which a reader that started on it can finish."""
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+"""MLflow's own HTTP settings where the user set none (MLflow's defaults, 120 s and 7
+retries with backoff, make an unreachable server take minutes per call)."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +37,9 @@ class Settings:
     ``--engine spark`` with ``OMNI_SPARK_MASTER`` (None: local mode, or spark-submit's).
     ``api_token`` (``OMNI_API_TOKEN``): when set, the service's scoring endpoints require
     ``Authorization: Bearer <token>``. ``max_body_bytes`` (``OMNI_MAX_BODY_BYTES``): larger
-    request bodies get 413 from the service, before they are read.
+    request bodies get 413 from the service, before they are read. ``keep_snapshots``
+    (``OMNI_KEEP_SNAPSHOTS``) / ``keep_scores`` (``OMNI_KEEP_SCORES``): how many online
+    snapshots / batch-scoring outputs to keep.
     """
 
     home: Path
@@ -32,7 +48,9 @@ class Settings:
     max_identity_component: int = 25
     spark_master: str | None = None
     api_token: str | None = field(default=None, repr=False)  # never printed
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = MAX_BODY_BYTES
+    keep_snapshots: int = KEEP_SNAPSHOTS
+    keep_scores: int = KEEP_SCORES
 
     @property
     def raw_dir(self) -> Path:
@@ -78,13 +96,11 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
     try:
         seed = int(env.get(f"{ENV_PREFIX}SEED", "42"))
         max_comp = int(env.get(f"{ENV_PREFIX}MAX_IDENTITY_COMPONENT", "25"))
-        max_body = int(env.get(f"{ENV_PREFIX}MAX_BODY_BYTES", "1048576"))
     except ValueError as exc:
         raise ValueError(
-            f"OMNI_SEED / OMNI_MAX_IDENTITY_COMPONENT / OMNI_MAX_BODY_BYTES must be integers: {exc}"
+            f"OMNI_SEED / OMNI_MAX_IDENTITY_COMPONENT must be integers: {exc}"
         ) from exc
-    if max_body < 1:
-        raise ValueError(f"OMNI_MAX_BODY_BYTES must be at least 1, got {max_body}")
+    counts = {name: _at_least_one(env, name, default) for name, default in _COUNTS.items()}
     return Settings(
         home=home,
         tracking_uri=tracking_uri,
@@ -92,5 +108,22 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_identity_component=max_comp,
         spark_master=env.get(f"{ENV_PREFIX}SPARK_MASTER") or None,
         api_token=env.get(f"{ENV_PREFIX}API_TOKEN") or None,
-        max_body_bytes=max_body,
+        max_body_bytes=counts["MAX_BODY_BYTES"],
+        keep_snapshots=counts["KEEP_SNAPSHOTS"],
+        keep_scores=counts["KEEP_SCORES"],
     )
+
+
+_COUNTS = {
+    "MAX_BODY_BYTES": MAX_BODY_BYTES,
+    "KEEP_SNAPSHOTS": KEEP_SNAPSHOTS,
+    "KEEP_SCORES": KEEP_SCORES,
+}
+
+
+def _at_least_one(env: Mapping[str, str], name: str, default: int) -> int:
+    """A count setting (``OMNI_<name>``) of 1 or more."""
+    text = env.get(f"{ENV_PREFIX}{name}") or str(default)
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{ENV_PREFIX}{name} must be a whole number of at least 1, got {text!r}")
+    return int(text)

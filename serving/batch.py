@@ -4,7 +4,10 @@
 service's, built the same way, reused when current) and runs :class:`Scorer` over every
 customer in chunks: the service's code, so the same numbers and rules as ``/score``.
 
-The output is a folder, written to a temporary path and renamed:
+The output is a folder, ``<home>/scores/latest`` by default. Each run writes a new
+version into ``runs/<UTC time>/`` beside it and then switches ``latest`` (a symlink) to
+it with one rename, so readers of ``scores/latest/...`` see the previous or the new
+output, never a mix; the newest ``OMNI_KEEP_SCORES`` versions are kept. It holds:
 
 - ``customers.parquet``: one row per customer: churn probability and band, channel
   probabilities after consent (``p_<channel>``), best channel, cold start, the cutoff
@@ -27,9 +30,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.atomic import atomic_path
-from features.settings import Settings
+from features.atomic import atomic_folder
+from features.settings import KEEP_SCORES, Settings
 
+RUNS = "runs"
+"""Folder beside an output where its versions live (``scores/runs/<time>``)."""
 CHUNK = 20_000
 """Customers scored per step (memory stays flat; one progress tick each)."""
 Progress = Callable[[int, int], None]
@@ -70,19 +75,36 @@ def score_customers(
 
 
 def snapshot_for(settings: Settings, as_of: pd.Timestamp | None, say=print) -> Path:
-    """The latest snapshot when it has this cutoff and today's champions, else a new one."""
-    from serving.online import SnapshotError, build_snapshot, is_current, latest_snapshot
+    """The latest snapshot when it is intact and has this cutoff and today's champions,
+    else a new one; marked as in use by this process (snapshot retention keeps it)."""
+    from serving.online import (
+        SnapshotError,
+        build_snapshot,
+        is_current,
+        latest_snapshot,
+        mark_in_use,
+        verify_snapshot,
+    )
 
+    path = None
     try:
-        path = latest_snapshot(settings)
-        manifest = json.loads((path / "manifest.json").read_text())
-        same_cutoff = as_of is None or pd.Timestamp(manifest["as_of"]) == as_of
-        if same_cutoff and is_current(settings, path):
-            say(f"reusing snapshot {path.name} (as of {manifest['as_of']})")
-            return path
+        latest = latest_snapshot(settings)
     except SnapshotError:
-        pass
-    return build_snapshot(settings, as_of, progress=say, serving=False)
+        latest = None  # none yet
+    if latest is not None:
+        try:
+            manifest = verify_snapshot(latest)
+        except SnapshotError as exc:
+            say(f"{exc}: building a new one")
+        else:
+            same_cutoff = as_of is None or pd.Timestamp(manifest["as_of"]) == as_of
+            if same_cutoff and is_current(settings, latest):
+                say(f"reusing snapshot {latest.name} (as of {manifest['as_of']})")
+                path = latest
+    if path is None:
+        path = build_snapshot(settings, as_of, progress=say, serving=False)
+    mark_in_use(settings, path)
+    return path
 
 
 def run_batch(
@@ -125,7 +147,10 @@ def run_batch(
         # else already in order: scored in id order, each customer's products by rank
         customers = customers.sort_values("customer_id", kind="stable", ignore_index=True)
         recs = recs.sort_values(["customer_id", "rank"], kind="stable", ignore_index=True)
-    return finish(out, snapshot, customers, recs, k, len(rescore), previous is not None, seconds)
+    changed = previous is not None
+    return finish(
+        out, snapshot, customers, recs, k, len(rescore), changed, seconds, keep=settings.keep_scores
+    )
 
 
 def finish(
@@ -138,10 +163,15 @@ def finish(
     only_changed: bool,
     seconds: dict[str, float],
     engine: str = "local",
+    keep: int = KEEP_SCORES,
 ) -> BatchResult:
-    """Write a run's output folder with its manifest (both engines end here)."""
+    """Write a run's output folder with its manifest (both engines end here); ``keep``:
+    how many versions of the output to keep (:func:`write_output`)."""
+    import datetime as dt
+
     t0 = time.perf_counter()
     manifest = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         "as_of": snapshot.as_of.isoformat(),
         "snapshot": snapshot.path.name,
         "model_versions": snapshot.versions,
@@ -152,7 +182,7 @@ def finish(
         "only_changed": only_changed,
         "engine": engine,
     }
-    write_output(out, customers, recs, manifest)
+    write_output(out, customers, recs, manifest, keep)
     seconds["write"] = time.perf_counter() - t0
     return BatchResult(
         path=out,
@@ -165,25 +195,31 @@ def finish(
     )
 
 
-def write_output(out: Path, customers: pd.DataFrame, recs: pd.DataFrame, manifest: dict) -> Path:
-    """The output folder, atomically (a failed run leaves the previous one in place)."""
+def write_output(
+    out: Path, customers: pd.DataFrame, recs: pd.DataFrame, manifest: dict, keep: int = KEEP_SCORES
+) -> Path:
+    """The output folder as one switch: a new version in ``runs/`` beside ``out``, then
+    ``out`` (a symlink) pointed at it; a failed run leaves the previous one in place.
+    The newest ``keep`` versions stay (a reader that started on the previous one can
+    finish); older ones are removed."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    out = Path(out)
     meta = {b"omni_batch": json.dumps(manifest).encode()}
-    with atomic_path(Path(out)) as tmp:
-        tmp.mkdir(parents=True)
+    with atomic_folder(out, out.parent / RUNS, keep) as tmp:
         for name, frame in (("customers", customers), ("recommendations", recs)):
             table = pa.Table.from_pandas(frame, preserve_index=False)
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
             pq.write_table(table, tmp / f"{name}.parquet")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return Path(out)
+    return out
 
 
 def read_output(out: Path) -> dict:
-    """A batch output folder: its manifest, customers and recommendations frames."""
-    out = Path(out)
+    """A batch output folder: its manifest, customers and recommendations frames (all
+    from the one version ``out`` showed when reading began)."""
+    out = Path(out).resolve()
     manifest = json.loads((out / "manifest.json").read_text())
     return {
         **manifest,

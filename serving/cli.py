@@ -5,6 +5,9 @@ Imports stay light here so `omni --help` answers in well under a second.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from pathlib import Path
 from typing import Annotated
 
@@ -48,11 +51,28 @@ def root(
         ),
     ] = None,
 ) -> None:
-    """Resolve settings once per command; environment variables override defaults."""
+    """Resolve settings once per command; environment variables override defaults. The
+    home holds customers' identifiers: everything a command writes is readable by its
+    owner only (umask 077), and an existing home is closed to others (0700)."""
+    from features.console import fail
     from features.settings import get_settings
 
-    settings = get_settings()
+    os.umask(0o077)
+    try:
+        settings = get_settings()
+    except ValueError as exc:  # a bad OMNI_* value: one line, exit 2
+        raise fail(str(exc)) from None
     ctx.obj = settings.with_home(home) if home is not None else settings
+    close_home(ctx.obj.home)
+
+
+def close_home(home: Path) -> None:
+    """Make an existing home folder of ours owner-only (0700); files that older versions
+    wrote with wider modes are then out of others' reach too."""
+    with contextlib.suppress(OSError):
+        info = home.stat()
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o077:
+            home.chmod(0o700)
 
 
 @app.command()

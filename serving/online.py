@@ -7,22 +7,32 @@ ranker is the trained one) and writes ``<home>/online/<stamp>/``:
 
 - ``features.parquet``: customer features as of the cutoff (the cutoff in its metadata);
 - ``models.pkl``: the three fitted models, exactly as MLflow returned them;
-- ``manifest.json``: cutoff, model versions and run ids, counts;
+- ``serving.npz``: what real-time requests read, precomputed (ranked lists per channel);
+- ``manifest.json``: cutoff, model versions and run ids, counts, and the SHA-256 of every
+  other file (``files``), checked by :func:`load_snapshot` before anything is unpickled;
 - ``forests/``: on large snapshots, the channel model's and the ranker's trees compiled
   to machine code for this CPU (:mod:`training.compiled_forest`): the same predictions
   as LightGBM's, several times faster for batch scoring.
 
-``<home>/online/LATEST`` names the newest snapshot. Loading a snapshot needs no MLflow,
-so a built bento (which packages one) runs without a tracking server.
+The folder is written under a temporary name and renamed whole, then
+``<home>/online/LATEST`` (one file, replaced in one rename) names it. After a build the
+newest ``OMNI_KEEP_SNAPSHOTS`` snapshots are kept, plus any that a running process marked
+as in use (``online/.in-use/<host>.<pid>``, :func:`mark_in_use`). Loading a snapshot needs
+no MLflow, so a built bento (which packages one) runs without a tracking server.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
+import hashlib
 import json
 import os
 import pickle
+import re
+import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +41,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.atomic import atomic_path
+from features.atomic import atomic_path, pid_alive, remove_leftovers, retire
 from features.settings import Settings
 
 MODEL_NAMES: dict[str, str] = {
@@ -49,6 +59,10 @@ COMPILE_FROM = 100_000
 (about 45 s for a 600-tree channel model) and pays off on batches of this size."""
 FORESTS = {"next_best_channel": "channel model", "recommender": "ranker"}
 """Snapshot key of each compiled forest -> what it is, for messages."""
+STAMP = re.compile(r"\d{8}T\d{12}")
+"""A snapshot folder's name: the UTC time it was built, e.g. 20260101T120000123456."""
+IN_USE = ".in-use"
+"""Folder of the markers ``<host>.<pid>`` (text: the snapshot's name) of running users."""
 
 
 class SnapshotError(RuntimeError):
@@ -92,17 +106,110 @@ def latest_snapshot(settings: Settings) -> Path:
     return path
 
 
+def snapshot_folders(settings: Settings) -> list[Path]:
+    """Every snapshot folder in the home, the one ``LATEST`` names first, then newest first."""
+    folder = online_dir(settings)
+    if not folder.is_dir():
+        return []
+    found = sorted(
+        (p for p in folder.iterdir() if STAMP.fullmatch(p.name) and p.is_dir()), reverse=True
+    )
+    pointer = folder / LATEST
+    named = pointer.read_text().strip() if pointer.is_file() else ""
+    return sorted(found, key=lambda p: p.name != named)  # stable: the rest stay newest first
+
+
+def newest_valid_snapshot(
+    settings: Settings, note: Callable[[str], None] = lambda _m: None
+) -> Path | None:
+    """The first of :func:`snapshot_folders` whose files match its manifest; each damaged
+    one passed over is reported through ``note``. None: no valid snapshot at all."""
+    for path in snapshot_folders(settings):
+        try:
+            verify_snapshot(path)
+            return path
+        except SnapshotError as exc:
+            note(f"{exc}; trying the snapshot before it")
+    return None
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` but the manifest (relative POSIX path -> hex)."""
+    hashes = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        if name != "manifest.json":
+            with open(path, "rb") as f:
+                hashes[name] = hashlib.file_digest(f, "sha256").hexdigest()
+    return hashes
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A snapshot's manifest, or a :class:`SnapshotError` naming what is wrong with it."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise SnapshotError(
+            f"snapshot {path} lacks manifest.json: rebuild it (`omni snapshot build`)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(f"snapshot {path}: manifest.json is damaged ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise SnapshotError(f"snapshot {path} has format {found}, need {FORMAT}")
+    return manifest
+
+
+def verify_snapshot(path: Path | str) -> dict[str, Any]:
+    """Check every file the manifest lists against its SHA-256; return the manifest.
+
+    A damaged or missing file is a :class:`SnapshotError` naming it. Snapshots built
+    before the manifest listed hashes (no ``files``) are accepted as they are, with a
+    note; reading them still fails cleanly, naming the file, if one is damaged."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    expected = manifest.get("files")
+    if expected is None:
+        _note_unverified(path)
+        return manifest
+    for name, digest in expected.items():
+        file = path / name
+        try:
+            with open(file, "rb") as f:
+                found = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as exc:
+            raise SnapshotError(
+                f"snapshot {path.name} is damaged: cannot read {name} ({exc.strerror})"
+            ) from None
+        if found != digest:
+            raise SnapshotError(
+                f"snapshot {path.name} is damaged: {name} does not match its SHA-256 "
+                "in manifest.json"
+            )
+    return manifest
+
+
+@functools.cache
+def _note_unverified(path: Path) -> None:
+    """Say once per process that a snapshot has no checksums to verify."""
+    print(
+        f"note: snapshot {path.name} predates file checksums and is not verified; "
+        "`omni snapshot build` makes one that is",
+        file=sys.stderr,
+    )
+
+
 def load_snapshot(path: Path | str) -> OnlineSnapshot:
-    """Read a snapshot folder (fails with :class:`SnapshotError` naming the missing part)."""
+    """Read a snapshot folder after checking its files (:func:`verify_snapshot`); any
+    problem is a one-line :class:`SnapshotError` naming the file."""
     path = Path(path)
     for part in ("manifest.json", "features.parquet", "models.pkl"):
         if not (path / part).exists():
             raise SnapshotError(f"snapshot {path} lacks {part}: rebuild it (`omni snapshot build`)")
-    manifest = json.loads((path / "manifest.json").read_text())
-    if manifest.get("format") != FORMAT:
-        raise SnapshotError(f"snapshot {path} has format {manifest.get('format')}, need {FORMAT}")
-    features = pd.read_parquet(path / "features.parquet")
-    with open(path / "models.pkl", "rb") as f:
+    manifest = verify_snapshot(path)
+    with _reading(path, "features.parquet"):
+        features = pd.read_parquet(path / "features.parquet")
+    with _reading(path, "models.pkl"), open(path / "models.pkl", "rb") as f:
         models = pickle.load(f)
     missing = sorted(set(MODEL_NAMES) - set(models))
     if missing:
@@ -111,11 +218,24 @@ def load_snapshot(path: Path | str) -> OnlineSnapshot:
     if (path / "serving.npz").exists():
         import numpy as np
 
-        with np.load(path / "serving.npz") as stored:
+        with _reading(path, "serving.npz"), np.load(path / "serving.npz") as stored:
             arrays = {name: stored[name] for name in stored.files}
     as_of = pd.Timestamp(manifest["as_of"])
     forests = _load_forests(path, models, manifest.get("forests", []))
     return OnlineSnapshot(path, as_of, features, models, manifest, arrays, forests)
+
+
+@contextlib.contextmanager
+def _reading(path: Path, name: str) -> Iterator[None]:
+    """Any failure while reading one file of a snapshot becomes a SnapshotError naming it
+    (a snapshot that predates checksums may be truncated)."""
+    try:
+        yield
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise SnapshotError(
+            f"snapshot {path.name} is damaged: cannot read {name} ({reason})"
+        ) from None
 
 
 def forest_booster(models: dict[str, Any], key: str):
@@ -127,8 +247,6 @@ def forest_booster(models: dict[str, Any], key: str):
 def _load_forests(path: Path, models: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     """The snapshot's compiled forests that fit this CPU and compiler (else a note on
     stderr: scoring then runs LightGBM's own predict, with the same results)."""
-    import sys
-
     from training.compiled_forest import compile_forest
 
     forests = {}
@@ -154,8 +272,9 @@ def champion_versions(settings: Settings) -> dict[str, int | None]:
 
 
 def is_current(settings: Settings, path: Path) -> bool:
-    """Was the snapshot built from today's champions?"""
-    manifest = json.loads((path / "manifest.json").read_text())
+    """Was the snapshot built from today's champions? (``RegistryUnreachable`` when the
+    registry does not answer.)"""
+    manifest = read_manifest(path)
     built = {k: int(v["version"]) for k, v in manifest["models"].items()}
     return built == champion_versions(settings)
 
@@ -182,6 +301,8 @@ def build_snapshot(
     from features.store import read_events, read_table
 
     tell = progress or (lambda _m: None)
+    for name in remove_leftovers(online_dir(settings)):
+        tell(f"removed {name}, left by an earlier build that did not finish")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     models, sources = _load_champions(settings)
@@ -235,10 +356,65 @@ def build_snapshot(
             np.savez(tmp / "serving.npz", **arrays)
         if compile_forests:
             _compile_forests(models, tmp / "forests", seconds, tell)
+        manifest["files"] = file_hashes(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     with atomic_path(online_dir(settings) / LATEST) as tmp:
         tmp.write_text(stamp + "\n")
+    for name in prune_snapshots(settings):
+        tell(f"removed snapshot {name} (keeping the newest {settings.keep_snapshots})")
     return target
+
+
+def mark_in_use(settings: Settings, path: Path) -> Path | None:
+    """Record that this process uses the snapshot ``path`` (one marker per process,
+    ``online/.in-use/<host>.<pid>``), so that :func:`prune_snapshots` keeps it while the
+    process lives. ``omni serve`` marks the snapshot it serves (the BentoML server keeps
+    its pid); batch scoring the one it scores with. None for a snapshot outside the home."""
+    path = Path(path).resolve()
+    folder = online_dir(settings)
+    if path.parent != folder.resolve():
+        return None
+    marker = folder / IN_USE / f"{socket.gethostname()}.{os.getpid()}"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(marker) as tmp:
+        tmp.write_text(path.name + "\n")
+    return marker
+
+
+def snapshots_in_use(settings: Settings) -> set[str]:
+    """Names of the snapshots that live processes marked; markers of this host's ended
+    processes are removed (another host's cannot be checked and count as live)."""
+    folder = online_dir(settings) / IN_USE
+    used: set[str] = set()
+    if not folder.is_dir():
+        return used
+    host = socket.gethostname()
+    for marker in folder.iterdir():
+        name, dot, pid = marker.name.rpartition(".")
+        if marker.name.startswith(".") or not dot or not pid.isdigit():
+            continue
+        if name == host and not pid_alive(int(pid)):
+            marker.unlink(missing_ok=True)
+            continue
+        with contextlib.suppress(OSError):
+            used.add(marker.read_text().strip())
+    return used
+
+
+def prune_snapshots(settings: Settings) -> list[str]:
+    """Remove all but the newest ``settings.keep_snapshots`` snapshots, never the one
+    ``LATEST`` names nor one in use (:func:`mark_in_use`). Returns the names removed."""
+    folders = sorted((p.name for p in snapshot_folders(settings)), reverse=True)
+    pointer = online_dir(settings) / LATEST
+    keep = set(folders[: settings.keep_snapshots]) | snapshots_in_use(settings)
+    if pointer.is_file():
+        keep.add(pointer.read_text().strip())
+    removed = []
+    for name in folders:
+        if name not in keep:
+            retire(online_dir(settings) / name)
+            removed.append(name)
+    return removed
 
 
 def _compile_forests(
@@ -294,10 +470,11 @@ def _load_champions(settings: Settings) -> tuple[dict[str, Any], dict[str, dict[
     with the model over the running one)."""
     import tempfile
 
-    import mlflow
     import yaml
     from mlflow import MlflowClient
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from training.tracking import use_tracking
 
     missing = [k for k, v in champion_versions(settings).items() if v is None]
     if missing:  # checked first: opening a client would create an empty store here
@@ -305,8 +482,7 @@ def _load_champions(settings: Settings) -> tuple[dict[str, Any], dict[str, dict[
             f"no @champion for {', '.join(missing)} in {settings.tracking_uri}: train first "
             "(`omni train all`, or `omni run` for everything on synthetic data)"
         )
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(use_tracking(settings))
     models, sources = {}, {}
     quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # two small files per model
     with tempfile.TemporaryDirectory() as tmp, _environ(quiet):

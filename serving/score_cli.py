@@ -21,7 +21,10 @@ def score(
     ctx: typer.Context,
     out: Annotated[
         Path | None,
-        typer.Option(help="Output folder (default: <home>/scores/latest)."),
+        typer.Option(
+            help="Output folder (default: <home>/scores/latest): a symlink to the newest run, "
+            "kept in runs/ beside it."
+        ),
     ] = None,
     as_of: Annotated[
         str | None,
@@ -45,16 +48,19 @@ def score(
 ) -> None:
     """Score every customer: churn probability and band, channel probabilities after
     consent, top-k products with reasons; the service's code, rules and numbers.
-    Writes customers.parquet, recommendations.parquet and manifest.json."""
+    Writes customers.parquet, recommendations.parquet and manifest.json into a new version
+    of the output folder (runs/<time>/ beside it) and then points the output (a symlink)
+    at it in one step."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from features.build import parse_as_of
     from serving.online import SnapshotError
+    from training.tracking import registry_errors
 
     settings = ctx.obj
     out = out or settings.home / "scores" / "latest"
     t0 = time.perf_counter()
-    with user_errors():
+    with user_errors(), registry_errors(settings):
         cutoff = parse_as_of(as_of) if as_of is not None else None
         try:
             if engine is Engine.spark:

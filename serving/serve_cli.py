@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from features.console import console, fail, say, step, user_errors
+from features.console import console, err_console, fail, say, step, user_errors
 
 snapshot_app = typer.Typer(
     help="The online snapshot the service and batch scoring read.", no_args_is_help=True
@@ -60,6 +61,11 @@ def snapshot_build(
     console.print(f"snapshot: {path}")
 
 
+def warn(message: str) -> None:
+    """One line on stderr, never wrapped."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
 def build(
     settings,
     as_of: str | None = None,
@@ -70,8 +76,9 @@ def build(
     """Build and report a snapshot (shared by `omni snapshot build`, `omni serve`, the main
     job)."""
     from serving.online import SnapshotError, build_snapshot
+    from training.tracking import registry_errors
 
-    with step("build the online snapshot"):
+    with step("build the online snapshot"), registry_errors(settings):
         try:
             return build_snapshot(
                 settings, as_of, refresh_recommender, say, serving, compile_forests
@@ -81,21 +88,37 @@ def build(
 
 
 def ready_snapshot(settings, rebuild: bool) -> Path:
-    """The snapshot to serve: ``OMNI_SNAPSHOT``, else the latest if it was built from the
-    current champions, else a new one. Loaded once here to prove it works."""
-    from serving.online import SnapshotError, is_current, latest_snapshot, load_snapshot
+    """The snapshot to serve: ``OMNI_SNAPSHOT``, else the newest valid one (a damaged one
+    is passed over, saying so) if it was built from the current champions, else a new
+    one. When the registry cannot be reached the newest valid snapshot is served as it
+    is, with a warning; without any, serving is refused. Loaded once here to prove it
+    works, and marked as in use so that snapshot retention keeps it."""
+    from serving.online import (
+        SnapshotError,
+        is_current,
+        load_snapshot,
+        mark_in_use,
+        newest_valid_snapshot,
+        online_dir,
+    )
     from serving.scoring import Scorer
+    from training.tracking import RegistryUnreachable
 
     if os.environ.get("OMNI_SNAPSHOT"):
         path = Path(os.environ["OMNI_SNAPSHOT"])
     else:
+        path = newest_valid_snapshot(settings, note=warn)
         try:
-            path = latest_snapshot(settings)
-            stale = rebuild or not is_current(settings, path)
-        except SnapshotError:
-            stale = True
-        if stale:
-            path = build(settings)
+            if rebuild or path is None or not is_current(settings, path):
+                path = build(settings)
+        except RegistryUnreachable as exc:
+            if path is None:
+                folder = online_dir(settings)
+                raise fail(f"{exc}; and there is no valid snapshot in {folder}") from None
+            if rebuild:
+                raise fail(str(exc)) from None
+            warn(f"{exc}; serving snapshot {path.name} as it is (champions not checked)")
+    mark_in_use(settings, path)
     with step("check the snapshot loads"):
         try:
             Scorer(load_snapshot(path))

@@ -138,7 +138,9 @@ def run_batch_spark(
     seconds["spark"] = time.perf_counter() - t0
     cust, recs = _split(long, _customer_columns(example), _rec_columns())
     cust["scored_as_of"] = t
-    return finish(out, snapshot, cust, recs, k, len(cust), False, seconds, engine="spark")
+    return finish(
+        out, snapshot, cust, recs, k, len(cust), False, seconds, "spark", settings.keep_scores
+    )
 
 
 def _run(events, customers, fn, schema, spark, n_events: int):

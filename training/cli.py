@@ -28,12 +28,15 @@ def _settings(ctx: typer.Context):
 
 
 @contextlib.contextmanager
-def _registry_errors() -> Iterator[None]:
-    """Bad names / versions exit 2 (via user_errors); MLflow failing (e.g. a server that
-    does not answer) exits 1 with its message, without a traceback."""
+def _registry_errors(settings) -> Iterator[None]:
+    """Bad names / versions and a registry that cannot be reached exit 2 (via
+    user_errors); other MLflow failures exit 1 with their message, without a traceback."""
+    from training.tracking import registry_errors
+
     with user_errors():
         try:
-            yield
+            with registry_errors(settings):
+                yield
         except Exception as exc:
             mlflow_errors = sys.modules.get("mlflow.exceptions")  # loaded if MLflow was used
             if mlflow_errors is None or not isinstance(exc, mlflow_errors.MlflowException):
@@ -48,7 +51,7 @@ def list_cmd(
 ) -> None:
     """Every registered version with its aliases, gate metric and the gate's reason."""
     settings = _settings(ctx)
-    with _registry_errors():
+    with _registry_errors(settings):
         from training.registry import list_models
 
         rows = list_models(settings, name)
@@ -91,7 +94,7 @@ def promote(
 ) -> None:
     """Make VERSION the champion by hand (the replaced champion is kept for rollback)."""
     settings = _settings(ctx)
-    with _registry_errors():
+    with _registry_errors(settings):
         from training import registry
 
         console.print(registry.promote(settings, name, version))
@@ -104,7 +107,7 @@ def rollback(
 ) -> None:
     """Give @champion back to the version the current champion replaced."""
     settings = _settings(ctx)
-    with _registry_errors():
+    with _registry_errors(settings):
         from training import registry
 
         console.print(registry.rollback(settings, name))

@@ -83,11 +83,12 @@ def check_name(name: str) -> str:
 
 
 def _client(settings: Settings) -> MlflowClient:
-    from mlflow import MlflowClient
-
     from training.tracking import use_tracking
 
-    return MlflowClient(use_tracking(settings))
+    uri = use_tracking(settings)  # first: a server that does not answer fails in seconds
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
 
 
 def holdout_text(holdout: Mapping[str, Any] | None) -> str:

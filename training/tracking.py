@@ -5,6 +5,13 @@ has no side effects and costs nothing for the CLI's ``--help``. Each job gets on
 experiment (``omni-<job>``); runs log params, metrics of the model and of every
 baseline, JSON / figure artifacts, the feature list and cutoffs, and a fingerprint of
 the events read.
+
+Talking to a tracking server: :func:`use_tracking` gives MLflow short HTTP timeouts and
+few retries (``features.settings.MLFLOW_HTTP_DEFAULTS``, where the user set none) and
+first checks, in a few seconds, that an ``http(s)://`` server answers at all; one that
+does not is a one-line :class:`RegistryUnreachable`. Each run records the host and pid
+that run it, so that a later run can mark FAILED the runs whose process was killed
+(:func:`fail_abandoned_runs`) without touching a live one.
 """
 
 from __future__ import annotations
@@ -14,13 +21,21 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import logging
+import os
+import re
+import socket
+import stat
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from features.settings import Settings
+from features.atomic import pid_alive
+from features.settings import MLFLOW_HTTP_DEFAULTS, Settings
 
 if TYPE_CHECKING:
     import mlflow
@@ -29,6 +44,19 @@ if TYPE_CHECKING:
 
 EXPERIMENT_PREFIX = "omni-"
 BASELINE_PREFIX = "baseline_"
+TAG_HOST = "omni.host"
+TAG_PID = "omni.pid"
+PROBE_TIMEOUT_S = 3.0
+"""How long :func:`check_reachable` waits for a tracking server to connect and answer."""
+log = logging.getLogger("omni.tracking")
+
+
+class RegistryUnreachable(ValueError):
+    """The MLflow tracking server / registry did not answer (one line: where, and why).
+
+    A ValueError like the other user-facing errors, so commands exit 2 with the message."""
+
+
 RUNTIME_LIBRARIES: tuple[str, ...] = (
     "numpy",
     "pandas",
@@ -59,7 +87,11 @@ def sqlite_path(tracking_uri: str) -> Path | None:
 
 
 def use_tracking(settings: Settings) -> str:
-    """Point MLflow at ``settings.tracking_uri`` (creating a local SQLite folder); return it."""
+    """Point MLflow at ``settings.tracking_uri`` (creating a local SQLite folder) with short
+    HTTP timeouts, after checking that a server answers (:func:`check_reachable`)."""
+    for name, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    check_reachable(settings.tracking_uri)
     import mlflow
 
     db = sqlite_path(settings.tracking_uri)
@@ -69,10 +101,85 @@ def use_tracking(settings: Settings) -> str:
     return settings.tracking_uri
 
 
-def _artifact_location(tracking_uri: str, name: str) -> str | None:
+def shown_uri(uri: str) -> str:
+    """The URI without a password (``http://user:secret@host`` -> ``http://user@host``)."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+@functools.cache
+def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """For an ``http(s)://`` tracking URI: does anything answer HTTP there within
+    ``timeout`` seconds? Any answer counts (even 401 or 404: MLflow reports those
+    itself); no connection or no answer is a :class:`RegistryUnreachable`. Checked once
+    per process and URI; other stores (SQLite, files, Databricks) are not checked."""
+    if not uri.lower().startswith(("http://", "https://")):
+        return
+    import requests
+
+    t0 = time.perf_counter()
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=(timeout, timeout))
+    except requests.exceptions.SSLError:
+        return  # it answered; MLflow has its own TLS settings (MLFLOW_TRACKING_INSECURE_TLS)
+    except requests.RequestException as exc:
+        raise RegistryUnreachable(
+            f"cannot reach the MLflow registry at {shown_uri(uri)} ({_why(exc)} after "
+            f"{time.perf_counter() - t0:.1f} s; check MLFLOW_TRACKING_URI)"
+        ) from None
+
+
+def _why(exc: BaseException) -> str:
+    """A few words on why a request failed: the OS's reason when there is one."""
+    import requests
+
+    if isinstance(exc, requests.Timeout):
+        return "no answer"
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+    return found.group(1).strip().lower() if found else type(exc).__name__
+
+
+def unreachable_error(exc: BaseException, uri: str) -> RegistryUnreachable | None:
+    """The one-line error for an MLflow exception that came from not reaching the server
+    (connection refused, timeout, retries exhausted), else None."""
+    import requests
+
+    cause = exc.__cause__ or exc.__context__
+    if not isinstance(cause, requests.RequestException):
+        return None
+    return RegistryUnreachable(
+        f"lost the MLflow registry at {shown_uri(uri)} ({_why(cause)}; check MLFLOW_TRACKING_URI)"
+    )
+
+
+@contextlib.contextmanager
+def registry_errors(settings: Settings) -> Iterator[None]:
+    """Inside the block, MLflow failing to reach its server (e.g. it went away mid-way)
+    becomes a :class:`RegistryUnreachable` instead of a chain of tracebacks."""
+    try:
+        yield
+    except Exception as exc:
+        errors = sys.modules.get("mlflow.exceptions")  # loaded if MLflow was used
+        if errors is not None and isinstance(exc, errors.MlflowException):
+            error = unreachable_error(exc, settings.tracking_uri)
+            if error is not None:
+                raise error from None
+        raise
+
+
+def _artifact_folder(tracking_uri: str, name: str) -> Path | None:
     """Artifacts of a local SQLite store live beside it, not in ``./mlruns`` of the cwd."""
     db = sqlite_path(tracking_uri)
-    return None if db is None else (db.parent / "mlartifacts" / name).as_uri()
+    return None if db is None else db.parent / "mlartifacts" / name
+
+
+def _artifact_location(tracking_uri: str, name: str) -> str | None:
+    folder = _artifact_folder(tracking_uri, name)
+    return None if folder is None else folder.as_uri()
 
 
 def ensure_experiment(settings: Settings, job: str) -> str:
@@ -111,11 +218,59 @@ def tracked_run(
     import mlflow
 
     experiment_id = ensure_experiment(settings, job)
-    all_tags = {"omni.job": job, **{k: str(v) for k, v in (tags or {}).items()}}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags) as run:
-        if params:
-            mlflow.log_params({k: param_text(v) for k, v in params.items()})
-        yield run
+    for run_id in fail_abandoned_runs(settings):
+        log.warning("marked MLflow run %s FAILED: the process running it had ended", run_id)
+    all_tags = {
+        "omni.job": job,
+        TAG_HOST: socket.gethostname(),
+        TAG_PID: str(os.getpid()),
+        **{k: str(v) for k, v in (tags or {}).items()},
+    }
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags) as run:
+            if params:
+                mlflow.log_params({k: param_text(v) for k, v in params.items()})
+            yield run
+    finally:
+        local = _artifact_folder(settings.tracking_uri, experiment_name(job))
+        if local is not None:
+            owner_only(local)
+
+
+def owner_only(folder: Path) -> None:
+    """Take group and other permissions off everything under ``folder``: MLflow copies a
+    model's code files with their modes in the source tree (0644), whatever the umask."""
+    for root, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            path = Path(root, name)
+            mode = path.lstat().st_mode
+            if mode & 0o077 and not stat.S_ISLNK(mode):
+                path.chmod(stat.S_IMODE(mode) & 0o700)
+
+
+def fail_abandoned_runs(settings: Settings) -> list[str]:
+    """Mark FAILED the RUNNING runs of our experiments whose process has ended (started on
+    this host, pid gone: e.g. killed mid-way). Runs of live processes, of other hosts and
+    runs without host and pid tags are left alone. Returns the run ids marked."""
+    import mlflow
+
+    client = mlflow.MlflowClient(use_tracking(settings))
+    experiments = client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+    if not experiments:
+        return []
+    host = socket.gethostname()
+    running = client.search_runs(
+        [e.experiment_id for e in experiments],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG_HOST}` = '{host}'",
+    )
+    marked = []
+    for run in running:
+        pid = run.data.tags.get(TAG_PID, "")
+        if pid.isdigit() and not pid_alive(int(pid)):
+            client.set_tag(run.info.run_id, "omni.abandoned", f"process {pid} on {host} ended")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            marked.append(run.info.run_id)
+    return marked
 
 
 def log_metrics(metrics: Mapping[str, float], prefix: str = "", step: int | None = None) -> None:

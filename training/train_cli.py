@@ -41,7 +41,9 @@ def quiet_mlflow() -> None:
 def run_jobs(settings, jobs: tuple[str, ...], config) -> list:
     """Train each job in turn on the store's data; print metrics and the gate's decision."""
     from training.runner import load_training_data, run_customer_job
+    from training.tracking import check_reachable
 
+    check_reachable(settings.tracking_uri)  # before minutes of training, not after
     quiet_mlflow()
     with step("read the events store"):
         events, customers = load_training_data(settings)
@@ -89,8 +91,10 @@ def _command(job: str):
             int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
         ] = None,
     ) -> None:
+        from training.tracking import registry_errors
+
         settings = ctx.obj
-        with user_errors():
+        with user_errors(), registry_errors(settings):
             jobs = JOBS if job == "all" else (job,)
             run_jobs(settings, jobs, _config(lookback, horizon, cutoffs, seed, settings))
             if job == "all":
@@ -117,9 +121,11 @@ def run_recs(settings, horizon: int, seed: int | None) -> object:
 
     from features.store import read_events, read_table
     from training.recs.job import GATE_METRIC, train_recommender
+    from training.tracking import check_reachable
 
     if seed is not None:
         settings = replace(settings, seed=seed)
+    check_reachable(settings.tracking_uri)  # before minutes of training, not after
     quiet_mlflow()
     with step("read the events store"):
         events = read_events(settings.store_dir)
@@ -156,5 +162,7 @@ def recs_command(
 ) -> None:
     """Product recommendations: ALS / buy-again / popularity candidates ranked by LightGBM,
     vs popularity, buy-again + popularity and ALS-alone baselines."""
-    with user_errors():
+    from training.tracking import registry_errors
+
+    with user_errors(), registry_errors(ctx.obj):
         run_recs(ctx.obj, horizon, seed)
