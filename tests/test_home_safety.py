@@ -274,17 +274,16 @@ def test_killed_training_leaves_a_whole_registry_and_no_run_running(prepared):
     settings = get_settings({"OMNI_HOME": str(prepared.home)})
     champion = _churn_champion(settings)
     assert _running(settings) == []
-    stuck = []
 
     def check(home: Path) -> None:
         settings = get_settings({"OMNI_HOME": str(home)})
         assert _churn_champion(settings) >= champion  # the old one or a newer complete one
-        stuck.append(len(_running(settings)))
         fail_abandoned_runs(settings)  # what the next training does first
         assert _running(settings) == []
 
     _kill_loop(TRAIN, prepared.seconds["train"], check, 143, prepared)
-    assert sum(stuck) > 0  # some kills did leave a run RUNNING until the next command
+    # Whether a random kill lands while a run is RUNNING depends on timing (none did in one
+    # full-suite run): the next test kills a run known to be RUNNING, deterministically.
 
 
 def test_the_next_training_marks_a_killed_run_failed_but_not_a_live_one(prepared, tmp_path):
