@@ -22,10 +22,10 @@ x customer), which ``np.bincount`` does in one pass with no hashing, while a Pol
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,13 @@ N_STEPS = len(FAMILIES) + 2
 """Progress callbacks a build makes (encoding, one per family, assembly), for progress bars."""
 
 EventTypes = str | Iterable[str]
+_NO_EVENTS = pd.DataFrame(
+    {
+        "ts": pd.Series([], dtype="datetime64[us, UTC]"),
+        "channel": pd.Categorical([], categories=CHANNELS),
+        "event_type": pd.Categorical([], categories=EVENT_TYPES),
+    }
+)
 
 
 def build_customer_features(
@@ -78,15 +85,32 @@ def features_from_encoded(
     tick = progress or (lambda _: None)
     activity = CustomerActivity(cut(enc, as_of, windows))
     spec = customer_features(activity.windows)
+    last_readers = _last_readers(spec, activity.windows)
     cols: dict[str, np.ndarray] = {}
-    for family, features in itertools.groupby(spec, key=lambda f: f.family):
-        for f in features:
-            cols[f.name] = np.asarray(f.compute(activity)).astype(f.dtype, copy=False)
-        tick(family)
-    ids = activity.ids
-    del activity  # its grouped arrays are no longer needed: free them before the table
-    out = assemble(cols, spec, ids)
+    for i, f in enumerate(spec):
+        cols[f.name] = np.asarray(f.compute(activity)).astype(f.dtype, copy=False)
+        activity.forget(last_readers[i])
+        if i + 1 == len(spec) or spec[i + 1].family != f.family:
+            tick(f.family)
+    out = assemble(cols, spec, activity.ids)
     tick("assembled the table")
+    return out
+
+
+def _last_readers(spec: Sequence[Feature], windows: tuple[int, ...]) -> list[list[tuple]]:
+    """For each feature, the grouped aggregates no later feature reads (to be freed once it
+    is computed), found by computing the registry on a cut without events: which
+    aggregates a feature reads does not depend on the data. Only memory depends on this:
+    an aggregate read again after being freed is computed again."""
+    probe = CustomerActivity(cut(encode_events(_NO_EVENTS), "2000-01-01", windows))
+    last: dict[tuple, int] = {}
+    for i, f in enumerate(spec):
+        probe.reads = []
+        f.compute(probe)
+        last.update(dict.fromkeys(probe.reads, i))
+    out: list[list[tuple]] = [[] for _ in spec]
+    for key, i in last.items():
+        out[i].append(key)
     return out
 
 
@@ -114,6 +138,16 @@ def _event_type_codes(types: EventTypes) -> tuple[int, ...]:
     return _codes([types] if isinstance(types, str) else types, ET)
 
 
+def _combine(per_channel: list[dict[str, np.ndarray]], op: np.ufunc) -> dict[str, np.ndarray]:
+    """Per-channel results of several event types combined channel by channel with ``op``
+    (``np.add`` for counts, ``np.minimum`` for last-seen ages)."""
+    out: dict[str, np.ndarray] = {}
+    for result in per_channel:
+        for ch, values in result.items():
+            out[ch] = values if ch not in out else op(out[ch], values)
+    return {ch: out[ch] for ch in CHANNELS if ch in out}
+
+
 def _member(codes: tuple[int, ...], n_codes: int) -> np.ndarray:
     """A lookup table ``code -> is one of codes``: indexing it with a per-event code
     array is several times faster than ``np.isin``."""
@@ -134,20 +168,28 @@ class CustomerActivity:
         self.cut = c
         self.windows = c.windows
         self.n = c.n
-        self._cache: dict[tuple, object] = {}
+        self._cache: dict[tuple, Any] = {}
+        self.reads: list[tuple] | None = None  # when set, every aggregate read is noted here
 
     @property
     def ids(self) -> pd.Index:
         """The customer id of each output row."""
         return self.cut.ids
 
-    def _cached(self, key: tuple, compute: Callable[[], object]):
+    def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """The aggregate ``key``, computed on first read."""
+        if self.reads is not None:
+            self.reads.append(key)
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
 
+    def forget(self, keys: Iterable[tuple]) -> None:
+        """Free these aggregates (a later read would compute them again)."""
+        for key in keys:
+            self._cache.pop(key, None)
+
     # ------------------------------------------------------------ grouping
-    @cached_property
     def _rows_by_type(self) -> list[np.ndarray]:
         """Positions (int32) of each event type's events, in row order: one stable sort."""
         et = self.cut.event_type
@@ -158,7 +200,8 @@ class CustomerActivity:
     def rows(self, event_types: EventTypes, channels: Sequence[str] = ()) -> np.ndarray:
         """Positions in the cut of the events of these types [on these channels], in row
         order within each type."""
-        parts = [self._rows_by_type[t] for t in _event_type_codes(event_types)]
+        by_type = self._cached(("rows by type",), self._rows_by_type)
+        parts = [by_type[t] for t in _event_type_codes(event_types)]
         if channels:
             on = _member(_codes(channels, CH), len(CHANNELS))
             parts = [rows[on[self.cut.channel[rows]]] for rows in parts]
@@ -227,6 +270,8 @@ class CustomerActivity:
         return self.windows.index(within)
 
     # ------------------------------------------------------------ event counts
+    # Counts and last-seen ages are grouped per event type (each event is read once);
+    # a set of types adds up (or takes the smallest of) its types' results.
     def count(
         self,
         event_types: EventTypes,
@@ -235,47 +280,64 @@ class CustomerActivity:
     ) -> np.ndarray:
         """Events of these types per customer: in the last ``within`` days, or on these
         ``channels`` over the lookback, or over the whole lookback."""
-        c, types = self.cut, _event_type_codes(event_types)
+        types = _event_type_codes(event_types)
         if channels is not None and within is not None:
             raise ValueError("count events per window or per channel, not both")
         if channels is not None:
+            per_channel = self._cached(
+                ("count per channel", types),
+                lambda: _combine([self._type_per_channel(t) for t in types], np.add),
+            )
+            return self.total(per_channel, channels)
+        per_window = self._cached(
+            ("count per window", types),
+            lambda: np.add.reduce([self._type_per_window(t) for t in types]),
+        )
+        return per_window[self.window(within)]
 
-            def per_channel() -> dict[str, np.ndarray]:
-                rows = self.rows(event_types)
-                return self.per_channel(c.channel[rows], c.code[rows])
-
-            return self.total(self._cached(("count per channel", types), per_channel), channels)
-
-        def per_window() -> np.ndarray:
-            rows = self.rows(event_types)
+    def _type_per_window(self, event_type: int) -> np.ndarray:
+        def compute() -> np.ndarray:
+            c, rows = self.cut, self.rows(EVENT_TYPES[event_type])
             return self.per_window(c.day[rows], c.code[rows])
 
-        return self._cached(("count per window", types), per_window)[self.window(within)]
+        return self._cached(("count per window of type", event_type), compute)
+
+    def _type_per_channel(self, event_type: int) -> dict[str, np.ndarray]:
+        def compute() -> dict[str, np.ndarray]:
+            c, rows = self.cut, self.rows(EVENT_TYPES[event_type])
+            return self.per_channel(c.channel[rows], c.code[rows])
+
+        return self._cached(("count per channel of type", event_type), compute)
 
     # ------------------------------------------------------------ recency
+    def last_seen_per_channel(self, event_types: EventTypes) -> dict[str, np.ndarray]:
+        """Age in seconds of each customer's last event of these types on each channel
+        that has one (:data:`features.kernels.NEVER`: none in the lookback)."""
+        types = _event_type_codes(event_types)
+        return self._cached(
+            ("last seen per channel", types),
+            lambda: _combine([self._type_last_seen(t) for t in types], np.minimum),
+        )
+
+    def _type_last_seen(self, event_type: int) -> dict[str, np.ndarray]:
+        def compute() -> dict[str, np.ndarray]:
+            c, rows = self.cut, self.rows(EVENT_TYPES[event_type])
+            return self.per_channel(c.channel[rows], c.code[rows], last_age=c.age[rows])
+
+        return self._cached(("last seen of type", event_type), compute)
+
     def last_seen(
         self, event_types: EventTypes, channels: Sequence[str] | None = None
     ) -> np.ndarray:
         """Age in seconds of each customer's last event of these types [on these channels]
         (:data:`features.kernels.NEVER`: none in the lookback)."""
-        c, types = self.cut, _event_type_codes(event_types)
-        if channels is None:
-
-            def overall() -> np.ndarray:
-                rows = self.rows(event_types)
-                return k.minimum(c.code[rows], c.age[rows], c.width, fill=k.NEVER)[: self.n]
-
-            return self._cached(("last seen", types), overall)
-        per_channel = self._last_seen_per_channel(types)
-        ages = [per_channel[ch] for ch in channels if ch in per_channel]
-        return np.minimum.reduce(ages) if ages else np.full(self.n, k.NEVER, dtype=np.int32)
-
-    def _last_seen_per_channel(self, types: tuple[int, ...]) -> dict[str, np.ndarray]:
-        def compute() -> dict[str, np.ndarray]:
-            c, rows = self.cut, self.rows([EVENT_TYPES[t] for t in types])
-            return self.per_channel(c.channel[rows], c.code[rows], last_age=c.age[rows])
-
-        return self._cached(("last seen per channel", types), compute)
+        per_channel = self.last_seen_per_channel(event_types)
+        if channels is not None:
+            _codes(channels, CH)
+            per_channel = {ch: per_channel[ch] for ch in channels if ch in per_channel}
+        if not per_channel:
+            return np.full(self.n, k.NEVER, dtype=np.int32)
+        return np.minimum.reduce(list(per_channel.values()))
 
     def days_since(
         self, event_types: EventTypes, channels: Sequence[str] | None = None
@@ -286,40 +348,40 @@ class CustomerActivity:
 
     def channels_used(self, event_types: EventTypes) -> np.ndarray:
         """Channels with an event of these types in the lookback, per customer (int8)."""
-        per_channel = self._last_seen_per_channel(_event_type_codes(event_types))
+        per_channel = self.last_seen_per_channel(event_types)
         used = np.zeros(self.n, dtype=np.int8)
         for age in per_channel.values():
             used += age < k.NEVER
         return used
 
     # ------------------------------------------------------------ families
-    @cached_property
+    @property
     def orders(self) -> Orders:
-        return Orders(self)
+        return self._cached(("orders",), lambda: Orders(self))
 
-    @cached_property
+    @property
     def money(self) -> Money:
-        return Money(self)
+        return self._cached(("money",), lambda: Money(self))
 
-    @cached_property
+    @property
     def store_visits(self) -> StoreVisits:
-        return StoreVisits(self)
+        return self._cached(("store visits",), lambda: StoreVisits(self))
 
-    @cached_property
+    @property
     def attributes(self) -> Attributes:
-        return Attributes.of(self.cut)
-
-    @cached_property
-    def _online_days(self) -> np.ndarray:
-        c, span = self.cut, self.cut.lookback
-        rows = self.rows(ACTIVE, ONLINE_CHANNELS)
-        keys = k.distinct(c.code[rows].astype(np.int64) * span + c.day[rows])
-        return self.per_window(keys % span, keys // span)
+        return self._cached(("attributes",), lambda: Attributes.of(self.cut))
 
     def online_days(self, within: int) -> np.ndarray:
         """Distinct days with a web / app purchase or engagement in the last ``within`` days
         (the contract has no session id: a day of activity is the session proxy)."""
-        return self._online_days[self.window(within)]
+
+        def per_window() -> np.ndarray:
+            c, span = self.cut, self.cut.lookback
+            rows = self.rows(ACTIVE, ONLINE_CHANNELS)
+            keys = k.distinct(c.code[rows].astype(np.int64) * span + c.day[rows])
+            return self.per_window(keys % span, keys // span)
+
+        return self._cached(("online days",), per_window)[self.window(within)]
 
 
 class Orders:

@@ -135,20 +135,21 @@ def _chunk_numbers(
     None when some id is not ``prefix`` + digits of ``width`` bytes.
 
     The ids are read in place: ids of one width lie back to back in Arrow's data
-    buffer, a grid of ``ids x width`` bytes.
+    buffer (a null takes no bytes), a grid of ``ids x width`` bytes.
     """
+    offset_type = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    _, offsets, data = chunk.buffers()
+    start = chunk.offset * np.dtype(offset_type).itemsize
+    offsets = np.frombuffer(offsets, offset_type, count=len(chunk) + 1, offset=start)
+    lengths = np.diff(offsets)
     valid = None
     if chunk.null_count:
         valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-        chunk = chunk.drop_null()
-    m = len(chunk)
-    offset_type = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
-    _, offsets, data = chunk.buffers()
-    offsets = np.frombuffer(
-        offsets, offset_type, count=m + 1, offset=chunk.offset * offset_type().itemsize
-    )
-    if m and not (np.diff(offsets) == width).all():
+        if not (lengths == np.where(valid, width, 0)).all():
+            return None
+    elif not (lengths == width).all():
         return None
+    m = len(chunk) - chunk.null_count
     grid = np.frombuffer(data, np.uint8, count=m * width, offset=int(offsets[0]) if m else 0)
     grid = grid.reshape(m, width)
     if not (grid[:, : len(prefix)] == np.frombuffer(prefix, np.uint8)).all():

@@ -49,8 +49,10 @@ def ratio(num: np.ndarray, den: np.ndarray, undefined: float, scale: float = 1.0
     Divided in float64 and rounded once to float32 (the correctly rounded quotient).
     """
     num, den = np.asarray(num), np.asarray(den)
+    if scale != 1.0:
+        num = np.multiply(num, scale, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = (np.multiply(num, scale, dtype=np.float64) / den).astype(np.float32)
+        out = np.true_divide(num, den, dtype=np.float64).astype(np.float32)
     np.putmask(out, den == 0, np.float32(undefined))
     return out
 

@@ -164,3 +164,19 @@ def test_chunked_columns_are_read_chunk_by_chunk(chunks):
     flat = [v for chunk in chunks for v in chunk]
     assert list(uniques) == sorted({v for v in flat if v is not None})
     assert [None if c < 0 else uniques[c] for c in codes] == flat
+
+
+def test_numbered_ids_in_sliced_chunks_and_null_slots_that_keep_bytes():
+    """Issue 15: ids are read from Arrow's buffers, so a slice's offset and a null entry
+    that still spans bytes (Arrow allows it) must not shift or merge an id."""
+    offsets = np.array([0, 3, 6, 9, 12], dtype=np.int32)
+    data = pa.py_buffer(b"C07C99C02C07")
+    arr = pa.StringArray.from_buffers(4, pa.py_buffer(offsets), data, pa.py_buffer(bytes([0b1101])))
+    (codes,), uniques = factorize(arr)  # "C99" is null: its bytes are not an id
+    assert list(uniques) == ["C02", "C07"]
+    assert codes.tolist() == [1, -1, 0, 1]
+    (codes,), uniques = factorize(
+        pa.chunked_array([pa.array(["C05", "C01", None, "C03"])]).slice(1)
+    )
+    assert list(uniques) == ["C01", "C03"]
+    assert codes.tolist() == [0, -1, 1]
