@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -47,7 +48,7 @@ def factorize(
     numbered = _Numbered.parse(arrays)
     if numbered is not None:
         return numbered.codes(), numbered.index() if uniques else None
-    return _dictionary_encoded(arrays, sort)
+    return _hashed(arrays, sort) or _dictionary_encoded(arrays, sort)
 
 
 def _as_arrow(col: Any) -> pa.ChunkedArray:
@@ -181,6 +182,33 @@ def _sorted_distinct(values: np.ndarray) -> np.ndarray:
     keep = np.ones(len(s), dtype=bool)
     np.not_equal(s[1:], s[:-1], out=keep[1:])
     return s[keep]
+
+
+def _hashed(arrays: list[pa.ChunkedArray], sort: bool) -> tuple[list[np.ndarray], pd.Index] | None:
+    """Ids grouped by their 64-bit Polars hash, every id checked against its group's
+    first one: exact, or None when two different ids share a hash (never seen; then
+    Arrow's dictionary encoding takes over)."""
+    ids = pl.concat([pl.Series(a) for a in arrays], rechunk=False)
+    valid = ids.is_not_null()
+    present = ids.filter(valid) if ids.null_count() else ids
+    group, _ = pd.factorize(present.hash().to_numpy())
+    # pd.factorize numbers groups by first appearance: their first rows are where the
+    # running maximum of the group number grows.
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(group), prepend=-1) > 0)
+    distinct = present.gather(first)
+    if not (distinct.gather(group) == present).all():
+        return None
+    rank = np.arange(len(first), dtype=np.int32)
+    distinct_ids = distinct.to_arrow().cast(pa.large_string())
+    if sort and len(first):
+        order = pc.array_sort_indices(distinct_ids).to_numpy()
+        rank = _rank(order)
+        distinct_ids = distinct_ids.take(order)
+    codes = np.full(len(ids), -1, dtype=np.int32)
+    codes[valid.to_numpy()] = rank[group]
+    bounds = np.cumsum([0, *(len(a) for a in arrays)])
+    index = pd.Index(pd.array(distinct_ids, dtype=STR))
+    return [codes[a:b] for a, b in itertools.pairwise(bounds)], index
 
 
 def _dictionary_encoded(
