@@ -40,7 +40,7 @@ from features.kernels import ratio
 from features.schema import CHANNELS, LOYALTY_TIERS, ONLINE_CHANNELS, OUTREACH_CHANNELS
 
 if TYPE_CHECKING:
-    from features.customer_features import CustomerActivity
+    from features.customer_activity import CustomerActivity
 
 DEFAULT_WINDOWS: tuple[int, ...] = (7, 30, 90, 365)
 SALES_CHANNELS: tuple[str, ...] = tuple(c for c in CHANNELS if c not in OUTREACH_CHANNELS)
@@ -68,7 +68,7 @@ NAN = math.nan
 class Feature:
     """One output column: what it is, what a row with no relevant events gets, and how it
     is computed (``compute``, a function of the builder's grouped events: see
-    :class:`features.customer_features.CustomerActivity` for customer features and
+    :class:`features.customer_activity.CustomerActivity` for customer features and
     :class:`features.item_features.Lines` for item features)."""
 
     name: str
@@ -99,7 +99,7 @@ def window_pairs(windows: Sequence[int]) -> list[tuple[int, int]]:
 def customer_features(windows: Sequence[int] = DEFAULT_WINDOWS) -> tuple[Feature, ...]:
     """The customer feature table's columns, in order, for these windows.
 
-    Each ``compute`` takes a :class:`~features.customer_features.CustomerActivity` ``x``
+    Each ``compute`` takes a :class:`~features.customer_activity.CustomerActivity` ``x``
     (one cutoff's events grouped per customer) and returns one value per customer.
     """
     w = check_windows(windows)
