@@ -423,39 +423,23 @@ def item_features(windows: Sequence[int] = DEFAULT_WINDOWS) -> tuple[Feature, ..
     purchase and view lines, grouped per product or per place and product).
     """
     w = check_windows(windows)
-    f = [
-        Feature(
-            f"orders_{d}d",
-            "int32",
-            "item",
-            f"order lines in the last {d} days",
-            0,
-            lambda x, d=d: x.count("purchase", within=d),
-        )
-        for d in w
-    ]
-    f += [
-        Feature(
-            f"units_{d}d",
-            "int32",
-            "item",
-            f"units sold in the last {d} days",
-            0,
-            lambda x, d=d: x.units(within=d),
-        )
-        for d in w
-    ]
-    f += [
-        Feature(
-            f"views_{d}d",
-            "int32",
-            "item",
-            f"views in the last {d} days",
-            0,
-            lambda x, d=d: x.count("view", within=d),
-        )
-        for d in w
-    ]
+    f: list[Feature] = []
+    for name, desc, per_window in (
+        ("orders", "order lines", lambda x, d: x.count("purchase", within=d)),
+        ("units", "units sold", lambda x, d: x.units(within=d)),
+        ("views", "views", lambda x, d: x.count("view", within=d)),
+    ):
+        f += [
+            Feature(
+                f"{name}_{d}d",
+                "int32",
+                "item",
+                f"{desc} in the last {d} days",
+                0,
+                lambda x, d=d, per_window=per_window: per_window(x, d),
+            )
+            for d in w
+        ]
     f += [
         Feature(
             "buyers", "int32", "item", "distinct customers who bought it", 0, lambda x: x.buyers
