@@ -111,18 +111,13 @@ class CustomerActivity:
             self._cache.pop(key, None)
 
     # ------------------------------------------------------------ grouping
-    def _rows_by_type(self) -> list[np.ndarray]:
-        """Positions (int32) of each event type's events, in row order: one stable sort."""
-        et = self.cut.event_type
-        order = np.argsort(et, kind="stable").astype(np.int32)
-        ends = np.cumsum(np.bincount(et, minlength=len(EVENT_TYPES)))
-        return np.split(order, ends[:-1])
-
     def rows(self, event_types: EventTypes, channels: Sequence[str] = ()) -> np.ndarray:
         """Positions in the cut of the events of these types [on these channels], in row
         order within each type."""
-        by_type = self._cached(("rows by type",), self._rows_by_type)
-        parts = [by_type[t] for t in _event_type_codes(event_types)]
+        parts = [
+            self._cached(("rows of type", t), lambda t=t: np.flatnonzero(self.cut.event_type == t))
+            for t in _event_type_codes(event_types)
+        ]
         if channels:
             on = _member(_codes(channels, CH), len(CHANNELS))
             parts = [rows[on[self.cut.channel[rows]]] for rows in parts]
