@@ -74,6 +74,8 @@ class EncodedEvents:
         rows = np.flatnonzero(self.event_type == PURCHASE)
         if self._order_codes is not None:
             code = self._order_codes.result()[rows].astype(np.int64)
+        elif "order_id" in self._events.columns:
+            code = _order_codes(self._events)[rows].astype(np.int64)
         else:
             code = np.full(len(rows), -1, dtype=np.int64)
         cust = self.cust[rows]
@@ -100,12 +102,14 @@ class EncodedEvents:
         return self._events[name] if name in self._events.columns else None
 
 
-def encode_events(events: pd.DataFrame, customers: pd.DataFrame | None = None) -> EncodedEvents:
+def encode_events(
+    events: pd.DataFrame, customers: pd.DataFrame | None = None, order_ids: bool = True
+) -> EncodedEvents:
     """Encode contract events (+ the customers table, optional) as flat arrays.
 
-    Store and order ids are encoded on a second thread while the customer ids are
-    (numpy and Arrow release the GIL): at 10M events the three took 0.33 s instead of
-    0.51 s. Order codes are ready when :attr:`EncodedEvents.orders` is first read.
+    Store ids and (with ``order_ids``, for :attr:`EncodedEvents.orders`) order ids are
+    encoded on a second thread while the customer ids are (numpy and Arrow release the
+    GIL): at 10M events the three took 0.33 s instead of 0.51 s.
     """
     missing = [c for c in EVENTS.required if c not in events.columns]
     if missing:
@@ -121,7 +125,8 @@ def encode_events(events: pd.DataFrame, customers: pd.DataFrame | None = None) -
     )
     second = ThreadPoolExecutor(1, thread_name_prefix="encode-ids")
     stores_job = second.submit(_store_codes, events, customers)
-    orders_job = second.submit(_order_codes, events) if "order_id" in events.columns else None
+    with_orders = order_ids and "order_id" in events.columns
+    orders_job = second.submit(_order_codes, events) if with_orders else None
     second.shutdown(wait=False)  # the thread ends when its two jobs are done
     (cust, cust_of_row), ids = factorize(ev_ids, customers["customer_id"])
     store, stores, home = stores_job.result()

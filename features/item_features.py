@@ -51,7 +51,7 @@ def build_item_features(
         raise ValueError("as_of is required: features are always as of a cutoff")
     if by not in (None, "store", "region"):
         raise ValueError(f"by must be None, 'store' or 'region', got {by!r}")
-    c = cut(encode_events(events), as_of, windows)
+    c = cut(encode_events(events, order_ids=False), as_of, windows)
     product_lines = _ProductLines(c, events, products)
     if by is None:
         lines = Lines(c, product_lines, product_lines.product, len(product_lines.ids))
@@ -79,7 +79,7 @@ def build_customer_item_features(
     """One row per (customer, product) bought in the lookback, sorted by both ids."""
     if as_of is None:
         raise ValueError("as_of is required: features are always as of a cutoff")
-    c = cut(encode_events(events), as_of, windows)
+    c = cut(encode_events(events, order_ids=False), as_of, windows)
     product_lines = _ProductLines(c, events, None)
     n_p = len(product_lines.ids)
     bought = product_lines.purchase & (product_lines.code < c.n)
