@@ -74,6 +74,7 @@ class EncodedEvents:
         rows = np.flatnonzero(self.event_type == PURCHASE)
         if self._order_codes is not None:
             code = self._order_codes.result()[rows].astype(np.int64)
+            self._order_codes = None  # the codes of every row are not needed any more
         elif "order_id" in self._events.columns:
             code = _order_codes(self._events)[rows].astype(np.int64)
         else:
