@@ -86,7 +86,7 @@ def _last_readers(spec: Sequence[Feature], windows: tuple[int, ...]) -> list[lis
             "event_type": pd.Categorical([], categories=EVENT_TYPES),
         }
     )
-    probe = CustomerActivity(cut(encode_events(no_events), "2000-01-01", windows))
+    probe = CustomerActivity(cut(encode_events(no_events, order_ids=False), "2000-01-01", windows))
     last: dict[tuple, int] = {}
     for i, f in enumerate(spec):
         probe.reads = []

@@ -1,8 +1,16 @@
-"""Every feature the models may use: name, dtype, one-line description, missing value.
+"""Every feature the models may use: name, dtype, description, missing value, computation.
 
-This module is the single definition: builders return exactly these columns in this
-order with these dtypes, ``omni features list`` prints them, and a trained model
-stores the names it was trained on. Names are stable; new features are appended.
+This module is the single definition: each feature is one declaration, its computation
+(``compute``) right beside it, and the builders compute exactly these columns in this
+order with these dtypes; ``omni features list`` prints them and docs/features.md is
+generated from them (``omni features list --markdown``); a trained model stores the
+names it was trained on. Names are stable; new features are appended. Adding a feature
+is adding a declaration (see the README's Development section).
+
+A customer feature's ``compute`` is a formula over ``x``, the cutoff's events grouped per
+customer (:class:`features.customer_activity.CustomerActivity`: ``x.count(...)``,
+``x.days_since(...)``, ``x.orders``, ``x.money``, ``x.store_visits``, ``x.attributes``),
+in plain numpy; an item feature's reads :class:`features.item_features.Lines`.
 
 Point in time: a feature as of ``T`` reads only events with ``T - lookback < ts < T``,
 where ``lookback`` is the longest window (365 days by default); an event is in the
