@@ -8,15 +8,12 @@ seconds too) and whole days before ``T``.
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from features import threads
 from features.encode import DAY_US, UNKNOWN_TS, EncodedEvents, to_us
-from features.memory import random_access
 from features.registry import check_windows
 
 
@@ -30,7 +27,7 @@ class Cut:
     windows: tuple[int, ...]
     members: np.ndarray  # encoded customer code of each output row (sorted)
     rows: slice | np.ndarray  # selected event rows
-    code: np.ndarray  # int64 compact customer code per selected row (n: none)
+    code: np.ndarray  # int32 compact customer code per selected row (n: none)
     age: np.ndarray  # int32 whole seconds before the cutoff
     day: np.ndarray  # int32 whole days before the cutoff, 0 .. lookback - 1
     channel: np.ndarray
@@ -70,7 +67,7 @@ class Cut:
         return values[self.rows]
 
     def compact(self, encoded_codes: np.ndarray) -> np.ndarray:
-        """Encoded customer codes -> compact codes, int64 (``n`` for none / not a member)."""
+        """Encoded customer codes -> compact codes, int32 (``n`` for none / not a member)."""
         return _compact(self._remap, encoded_codes)
 
     def __post_init__(self) -> None:
@@ -93,28 +90,21 @@ def _ages_and_days(t_us: int, ts: np.ndarray, rows) -> tuple[np.ndarray, np.ndar
 def _remap(n_ids: int, members: np.ndarray) -> np.ndarray:
     """Encoded code -> compact code table (int32); index -1 (no customer) lands on ``n``."""
     n = len(members)
-    remap = random_access(n_ids + 1, np.int32, n)
+    remap = np.full(n_ids + 1, n, dtype=np.int32)
     remap[members] = np.arange(n, dtype=np.int32)
     return remap
 
 
 def _compact(remap: np.ndarray, encoded_codes: np.ndarray) -> np.ndarray:
-    """Look codes up in an int32 table, then widen: a table half the size of an int64
-    one stays in cache, and the lookup at random customers was the slow part."""
-    return np.take(remap, encoded_codes).astype(np.int64)
+    """Look codes up in the int32 remap table (``-1``, no customer, is its last entry)."""
+    return np.take(remap, encoded_codes)
 
 
-def cut(
-    enc: EncodedEvents,
-    as_of: pd.Timestamp | str,
-    windows=(7, 30, 90, 365),
-    helper: Executor | None = None,
-) -> Cut:
+def cut(enc: EncodedEvents, as_of: pd.Timestamp | str, windows=(7, 30, 90, 365)) -> Cut:
     """Select the events of ``(as_of - max(windows) days, as_of)`` and the members.
 
     Open at the old end like every window: an event is in the ``w``-day window when it
-    is less than ``w`` days old, so one exactly a lookback old is in none. Ages are
-    worked out on the ``helper`` thread, if any, beside the customer codes.
+    is less than ``w`` days old, so one exactly a lookback old is in none.
     """
     windows = check_windows(windows)
     t_us = to_us(as_of)
@@ -127,7 +117,6 @@ def cut(
     else:
         in_span = (ts > lo) & (ts < t_us)
         rows = slice(None) if bool(in_span.all()) else np.flatnonzero(in_span)
-    aged = threads.run(helper, _ages_and_days, t_us, ts, rows)
     cust = enc.cust[rows]
     n_ids = len(enc.ids)
     seen = np.zeros(n_ids + 1, dtype=bool)
@@ -138,10 +127,10 @@ def cut(
     members = np.flatnonzero(member)
     n = len(members)
     if n == n_ids:
-        code = np.where(cust >= 0, cust, n).astype(np.int64)
+        code = np.where(cust >= 0, cust, n).astype(np.int32)
     else:
         code = _compact(_remap(n_ids, members), cust)
-    age, day = aged.result()
+    age, day = _ages_and_days(t_us, ts, rows)
     return Cut(
         enc=enc,
         as_of=pd.Timestamp(t_us, unit="us", tz="UTC"),

@@ -8,14 +8,13 @@ category codes. Columns are viewed, not copied, wherever pandas allows it.
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from features import threads
 from features.ids import factorize
 from features.schema import (
     CHANNELS,
@@ -59,7 +58,7 @@ class EncodedEvents:
     customers: Customers
     ts_sorted: bool
     _events: pd.DataFrame = field(repr=False)
-    _order_ids: Future | threads.Later | None = field(default=None, repr=False)  # codes per row
+    _order_codes: Future | None = field(default=None, repr=False)  # a code per row
 
     @property
     def n_events(self) -> int:
@@ -73,8 +72,11 @@ class EncodedEvents:
         (customer, ts), as a till or web shop writes the lines of one order at once.
         """
         rows = np.flatnonzero(self.event_type == PURCHASE)
-        if self._order_ids is not None:
-            code = self._order_ids.result()[rows].astype(np.int64)
+        if self._order_codes is not None:
+            code = self._order_codes.result()[rows].astype(np.int64)
+            self._order_codes = None  # the codes of every row are not needed any more
+        elif "order_id" in self._events.columns:
+            code = _order_codes(self._events)[rows].astype(np.int64)
         else:
             code = np.full(len(rows), -1, dtype=np.int64)
         cust = self.cust[rows]
@@ -102,13 +104,13 @@ class EncodedEvents:
 
 
 def encode_events(
-    events: pd.DataFrame, customers: pd.DataFrame | None = None, helper: Executor | None = None
+    events: pd.DataFrame, customers: pd.DataFrame | None = None, order_ids: bool = True
 ) -> EncodedEvents:
     """Encode contract events (+ the customers table, optional) as flat arrays.
 
-    With a ``helper`` thread, store ids are encoded there beside the customer ids, and
-    order ids after them (ready when :attr:`EncodedEvents.orders` is first read);
-    without one, order ids are encoded on that first read.
+    Store ids and (with ``order_ids``, for :attr:`EncodedEvents.orders`) order ids are
+    encoded on a second thread while the customer ids are (numpy and Arrow release the
+    GIL): at 10M events the three took 0.33 s instead of 0.51 s.
     """
     missing = [c for c in EVENTS.required if c not in events.columns]
     if missing:
@@ -117,17 +119,16 @@ def encode_events(
     if customers is None:
         customers = pd.DataFrame({"customer_id": pd.Series([], dtype="str")})
     customers = as_contract_frame(customers, CUSTOMERS)
-    stores_job = threads.run(helper, _store_codes, events, customers)
-    order_ids: Future | threads.Later | None = None
-    if "order_id" in events.columns and helper is not None:
-        order_ids = helper.submit(_order_codes, events)
-    elif "order_id" in events.columns:
-        order_ids = threads.Later(_order_codes, events)
     ev_ids = (
         events["customer_id"]
         if "customer_id" in events.columns
         else pd.Series(np.full(len(events), None, dtype=object), dtype="str")
     )
+    second = ThreadPoolExecutor(1, thread_name_prefix="encode-ids")
+    stores_job = second.submit(_store_codes, events, customers)
+    with_orders = order_ids and "order_id" in events.columns
+    orders_job = second.submit(_order_codes, events) if with_orders else None
+    second.shutdown(wait=False)  # the thread ends when its two jobs are done
     (cust, cust_of_row), ids = factorize(ev_ids, customers["customer_id"])
     store, stores, home = stores_job.result()
     ts = _ts_us(events["ts"])
@@ -144,7 +145,7 @@ def encode_events(
         customers=_customer_attributes(customers, cust_of_row, len(ids), home),
         ts_sorted=bool(len(ts) < 2 or (ts[1:] >= ts[:-1]).all()),
         _events=events,
-        _order_ids=order_ids,
+        _order_codes=orders_job,
     )
 
 
@@ -162,8 +163,7 @@ def _store_codes(
 
 
 def _order_codes(events: pd.DataFrame) -> np.ndarray:
-    """A code per row for its ``order_id`` (-1: none); the whole column is read in
-    place (gathering the purchase lines' ids first would copy them)."""
+    """A code per row for its ``order_id`` (-1: none), in no particular order."""
     (code,), _ = factorize(events["order_id"], sort=False, uniques=False)
     return code
 

@@ -39,13 +39,19 @@ def list_features(
         str, typer.Option(help="Which table: customer, item or customer_item.")
     ] = "customer",
     windows: WindowsOption = "7,30,90,365",
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Every table as Markdown (docs/features.md).")
+    ] = False,
 ) -> None:
     """Print every feature: name, dtype, what a customer with no events gets, description."""
     with user_errors():
         from rich.table import Table
 
-        from features.registry import TABLES, format_missing
+        from features.registry import TABLES, features_markdown, format_missing
 
+        if markdown:
+            print(features_markdown(_windows(windows)), end="")
+            return
         if table not in TABLES:
             raise ValueError(f"--table must be one of {', '.join(TABLES)}, got {table!r}")
         spec = TABLES[table](_windows(windows))

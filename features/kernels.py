@@ -1,16 +1,13 @@
-"""Grouped numpy arithmetic over integer keys: the few primitives every builder uses.
+"""The few numpy helpers every builder uses: grouped counts, minima, distinct keys, ratios.
 
-Groups are dense integer keys (cell x window band x customer ...), so a grouped count,
-sum or minimum is one pass of a compiled scatter loop (or ``np.bincount``); distinct
-counts sort int64 keys once. No Python loop ever runs over rows.
+Groups are dense integer keys (window band x customer, channel x customer ...), so a
+grouped count or sum is one ``np.bincount``, a grouped minimum one ``np.minimum.at``,
+and distinct counts one sort of integer keys. No Python loop runs over rows.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from features import divide, scatter
-from features.memory import random_access
 
 NEVER = np.iinfo(np.int32).max
 """Age (seconds) of something that never happened: larger than any real age."""
@@ -18,42 +15,19 @@ SECONDS_PER_DAY = 86_400
 
 
 def counts(key: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """Rows (or the sum of ``weights``) per group ``0 .. n_groups - 1``."""
+    """Rows (or the sum of ``weights``, added in row order) per group ``0 .. n_groups - 1``."""
     return np.bincount(key, weights=weights, minlength=n_groups)[:n_groups]
-
-
-def accumulate(key: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """Like :func:`counts`, but int32 counts (or float64 sums, added in row order) from a
-    compiled scatter loop (:mod:`features.scatter`): half the output of ``bincount`` to
-    fault in and convert."""
-    key = _scatter_key(key)
-    if weights is None:
-        out = random_access(n_groups, np.int32, 0)
-        scatter.count(out, key)
-    else:
-        out = random_access(n_groups, np.float64, 0.0)
-        scatter.add(out, key, weights)
-    return out
 
 
 def minimum(key: np.ndarray, values: np.ndarray, n_groups: int, fill: int) -> np.ndarray:
     """Smallest value per group (``fill`` where a group has no row)."""
-    out = random_access(n_groups, values.dtype, fill)
-    if out.dtype in scatter.MIN_VALUES:
-        scatter.minimum(out, _scatter_key(key), values)
-    else:  # floats: numpy's NaN rules
-        np.minimum.at(out, key, values)
+    out = np.full(n_groups, fill, dtype=values.dtype)
+    np.minimum.at(out, key, values)
     return out
 
 
-def _scatter_key(key: np.ndarray) -> np.ndarray:
-    """``key`` as a contiguous int32 / int64 array (a copy only when it is not one)."""
-    key = np.ascontiguousarray(key)
-    return key if key.dtype in scatter.KEYS else key.astype(np.int64)
-
-
 def distinct(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct int64 keys (one sort: faster than hashing for millions of keys).
+    """Sorted distinct integer keys (one sort: faster than hashing, or ``np.unique``).
 
     Keys that fit in int32 are sorted as int32, twice as fast as int64.
     """
@@ -72,24 +46,14 @@ def distinct(keys: np.ndarray) -> np.ndarray:
 def ratio(num: np.ndarray, den: np.ndarray, undefined: float, scale: float = 1.0) -> np.ndarray:
     """``scale * num / den`` as float32, ``undefined`` where ``den == 0``.
 
-    Two 1-d arrays of one length go through one compiled pass (:mod:`features.divide`,
-    divided in float64 and rounded once); anything else (broadcasting, other dtypes)
-    takes one float32 division with the inputs cast on the fly, then ``putmask``.
+    Divided in float64 and rounded once to float32 (the correctly rounded quotient).
     """
     num, den = np.asarray(num), np.asarray(den)
-    if (
-        num.ndim == 1
-        and num.shape == den.shape
-        and num.dtype in divide.TYPES
-        and den.dtype in divide.TYPES
-    ):
-        return divide.ratio(num, den, undefined, scale)
     if scale != 1.0:
-        num = num * np.float32(scale)  # in the wider type, rounded once by the division
-    out = np.empty(np.broadcast_shapes(np.shape(num), np.shape(den)), dtype=np.float32)
+        num = np.multiply(num, scale, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(num, den, out=out, dtype=np.float32)
-    np.putmask(out, np.broadcast_to(den == 0, out.shape), np.float32(undefined))
+        out = np.true_divide(num, den, dtype=np.float64).astype(np.float32)
+    np.putmask(out, den == 0, np.float32(undefined))
     return out
 
 

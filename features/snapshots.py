@@ -15,7 +15,6 @@ import pandas as pd
 from features.build import parse_as_of
 from features.customer_features import features_from_encoded
 from features.encode import encode_events
-from features.memory import reuse_freed_memory
 from features.registry import DEFAULT_WINDOWS
 
 
@@ -32,8 +31,7 @@ def build_training_snapshots(
     times = sorted({parse_as_of(t) for t in cutoffs})
     if not times:
         raise ValueError("give at least one cutoff")
-    with reuse_freed_memory():
-        enc = encode_events(events, customers)
-        frames = [features_from_encoded(enc, t, windows) for t in times]
+    enc = encode_events(events, customers)
+    frames = [features_from_encoded(enc, t, windows) for t in times]
     stacked = pd.concat(frames, keys=pd.DatetimeIndex(times).as_unit("us"), names=["as_of"])
     return stacked.copy().reset_index(level="as_of")  # copy: one block per dtype

@@ -53,6 +53,16 @@ def test_list_prints_the_registry(tmp_path):
     assert all(f.name in res.stdout for f in item_features((7, 28)))
 
 
+def test_docs_list_exactly_the_registry(tmp_path):
+    """Issue 15: docs/features.md is generated from the registry; regenerate it with
+    `omni features list --markdown > docs/features.md` after changing a feature."""
+    res = _omni("features", "list", "--markdown", home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    docs = Path(__file__).resolve().parents[1] / "docs" / "features.md"
+    assert res.stdout == docs.read_text(), "regenerate docs/features.md"
+    assert all(f"`{f.name}`" in res.stdout for f in customer_features())
+
+
 def test_build_writes_the_table_with_its_metadata(home):
     res = _omni("features", "build", "--as-of", "2025-03-01", home=home)
     assert res.returncode == 0, res.stderr

@@ -234,14 +234,6 @@ def test_numbered_ids_match_the_reference(seed):
     _same(got, reference_features(events, customers, AS_OF, (7, 30, 90, 365)))
 
 
-def test_one_thread_builds_the_same_table(monkeypatch):
-    """The helper thread only changes when steps run, never a value."""
-    events, customers = random_log(7, n=2000, n_customers=80)
-    two = build_customer_features(events, customers, AS_OF)
-    monkeypatch.setattr("features.threads.os.cpu_count", lambda: 1)
-    pd.testing.assert_frame_equal(build_customer_features(events, customers, AS_OF), two)
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31), shift=st.integers(0, 30 * 86_400), n_new=st.integers(1, 80))
 def test_point_in_time_appending_later_events_changes_nothing(seed, shift, n_new):

@@ -1,9 +1,11 @@
-"""features.ids: exact, sorted factorization of string ids on every code path."""
+"""features.ids: exact, sorted factorization of string ids on both code paths (numbered
+ids parsed from Arrow's buffers, any other ids through Arrow's dictionary encoding)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -60,12 +62,10 @@ def test_any_strings(values):
     _check(pd.Series(values, dtype="str"), sort=False)
 
 
-def test_large_input_partitions_and_collapses_runs(monkeypatch):
-    """Partitioned hashing and run collapsing (used above ~2M rows) give the same codes."""
-    monkeypatch.setattr(ids, "_PARTITION_MIN_ROWS", 64)
-    monkeypatch.setattr(ids, "_COLLAPSE_MIN_ROWS", 64)
+def test_large_input_with_runs_and_nulls():
+    """Many rows, long runs of equal ids and nulls, on both paths."""
     rng = np.random.default_rng(3)
-    for fmt in ("C{:07d}", "O{:09d}", "{}"):
+    for fmt in ("C{:07d}", "O{:09d}", "{}", "id-{}-x"):
         names = np.array([fmt.format(i) for i in range(500)], dtype=object)
         idx = np.sort(rng.integers(0, 500, 5000))  # long runs of equal ids
         idx[::5] = rng.integers(0, 500, len(idx[::5]))
@@ -75,10 +75,21 @@ def test_large_input_partitions_and_collapses_runs(monkeypatch):
         _check(col, sort=False)
 
 
-def test_hash_collision_falls_back_to_exact(monkeypatch):
-    """If two different long ids ever hashed alike, the check catches it and stays exact."""
-    monkeypatch.setattr(ids, "_MUL", np.uint64(0))  # every long id hashes to the same key
-    _check(pd.Series(["abcdefghij", "abcdefghik", "abcdefghij"], dtype="str"))
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["C+12", "C012", "C 12", "C-12"],  # a sign or space is not a digit: never merged
+        ["C012", "C12", "C0012"],  # digits of different widths: not one number each
+        ["C012", "D012"],  # another prefix
+        ["0042", "\u0664\u0662\u0661\u0660"],  # non-ASCII digits
+        ["1234567890123456789", "0000000000000000001"],  # 19 digits: beyond int64
+        ["\u00c9T\u00c901", "\u00c9T\u00c902", "\u00c9T\u00c901"],  # a multi-byte prefix
+    ],
+)
+def test_ids_that_only_look_numbered_stay_exact(values):
+    """Issue 15: the numbered path parses ids from their bytes; anything but one prefix
+    and ASCII digits of one width takes the exact general path."""
+    _check(pd.Series(values, dtype="str"))
 
 
 def test_sliced_and_chunked_arrow_input():
@@ -129,12 +140,11 @@ def test_decimal_ids_with_constant_trailing_characters(values):
     _check(pd.Series(values, dtype="str"))
 
 
-def test_decimal_ids_of_ten_characters_use_a_direct_table(monkeypatch):
-    """Issue 3: "O" + 9 digits left six padding bytes in the second word, which scaled
-    every value by 10**6 and sent order ids to hashing; they now stay in a small range."""
+def test_numbered_ids_need_no_hash_table(monkeypatch):
+    """Issue 3 / 15: "O" + 9 digits are numbered through a presence table, never hashed."""
     numbers = np.arange(0, 3_000_000, 7)
     values = pd.Series([f"O{n:09d}" for n in numbers[::-1]], dtype="str")
-    monkeypatch.setattr(ids, "_Groups", None)  # hashing would fail loudly
+    monkeypatch.setattr(ids, "_dictionary_encoded", None)  # hashing would fail loudly
     (codes,), uniques = factorize(values)
     assert codes.tolist() == list(range(len(numbers)))[::-1]
     assert uniques[0] == "O000000000" and uniques[-1] == f"O{numbers[-1]:09d}"
@@ -155,3 +165,31 @@ def test_chunked_columns_are_read_chunk_by_chunk(chunks):
     flat = [v for chunk in chunks for v in chunk]
     assert list(uniques) == sorted({v for v in flat if v is not None})
     assert [None if c < 0 else uniques[c] for c in codes] == flat
+
+
+def test_numbered_ids_in_sliced_chunks_and_null_slots_that_keep_bytes():
+    """Issue 15: ids are read from Arrow's buffers, so a slice's offset and a null entry
+    that still spans bytes (Arrow allows it) must not shift or merge an id."""
+    offsets = np.array([0, 3, 6, 9, 12], dtype=np.int32)
+    data = pa.py_buffer(b"C07C99C02C07")
+    arr = pa.StringArray.from_buffers(4, pa.py_buffer(offsets), data, pa.py_buffer(bytes([0b1101])))
+    (codes,), uniques = factorize(arr)  # "C99" is null: its bytes are not an id
+    assert list(uniques) == ["C02", "C07"]
+    assert codes.tolist() == [1, -1, 0, 1]
+    (codes,), uniques = factorize(
+        pa.chunked_array([pa.array(["C05", "C01", None, "C03"])]).slice(1)
+    )
+    assert list(uniques) == ["C01", "C03"]
+    assert codes.tolist() == [0, -1, 1]
+
+
+def test_a_hash_collision_falls_back_to_the_exact_dictionary(monkeypatch):
+    """Issue 15: other ids are grouped by a 64-bit hash and checked; if two different ids
+    ever hashed alike (cannot be produced here, so the hash is made constant), the check
+    catches it and Arrow's dictionary encoding gives the exact codes."""
+    monkeypatch.setattr(
+        pl.Series, "hash", lambda self, *a, **k: pl.Series(np.zeros(len(self), np.uint64))
+    )
+    values = pd.Series(["bb", "a", None, "bb", "ccc"], dtype="str")
+    assert ids._hashed([ids._as_arrow(values)], sort=True) is None
+    _check(values)

@@ -152,7 +152,7 @@ def _threads() -> dict:
             {k: i.get(k) for k in ("internal_api", "num_threads", "architecture")}
             for i in threadpool_info()
         ],
-        "ours": "numpy + compiled loops; two threads (features.threads); id hashing on all cores",
+        "ours": "numpy; string ids encoded on two threads (features.encode)",
     }
 
 

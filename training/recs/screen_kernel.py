@@ -18,6 +18,9 @@ they keep.
 from __future__ import annotations
 
 import ctypes
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -82,11 +85,85 @@ def screen(
 
 def _kernel(d: int):
     """The compiled kernel for ``d`` factors (compiled once per process, ~0.1 s)."""
-    from features.native import compiled
-
     p, i = ctypes.c_void_p, ctypes.c_int64
     signature = ctypes.CFUNCTYPE(None, p, i, p, i, i, p, p, p, p, i)
-    return compiled(f"screen-{d}", lambda: _module(d), "screen", signature)
+    with _LOCK:
+        if d not in _COMPILED:
+            engine = _compile(_module(d))
+            _COMPILED[d] = (engine, signature(engine.get_function_address("screen")))
+        return _COMPILED[d][1]
+
+
+_LOCK = threading.Lock()
+_COMPILED: dict[int, tuple[Any, Any]] = {}  # factors -> (engine, its ctypes function)
+
+
+def _compile(module: Any) -> Any:
+    """An ``llvmlite.ir`` module compiled at -O3 for the host CPU (an MCJIT engine)."""
+    import llvmlite.binding as llvm
+
+    llvm.initialize()
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    parsed = llvm.parse_assembly(str(module))
+    parsed.verify()
+    machine = llvm.Target.from_triple(llvm.get_default_triple()).create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
+    )
+    passes = llvm.ModulePassManager()
+    builder = llvm.PassManagerBuilder()
+    builder.opt_level = 3
+    builder.populate(passes)
+    passes.run(parsed)
+    engine = llvm.create_mcjit_compiler(parsed, machine)
+    engine.finalize_object()
+    return engine
+
+
+class _Loops:
+    """An ``llvmlite.ir`` function under construction, with C-like helpers: variables
+    are allocas in the entry block (the optimiser turns them into registers) and
+    :meth:`loop` is a counted ``for``. :meth:`finish` closes the function."""
+
+    def __init__(self, fn: Any) -> None:
+        from llvmlite import ir
+
+        self.fn = fn
+        self.head = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.body = fn.append_basic_block("start")
+        self.b = ir.IRBuilder(self.body)
+
+    def var(self, kind: Any, initial: Any = None) -> Any:
+        """A local variable (pointer), optionally set to ``initial`` at the start."""
+        pointer = self.head.alloca(kind)
+        if initial is not None:
+            self.head.store(initial, pointer)
+        return pointer
+
+    def loop(self, start: Any, stop: Any, step: Any, body: Callable[[Any], None]) -> None:
+        """``for (i = start; i < stop; i += step) body(i)``, signed 64-bit ``i``."""
+        from llvmlite import ir
+
+        b = self.b
+        counter = self.var(ir.IntType(64))
+        b.store(start, counter)
+        test, run, done = (self.fn.append_basic_block() for _ in range(3))
+        b.branch(test)
+        b.position_at_end(test)
+        b.cbranch(b.icmp_signed("<", b.load(counter), stop), run, done)
+        b.position_at_end(run)
+        body(b.load(counter))
+        b.store(b.add(b.load(counter), step), counter)
+        b.branch(test)
+        b.position_at_end(done)
+
+    def finish(self, value: Any = None) -> None:
+        """Return ``value`` (None: void) and link the entry block to the body."""
+        if value is None:
+            self.b.ret_void()
+        else:
+            self.b.ret(value)
+        self.head.branch(self.body)
 
 
 def _module(d: int):
@@ -104,8 +181,6 @@ def _module(d: int):
         }
     """
     from llvmlite import ir
-
-    from features.native import Loops
 
     f32, i64, i32, i16, i8 = (
         ir.FloatType(),
@@ -125,7 +200,7 @@ def _module(d: int):
             arg.add_attribute("noalias")
     fmuladd = ir.Function(module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fmuladd.v8f32")
     cttz = ir.Function(module, ir.FunctionType(i16, [i16, ir.IntType(1)]), "llvm.cttz.i16")
-    code = Loops(fn)
+    code = _Loops(fn)
     b, loop = code.b, code.loop
 
     def const(value: int, kind=i64):
