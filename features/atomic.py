@@ -90,8 +90,9 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
 
     A file, or a folder where nothing was, is renamed into place. A folder that replaces
     an existing one goes through :func:`switch_folder` (``target`` becomes a symlink to
-    the new version in ``.<name>.versions/``). On error the temporary path is removed and
-    ``target`` is left as it was.
+    the new version in ``.<name>.versions/``, the previous version kept until the next
+    replace, so that a reader part-way through it can finish). On error the temporary path
+    is removed and ``target`` is left as it was.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +101,7 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         if tmp.is_dir() and (target.exists() or target.is_symlink()):
-            switch_folder(tmp, target, target.with_name(f".{target.name}.versions"), keep=1)
+            switch_folder(tmp, target, target.with_name(f".{target.name}.versions"), keep=2)
         else:
             os.replace(tmp, target)
     finally:
