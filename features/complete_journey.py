@@ -7,7 +7,7 @@ redeemed. It has one sales channel (store) and one outreach channel (direct mail
 ``load_complete_journey()`` returns it as a :class:`~features.sources.SourceData`;
 ``from_raw()`` does the mapping on already loaded source frames (used by tests).
 
-Mapping (the same text, with the data quirks, is in ``docs/complete_journey.md``):
+Mapping (the same text, with the data quirks, is in ``docs/data_sources.md``):
 
 events
 - transactions -> one ``purchase`` per receipt line on channel ``store``:

@@ -40,7 +40,7 @@ def list_features(
     ] = "customer",
     windows: WindowsOption = "7,30,90,365",
     markdown: Annotated[
-        bool, typer.Option("--markdown", help="Every table as Markdown (docs/features.md).")
+        bool, typer.Option("--markdown", help="Every table as Markdown (docs/feature_list.md).")
     ] = False,
 ) -> None:
     """Print every feature: name, dtype, what a customer with no events gets, description."""

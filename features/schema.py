@@ -1,6 +1,6 @@
 """The data contract: one definition of every table, shared by loaders, tests and docs.
 
-Column names are the contract (see ``README.md`` / ``design.md``). Every source
+Column names are the contract (see ``docs/contract.md``). Every source
 (synthetic, Complete Journey, a user's files) is converted into these tables.
 """
 
@@ -176,7 +176,7 @@ CONSENT_COLUMNS: dict[str, str] = {ch: f"consent_{ch}" for ch in OUTREACH_CHANNE
 
 
 def contract_markdown() -> str:
-    """The contract as Markdown tables (used by `omni data contract` and the README)."""
+    """The contract as Markdown tables (used by `omni data contract` and docs/contract.md)."""
     lines: list[str] = []
     for table in TABLES.values():
         key = f" (unique key: `{table.key}`)" if table.key else ""

@@ -103,7 +103,7 @@ def spark_session(
     interpreter (``PYSPARK_PYTHON``) and import this very checkout of the code
     (``spark.executorEnv.PYTHONPATH``), so an editable install, a worktree or a plain
     checkout all test what they contain. On a cluster the package must be installed
-    where the executors run (see the README).
+    where the executors run (see docs/spark.md).
     """
     require_pyspark()
     require_java()

@@ -54,12 +54,12 @@ def test_list_prints_the_registry(tmp_path):
 
 
 def test_docs_list_exactly_the_registry(tmp_path):
-    """Issue 15: docs/features.md is generated from the registry; regenerate it with
-    `omni features list --markdown > docs/features.md` after changing a feature."""
+    """Issue 15: docs/feature_list.md is generated from the registry; regenerate it with
+    `omni features list --markdown > docs/feature_list.md` after changing a feature."""
     res = _omni("features", "list", "--markdown", home=tmp_path)
     assert res.returncode == 0, res.stderr
-    docs = Path(__file__).resolve().parents[1] / "docs" / "features.md"
-    assert res.stdout == docs.read_text(), "regenerate docs/features.md"
+    docs = Path(__file__).resolve().parents[1] / "docs" / "feature_list.md"
+    assert res.stdout == docs.read_text(), "regenerate docs/feature_list.md"
     assert all(f"`{f.name}`" in res.stdout for f in customer_features())
 
 
