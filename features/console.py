@@ -29,8 +29,8 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn expected errors (bad data, bad parameters, missing store) into clean exits."""
-    from features.store import StoreBusyError, StoreMissingError
-    from features.validate import DataError
+    from features.contract.validate import DataError
+    from features.store.events import StoreBusyError, StoreMissingError
 
     try:
         yield

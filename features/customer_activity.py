@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 
 from features import kernels as k
+from features.contract.schema import CHANNELS, EVENT_TYPES, ONLINE_CHANNELS, OUTREACH_CHANNELS
 from features.cut import Cut, ages
 from features.encode import DAY_US, UNKNOWN_TS
 from features.registry import ACTIVE_TYPES
-from features.schema import CHANNELS, EVENT_TYPES, ONLINE_CHANNELS, OUTREACH_CHANNELS
 
 CH = {c: i for i, c in enumerate(CHANNELS)}
 ET = {e: i for i, e in enumerate(EVENT_TYPES)}

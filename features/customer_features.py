@@ -21,11 +21,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from features.contract.schema import CHANNELS, EVENT_TYPES
 from features.customer_activity import CustomerActivity
 from features.cut import cut
 from features.encode import EncodedEvents, encode_events
 from features.registry import DEFAULT_WINDOWS, Feature, customer_features
-from features.schema import CHANNELS, EVENT_TYPES
 
 Progress = Callable[[str], None]
 N_STEPS = 2 + len({f.family for f in customer_features()})
@@ -41,7 +41,7 @@ def build_customer_features(
 ) -> pd.DataFrame:
     """One row per customer as of ``as_of`` (exclusive), from contract frames.
 
-    ``events`` / ``customers`` are contract frames (see :mod:`features.schema`);
+    ``events`` / ``customers`` are contract frames (see :mod:`features.contract.schema`);
     ``customers`` is optional. ``progress`` is called with a label after each step.
     """
     if as_of is None:

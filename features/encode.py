@@ -15,8 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.ids import factorize
-from features.schema import (
+from features.contract.schema import (
     CHANNELS,
     CUSTOMERS,
     EVENT_TYPES,
@@ -25,6 +24,7 @@ from features.schema import (
     OUTREACH_CHANNELS,
     as_contract_frame,
 )
+from features.ids import factorize
 
 DAY_US = 86_400_000_000
 UNKNOWN_TS = np.iinfo(np.int64).min

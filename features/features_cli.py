@@ -135,7 +135,7 @@ def _run_on_spark(settings, as_of, path: Path, windows: tuple[int, ...], master:
 
     from features.console import step
     from features.spark import build_from_store_spark, require_pyspark, spark_session
-    from features.store import events_dataset
+    from features.store.events import events_dataset
 
     require_pyspark()
     events_dataset(settings.store_dir)  # no store: say so before starting a JVM

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from features import kernels as k
+from features.contract.schema import EVENT_TYPES, PRODUCTS, STORES, as_contract_frame
 from features.customer_features import assemble
 from features.cut import Cut, cut
 from features.encode import encode_events
 from features.ids import STR, factorize
 from features.registry import DEFAULT_WINDOWS, customer_item_features, item_features
-from features.schema import EVENT_TYPES, PRODUCTS, STORES, as_contract_frame
 
 PURCHASE, VIEW = EVENT_TYPES.index("purchase"), EVENT_TYPES.index("view")
 By = Literal["store", "region"] | None

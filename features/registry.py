@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from features.contract.schema import CHANNELS, LOYALTY_TIERS, ONLINE_CHANNELS, OUTREACH_CHANNELS
 from features.kernels import ratio
-from features.schema import CHANNELS, LOYALTY_TIERS, ONLINE_CHANNELS, OUTREACH_CHANNELS
 
 if TYPE_CHECKING:
     from features.customer_activity import CustomerActivity

@@ -1,7 +1,7 @@
 """The same pandas feature and scoring code, run on Spark one bucket of customers at a time.
 
 When the event log outgrows one machine, Spark reads the events store (the same
-month-partitioned Parquet, see :mod:`features.store`), sends every customer's events
+month-partitioned Parquet, see :mod:`features.store.events`), sends every customer's events
 and customers-table row to one bucket (``pmod(xxhash64(customer_id), n_buckets)``) and
 calls a plain pandas function on each bucket: the very function the local engine calls
 on the whole log. Nothing is re-implemented for Spark.
@@ -199,13 +199,13 @@ def read_events(
 ) -> DataFrame:
     """Events with ``start <= ts < end`` (bounds optional) as a Spark DataFrame.
 
-    Spark prunes the store's month partitions as :func:`features.store.read_events` does
+    Spark prunes the store's month partitions as :func:`features.store.events.read_events` does
     and reads only ``columns`` (default: every contract column).
     """
     from pyspark.sql import functions as F
 
-    from features.schema import EVENTS
-    from features.store import _month_key, _to_utc, event_files
+    from features.contract.schema import EVENTS
+    from features.store.events import _month_key, _to_utc, event_files
 
     base, files = event_files(store_dir)  # only the parts the manifest lists
     wanted = list(columns or EVENTS.names)
@@ -228,8 +228,8 @@ def read_events(
 
 def read_table(spark: SparkSession, store_dir: Path | str, name: str) -> DataFrame:
     """A dimension table of the store as a Spark DataFrame (empty if never written)."""
-    from features.schema import TABLES
-    from features.store import table_file
+    from features.contract.schema import TABLES
+    from features.store.events import table_file
 
     path = table_file(store_dir, name)
     if path is None:
@@ -268,7 +268,7 @@ def run_per_customer(
     """Run ``fn(events, dims)`` on every bucket of customers; the union of its outputs.
 
     Each call gets contract frames, exactly as the local engine reads them (see
-    :func:`features.store.read_events`): ``events`` holds *all* the events of the
+    :func:`features.store.events.read_events`): ``events`` holds *all* the events of the
     bucket's customers (events without a customer id are left out), and
     ``dims["customers"]`` their customers-table rows, including customers without any
     event. The other ``dims`` (small tables such as products and stores, or anything a
@@ -290,7 +290,7 @@ def run_per_customer(
     """
     from pyspark.sql import functions as F
 
-    from features.schema import CUSTOMERS, EVENTS
+    from features.contract.schema import CUSTOMERS, EVENTS
 
     spark = events.sparkSession
     n = int(n_buckets or spark.conf.get("spark.sql.shuffle.partitions"))
@@ -339,7 +339,7 @@ def _contract_frame(pdf: pd.DataFrame, columns: Sequence[str], table) -> pd.Data
     import numpy as np
     import pandas as pd
 
-    from features.schema import as_contract_frame
+    from features.contract.schema import as_contract_frame
 
     out = {}
     for name in columns:

@@ -236,7 +236,7 @@ def _previous(out: Path) -> dict | None:
 
 def _changed(settings: Settings, previous: dict, as_of: pd.Timestamp, ids: list[str]) -> list[str]:
     """Customers with events in [previous cutoff, as_of), or missing from the previous run."""
-    from features.store import read_events
+    from features.store.events import read_events
 
     since = pd.Timestamp(previous["as_of"])
     known = set(previous["customers"]["customer_id"])

@@ -118,7 +118,7 @@ def _report_identity_quality(raw, result) -> None:
     """Compare resolved customers with the generator's true person per event."""
     import pandas as pd
 
-    from features.identity import merge_quality
+    from features.store.identity import merge_quality
 
     truth = pd.read_parquet(raw / "truth" / "event_person.parquet")["person_id"]
     resolved = result.load.data.events["customer_id"]  # same rows, same order as the raw file

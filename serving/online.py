@@ -298,7 +298,7 @@ def build_snapshot(
     from features.build import parse_as_of, write_features
     from features.customer_features import build_customer_features
     from features.registry import DEFAULT_WINDOWS
-    from features.store import read_events, read_table
+    from features.store.events import read_events, read_table
 
     tell = progress or (lambda _m: None)
     for name in remove_leftovers(online_dir(settings)):
@@ -450,7 +450,7 @@ def _after_last_event(settings: Settings) -> pd.Timestamp:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    from features.store import events_dataset
+    from features.store.events import events_dataset
 
     dataset = events_dataset(settings.store_dir)
     months = pc.max(dataset.to_table(columns=["month"])["month"]).as_py()

@@ -1,7 +1,7 @@
 """Business rules shared by the service and batch scoring, and the limits of a request.
 
 - A channel the customer has not consented to is never recommended (its probability is
-  removed and the rest renormalised, see :mod:`features.consent`).
+  removed and the rest renormalised, see :mod:`features.contract.consent`).
 - Products the request excludes, or outside its category filter, are never returned.
 - In the store channel with a store id, only products that store sold recently (the
   recommender's popularity window) are returned.

@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
-from features.schema import MAX_ID_LENGTH
+from features.contract.schema import MAX_ID_LENGTH
 from serving.rules import MAX_CATEGORIES, MAX_CUSTOMERS, MAX_EXCLUDE, MAX_K
 
 T = TypeVar("T")

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.consent import consent_mask, consented
-from features.schema import CHANNELS
+from features.contract.consent import consent_mask, consented
+from features.contract.schema import CHANNELS
 from serving.online import PERSONAL_PARTS, OnlineSnapshot
 from serving.rules import CatalogueIndex, ItemRules, index_positions, item_rules, risk_band
 from training.classifiers import model_matrix

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.schema import CHANNELS, CUSTOMERS, EVENT_TYPES, EVENTS, as_contract_frame
+from features.contract.schema import CHANNELS, CUSTOMERS, EVENT_TYPES, EVENTS, as_contract_frame
 
 AS_OF = pd.Timestamp("2025-03-01", tz="UTC")
 COLS = ["customer_id", "ts", "channel", "event_type", "order_id", "store_id", "amount", "discount"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.contract.schema import CHANNELS, CUSTOMERS, EVENTS, ONLINE_CHANNELS, OUTREACH_CHANNELS
+from features.contract.schema import as_contract_frame as contract
 from features.registry import ENGAGEMENT_TYPES, SALES_CHANNELS, customer_features, window_pairs
-from features.schema import CHANNELS, CUSTOMERS, EVENTS, ONLINE_CHANNELS, OUTREACH_CHANNELS
-from features.schema import as_contract_frame as contract
 
 DAY = 86_400
 

@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 from cli_helpers import omni
 
-from features.ingest import ingest
+from features.contract.validate import DataError
 from features.settings import get_settings
-from features.store import read_events
-from features.validate import DataError
+from features.store.events import read_events
+from features.store.ingest import ingest
 
 EVENT_COLUMNS = [
     "customer_id",
@@ -643,7 +643,7 @@ def test_randomly_damaged_files_load_or_fail_with_a_data_error(tmp_path):
     # loads or is a DataError (this found the lone-CR header and non-UTF-8 Parquet text)
     import random
 
-    from features.loaders import load_files
+    from features.sources.files import load_files
 
     rng = random.Random(14)
     good = {

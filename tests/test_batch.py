@@ -51,7 +51,7 @@ def test_scores_every_customer_like_the_service(home, snapshot):
 
 
 def test_only_changed_rescored_customers_with_new_events(home):
-    from features.store import read_events
+    from features.store.events import read_events
 
     settings = get_settings({"OMNI_HOME": str(home)})
     first, second = pd.Timestamp("2025-12-18", tz="UTC"), pd.Timestamp("2026-01-01", tz="UTC")

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from features.identity import resolve_identities
-from features.synthetic import generate
+from features.sources.synthetic import generate
+from features.store.identity import resolve_identities
 from training.compare import NEW, compare_with_champion
 from training.customer_jobs import JobConfig, train_churn
 from training.runner import log_and_register

@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features.complete_journey import SOURCE_TABLES, from_raw, load_complete_journey
-from features.schema import CHANNELS, EVENT_TYPES, TABLES
-from features.sources import SourceData
+from features.contract.schema import CHANNELS, EVENT_TYPES, TABLES
+from features.sources.base import SourceData
+from features.sources.complete_journey import SOURCE_TABLES, from_raw, load_complete_journey
 
 # ---------------------------------------------------------------- tiny source frames
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.consent import apply_consent
+from features.contract.consent import apply_consent
 
 
 def test_consent_by_hand():

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.consent import apply_consent
-from features.identity import resolve_identities
-from features.synthetic import generate
+from features.contract.consent import apply_consent
+from features.sources.synthetic import generate
+from features.store.identity import resolve_identities
 from training.customer_jobs import JobConfig, train_churn, train_next_channel
 
 pytestmark = pytest.mark.slow

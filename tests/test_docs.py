@@ -1,4 +1,4 @@
-"""The docs show the contract exactly as features/schema.py defines it, and the README
+"""The docs show the contract exactly as features/contract/schema.py defines it, and the README
 stays a short front page whose links all resolve (issue 15)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from features.schema import contract_markdown
+from features.contract.schema import contract_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

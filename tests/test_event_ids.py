@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pandas as pd
 
-from features.event_ids import ID_LENGTH, assign_event_ids, derive_event_ids
-from features.loaders import load_files
-from features.schema import EVENTS
-from features.validate import validate_frame
+from features.contract.schema import EVENTS
+from features.contract.validate import validate_frame
+from features.sources.files import load_files
+from features.store.event_ids import ID_LENGTH, assign_event_ids, derive_event_ids
 
 
 def _events(raw_events) -> pd.DataFrame:
@@ -36,7 +36,7 @@ def test_the_same_in_another_process(raw_events, tmp_path):
     path = tmp_path / "events.parquet"
     _events(raw_events).to_parquet(path)
     code = (
-        "import sys, pandas as pd; from features.event_ids import derive_event_ids; "
+        "import sys, pandas as pd; from features.store.event_ids import derive_event_ids; "
         f"print(','.join(derive_event_ids(pd.read_parquet(r'{path}'))))"
     )
     out = subprocess.run(

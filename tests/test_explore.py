@@ -1,4 +1,4 @@
-"""The exploration views (features/explore.py, used by notebooks/explore_data.ipynb):
+"""The exploration views (features/store/explore.py, used by notebooks/explore_data.ipynb):
 hand-counted answers on tiny logs, and the same numbers as the features and labels."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 from feature_frames import AS_OF, CUSTOMERS_TINY, TINY, _events
 
-from features.explore import (
+from features.labels import churn_labels
+from features.store.explore import (
     activity_over_time,
     churn_over_time,
     cutoff_grid,
     ensure_events_store,
     events_per_month,
 )
-from features.labels import churn_labels
 
 
 def _day(d: str) -> pd.Timestamp:

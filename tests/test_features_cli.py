@@ -12,11 +12,11 @@ import pytest
 from feature_frames import AS_OF, CUSTOMERS_TINY, TINY
 
 from features.build import read_metadata
+from features.contract.schema import PRODUCTS, STORES, empty_frame
 from features.customer_features import build_customer_features
 from features.registry import customer_features, feature_names, item_features
-from features.schema import PRODUCTS, STORES, empty_frame
-from features.sources import SourceData
-from features.store import write_store
+from features.sources.base import SourceData
+from features.store.events import write_store
 
 OMNI = [sys.executable, "-m", "serving.cli"]
 

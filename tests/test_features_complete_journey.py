@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from feature_reference import reference_features
 
-from features.complete_journey import load_complete_journey
 from features.customer_features import build_customer_features
+from features.sources.complete_journey import load_complete_journey
 
 AS_OF = pd.Timestamp("2017-10-01", tz="UTC")
 pytestmark = pytest.mark.slow  # loading the data and the plain-pandas reference: ~40 s

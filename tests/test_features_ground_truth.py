@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features.customer_features import build_customer_features
-from features.synthetic import generate
+from features.sources.synthetic import generate
 
 END = pd.Timestamp("2026-01-01", tz="UTC")
 AS_OF = END - pd.Timedelta(days=120)

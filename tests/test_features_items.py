@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from feature_frames import AS_OF
 
+from features.contract.schema import EVENTS, as_contract_frame
 from features.item_features import build_customer_item_features, build_item_features
 from features.registry import customer_item_features, item_features
-from features.schema import EVENTS, as_contract_frame
 
 W = (7, 30)
 COLS = ["customer_id", "ts", "channel", "event_type", "order_id", "store_id", "product_id"]

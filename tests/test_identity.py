@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.identity import merge_quality, resolve_identities
+from features.store.identity import merge_quality, resolve_identities
 
 
 def _events(rows: list[dict]) -> pd.DataFrame:

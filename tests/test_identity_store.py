@@ -13,11 +13,11 @@ from cli_helpers import omni
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.identity import resolve_identities
-from features.schema import CUSTOMERS, EVENTS, PRODUCTS, STORES, empty_frame
-from features.sources import SourceData
-from features.store import read_events, store_events
-from features.validate import validate_frame
+from features.contract.schema import CUSTOMERS, EVENTS, PRODUCTS, STORES, empty_frame
+from features.contract.validate import validate_frame
+from features.sources.base import SourceData
+from features.store.events import read_events, store_events
+from features.store.identity import resolve_identities
 
 ID_COLUMNS = ["customer_id", "email_hash", "device_id", "loyalty_id", "phone_hash"]
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
@@ -154,7 +154,7 @@ def test_load_append_twice_skips_and_resolves_against_the_store(tmp_path):
 def test_the_load_result_carries_resolved_customer_ids(tmp_path, settings):
     # the load's result keeps every input event's resolved customer (the main job compares
     # them with the generator's truth), appended and skipped events alike
-    from features.ingest import ingest
+    from features.store.ingest import ingest
 
     src = tmp_path / "src"
     src.mkdir()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.identity import merge_quality, resolve_identities
-from features.synthetic import generate
+from features.sources.synthetic import generate
+from features.store.identity import merge_quality, resolve_identities
 
 
 @pytest.fixture(scope="module")

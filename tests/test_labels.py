@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from features.contract.schema import EVENTS, as_contract_frame
 from features.labels import churn_labels, next_channel_labels
-from features.schema import EVENTS, as_contract_frame
 
 T = pd.Timestamp("2025-06-01", tz="UTC")
 

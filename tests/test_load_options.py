@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from cli_helpers import omni
 
-from features.store import read_events
+from features.store.events import read_events
 
 
 def _events(folder: Path, raw: pd.DataFrame, encoding: str = "utf-8") -> Path:

@@ -7,10 +7,10 @@ import csv
 import pandas as pd
 import pytest
 
-from features.ingest import ingest
-from features.loaders import load_files, parse_column_map
-from features.store import read_events, read_table
-from features.validate import DataError
+from features.contract.validate import DataError
+from features.sources.files import load_files, parse_column_map
+from features.store.events import read_events, read_table
+from features.store.ingest import ingest
 
 
 def _write_source(folder, raw_events, fmt="csv"):
@@ -161,7 +161,7 @@ def test_all_rows_bad_when_quarantining_is_refused_and_says_where_they_went(
     tmp_path, raw_events, settings
 ):
     # issue 14: a load leaving zero events is refused
-    from features.ingest import EmptyLoadError
+    from features.store.ingest import EmptyLoadError
 
     raw_events["channel"] = "fax"
     src = _write_source(tmp_path / "src", raw_events)
@@ -193,7 +193,7 @@ def test_allow_empty_writes_a_store_without_events(tmp_path, raw_events, setting
     empty.mkdir()
     raw_events.head(0).to_csv(empty / "events.csv", index=False)
     ingest(empty, settings, allow_empty=True)
-    from features.ingest import store_has_events
+    from features.store.ingest import store_has_events
 
     assert not store_has_events(settings.store_dir)
 

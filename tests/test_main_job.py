@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cli_helpers import omni
 
-from features.store import read_events, read_table
+from features.store.events import read_events, read_table
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from features.synthetic import generate
+from features.sources.synthetic import generate
 from training.recs.job import GATE_METRIC, REGISTERED_NAME, train_recommender
 
 pytestmark = pytest.mark.slow

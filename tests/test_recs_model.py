@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.synthetic import generate
+from features.sources.synthetic import generate
 from training.recs import (
     REASONS,
     ALSRecommender,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.schema import CHANNELS, CONSENT_COLUMNS
+from features.contract.schema import CHANNELS, CONSENT_COLUMNS
 from serving.rules import MAX_EXCLUDE, RequestError, channel_ranking, risk_band
 from serving.scoring import Scorer
 from training.recs.candidates import REASONS

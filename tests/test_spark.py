@@ -15,9 +15,9 @@ from feature_frames import AS_OF, CUSTOMERS_TINY, TINY, random_log
 from typer.testing import CliRunner
 
 from features.build import build_from_store, read_metadata
-from features.schema import PRODUCTS, STORES, empty_frame
-from features.sources import SourceData
-from features.store import write_store
+from features.contract.schema import PRODUCTS, STORES, empty_frame
+from features.sources.base import SourceData
+from features.store.events import write_store
 
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")
 
@@ -106,7 +106,7 @@ def test_messy_random_logs_match_the_local_build(spark, tmp_path, seed):
 
 @needs_spark
 def test_synthetic_store_matches_the_local_build(spark, tmp_path):
-    from features.synthetic import generate
+    from features.sources.synthetic import generate
 
     data = generate(n_customers=400, days=200, seed=3, end="2026-01-01")
     store = write_store(data, tmp_path / "store")

@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from features.schema import CUSTOMERS, EVENTS, PRODUCTS, STORES, empty_frame
-from features.sources import SourceData
-from features.store import (
+from features.contract.schema import CUSTOMERS, EVENTS, PRODUCTS, STORES, empty_frame
+from features.contract.validate import validate_frame
+from features.sources.base import SourceData
+from features.store.events import (
     StoreBusyError,
     StoreMissingError,
     read_events,
@@ -23,7 +24,6 @@ from features.store import (
     store_events,
     write_store,
 )
-from features.validate import validate_frame
 
 
 def _data(raw_events, customers=None) -> SourceData:
@@ -176,7 +176,7 @@ def test_next_write_removes_leftovers(tmp_path, raw_events):
 
 def _legacy_store(folder, data: SourceData) -> None:
     """A store as the code before manifests wrote it (hive parts + one file per table)."""
-    from features.store_files import events_table
+    from features.store.parts import events_table
 
     table = events_table(data.events.drop(columns=["event_id"], errors="ignore"))
     table = table.drop_columns(["event_id", "raw_customer_id"])
@@ -195,7 +195,7 @@ def _legacy_store(folder, data: SourceData) -> None:
 
 def test_a_store_from_before_manifests_reads_and_is_upgraded(tmp_path, raw_events):
     # issue 14: stores written by older code still read, and their next write converts them.
-    from features.identity import resolve_identities
+    from features.store.identity import resolve_identities
 
     customers = pd.DataFrame({"customer_id": ["c1", "c2"], "loyalty_tier": ["gold", "none"]})
     data = _data(raw_events, customers=customers)
@@ -254,7 +254,7 @@ def test_a_killed_first_write_is_no_store(tmp_path, raw_events):
 def test_a_read_survives_a_write_that_removes_its_files(tmp_path, raw_events, monkeypatch):
     # issue 14: a write removes the files it replaced right after its switch; a reader
     # that listed them a moment before reads again from the new manifest.
-    import features.store as store_module
+    import features.store.events as store_module
 
     store = write_store(_data(raw_events), tmp_path / "store")
     real = store_module.parts_dataset

@@ -15,11 +15,11 @@ import pytest
 from killing import kill_loop, omni_process
 from typer.testing import CliRunner
 
-from features.ingest import ingest
 from features.settings import get_settings
-from features.sources import write_source
-from features.store import read_store
-from features.synthetic import generate
+from features.sources.base import write_source
+from features.sources.synthetic import generate
+from features.store.events import read_store
+from features.store.ingest import ingest
 
 KILLS = 20
 RENAME_DELAY = 0.4  # seconds every rename of the writer waits first: widens the windows

@@ -9,9 +9,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features import schema
-from features.sources import SourceData, write_source
-from features.synthetic import AFFINITY_CHANNELS, generate
+from features.contract import schema
+from features.sources.base import SourceData, write_source
+from features.sources.synthetic import AFFINITY_CHANNELS, generate
 
 N_CUSTOMERS, DAYS, END = 2_000, 120, "2026-01-01"
 ENGAGEMENT = ("view", "add_to_cart", "open", "click", "redeem", "store_visit")

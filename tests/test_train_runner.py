@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.identity import resolve_identities
-from features.synthetic import generate
+from features.sources.synthetic import generate
+from features.store.identity import resolve_identities
 from training.customer_jobs import JobConfig
 from training.runner import run_customer_job
 

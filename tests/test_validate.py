@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.schema import CUSTOMERS, EVENTS, PRODUCTS, STORES
-from features.validate import DataError, validate_frame
+from features.contract.schema import CUSTOMERS, EVENTS, PRODUCTS, STORES
+from features.contract.validate import DataError, validate_frame
 
 
 def _error(raw: pd.DataFrame, table=EVENTS, file="events.csv") -> str:
@@ -157,7 +157,7 @@ def test_ids_are_capped_at_the_services_limit_in_characters(raw_events):
     # issue 14: ids the service refuses are refused at load; one limit for both
     from pydantic import TypeAdapter, ValidationError
 
-    from features.schema import MAX_ID_LENGTH
+    from features.contract.schema import MAX_ID_LENGTH
     from serving.schemas import CustomerId
 
     service = TypeAdapter(CustomerId)
@@ -180,7 +180,7 @@ def test_ids_with_nul_are_rejected(raw_events):
 
 def test_timestamps_outside_the_range_are_rejected_unless_widened(raw_events):
     # issue 14: timestamps made partitions month=100001 / month=220001
-    from features.validate import TimeRange
+    from features.contract.validate import TimeRange
 
     raw_events.loc[0, "ts"] = "1969-07-20T20:17:00Z"
     raw_events.loc[2, "ts"] = "2999-01-01"
@@ -197,7 +197,7 @@ def test_timestamps_outside_the_range_are_rejected_unless_widened(raw_events):
 
 def test_time_range_options_name_the_bad_value():
     # issue 14: the time-range override names a bad value
-    from features.validate import TimeRange
+    from features.contract.validate import TimeRange
 
     with pytest.raises(ValueError, match="--ts-max 'soon' is not a date"):
         TimeRange.parse(None, "soon")

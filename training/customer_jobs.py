@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from features.consent import apply_consent
+from features.contract.consent import apply_consent
 from features.labels import churn_labels, next_channel_labels
 from training.classifiers import ChurnModel, NextChannelModel
 from training.datasets import labelled_snapshots, stack

@@ -12,8 +12,8 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from features.consent import apply_consent
-from features.schema import CONSENT_COLUMNS
+from features.contract.consent import apply_consent
+from features.contract.schema import CONSENT_COLUMNS
 
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):

@@ -26,7 +26,7 @@ class TrainOutcome:
 
 def load_training_data(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Events and customers from the store (the embedded default, or a user's)."""
-    from features.store import read_events, read_table
+    from features.store.events import read_events, read_table
 
     return read_events(settings.store_dir), read_table(settings.store_dir, "customers")
 

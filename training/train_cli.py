@@ -119,7 +119,7 @@ def run_recs(settings, horizon: int, seed: int | None) -> object:
     """Train the recommender on the store's data; print the comparison and the gate."""
     from dataclasses import replace
 
-    from features.store import read_events, read_table
+    from features.store.events import read_events, read_table
     from training.recs.job import GATE_METRIC, train_recommender
     from training.tracking import check_reachable
 

@@ -21,13 +21,13 @@ from harness import child_report, median_of, run_child, save
 
 
 def _child(args: argparse.Namespace) -> None:
-    from features.ingest import ingest
     from features.settings import get_settings
+    from features.store.ingest import ingest
 
     work = Path(args.workdir)
     if args.stage == "generate":
-        from features.sources import SourceData, write_source
-        from features.synthetic import generate
+        from features.sources.base import SourceData, write_source
+        from features.sources.synthetic import generate
 
         data = generate(n_customers=args.customers, days=args.days, seed=args.seed)
         cut = data.events["ts"].quantile(1 - args.share)

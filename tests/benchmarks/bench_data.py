@@ -23,8 +23,8 @@ def _child(args: argparse.Namespace) -> None:
     from features.settings import get_settings
 
     if args.stage == "generate":
-        from features.sources import write_source
-        from features.synthetic import generate
+        from features.sources.base import write_source
+        from features.sources.synthetic import generate
 
         t0 = time.perf_counter()
         data = generate(n_customers=args.customers, days=args.days, seed=args.seed)
@@ -33,7 +33,7 @@ def _child(args: argparse.Namespace) -> None:
         write_source(data, Path(args.workdir) / "raw")
         child_report(gen, events=len(data.events), write_seconds=time.perf_counter() - t1)
     elif args.stage == "ingest":
-        from features.ingest import ingest
+        from features.store.ingest import ingest
 
         settings = get_settings({"OMNI_HOME": str(Path(args.workdir) / f"home-{time.time_ns()}")})
         t0 = time.perf_counter()

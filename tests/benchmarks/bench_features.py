@@ -76,7 +76,7 @@ def polars_query(frame, as_of):
     import pandas as pd
     import polars as pl
 
-    from features.schema import CHANNELS
+    from features.contract.schema import CHANNELS
 
     t = pd.Timestamp(as_of, tz="UTC").to_pydatetime()
     ts, et = pl.col("ts"), pl.col("event_type")
@@ -109,7 +109,7 @@ def duckdb_query(frame, as_of):
     """The same aggregates in DuckDB SQL over the pandas frame (no copy)."""
     import duckdb
 
-    from features.schema import CHANNELS
+    from features.contract.schema import CHANNELS
 
     t = f"TIMESTAMPTZ '{as_of} 00:00:00+00'"
     shares = ",\n".join(
@@ -159,7 +159,7 @@ def _threads() -> dict:
 def _child(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from features.schema import EVENTS, as_contract_frame
+    from features.contract.schema import EVENTS, as_contract_frame
 
     data = Path(args.data)
     events = as_contract_frame(pd.read_parquet(data / "events.parquet"), EVENTS)

@@ -31,7 +31,7 @@ def _load(source: str, workdir: Path):
     import pandas as pd
 
     if source == "cj":
-        from features.complete_journey import load_complete_journey
+        from features.sources.complete_journey import load_complete_journey
 
         d = load_complete_journey()
         return d.events, d.customers, d.products, d.stores
@@ -44,7 +44,7 @@ _TABLES = ("events", "customers", "products", "stores")
 
 def _write_synthetic(workdir: Path, customers: int, days: int, seed: int) -> int:
     """Generate once; customer_id = the true person (training, not identity, is timed)."""
-    from features.synthetic import generate
+    from features.sources.synthetic import generate
 
     d = generate(n_customers=customers, days=days, seed=seed)
     d.events["customer_id"] = d.truth["event_person"]["person_id"].to_numpy()

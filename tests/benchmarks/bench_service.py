@@ -88,7 +88,7 @@ def requests_for(scorer, n: int, seed: int = 0) -> list[dict]:
 
 def breakdown(scorer, bodies: list[dict]) -> dict:
     """Median in-process microseconds per stage of one /recommend, over ``bodies``."""
-    from features.consent import consented
+    from features.contract.consent import consented
     from serving.rules import item_rules
     from serving.scoring import CHANNEL_CODE
     from training.recs.base import _top_k

@@ -18,16 +18,16 @@ from harness import child_report, median_of, run_child, save
 
 
 def _child(args: argparse.Namespace) -> None:
-    from features.identity import resolve_identities
+    from features.store.identity import resolve_identities
     from training.customer_jobs import train_churn, train_next_channel
 
     if args.source == "complete_journey":
-        from features.complete_journey import load_complete_journey
+        from features.sources.complete_journey import load_complete_journey
 
         data = load_complete_journey()
         events = data.events
     else:
-        from features.synthetic import generate
+        from features.sources.synthetic import generate
 
         data = generate(n_customers=args.customers, days=args.days, seed=7)
         events, _ = resolve_identities(data.events)

@@ -1,6 +1,6 @@
 """A fast, seeded, vectorised events frame in the contract dtypes, for benchmarks.
 
-Not the synthetic source (features/synthetic.py plants behaviour for models to find);
+Not the synthetic source (features/sources/synthetic.py plants behaviour for models to find);
 this only needs realistic shapes at 10M+ rows in seconds: heavy-tailed activity per
 customer, orders of several lines sharing order_id / ts / channel / store, a store
 visit per store basket, returns, web/app browsing, and outreach with opens, clicks
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import CHANNELS, EVENT_TYPES, EVENTS, as_contract_frame
+from features.contract.schema import CHANNELS, EVENT_TYPES, EVENTS, as_contract_frame
 
 END = pd.Timestamp("2026-01-01", tz="UTC")
 DAYS = 400

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from features.schema import CHANNELS
+from features.contract.schema import CHANNELS
 from training.compiled_forest import CompiledForest
 from training.recs.candidates import REASONS, CandidateTable, Customers, resolve_customers
 from training.recs.data import Catalogue, History

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.contract.schema import CHANNELS, EVENT_TYPES
 from features.encode import encode_events, to_us
 from features.ids import factorize
-from features.schema import CHANNELS, EVENT_TYPES
 
 PRODUCT_EVENTS: tuple[str, ...] = ("purchase", "add_to_cart", "view")
 PURCHASE = EVENT_TYPES.index("purchase")

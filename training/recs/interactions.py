@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from features.schema import EVENT_TYPES
+from features.contract.schema import EVENT_TYPES
 from training.recs.data import History
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {"purchase": 1.0, "add_to_cart": 0.3, "view": 0.1}

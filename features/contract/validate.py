@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import EVENTS, IDENTIFIER_COLUMNS, MAX_ID_LENGTH, PRODUCTS, Column, TableSchema
+from features.contract.schema import (
+    EVENTS,
+    IDENTIFIER_COLUMNS,
+    MAX_ID_LENGTH,
+    PRODUCTS,
+    Column,
+    TableSchema,
+)
 
 OnError = Literal["raise", "quarantine"]
 MAX_LISTED_PROBLEMS = 10

@@ -14,11 +14,17 @@ from pathlib import Path
 import pandas as pd
 
 from features.atomic import atomic_path
-from features.identity import IdentityReport
-from features.loaders import ColumnMap, LoadResult, load_files
+from features.contract.validate import DataError, OnError, Problem, TimeRange
 from features.settings import Settings
-from features.store import StoreMissingError, StoreWrite, WriteMode, events_dataset, store_events
-from features.validate import DataError, OnError, Problem, TimeRange
+from features.sources.files import ColumnMap, LoadResult, load_files
+from features.store.events import (
+    StoreMissingError,
+    StoreWrite,
+    WriteMode,
+    events_dataset,
+    store_events,
+)
+from features.store.identity import IdentityReport
 
 Progress = Callable[[str], None]
 FORMULA_START = r"^[=+\-@\t\r]"

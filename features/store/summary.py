@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.store import read_events, read_table
+from features.store.events import read_events, read_table
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import EVENTS
+from features.contract.schema import EVENTS
 
 # Frozen: derived ids are stored, so changing this list (or the hashing below) would
 # give already-loaded events new ids and let them load twice. A column added to the

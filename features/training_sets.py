@@ -1,8 +1,8 @@
-"""Training sets from several cutoffs: each snapshot has its own as-of features.
+"""Training sets from several cutoffs: each cutoff's rows have their own as-of features.
 
 The events are encoded once (ids, timestamps, codes) and cut at every cutoff, so a
-year of monthly snapshots costs one encoding plus one cheap pass per cutoff. Each
-snapshot follows the point-in-time rule on its own: features as of ``t`` read only
+year of monthly cutoffs costs one encoding plus one cheap pass per cutoff. Each
+cutoff follows the point-in-time rule on its own: features as of ``t`` read only
 events before ``t``. Cutoffs typically come from :func:`training.splits.temporal_split`.
 """
 
@@ -18,7 +18,7 @@ from features.encode import encode_events
 from features.registry import DEFAULT_WINDOWS
 
 
-def build_training_snapshots(
+def build_training_sets(
     events: pd.DataFrame,
     customers: pd.DataFrame | None,
     cutoffs: Iterable[pd.Timestamp | str],

@@ -2,7 +2,7 @@
 
 Each view is built on the package's own definitions, so the plots show what the models
 see: orders, channel shares and store visits are the customer features summed over
-customers (:func:`features.snapshots.build_training_snapshots`), churn is the churn
+customers (:func:`features.training_sets.build_training_sets`), churn is the churn
 model's label (:func:`features.labels.churn_labels`).
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 from features.labels import churn_labels
 from features.registry import SALES_CHANNELS
 from features.settings import Settings
-from features.snapshots import build_training_snapshots
+from features.training_sets import build_training_sets
 
 
 def ensure_events_store(
@@ -27,7 +27,7 @@ def ensure_events_store(
 ) -> bool:
     """Generate seeded synthetic data into the store when it holds no events yet (as
     `omni data synth` does); an existing store is left alone. True when data was made."""
-    from features.store import store_exists
+    from features.store.events import store_exists
 
     if store_exists(settings.store_dir):
         return False
@@ -86,7 +86,7 @@ def activity_over_time(
     customers, so an order and a visit mean here what they mean to the models.
     """
     w = int(window_days)
-    snaps = build_training_snapshots(events, customers, cutoffs, windows=(w,))
+    snaps = build_training_sets(events, customers, cutoffs, windows=(w,))
     orders = snaps[f"orders_{w}d"].astype("float64")
     visits = snaps[f"store_visits_{w}d"].astype("float64")
     frame = pd.DataFrame({"as_of": snaps["as_of"], "orders": orders, "store_visits": visits})

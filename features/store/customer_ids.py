@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.identity import LINK_COLUMNS, RESOLVED, graph_lookup
-from features.manifest import Manifest, StoreFile
-from features.store_files import RAW_CUSTOMER_ID, PartWriter, parts_dataset
+from features.store.identity import LINK_COLUMNS, RESOLVED, graph_lookup
+from features.store.manifest import Manifest, StoreFile
+from features.store.parts import RAW_CUSTOMER_ID, PartWriter, parts_dataset
 
 
 def stored_links(events: pd.DataFrame, raw: str) -> pd.DataFrame:

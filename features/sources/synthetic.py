@@ -1,10 +1,11 @@
 """Seeded, fully vectorised synthetic omnichannel retail data with planted, documented structure.
 
-``generate(n_customers, days, seed)`` returns a :class:`~features.sources.SourceData` whose four
-tables follow the contract in :mod:`features.schema`, plus ground truth in ``truth``. Events
-cover ``[end - days, end)``, are sorted by ``ts``, and the same arguments always give the same
-frames (one ``np.random.default_rng(seed)``, never the clock). No Python loop runs over
-customers or events; loops run only over a handful of channels.
+``generate(n_customers, days, seed)`` returns a :class:`~features.sources.base.SourceData`
+whose four tables follow the contract in :mod:`features.contract.schema`, plus ground truth
+in ``truth``. Events cover ``[end - days, end)``, are sorted by ``ts``, and the same
+arguments always give the same frames (one ``np.random.default_rng(seed)``, never the
+clock). No Python loop runs over customers or events; loops run only over a handful of
+channels.
 
 Planted structure (later models are tested on recovering it):
 
@@ -83,8 +84,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features import schema
-from features.sources import SourceData
+from features.contract import schema
+from features.sources.base import SourceData
 
 DAY = 86_400
 HOUR = 3_600

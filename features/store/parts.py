@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from features.manifest import EVENTS_DIR, PART_PREFIX, Manifest, StoreFile, new_write_id
-from features.schema import EVENTS
+from features.contract.schema import EVENTS
+from features.store.manifest import EVENTS_DIR, PART_PREFIX, Manifest, StoreFile, new_write_id
 
 RAW_CUSTOMER_ID = "raw_customer_id"
 """Stored beside each event: its customer_id as the source gave it (before resolution),

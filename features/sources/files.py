@@ -20,9 +20,16 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 
-from features.schema import TABLES, empty_frame
-from features.sources import SourceData
-from features.validate import DataError, OnError, Problem, TimeRange, show_value, validate_frame
+from features.contract.schema import TABLES, empty_frame
+from features.contract.validate import (
+    DataError,
+    OnError,
+    Problem,
+    TimeRange,
+    show_value,
+    validate_frame,
+)
+from features.sources.base import SourceData
 
 if TYPE_CHECKING:
     import pyarrow as pa

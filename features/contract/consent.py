@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.schema import CONSENT_COLUMNS
+from features.contract.schema import CONSENT_COLUMNS
 
 
 def consent_mask(

@@ -3,14 +3,14 @@ table, the identity graph, and a manifest that lists them all.
 
 Layout under ``store_dir``::
 
-    manifest.json                                  # the live files (features/manifest.py)
+    manifest.json                                  # the live files (features/store/manifest.py)
     events/month=202501/ev-<write>-0.parquet       # hive partitions: a range reads its months
     customers-<write>.parquet  products-<write>.parquet  stores-<write>.parquet
     identity-<write>.parquet                       # raw identifier tuples -> customer id
 
 Every write, replace or append, writes its files under new names and then switches the
 manifest with one rename, so a kill at any moment leaves the old or the new store.
-Events carry an ``event_id`` (features/event_ids.py) and an append skips those already
+Events carry an ``event_id`` (features/store/event_ids.py) and an append skips those already
 stored. With identity resolution on, an append resolves against the graph of everything
 loaded before and rewrites the stored parts whose events change customer id, in the same
 switch: the store ends as if everything had been loaded at once.
@@ -32,9 +32,18 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from features.event_ids import assign_event_ids
-from features.identity import IdentityReport, graph_lookup, resolve_with_graph
-from features.manifest import (
+from features.contract.schema import (
+    DIMENSION_TABLES,
+    EVENTS,
+    TABLES,
+    as_contract_frame,
+    empty_frame,
+)
+from features.sources.base import SourceData
+from features.store.customer_ids import add_links, restamp, rewrite_parts, stored_links
+from features.store.event_ids import assign_event_ids
+from features.store.identity import IdentityReport, graph_lookup, resolve_with_graph
+from features.store.manifest import (
     EVENTS_DIR,
     Manifest,
     StoreBusyError,
@@ -46,10 +55,7 @@ from features.manifest import (
     sync_files,
     write_lock,
 )
-from features.schema import DIMENSION_TABLES, EVENTS, TABLES, as_contract_frame, empty_frame
-from features.sources import SourceData
-from features.store_files import RAW_CUSTOMER_ID, PartWriter, events_table, parts_dataset
-from features.store_identity import add_links, restamp, rewrite_parts, stored_links
+from features.store.parts import RAW_CUSTOMER_ID, PartWriter, events_table, parts_dataset
 
 __all__ = [
     "StoreBusyError",
@@ -68,7 +74,7 @@ __all__ = [
 WriteMode = Literal["replace", "append"]
 T = TypeVar("T")
 _READ_ATTEMPTS = 3
-_MADE_UP_ID = r"^U[0-9a-f]{16}$"  # ids resolution makes up (features.identity._stable_ids)
+_MADE_UP_ID = r"^U[0-9a-f]{16}$"  # ids resolution makes up (features.store.identity._stable_ids)
 
 
 # ---------------------------------------------------------------- reading
@@ -333,7 +339,7 @@ def _customer_ids(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
 def _stored_parts(
     store_dir: Path, stored: _Stored, graph: pd.DataFrame, writer: PartWriter
 ) -> tuple[list[StoreFile], int, int]:
-    """The stored parts after the write (see :func:`features.store_identity.rewrite_parts`);
+    """The stored parts after the write (see :func:`features.store.customer_ids.rewrite_parts`);
     the parts of a store from before manifests are all rewritten, in this version's form."""
     if stored.legacy_events is not None:
         events = stored.legacy_events
@@ -355,7 +361,7 @@ def store_events(
     ``replace`` makes a new store of ``data``. ``append`` adds the events whose
     ``event_id`` is not stored yet and upserts dimension rows by id (new rows win).
     With ``max_identity_component`` set, customer ids are resolved from the identifiers
-    (features/identity.py), on append against everything stored; without, events keep
+    (features/store/identity.py), on append against everything stored; without, events keep
     the customer_id they have.
     """
     if mode not in ("replace", "append"):
