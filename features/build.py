@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from features.atomic import write_parquet_atomic
 from features.customer_features import build_customer_features
+from features.cutoffs import parse_cutoff
 from features.registry import DEFAULT_WINDOWS, check_windows, customer_features
 from features.store.events import read_events, read_table
 
@@ -41,17 +42,6 @@ class BuildResult:
     table: pd.DataFrame
 
 
-def parse_as_of(value: str | pd.Timestamp) -> pd.Timestamp:
-    """A cutoff as a UTC timestamp; naive dates are UTC midnight. Clear error otherwise."""
-    try:
-        t = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"--as-of {value!r} is not a date or time (e.g. 2025-06-01)") from exc
-    if pd.isna(t):
-        raise ValueError(f"--as-of {value!r} is not a date or time (e.g. 2025-06-01)")
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
 def default_path(features_dir: Path, as_of: pd.Timestamp) -> Path:
     """Where a cutoff's customer features live by default."""
     stamp = (
@@ -70,7 +60,7 @@ def build_from_store(
     progress: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """Read the months ``as_of`` needs, build the customer features, write them to ``out``."""
-    t = parse_as_of(as_of)
+    t = parse_cutoff(as_of)
     windows = check_windows(windows)
     tell = progress or (lambda _: None)
     seconds: dict[str, float] = {}

@@ -24,6 +24,7 @@ from features.contract.schema import (
     OUTREACH_CHANNELS,
     as_contract_frame,
 )
+from features.cutoffs import to_utc
 from features.ids import factorize
 
 DAY_US = 86_400_000_000
@@ -202,8 +203,7 @@ def _ts_us(ts: pd.Series) -> np.ndarray:
 
 def to_us(t: pd.Timestamp | str) -> int:
     """A cutoff as int64 microseconds, UTC (naive times are UTC)."""
-    t = pd.Timestamp(t)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    t = to_utc(t)
     return int(t.value) // 1_000  # Timestamp.value is nanoseconds whatever the unit
 
 

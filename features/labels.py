@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.cutoffs import to_utc
+
 ENGAGEMENT_TYPES: tuple[str, ...] = (
     "open",
     "click",
@@ -26,11 +28,6 @@ ENGAGEMENT_TYPES: tuple[str, ...] = (
     "add_to_cart",
 )
 """Events that show a customer engaging through a channel (message_sent is not one)."""
-
-
-def _ts(as_of: str | pd.Timestamp) -> pd.Timestamp:
-    t = pd.Timestamp(as_of)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def _check_days(**days: int) -> None:
@@ -52,7 +49,7 @@ def churn_labels(
     before the cutoff (who was active), the label only events at or after it.
     """
     _check_days(lookback_days=lookback_days, horizon_days=horizon_days)
-    t = _ts(as_of)
+    t = to_utc(as_of)
     purchase = (events["event_type"] == "purchase").to_numpy()
     ts = events["ts"]
     before = purchase & ((ts >= t - pd.Timedelta(days=lookback_days)) & (ts < t)).to_numpy()
@@ -78,7 +75,7 @@ def next_channel_labels(
     "purchase").
     """
     _check_days(horizon_days=horizon_days, attribution_days=attribution_days)
-    t = _ts(as_of)
+    t = to_utc(as_of)
     end = t + pd.Timedelta(days=horizon_days)
     window = events[(events["ts"] >= t) & (events["ts"] < end)]
     cols = ["customer_id", "ts", "channel"]

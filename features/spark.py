@@ -415,10 +415,10 @@ def build_features_spark(
     n_buckets: int | None = None,
 ) -> DataFrame:
     """The customer features of every customer as a Spark DataFrame (``customer_id`` first)."""
-    from features.build import parse_as_of
+    from features.cutoffs import parse_cutoff
     from features.registry import check_windows
 
-    t, windows = parse_as_of(as_of), check_windows(windows)
+    t, windows = parse_cutoff(as_of), check_windows(windows)
     fn = functools.partial(_features, as_of=t, windows=windows)
     return run_per_customer(events, fn, feature_schema(windows), customers, n_buckets=n_buckets)
 
@@ -449,10 +449,11 @@ def build_from_store_spark(
     """
     import pandas as pd
 
-    from features.build import EVENT_COLUMNS, parse_as_of, write_result
+    from features.build import EVENT_COLUMNS, write_result
+    from features.cutoffs import parse_cutoff
     from features.registry import check_windows
 
-    t, windows = parse_as_of(as_of), check_windows(windows)
+    t, windows = parse_cutoff(as_of), check_windows(windows)
     tell = progress or (lambda _: None)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()

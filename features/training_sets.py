@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from features.build import parse_as_of
 from features.customer_features import features_from_encoded
+from features.cutoffs import parse_cutoff
 from features.encode import encode_events
 from features.registry import DEFAULT_WINDOWS
 
@@ -28,7 +28,7 @@ def build_training_sets(
 
     A customer appears once per cutoff at which they get a row (see :mod:`features.registry`).
     """
-    times = sorted({parse_as_of(t) for t in cutoffs})
+    times = sorted({parse_cutoff(t) for t in cutoffs})
     if not times:
         raise ValueError("give at least one cutoff")
     enc = encode_events(events, customers)

@@ -11,11 +11,28 @@ a server starts: starting a second server wiped the first one's metrics. `omni s
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 METRICS_FOLDER_PREFIX = "omni-metrics-"
+SERVICE = "serving.service:Personalization"
+"""The BentoML service `omni serve` starts (also bentofile.yaml's ``service``)."""
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""BLAS on one thread in service workers: requests are small, threads only contend."""
+
+
+def service_command(
+    snapshot: Path, port: int, host: str = "127.0.0.1"
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that start the scoring service on ``snapshot``:
+    `bentoml serve` through this module (a metrics folder of its own), BLAS on one thread.
+    `omni serve` and the main job both start the service this way."""
+    cmd = [sys.executable, "-m", "serving.bentoml_server", "serve", SERVICE]
+    cmd += ["--port", str(port), "--host", host]
+    return cmd, {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(snapshot)}
 
 
 def main(argv: list[str] | None = None) -> None:

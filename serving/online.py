@@ -42,6 +42,7 @@ from typing import Any
 import pandas as pd
 
 from features.atomic import atomic_path, pid_alive, remove_leftovers, retire
+from features.cutoffs import to_utc
 from features.settings import Settings
 
 MODEL_NAMES: dict[str, str] = {
@@ -295,8 +296,9 @@ def build_snapshot(
     customers)."""
     import numpy as np
 
-    from features.build import parse_as_of, write_features
+    from features.build import write_features
     from features.customer_features import build_customer_features
+    from features.cutoffs import parse_cutoff
     from features.registry import DEFAULT_WINDOWS
     from features.store.events import read_events, read_table
 
@@ -308,7 +310,7 @@ def build_snapshot(
     models, sources = _load_champions(settings)
     seconds["load_models"] = time.perf_counter() - t0
     tell("loaded the champions: " + ", ".join(f"{k} v{v['version']}" for k, v in sources.items()))
-    t = parse_as_of(as_of) if as_of is not None else _after_last_event(settings)
+    t = parse_cutoff(as_of, "--as-of") if as_of is not None else _after_last_event(settings)
     rec = models["recommender"]
     lookback = max(max(DEFAULT_WINDOWS), rec.lookback_days)
     t0 = time.perf_counter()
@@ -457,8 +459,7 @@ def _after_last_event(settings: Settings) -> pd.Timestamp:
     if months is None:
         raise SnapshotError(f"the events store {settings.store_dir} is empty")
     ts = dataset.to_table(columns=["ts"], filter=ds.field("month") == months)["ts"]
-    last = pd.Timestamp(pc.max(ts).as_py())
-    last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+    last = to_utc(pc.max(ts).as_py())
     return last.floor("D") + pd.Timedelta(days=1)
 
 

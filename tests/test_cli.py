@@ -21,7 +21,7 @@ def _omni(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedP
 
 def test_help_does_not_import_heavy_libraries():
     code = (
-        "import sys; from typer.testing import CliRunner; from serving.cli import app;"
+        "import sys; from typer.testing import CliRunner; from serving.cli.main import app;"
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output;"
         "heavy = {'mlflow', 'lightgbm', 'bentoml', 'pandas', 'implicit', 'sklearn'};"
         "print(sorted(heavy & set(sys.modules)))"

@@ -145,7 +145,7 @@ def test_missing_store_says_what_to_do(tmp_path):
 
 def test_help_stays_light():
     code = (
-        "import sys; from typer.testing import CliRunner; from serving.cli import app;"
+        "import sys; from typer.testing import CliRunner; from serving.cli.main import app;"
         "r = CliRunner().invoke(app, ['features', '--help']); assert r.exit_code == 0, r.output;"
         "print(sorted({'pandas', 'pyarrow', 'numpy'} & set(sys.modules)))"
     )

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from serving.cli import app
+from serving.cli.main import app
 from training.model_io import log_python_model
 from training.registry import (
     CHALLENGER,

@@ -208,7 +208,7 @@ def test_schema_of_maps_pandas_dtypes():
 
 # ---------------------------------------------------------------- the command line
 def _cli(*args: str, home: Path):
-    from serving.cli import app
+    from serving.cli.main import app
 
     return CliRunner().invoke(app, ["--home", str(home), *args])
 

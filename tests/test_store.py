@@ -277,7 +277,7 @@ def test_a_store_with_no_events_reads_and_summarises(tmp_path, settings):
     # it reads as empty, appends to it work, and `omni data summary` says so.
     from typer.testing import CliRunner
 
-    from serving.cli import app
+    from serving.cli.main import app
 
     empty = SourceData(
         events=empty_frame(EVENTS),

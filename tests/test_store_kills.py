@@ -61,7 +61,7 @@ def sources(tmp_path_factory) -> dict[str, Path]:
 
 
 def _summary_events(home: Path) -> int:
-    from serving.cli import app
+    from serving.cli.main import app
 
     res = CliRunner().invoke(app, ["--home", str(home), "data", "summary"])
     assert res.exit_code == 0, res.output

@@ -9,10 +9,9 @@ import pandas as pd
 
 from features.settings import Settings
 from training.customer_jobs import JobConfig, JobResult, train_churn, train_next_channel
+from training.job_names import REGISTERED_NAMES
 
 Say = Callable[[str], None]
-
-REGISTERED_NAMES = {"churn": "churn", "channel": "next_best_channel"}
 
 
 @dataclass

@@ -428,3 +428,13 @@ def _pins() -> tuple[str, ...]:
         except metadata.PackageNotFoundError:
             continue
     return tuple(pins)
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO chatter (uv detection, signature validation) hides our progress lines;
+    its warnings still show."""
+    import logging
+
+    import mlflow  # noqa: F401  (importing mlflow configures its loggers; set the level after)
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)

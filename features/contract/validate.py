@@ -22,6 +22,7 @@ from features.contract.schema import (
     Column,
     TableSchema,
 )
+from features.cutoffs import to_utc
 
 OnError = Literal["raise", "quarantine"]
 MAX_LISTED_PROBLEMS = 10
@@ -77,7 +78,7 @@ class TimeRange:
 
     @classmethod
     def default(cls, now: pd.Timestamp | None = None) -> TimeRange:
-        now = pd.Timestamp.now(tz="UTC") if now is None else _utc(now)
+        now = pd.Timestamp.now(tz="UTC") if now is None else to_utc(now)
         return cls(EARLIEST_TS, (now + FUTURE_SLACK).ceil("s"))
 
     @classmethod
@@ -96,11 +97,6 @@ class TimeRange:
         if bounds[0] > bounds[1]:
             raise ValueError(f"--ts-min {bounds[0]} is after --ts-max {bounds[1]}")
         return cls(*bounds)
-
-
-def _utc(t: pd.Timestamp) -> pd.Timestamp:
-    t = pd.Timestamp(t)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 Check = tuple[np.ndarray, str]  # (bad-row mask, reason with a {value} placeholder)

@@ -85,6 +85,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.contract import schema
+from features.cutoffs import to_utc
 from features.sources.base import SourceData
 
 DAY = 86_400
@@ -1207,8 +1208,7 @@ def _shared_identifiers(
 
 def _utc_microseconds(end: str | pd.Timestamp) -> int:
     """Window end as UTC epoch microseconds (naive times are taken as UTC)."""
-    ts = pd.Timestamp(end)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = to_utc(end)
     return int(ts.value) // 1_000  # Timestamp.value is in nanoseconds
 
 

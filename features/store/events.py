@@ -39,6 +39,7 @@ from features.contract.schema import (
     as_contract_frame,
     empty_frame,
 )
+from features.cutoffs import to_utc
 from features.sources.base import SourceData
 from features.store.customer_ids import add_links, restamp, rewrite_parts, stored_links
 from features.store.event_ids import assign_event_ids
@@ -124,11 +125,6 @@ def _month_key(t: datetime | pd.Timestamp) -> int:
     return t.year * 100 + t.month
 
 
-def _to_utc(t: datetime | str | pd.Timestamp) -> pd.Timestamp:
-    t = pd.Timestamp(t)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
 def _while_stable(store_dir: Path, read: Callable[[Manifest], T]) -> T:
     """``read(manifest)`` of the live manifest. A write that switches the manifest meanwhile
     removes the files it replaced: then read again, from the new manifest."""
@@ -152,10 +148,10 @@ def read_events(
     store_dir = Path(store_dir)
     flt = None
     if start is not None:
-        start = _to_utc(start)
+        start = to_utc(start)
         flt = (ds.field("month") >= _month_key(start)) & (ds.field("ts") >= pa.scalar(start))
     if end is not None:
-        end = _to_utc(end)
+        end = to_utc(end)
         cond = (ds.field("month") <= _month_key(end)) & (ds.field("ts") < pa.scalar(end))
         flt = cond if flt is None else flt & cond
     wanted = columns or EVENTS.names

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from features.cutoffs import to_utc
 from features.labels import churn_labels
 from features.registry import SALES_CHANNELS
 from features.settings import Settings
@@ -31,9 +32,9 @@ def ensure_events_store(
 
     if store_exists(settings.store_dir):
         return False
-    from features.cli import run_synth
+    from features.store.ingest import load_synthetic
 
-    run_synth(settings, customers, days, settings.seed if seed is None else seed, end, load=True)
+    load_synthetic(settings, customers, days, settings.seed if seed is None else seed, end)
     return True
 
 
@@ -120,8 +121,7 @@ def churn_over_time(
     end = events["ts"].max().floor("D") + pd.Timedelta(days=1)
     rows = []
     for cutoff in cutoffs:
-        t = pd.Timestamp(cutoff)
-        t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+        t = to_utc(cutoff)
         if t + pd.Timedelta(days=horizon_days) > end:
             raise ValueError(
                 f"cutoff {t:%Y-%m-%d}: its {horizon_days}-day horizon runs past the end of the "

@@ -16,6 +16,7 @@ import pandas as pd
 from features.atomic import atomic_path
 from features.contract.validate import DataError, OnError, Problem, TimeRange
 from features.settings import Settings
+from features.sources.base import SourceData
 from features.sources.files import ColumnMap, LoadResult, load_files
 from features.store.events import (
     StoreMissingError,
@@ -151,3 +152,35 @@ def ingest(
     return IngestResult(
         loaded, written.identity, settings.store_dir, quarantine_dir, seconds, written
     )
+
+
+def write_synthetic(
+    settings: Settings, customers: int, days: int, seed: int, end: str
+) -> tuple[SourceData, Path]:
+    """Generate seeded synthetic data and write it, with its ground truth, under
+    ``raw/synthetic`` in the home; returns the data and that folder."""
+    from features.sources.base import write_source
+    from features.sources.synthetic import generate
+
+    data = generate(n_customers=customers, days=days, seed=seed, end=end)
+    return data, write_source(data, settings.raw_dir / "synthetic")
+
+
+def synthetic_time_range(end: str) -> TimeRange:
+    """The load's usual time range, reaching ``end`` (synthetic data may end in the future)."""
+    default = TimeRange.default()
+    return TimeRange(default.earliest, max(default.latest, pd.to_datetime(end, utc=True)))
+
+
+def load_synthetic(
+    settings: Settings,
+    customers: int,
+    days: int,
+    seed: int,
+    end: str = "2026-01-01",
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Synthetic data generated, written under the home and ingested like any source
+    (the same validation; its time range reaches ``end``)."""
+    _, raw = write_synthetic(settings, customers, days, seed, end)
+    return ingest(raw, settings, progress=progress, times=synthetic_time_range(end))

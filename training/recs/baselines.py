@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from features.cutoffs import to_utc
 from training.recs.als import ALSParams, top_n
 from training.recs.base import BaseRecommender, Rows
 from training.recs.candidates import REASON_OF_SOURCE, Customers
 from training.recs.coldstart import popularity_rows
 from training.recs.data import History
-from training.recs.model import _max_excluded, _utc, as_history, default_cutoff
+from training.recs.model import _max_excluded, as_history, default_cutoff
 from training.recs.snapshot import SnapshotParams, build_snapshot
 
 
@@ -55,7 +56,7 @@ class _SnapshotBaseline(BaseRecommender):
     ) -> _SnapshotBaseline:
         """Snapshot as of ``as_of`` (default: after the last event) from earlier events."""
         history = as_history(events, customers, products, stores)
-        as_of = default_cutoff(history) if as_of is None else _utc(as_of)
+        as_of = default_cutoff(history) if as_of is None else to_utc(as_of)
         weights = self._event_weights()
         params = SnapshotParams(
             lookback_days=self.lookback_days,

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from features.cutoffs import to_utc
 from features.settings import Settings
+from training.job_names import RECS_HORIZON_DAYS
 from training.recs.base import BaseRecommender
 from training.recs.baselines import ALSRecommender, BuyAgainRecommender, PopularityRecommender
 from training.recs.data import History
@@ -74,7 +76,7 @@ def fit_and_evaluate(
     customers: pd.DataFrame | None = None,
     products: pd.DataFrame | None = None,
     stores: pd.DataFrame | None = None,
-    horizon_days: int = 14,
+    horizon_days: int = RECS_HORIZON_DAYS,
     as_of: pd.Timestamp | str | None = None,
     params: Mapping[str, Any] | None = None,
     seed: int = 42,
@@ -93,8 +95,7 @@ def fit_and_evaluate(
     if as_of is None:
         test = default_cutoff(history) - pd.Timedelta(days=horizon_days)
     else:
-        test = pd.Timestamp(as_of)
-        test = test.tz_localize("UTC") if test.tzinfo is None else test.tz_convert("UTC")
+        test = to_utc(as_of)
     holdout = Holdout.build(history, test, horizon_days)
     model_params = {"horizon_days": horizon_days, **dict(params or {}), "random_state": seed}
     model = Recommender(**model_params)
@@ -250,7 +251,7 @@ def train_recommender(
     customers: pd.DataFrame | None = None,
     products: pd.DataFrame | None = None,
     stores: pd.DataFrame | None = None,
-    horizon_days: int = 14,
+    horizon_days: int = RECS_HORIZON_DAYS,
     as_of: pd.Timestamp | str | None = None,
     params: Mapping[str, Any] | None = None,
     register: bool = True,

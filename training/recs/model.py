@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from features.cutoffs import to_utc
 from training.compiled_forest import CompiledForest
 from training.recs.als import ALSParams
 from training.recs.base import BaseRecommender, Rows
@@ -197,7 +198,7 @@ class Recommender(BaseRecommender):
         (default: after the last event). Only events before ``as_of`` are read."""
         t_start = time.perf_counter()
         history = as_history(events, customers, products, stores)
-        as_of = default_cutoff(history) if as_of is None else _utc(as_of)
+        as_of = default_cutoff(history) if as_of is None else to_utc(as_of)
         rng = np.random.default_rng(self.random_state)
         train_cutoffs, valid_cutoff = self.cutoffs(as_of)
         parts, stats = [], {}
@@ -251,7 +252,7 @@ class Recommender(BaseRecommender):
         if not hasattr(self, "ranker_"):
             raise RuntimeError("Recommender is not fitted: call fit() first")
         history = as_history(events, customers, products, stores)
-        as_of = default_cutoff(history) if as_of is None else _utc(as_of)
+        as_of = default_cutoff(history) if as_of is None else to_utc(as_of)
         self.snapshot_ = build_snapshot(
             history, as_of, self._snapshot_params(), self._als_params(), self.random_state
         )
@@ -347,8 +348,3 @@ def _max_excluded(excluded: np.ndarray, n_items: int) -> int:
     if len(excluded) == 0:
         return 0
     return int(np.bincount(excluded // n_items).max())
-
-
-def _utc(t: pd.Timestamp | str) -> pd.Timestamp:
-    t = pd.Timestamp(t)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")

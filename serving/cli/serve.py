@@ -1,4 +1,4 @@
-"""`omni snapshot build`, `omni serve` and `omni bento`: from champions to a running service.
+"""`omni serve` and `omni bento`: the scoring service on the latest snapshot.
 
 `omni serve` checks (and if needed rebuilds) the online snapshot *before* starting
 BentoML: a service whose ``__init__`` fails is restarted by BentoML forever, so a broken
@@ -15,76 +15,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from features.console import console, err_console, fail, say, step, user_errors
+from features.console import console, fail, step, user_errors
+from serving.cli.snapshot import build_and_report, warn
 
-snapshot_app = typer.Typer(
-    help="The online snapshot the service and batch scoring read.", no_args_is_help=True
-)
 BENTO_DIR = "bento_snapshot"
-SERVICE = "serving.service:Personalization"
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-@snapshot_app.command("build")
-def snapshot_build(
-    ctx: typer.Context,
-    as_of: Annotated[
-        str | None,
-        typer.Option(help="Cutoff (default: the first midnight after the newest event)."),
-    ] = None,
-    refresh_recommender: Annotated[
-        bool,
-        typer.Option(help="Rebuild the recommender's ALS factors and histories at the cutoff."),
-    ] = True,
-    serving: Annotated[
-        bool,
-        typer.Option(
-            help="Precompute what real-time requests read (ranked lists per channel); "
-            "--no-serving for a batch-only snapshot."
-        ),
-    ] = True,
-    compile_forests: Annotated[
-        bool | None,
-        typer.Option(
-            "--compile-forests/--no-compile-forests",
-            help="Compile the channel model and the ranker to machine code for faster batch "
-            "scoring (same results; ~0.1 s a tree). Default: from 100,000 customers.",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
-    """Build a snapshot from the @champion models and the events store."""
-    with user_errors():
-        path = build(ctx.obj, as_of, refresh_recommender, serving, compile_forests)
-    console.print(f"snapshot: {path}")
-
-
-def warn(message: str) -> None:
-    """One line on stderr, never wrapped."""
-    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
-
-
-def build(
-    settings,
-    as_of: str | None = None,
-    refresh_recommender: bool = True,
-    serving: bool = True,
-    compile_forests: bool | None = None,
-) -> Path:
-    """Build and report a snapshot (shared by `omni snapshot build`, `omni serve`, the main
-    job)."""
-    from serving.online import SnapshotError, build_snapshot
-    from training.tracking import registry_errors
-
-    with step("build the online snapshot"), registry_errors(settings):
-        try:
-            return build_snapshot(
-                settings, as_of, refresh_recommender, say, serving, compile_forests
-            )
-        except SnapshotError as exc:
-            raise fail(str(exc)) from None
+"""Where `omni bento` copies the snapshot for bentofile.yaml to include."""
 
 
 def ready_snapshot(settings, rebuild: bool) -> Path:
@@ -110,7 +46,7 @@ def ready_snapshot(settings, rebuild: bool) -> Path:
         path = newest_valid_snapshot(settings, note=warn)
         try:
             if rebuild or path is None or not is_current(settings, path):
-                path = build(settings)
+                path = build_and_report(settings)
         except RegistryUnreachable as exc:
             if path is None:
                 folder = online_dir(settings)
@@ -142,10 +78,9 @@ def serve(
         path = ready_snapshot(settings, rebuild)
     auth = "bearer token required" if settings.api_token else "no token (set OMNI_API_TOKEN)"
     console.print(f"serving {path.name} on http://{host}:{port}  ({auth}); Ctrl-C stops it")
-    env = {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(path)}
-    # serving.bentoml_server: bentoml with Prometheus metrics in a folder of its own
-    cmd = [sys.executable, "-m", "serving.bentoml_server", "serve", SERVICE]
-    cmd += ["--port", str(port), "--host", host]
+    from serving.bentoml_server import service_command
+
+    cmd, env = service_command(path, port, host)
     sys.stdout.flush()
     # become BentoML (no parent left behind): signals such as a supervisor's SIGTERM
     # reach the server itself and stop it with its workers
@@ -159,7 +94,7 @@ def bento(
     """Build a bento (`bentoml build`, offline) that carries the current snapshot, so it
     runs without the MLflow server: `bentoml serve omni_personalization:latest`."""
     settings = ctx.obj
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the source checkout (serving/cli/ is two down)
     if not (root / "bentofile.yaml").exists():
         raise fail(f"no bentofile.yaml in {root}: run `omni bento` from a source checkout")
     with user_errors():

@@ -1,4 +1,4 @@
-"""`omni`: the command-line entry point. Each package adds its own sub-commands.
+"""`omni`: the command-line entry point; each command or group is a module of serving/cli.
 
 Imports stay light here so `omni --help` answers in well under a second.
 """
@@ -13,12 +13,14 @@ from typing import Annotated
 
 import typer
 
-from features.cli import app as data_app
-from features.features_cli import app as features_app
-from serving.score_cli import score
-from serving.serve_cli import bento, serve, snapshot_app
-from training.cli import models_app
-from training.train_cli import app as train_app
+from serving.cli.data import app as data_app
+from serving.cli.features import app as features_app
+from serving.cli.models import models_app
+from serving.cli.run import run
+from serving.cli.score import score
+from serving.cli.serve import bento, serve
+from serving.cli.snapshot import snapshot_app
+from serving.cli.train import app as train_app
 
 app = typer.Typer(
     name="omni",
@@ -37,6 +39,7 @@ app.add_typer(snapshot_app, name="snapshot")
 app.command()(score)
 app.command()(serve)
 app.command()(bento)
+app.command()(run)
 
 
 @app.callback()
@@ -73,29 +76,6 @@ def close_home(home: Path) -> None:
         info = home.stat()
         if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o077:
             home.chmod(0o700)
-
-
-@app.command()
-def run(
-    ctx: typer.Context,
-    customers: Annotated[int, typer.Option(min=200, help="Synthetic customers.")] = 5000,
-    days: Annotated[
-        int, typer.Option(min=330, help="Days of history (training needs 330+).")
-    ] = 365,
-    seed: Annotated[
-        int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
-    ] = None,
-    keep_serving: Annotated[
-        bool, typer.Option(help="Leave the service running at the end (Ctrl-C stops it).")
-    ] = False,
-) -> None:
-    """The main job on the embedded default: synthetic data -> identities -> events store
-    -> churn, next-best-channel and recommendation models trained, tracked in MLflow and
-    registered -> online snapshot -> batch scores -> the service started and asked for a
-    sample customer's recommendations."""
-    from serving.main_job import run_main_job
-
-    run_main_job(ctx.obj, customers=customers, days=days, seed=seed, keep_serving=keep_serving)
 
 
 def main() -> None:

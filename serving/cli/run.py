@@ -1,16 +1,39 @@
-"""The main job: everything on the embedded default, printing where each result lives."""
+"""`omni run`, the main job: everything on the embedded default, printing where each result
+lives."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from features.console import console, fail, say, step, user_errors
 from features.settings import Settings
 from serving.process import free_port
+
+
+def run(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(min=200, help="Synthetic customers.")] = 5000,
+    days: Annotated[
+        int, typer.Option(min=330, help="Days of history (training needs 330+).")
+    ] = 365,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
+    ] = None,
+    keep_serving: Annotated[
+        bool, typer.Option(help="Leave the service running at the end (Ctrl-C stops it).")
+    ] = False,
+) -> None:
+    """The main job on the embedded default: synthetic data -> identities -> events store
+    -> churn, next-best-channel and recommendation models trained, tracked in MLflow and
+    registered -> online snapshot -> batch scores -> the service started and asked for a
+    sample customer's recommendations."""
+    run_main_job(ctx.obj, customers=customers, days=days, seed=seed, keep_serving=keep_serving)
 
 
 def run_main_job(
@@ -19,20 +42,21 @@ def run_main_job(
     """Synthetic data -> identities -> events store -> three models trained, tracked and
     registered -> online snapshot (features as of now) -> batch scores -> the service
     started and asked for one customer's recommendations."""
-    from features.cli import run_synth
+    from serving.cli.data import synth_and_load
+    from serving.cli.snapshot import build_and_report
+    from serving.cli.train import train_and_report, train_recs_and_report
     from serving.online import SnapshotError
-    from serving.serve_cli import build
     from training.customer_jobs import JobConfig
-    from training.train_cli import JOBS, RECS_HORIZON_DAYS, run_jobs, run_recs
+    from training.job_names import CUSTOMER_JOBS, RECS_HORIZON_DAYS
 
     seed = settings.seed if seed is None else seed
     console.print(f"[bold]omni run[/]  data home: {settings.home}")
     with user_errors():
-        raw, result = run_synth(settings, customers, days, seed, end="2026-01-01", load=True)
+        raw, result = synth_and_load(settings, customers, days, seed, end="2026-01-01")
         _report_identity_quality(raw, result)
-        run_jobs(settings, JOBS, JobConfig(seed=seed))
-        run_recs(settings, RECS_HORIZON_DAYS, seed)
-        snapshot = build(settings)
+        train_and_report(settings, CUSTOMER_JOBS, JobConfig(seed=seed))
+        train_recs_and_report(settings, RECS_HORIZON_DAYS, seed)
+        snapshot = build_and_report(settings)
         scores = _batch_scores(settings)
     try:
         port = free_port(3000)
@@ -72,16 +96,15 @@ def _sample_request(snapshot: Path, scores: Path, port: int, keep_serving: bool)
     import pandas as pd
     import requests
 
+    from serving.bentoml_server import service_command
     from serving.process import wait_ready
-    from serving.serve_cli import ONE_THREAD, SERVICE
 
     scored = pd.read_parquet(scores / "customers.parquet", columns=["customer_id", "cold_start"])
     warm = scored.loc[~scored["cold_start"], "customer_id"]
     customer = str(warm.iloc[0] if len(warm) else scored["customer_id"].iloc[0])
     body = {"customer_id": customer, "channel": "web", "k": 3}
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(snapshot)}
-    cmd = [sys.executable, "-m", "serving.bentoml_server", "serve", SERVICE, "--port", str(port)]
+    cmd, env = service_command(snapshot, port)
     with step(f"start the service on port {port}"):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ready(url, proc)

@@ -96,11 +96,12 @@ def build(
 
         settings = get_settings()
     with user_errors():
-        from features.build import default_path, parse_as_of
+        from features.build import default_path
+        from features.cutoffs import parse_cutoff
 
         if engine not in ("local", "spark"):
             raise ValueError(f"--engine must be local or spark, got {engine!r}")
-        t = parse_as_of(as_of)
+        t = parse_cutoff(as_of, "--as-of")
         w = _windows(windows)
         path = out or default_path(settings.features_dir, t)
         if engine == "spark":

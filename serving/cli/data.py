@@ -44,29 +44,23 @@ def synth(
 
         if pd.isna(pd.to_datetime(end, errors="coerce")):
             raise ValueError(f"--end {end!r} is not a date (e.g. 2026-01-01)")
-        run_synth(settings, customers, days, settings.seed if seed is None else seed, end, load)
+        synth_and_load(
+            settings, customers, days, settings.seed if seed is None else seed, end, load
+        )
 
 
-def run_synth(settings, customers: int, days: int, seed: int, end: str, load: bool):
-    """Generate, write raw files (+ truth) under the data home, then ingest them.
-
-    The load's validation is the one every source gets; its time range reaches ``end``
-    (which may lie in the future, when asked for). Returns the raw folder and the ingest
-    result (None when not loaded).
-    """
-    import pandas as pd
-
-    from features.contract.validate import TimeRange
-    from features.sources.base import write_source
-    from features.sources.synthetic import generate
+def synth_and_load(settings, customers: int, days: int, seed: int, end: str, load: bool = True):
+    """`omni data synth` (also the main job's first step): generate, then load, with
+    progress and the store's summary. Returns the raw folder and the ingest result (None
+    when not loaded)."""
+    from features.store.ingest import synthetic_time_range, write_synthetic
 
     with step(f"generate {customers:,} customers x {days} days (seed {seed})"):
-        data = generate(n_customers=customers, days=days, seed=seed, end=end)
-        raw = write_source(data, settings.raw_dir / "synthetic")
+        data, raw = write_synthetic(settings, customers, days, seed, end)
     say(f"{len(data.events):,} events -> {raw} (ground truth in {raw / 'truth'})")
-    default = TimeRange.default()
-    times = TimeRange(default.earliest, max(default.latest, pd.to_datetime(end, utc=True)))
-    return raw, _ingest(settings, raw, times=times) if load else None
+    if not load:
+        return raw, None
+    return raw, load_and_report(settings, raw, times=synthetic_time_range(end))
 
 
 @app.command("complete-journey")
@@ -85,7 +79,7 @@ def complete_journey(
             raw = write_source(data, settings.raw_dir / "complete_journey")
         say(f"{len(data.events):,} events, {len(data.customers):,} households -> {raw}")
         if load:
-            _ingest(settings, raw)
+            load_and_report(settings, raw)
 
 
 @app.command("load")
@@ -164,7 +158,7 @@ def load_cmd(
                 source[name] = Path(file)
         else:
             source = path  # type: ignore[assignment]
-        _ingest(
+        load_and_report(
             settings,
             source,
             column_map=parse_column_map(map_ or []),
@@ -176,18 +170,26 @@ def load_cmd(
         )
 
 
-def _ingest(settings, source, **kwargs):
-    from features.store.ingest import ingest, store_has_events
+def load_and_report(settings, source, **kwargs):
+    """Ingest ``source`` with progress, then report what the store holds."""
+    from features.store.ingest import ingest
 
     with step("validate, resolve identities, write the events store"):
         result = ingest(source, settings, progress=say, **kwargs)
+    report_load(settings, result)
+    return result
+
+
+def report_load(settings, result) -> None:
+    """Columns the load ignored, then the store's summary (or that it holds no events)."""
+    from features.store.ingest import store_has_events
+
     for table, cols in result.load.ignored_columns.items():
         say(f"[yellow]ignored[/] columns not in the contract for {table}: {', '.join(cols)}")
     if store_has_events(settings.store_dir):
         show_summary(settings.store_dir)
     else:  # --allow-empty
         say(f"the events store {settings.store_dir} holds no events")
-    return result
 
 
 _SHORT = {

@@ -53,7 +53,7 @@ def score(
     at it in one step."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from features.build import parse_as_of
+    from features.cutoffs import parse_cutoff
     from serving.online import SnapshotError
     from training.tracking import registry_errors
 
@@ -61,7 +61,7 @@ def score(
     out = out or settings.home / "scores" / "latest"
     t0 = time.perf_counter()
     with user_errors(), registry_errors(settings):
-        cutoff = parse_as_of(as_of) if as_of is not None else None
+        cutoff = parse_cutoff(as_of, "--as-of") if as_of is not None else None
         try:
             if engine is Engine.spark:
                 from serving.spark_scoring import run_batch_spark

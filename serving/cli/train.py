@@ -7,14 +7,13 @@ from typing import Annotated
 import typer
 
 from features.console import console, say, step, user_errors
+from training.job_names import CUSTOMER_JOBS, RECS_HORIZON_DAYS
 
 app = typer.Typer(
     help="Train models on the events store; each run is tracked in MLflow and registered "
     "as @champion only if it beats the current champion on the same holdout metric.",
     no_args_is_help=True,
 )
-
-JOBS = ("churn", "channel")
 
 
 def _config(lookback: int, horizon: int, cutoffs: int, seed: int | None, settings):
@@ -28,20 +27,10 @@ def _config(lookback: int, horizon: int, cutoffs: int, seed: int | None, setting
     )
 
 
-def quiet_mlflow() -> None:
-    """MLflow's INFO chatter (uv detection, signature validation) hides our progress lines;
-    its warnings still show."""
-    import logging
-
-    import mlflow  # noqa: F401  (importing mlflow configures its loggers; set the level after)
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-
-
-def run_jobs(settings, jobs: tuple[str, ...], config) -> list:
+def train_and_report(settings, jobs: tuple[str, ...], config) -> list:
     """Train each job in turn on the store's data; print metrics and the gate's decision."""
     from training.runner import load_training_data, run_customer_job
-    from training.tracking import check_reachable
+    from training.tracking import check_reachable, quiet_mlflow
 
     check_reachable(settings.tracking_uri)  # before minutes of training, not after
     quiet_mlflow()
@@ -95,10 +84,10 @@ def _command(job: str):
 
         settings = ctx.obj
         with user_errors(), registry_errors(settings):
-            jobs = JOBS if job == "all" else (job,)
-            run_jobs(settings, jobs, _config(lookback, horizon, cutoffs, seed, settings))
+            jobs = CUSTOMER_JOBS if job == "all" else (job,)
+            train_and_report(settings, jobs, _config(lookback, horizon, cutoffs, seed, settings))
             if job == "all":
-                run_recs(settings, RECS_HORIZON_DAYS, seed)
+                train_recs_and_report(settings, RECS_HORIZON_DAYS, seed)
 
     command.__doc__ = {
         "churn": "Churn risk: LightGBM vs recency / frequency baselines.",
@@ -108,20 +97,17 @@ def _command(job: str):
     return command
 
 
-for _job in (*JOBS, "all"):
+for _job in (*CUSTOMER_JOBS, "all"):
     app.command(_job)(_command(_job))
 
 
-RECS_HORIZON_DAYS = 14
-
-
-def run_recs(settings, horizon: int, seed: int | None) -> object:
+def train_recs_and_report(settings, horizon: int, seed: int | None) -> object:
     """Train the recommender on the store's data; print the comparison and the gate."""
     from dataclasses import replace
 
     from features.store.events import read_events, read_table
     from training.recs.job import GATE_METRIC, train_recommender
-    from training.tracking import check_reachable
+    from training.tracking import check_reachable, quiet_mlflow
 
     if seed is not None:
         settings = replace(settings, seed=seed)
@@ -165,4 +151,4 @@ def recs_command(
     from training.tracking import registry_errors
 
     with user_errors(), registry_errors(ctx.obj):
-        run_recs(ctx.obj, horizon, seed)
+        train_recs_and_report(ctx.obj, horizon, seed)

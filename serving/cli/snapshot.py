@@ -1,0 +1,75 @@
+"""`omni snapshot build`: the online snapshot the service and batch scoring read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from features.console import console, err_console, fail, say, step, user_errors
+
+snapshot_app = typer.Typer(
+    help="The online snapshot the service and batch scoring read.", no_args_is_help=True
+)
+
+
+@snapshot_app.command("build")
+def snapshot_build(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Cutoff (default: the first midnight after the newest event)."),
+    ] = None,
+    refresh_recommender: Annotated[
+        bool,
+        typer.Option(help="Rebuild the recommender's ALS factors and histories at the cutoff."),
+    ] = True,
+    serving: Annotated[
+        bool,
+        typer.Option(
+            help="Precompute what real-time requests read (ranked lists per channel); "
+            "--no-serving for a batch-only snapshot."
+        ),
+    ] = True,
+    compile_forests: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile-forests/--no-compile-forests",
+            help="Compile the channel model and the ranker to machine code for faster batch "
+            "scoring (same results; ~0.1 s a tree). Default: from 100,000 customers.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Build a snapshot from the @champion models and the events store."""
+    with user_errors():
+        path = build_and_report(ctx.obj, as_of, refresh_recommender, serving, compile_forests)
+    console.print(f"snapshot: {path}")
+
+
+def warn(message: str) -> None:
+    """One line on stderr, never wrapped."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def build_and_report(
+    settings,
+    as_of: str | None = None,
+    refresh_recommender: bool = True,
+    serving: bool = True,
+    compile_forests: bool | None = None,
+) -> Path:
+    """Build and report a snapshot (shared by `omni snapshot build`, `omni serve`, the main
+    job)."""
+    from serving.online import SnapshotError, build_snapshot
+    from training.tracking import registry_errors
+
+    with step("build the online snapshot"), registry_errors(settings):
+        try:
+            return build_snapshot(
+                settings, as_of, refresh_recommender, say, serving, compile_forests
+            )
+        except SnapshotError as exc:
+            raise fail(str(exc)) from None
