@@ -35,7 +35,9 @@ class Settings:
     default MLflow SQLite file. Override with ``OMNI_HOME``; MLflow with
     ``MLFLOW_TRACKING_URI``; seed with ``OMNI_SEED``; the Spark master for
     ``--engine spark`` with ``OMNI_SPARK_MASTER`` (None: local mode, or spark-submit's).
-    ``api_token`` (``OMNI_API_TOKEN``): when set, the service's scoring endpoints require
+    ``snapshot`` (``OMNI_SNAPSHOT``): the online snapshot the service loads (default: the
+    newest in the home). ``api_token`` (``OMNI_API_TOKEN``): when set, the service's scoring
+    endpoints require
     ``Authorization: Bearer <token>``. ``max_body_bytes`` (``OMNI_MAX_BODY_BYTES``): larger
     request bodies get 413 from the service, before they are read. ``keep_snapshots``
     (``OMNI_KEEP_SNAPSHOTS``) / ``keep_scores`` (``OMNI_KEEP_SCORES``): how many online
@@ -48,6 +50,7 @@ class Settings:
     max_identity_component: int = 25
     spark_master: str | None = None
     api_token: str | None = field(default=None, repr=False)  # never printed
+    snapshot: Path | None = None
     max_body_bytes: int = MAX_BODY_BYTES
     keep_snapshots: int = KEEP_SNAPSHOTS
     keep_scores: int = KEEP_SCORES
@@ -108,6 +111,7 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_identity_component=max_comp,
         spark_master=env.get(f"{ENV_PREFIX}SPARK_MASTER") or None,
         api_token=env.get(f"{ENV_PREFIX}API_TOKEN") or None,
+        snapshot=Path(env[f"{ENV_PREFIX}SNAPSHOT"]) if env.get(f"{ENV_PREFIX}SNAPSHOT") else None,
         max_body_bytes=counts["MAX_BODY_BYTES"],
         keep_snapshots=counts["KEEP_SNAPSHOTS"],
         keep_scores=counts["KEEP_SCORES"],

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -64,11 +63,12 @@ def snapshot_path() -> Path:
     from features.settings import get_settings
     from serving.online import latest_snapshot
 
-    if os.environ.get(SNAPSHOT_ENV):
-        return Path(os.environ[SNAPSHOT_ENV])
+    settings = get_settings()
+    if settings.snapshot is not None:
+        return settings.snapshot
     if (BUNDLED_SNAPSHOT / "manifest.json").exists():
         return BUNDLED_SNAPSHOT
-    return latest_snapshot(get_settings())
+    return latest_snapshot(settings)
 
 
 class ClientErrorLogs(logging.Filter):

@@ -4,7 +4,6 @@ lives."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Annotated
@@ -60,7 +59,7 @@ def run_main_job(
         scores = _batch_scores(settings)
     try:
         port = free_port(3000)
-        answer, curl = _sample_request(snapshot, scores, port, keep_serving)
+        answer, curl = _sample_request(snapshot, scores, port, keep_serving, settings.api_token)
     except (SnapshotError, RuntimeError) as exc:
         raise fail(f"the service did not answer: {exc}") from None
     console.print(
@@ -90,7 +89,9 @@ def _batch_scores(settings: Settings) -> Path:
     return out
 
 
-def _sample_request(snapshot: Path, scores: Path, port: int, keep_serving: bool) -> tuple[str, str]:
+def _sample_request(
+    snapshot: Path, scores: Path, port: int, keep_serving: bool, token: str | None
+) -> tuple[str, str]:
     """Start `omni serve` on the snapshot, ask for one customer's list, return the answer
     and the curl that asks the same; stop the service unless ``keep_serving``."""
     import pandas as pd
@@ -109,7 +110,6 @@ def _sample_request(snapshot: Path, scores: Path, port: int, keep_serving: bool)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ready(url, proc)
     headers = {}
-    token = os.environ.get("OMNI_API_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:

@@ -40,8 +40,8 @@ def ready_snapshot(settings, rebuild: bool) -> Path:
     from serving.scoring import Scorer
     from training.tracking import RegistryUnreachable
 
-    if os.environ.get("OMNI_SNAPSHOT"):
-        path = Path(os.environ["OMNI_SNAPSHOT"])
+    if settings.snapshot is not None:
+        path = settings.snapshot
     else:
         path = newest_valid_snapshot(settings, note=warn)
         try:
