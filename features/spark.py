@@ -205,7 +205,8 @@ def read_events(
     from pyspark.sql import functions as F
 
     from features.contract.schema import EVENTS
-    from features.store.events import _month_key, _to_utc, event_files
+    from features.cutoffs import to_utc
+    from features.store.events import event_files, month_key
 
     base, files = event_files(store_dir)  # only the parts the manifest lists
     wanted = list(columns or EVENTS.names)
@@ -213,12 +214,12 @@ def read_events(
         return spark.createDataFrame([], _contract_schema(EVENTS, wanted))
     df = spark.read.option("basePath", str(base)).parquet(*map(str, files))
     if start is not None:
-        t = _to_utc(start)
-        df = df.where(F.col("month") >= _month_key(t))
+        t = to_utc(start)
+        df = df.where(F.col("month") >= month_key(t))
         df = df.where(F.col("ts") >= F.timestamp_micros(F.lit(t.value // 1_000)))
     if end is not None:
-        t = _to_utc(end)
-        df = df.where(F.col("month") <= _month_key(t))
+        t = to_utc(end)
+        df = df.where(F.col("month") <= month_key(t))
         df = df.where(F.col("ts") < F.timestamp_micros(F.lit(t.value // 1_000)))
     for name in wanted:  # columns never written still come back, as nulls
         if name not in df.columns:

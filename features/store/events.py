@@ -120,7 +120,8 @@ def events_dataset(store_dir: Path | str) -> ds.Dataset:
     return parts_dataset(store_dir, _live(store_dir), EVENTS.names)
 
 
-def _month_key(t: datetime | pd.Timestamp) -> int:
+def month_key(t: datetime | pd.Timestamp) -> int:
+    """The `month=` partition key of a time (202506 for June 2025)."""
     t = pd.Timestamp(t)
     return t.year * 100 + t.month
 
@@ -149,10 +150,10 @@ def read_events(
     flt = None
     if start is not None:
         start = to_utc(start)
-        flt = (ds.field("month") >= _month_key(start)) & (ds.field("ts") >= pa.scalar(start))
+        flt = (ds.field("month") >= month_key(start)) & (ds.field("ts") >= pa.scalar(start))
     if end is not None:
         end = to_utc(end)
-        cond = (ds.field("month") <= _month_key(end)) & (ds.field("ts") < pa.scalar(end))
+        cond = (ds.field("month") <= month_key(end)) & (ds.field("ts") < pa.scalar(end))
         flt = cond if flt is None else flt & cond
     wanted = columns or EVENTS.names
 
