@@ -267,7 +267,7 @@ def _load_forests(path: Path, models: dict[str, Any], keys: list[str]) -> dict[s
 
 def champion_versions(settings: Settings) -> dict[str, int | None]:
     """The version behind each model's ``@champion`` (None: no champion yet)."""
-    from training.registry import champion_version
+    from training.model_registry import champion_version
 
     return {key: champion_version(settings, name) for key, name in MODEL_NAMES.items()}
 

@@ -19,7 +19,7 @@ import pytest
 from features.settings import get_settings
 from serving.process import free_port
 from training.model_io import log_python_model
-from training.registry import CHALLENGER, CHAMPION, list_models, register_with_gate
+from training.model_registry import CHALLENGER, CHAMPION, list_models, register_with_gate
 from training.tracking import tracked_run
 
 STARTUP_TIMEOUT_S = 180  # importing the server takes ~10 s, several times that on a busy machine

@@ -118,7 +118,7 @@ def test_explore_data_notebook_runs(kernel_env, tmp_path):
 @pytest.mark.slow
 def test_retrain_churn_notebook_runs(kernel_env, tmp_path):
     from features.settings import get_settings
-    from training.registry import list_models
+    from training.model_registry import list_models
 
     _execute(NOTEBOOKS / "retrain_churn.ipynb", tmp_path)
     versions = list_models(get_settings(), "churn")

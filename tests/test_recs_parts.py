@@ -13,7 +13,7 @@ from training.recs.als import ALSParams, _best_positions, fit_als, pair_scores, 
 from training.recs.candidates import Candidates, resolve_customers
 from training.recs.data import History
 from training.recs.interactions import bm25, event_weights, interaction_matrix
-from training.recs.item_features import customer_item_table, item_table, windows_for
+from training.recs.product_tables import customer_item_table, item_table, windows_for
 from training.recs.ranker_features import FEATURES, feature_matrix
 from training.recs.snapshot import SnapshotParams, build_snapshot
 from training.recs.tables import PairTable, top_per_row

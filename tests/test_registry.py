@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from serving.cli.main import app
 from training.model_io import log_python_model
-from training.registry import (
+from training.model_registry import (
     CHALLENGER,
     CHAMPION,
     RegistryError,

@@ -32,7 +32,7 @@ from training.tracking import (
 
 def test_importing_the_training_modules_has_no_side_effects(tmp_path):
     code = (
-        "import sys, training.tracking, training.registry, serving.cli.models;"
+        "import sys, training.tracking, training.model_registry, serving.cli.models;"
         "print(sorted({'mlflow', 'pandas', 'sklearn', 'matplotlib'} & set(sys.modules)))"
     )
     out = subprocess.run(

@@ -1,6 +1,6 @@
 """A freshly trained model next to the registered champion, on the same holdout.
 
-The champion gate (:func:`training.registry.register_with_gate`, called by
+The champion gate (:func:`training.model_registry.register_with_gate`, called by
 :func:`training.runner.log_and_register`) decides what becomes ``@champion``; this module
 shows the numbers behind that decision before it is taken, e.g. in
 ``notebooks/retrain_churn.ipynb``: the new model, the champion re-scored on the new
@@ -61,7 +61,7 @@ def compare_with_champion(
     the result's test cutoff, and the job's baselines there."""
     import mlflow
 
-    from training.registry import champion_version
+    from training.model_registry import champion_version
     from training.tracking import use_tracking
 
     use_tracking(settings)

@@ -43,7 +43,7 @@ def log_python_model(
     ``signature_df`` is a frame of model inputs (its columns and dtypes become the input
     signature); ``output_example`` a prediction, for the output signature. ``artifacts``
     are files the model reads in ``load_context`` (copied into the model). Register the
-    returned ``model_uri`` with :func:`training.registry.register_with_gate`.
+    returned ``model_uri`` with :func:`training.model_registry.register_with_gate`.
     """
     with _without_known_noise():
         signature = infer_signature(signature_df, output_example)

@@ -20,7 +20,7 @@ class TrainOutcome:
 
     result: JobResult
     run_id: str
-    decision: object  # training.registry.GateDecision
+    decision: object  # training.model_registry.GateDecision
 
 
 def load_training_data(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -37,7 +37,7 @@ def rescore_champion(settings: Settings, name: str, result: JobResult, say: Say)
     import mlflow
 
     from training.customer_jobs import gate_value
-    from training.registry import champion_version
+    from training.model_registry import champion_version
 
     version = champion_version(settings, name)
     if version is None:
@@ -75,7 +75,7 @@ def log_and_register(
     from training import tracking
     from training.customer_pyfunc import ChurnPyfunc, NextChannelPyfunc
     from training.model_io import log_python_model
-    from training.registry import register_with_gate
+    from training.model_registry import register_with_gate
 
     name = result.name
     if name not in REGISTERED_NAMES.values():

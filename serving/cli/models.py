@@ -52,7 +52,7 @@ def list_cmd(
     """Every registered version with its aliases, gate metric and the gate's reason."""
     settings = _settings(ctx)
     with _registry_errors(settings):
-        from training.registry import list_models
+        from training.model_registry import list_models
 
         rows = list_models(settings, name)
     if not rows:
@@ -95,9 +95,9 @@ def promote(
     """Make VERSION the champion by hand (the replaced champion is kept for rollback)."""
     settings = _settings(ctx)
     with _registry_errors(settings):
-        from training import registry
+        from training import model_registry
 
-        console.print(registry.promote(settings, name, version))
+        console.print(model_registry.promote(settings, name, version))
 
 
 @models_app.command()
@@ -108,6 +108,6 @@ def rollback(
     """Give @champion back to the version the current champion replaced."""
     settings = _settings(ctx)
     with _registry_errors(settings):
-        from training import registry
+        from training import model_registry
 
-        console.print(registry.rollback(settings, name))
+        console.print(model_registry.rollback(settings, name))

@@ -58,7 +58,7 @@ class RecsResult:
     params: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
-    decision: Any = None  # training.registry.GateDecision
+    decision: Any = None  # training.model_registry.GateDecision
 
     @property
     def table(self) -> pd.DataFrame:
@@ -213,7 +213,7 @@ def log_and_register(
         )
         result.run_id = run.info.run_id
         if register:
-            from training.registry import register_with_gate
+            from training.model_registry import register_with_gate
 
             holdout = {**result.split.as_params(), "data_fingerprint": fingerprint}
             result.decision = register_with_gate(

@@ -17,7 +17,7 @@ import pandas as pd
 from training.recs.als import ALSParams, fit_als
 from training.recs.data import DAY_S, N_CHANNELS, PURCHASE, History, to_seconds
 from training.recs.interactions import bm25, interaction_matrix
-from training.recs.item_features import RECENT_DAYS, customer_item_table, item_table, windows_for
+from training.recs.product_tables import RECENT_DAYS, customer_item_table, item_table, windows_for
 from training.recs.tables import PairTable, top_per_row
 
 
