@@ -65,7 +65,6 @@ class Scorer:
         self.churn_model = snapshot.models["churn"]
         self.channel_model = snapshot.models["next_best_channel"]
         self.recommender = snapshot.models["recommender"]
-        self.forests = snapshot.forests  # compiled channel model and ranker, when built
         self.X_churn = _rows(table, self.churn_model.features_)
         if list(self.channel_model.features_) == list(self.churn_model.features_):
             self.X_channel = self.X_churn  # the same columns: one matrix (read-only use)
@@ -142,11 +141,7 @@ class Scorer:
         known = pos >= 0
         if known.any():
             p = pos[known]
-            raw = self.channel_model.predict_matrix(
-                self.X_channel[p],
-                num_threads=self.num_threads,
-                forest=self.forests.get("next_best_channel"),
-            )
+            raw = self.channel_model.predict_matrix(self.X_channel[p], num_threads=self.num_threads)
             out[known] = consented(raw, self.consent[p])
         return out
 
@@ -193,7 +188,6 @@ class Scorer:
             personal=personal,
             allowed=allowed,
             num_threads=self.num_threads,
-            forest=self.forests.get("recommender"),
         )
         return Recommendations(pos, item, score, reason, rank, cold)
 
