@@ -51,7 +51,7 @@ MODEL_NAMES: dict[str, str] = {
 FORMAT = 1
 LATEST = "LATEST"
 LIST_DEPTH = 50
-"""How deep each customer's precomputed ranked lists go (see serving.scoring.RankedLists)."""
+"""How deep each customer's precomputed ranked lists go (see serving.ranked_lists)."""
 STAMP = re.compile(r"\d{8}T\d{12}")
 """A snapshot folder's name: the UTC time it was built, e.g. 20260101T120000123456."""
 IN_USE = ".in-use"
@@ -262,6 +262,7 @@ def build_snapshot(
     from features.cutoffs import parse_cutoff
     from features.registry import DEFAULT_WINDOWS
     from features.store.events import read_events, read_table
+    from serving.ranked_lists import serving_arrays
 
     tell = progress or (lambda _m: None)
     for name in remove_leftovers(online_dir(settings)):
@@ -373,19 +374,6 @@ def prune_snapshots(settings: Settings) -> list[str]:
             retire(online_dir(settings) / name)
             removed.append(name)
     return removed
-
-
-def serving_arrays(recommender, depth: int) -> dict[str, Any]:
-    """Every customer's personal candidates and ranked lists, so that the service starts
-    by reading them instead of ranking every customer (minutes on a large catalogue)."""
-    from serving.scoring import RankedLists
-
-    personal = recommender.personal_candidates()
-    arrays = {f"personal_{name}": getattr(personal, name) for name in PERSONAL_PARTS}
-    return arrays | RankedLists.build(recommender, personal, depth).to_arrays()
-
-
-PERSONAL_PARTS = ("indptr", "item", "sources", "als_rank")
 
 
 def _after_last_event(settings: Settings) -> pd.Timestamp:
