@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from features.sources.synthetic import generate
 from training.recs import (
@@ -129,7 +130,7 @@ class RecommenderContract:
             model.recommend(["x"], k=0)
         with pytest.raises(ValueError, match="unknown channel"):
             model.recommend(["x"], context={"channel": "telepathy"})
-        with pytest.raises(RuntimeError, match="not fitted"):
+        with pytest.raises(NotFittedError, match="not fitted"):
             type(model)().recommend(["x"])
 
 
