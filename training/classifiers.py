@@ -115,7 +115,9 @@ class ChurnModel(_CustomerClassifier):
         y = self._start_fit(X, y, X_valid, y_valid)
         self.classes_ = np.unique(y)
         if len(self.classes_) != 2:
-            raise ValueError(f"churn needs two label values in y, got {self.classes_.tolist()}")
+            raise ValueError(
+                f"churn needs two classes in y (stays, churns), got {self.classes_.tolist()}"
+            )
         params = self._lightgbm_params()
         self.booster_ = lgb.LGBMClassifier(objective="binary", **params)
         self.calibrator_ = None
