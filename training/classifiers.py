@@ -56,9 +56,11 @@ def model_matrix(X: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
     return X.loc[:, list(features)].to_numpy(dtype=np.float32, na_value=np.nan)
 
 
-class _CustomerClassifier(ClassifierMixin, BaseEstimator):
-    """What both customer models share: the constructor, input checks, ``predict``,
-    the probability frame and feature importance."""
+class CustomerClassifier(ClassifierMixin, BaseEstimator):
+    """Base of a LightGBM model on the customer feature table: the constructor (LightGBM
+    ``params`` over ``DEFAULT_PARAMS``, ``random_state``), input checks, ``predict``, the
+    probability frame and feature importance. Subclasses write ``fit`` and
+    ``predict_proba``."""
 
     def __init__(self, params: dict | None = None, random_state: int = 0) -> None:
         self.params = params
@@ -94,7 +96,7 @@ class _CustomerClassifier(ClassifierMixin, BaseEstimator):
         return pd.Series(gain, index=self.features_).sort_values(ascending=False)
 
 
-class ChurnModel(_CustomerClassifier):
+class ChurnModel(CustomerClassifier):
     """Calibrated probability that an active customer makes no purchase in the horizon.
 
     ``y``: two label values, the second (sorted) meaning churned (the jobs' 0 / 1).
@@ -162,7 +164,7 @@ class ChurnModel(_CustomerClassifier):
         return np.asarray(iso.f_(clipped), dtype=np.float64)
 
 
-class NextChannelModel(_CustomerClassifier):
+class NextChannelModel(CustomerClassifier):
     """Probability per channel that the customer's next conversion comes through it."""
 
     def fit(
