@@ -5,7 +5,7 @@ UV := .tools/bin/uv
 export UV_PYTHON := $(PY)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test lint format bench clean
+.PHONY: run test test-fast lint format bench clean
 
 $(UV):
 	$(PY) -m venv .tools
@@ -26,6 +26,11 @@ test: .venv/.synced
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/pytest
+
+## The fast tier for your own loop (under 2 minutes on 2 cores): every test not marked slow.
+test-fast: .venv/.synced
+	.venv/bin/ruff check .
+	.venv/bin/pytest -m "not slow" -q
 
 lint: .venv/.synced
 	.venv/bin/ruff check .

@@ -13,6 +13,14 @@ from cli_helpers import omni
 from features.settings import Settings, get_settings
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests on the session's trained home (an `omni run`: about a minute) are slow tests
+    wherever they are, so that the fast tier (`make test-fast`) never trains."""
+    for item in items:
+        if "trained_home" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Settings whose home (store, MLflow SQLite) lives in the test's tmp dir."""
