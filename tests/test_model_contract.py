@@ -104,8 +104,11 @@ class ClassifierCase:
             self.make().fit(X.to_numpy(), y)
         with pytest.raises(ValueError, match=r"y has \d+ labels for \d+ rows"):
             self.make().fit(X, y.iloc[1:])
+        one_class = self.make()
         with pytest.raises(ValueError, match=r"needs (at least )?two \w+ in y"):
-            self.make().fit(X, pd.Series(y.iloc[0], index=y.index))
+            one_class.fit(X, pd.Series(y.iloc[0], index=y.index))
+        with pytest.raises(NotFittedError):  # a failed fit leaves no half-fitted model
+            one_class.predict_proba(X)
 
 
 class RecommenderCase:

@@ -66,8 +66,8 @@ class CustomerClassifier(ClassifierMixin, BaseEstimator):
         self.params = params
         self.random_state = random_state
 
-    def _start_fit(self, X: pd.DataFrame, y, X_valid, y_valid) -> np.ndarray:
-        """Check the training input, remember its columns and return ``y`` as an array."""
+    def _checked_labels(self, X: pd.DataFrame, y, X_valid, y_valid) -> np.ndarray:
+        """Check the training input; ``y`` as an array."""
         if not isinstance(X, pd.DataFrame):
             raise TypeError(f"X must be a pandas DataFrame of features, got {type(X).__name__}")
         if len(y) != len(X):
@@ -76,7 +76,6 @@ class CustomerClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("pass X_valid and y_valid together (or neither)")
         if X_valid is not None and len(y_valid) != len(X_valid):
             raise ValueError(f"y_valid has {len(y_valid)} labels for {len(X_valid)} rows")
-        self.features_ = list(X.columns)
         return np.asarray(y)
 
     def _lightgbm_params(self) -> dict[str, object]:
@@ -114,12 +113,13 @@ class ChurnModel(CustomerClassifier):
         import lightgbm as lgb
         from sklearn.isotonic import IsotonicRegression
 
-        y = self._start_fit(X, y, X_valid, y_valid)
-        self.classes_ = np.unique(y)
-        if len(self.classes_) != 2:
+        y = self._checked_labels(X, y, X_valid, y_valid)
+        classes = np.unique(y)
+        if len(classes) != 2:
             raise ValueError(
-                f"churn needs two classes in y (stays, churns), got {self.classes_.tolist()}"
+                f"churn needs two classes in y (stays, churns), got {classes.tolist()}"
             )
+        self.features_, self.classes_ = list(X.columns), classes
         params = self._lightgbm_params()
         self.booster_ = lgb.LGBMClassifier(objective="binary", **params)
         self.calibrator_ = None
@@ -179,12 +179,13 @@ class NextChannelModel(CustomerClassifier):
         never saw are left out of it)."""
         import lightgbm as lgb
 
-        labels = self._start_fit(X, y, X_valid, y_valid).astype(object)
-        self.classes_ = np.unique(labels)
-        if len(self.classes_) < 2:
+        labels = self._checked_labels(X, y, X_valid, y_valid).astype(object)
+        classes = np.unique(labels)
+        if len(classes) < 2:
             raise ValueError(
-                f"next-best-channel needs at least two channels in y, got {self.classes_.tolist()}"
+                f"next-best-channel needs at least two channels in y, got {classes.tolist()}"
             )
+        self.features_, self.classes_ = list(X.columns), classes
         params = self._lightgbm_params()
         objective = "multiclass" if len(self.classes_) > 2 else "binary"  # e.g. Complete Journey
         self.booster_ = lgb.LGBMClassifier(objective=objective, **params)
