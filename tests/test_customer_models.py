@@ -73,7 +73,7 @@ def test_channel_recovers_the_planted_best_channel(channel, synthetic):
     X, _ = labelled_snapshots(events, data.customers, [t], next_channel_labels, "channel")[t]
     X = X.loc[X.index.intersection(truth.index)]
     classes = list(channel.model.classes_)
-    proba = apply_consent(channel.model.predict_proba(X), data.customers)
+    proba = apply_consent(channel.model.predict_proba_frame(X), data.customers)
     picks = {
         "model": np.asarray(classes, object)[proba.to_numpy().argmax(axis=1)],
         "most_used": _most_used(X, classes),

@@ -1,8 +1,11 @@
 """The churn and next-best-channel models: LightGBM on the customer feature table.
 
-Both follow the estimator contract: ``__init__`` stores hyperparameters, ``fit`` returns
-self, learned state ends in ``_``. Early stopping and calibration use the validation
-cutoff only; the test cutoff is never seen in ``fit``.
+Both are scikit-learn classifiers, as the recommenders are scikit-learn estimators:
+``__init__`` stores hyperparameters (so ``get_params`` / ``clone`` work), ``fit(X, y)``
+returns self, learned state ends in ``_``, and ``predict_proba(X)`` is a (rows x
+``classes_``) float array.
+Early stopping and calibration use the validation set passed to ``fit`` (the jobs pass
+the validation cutoff); the test cutoff is never seen in ``fit``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from training.compiled_forest import CompiledForest
 
@@ -51,35 +56,87 @@ def model_matrix(X: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
     return X.loc[:, list(features)].to_numpy(dtype=np.float32, na_value=np.nan)
 
 
-class ChurnModel:
-    """Calibrated probability that an active customer makes no purchase in the horizon."""
+class CustomerClassifier(ClassifierMixin, BaseEstimator):
+    """Base of a LightGBM model on the customer feature table: the constructor (LightGBM
+    ``params`` over ``DEFAULT_PARAMS``, ``random_state``), input checks, ``predict``, the
+    probability frame and feature importance. Subclasses write ``fit`` and
+    ``predict_proba``."""
 
     def __init__(self, params: dict | None = None, random_state: int = 0) -> None:
         self.params = params
         self.random_state = random_state
 
+    def _checked_labels(self, X: pd.DataFrame, y, X_valid, y_valid) -> np.ndarray:
+        """Check the training input; ``y`` as an array."""
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"X must be a pandas DataFrame of features, got {type(X).__name__}")
+        if len(y) != len(X):
+            raise ValueError(f"y has {len(y)} labels for {len(X)} rows of X")
+        if (X_valid is None) != (y_valid is None):
+            raise ValueError("pass X_valid and y_valid together (or neither)")
+        if X_valid is not None and len(y_valid) != len(X_valid):
+            raise ValueError(f"y_valid has {len(y_valid)} labels for {len(X_valid)} rows")
+        return np.asarray(y)
+
+    def _lightgbm_params(self) -> dict[str, object]:
+        return {**DEFAULT_PARAMS, **(self.params or {}), "random_state": self.random_state}
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The most probable class per row of ``X``."""
+        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+
+    def predict_proba_frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`predict_proba` as a frame: the index of ``X``, one column per class."""
+        return pd.DataFrame(self.predict_proba(X), index=X.index, columns=list(self.classes_))
+
+    def feature_importance(self) -> pd.Series:
+        """Total gain per feature, largest first."""
+        gain = self.booster_.booster_.feature_importance(importance_type="gain")
+        return pd.Series(gain, index=self.features_).sort_values(ascending=False)
+
+
+class ChurnModel(CustomerClassifier):
+    """Calibrated probability that an active customer makes no purchase in the horizon.
+
+    ``y``: two label values, the second (sorted) meaning churned (the jobs' 0 / 1).
+    """
+
     def fit(
-        self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray
+        self,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        X_valid: pd.DataFrame | None = None,
+        y_valid: np.ndarray | None = None,
     ) -> ChurnModel:
-        """LightGBM with early stopping on the validation cutoff, then isotonic calibration
-        of its validation scores."""
+        """LightGBM; with a validation set, early stopping on it and isotonic calibration
+        of its scores. Without one: all ``n_estimators`` trees, LightGBM's probabilities."""
         import lightgbm as lgb
         from sklearn.isotonic import IsotonicRegression
 
-        self.features_ = list(X.columns)
-        params = {**DEFAULT_PARAMS, **(self.params or {}), "random_state": self.random_state}
+        y = self._checked_labels(X, y, X_valid, y_valid)
+        classes = np.unique(y)
+        if len(classes) != 2:
+            raise ValueError(
+                f"churn needs two classes in y (stays, churns), got {classes.tolist()}"
+            )
+        self.features_, self.classes_ = list(X.columns), classes
+        params = self._lightgbm_params()
         self.booster_ = lgb.LGBMClassifier(objective="binary", **params)
-        self.booster_.fit(
-            model_matrix(X, self.features_),
-            np.asarray(y),
-            eval_X=(model_matrix(X_valid, self.features_),),
-            eval_y=(np.asarray(y_valid),),
-            eval_metric="average_precision",
-            callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
-        )
-        raw = self._raw(X_valid)
-        self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-        self.calibrator_.fit(raw, np.asarray(y_valid))
+        self.calibrator_ = None
+        if X_valid is None:
+            self.booster_.fit(model_matrix(X, self.features_), y)
+        else:
+            self.booster_.fit(
+                model_matrix(X, self.features_),
+                y,
+                eval_X=(model_matrix(X_valid, self.features_),),
+                eval_y=(np.asarray(y_valid),),
+                eval_metric="average_precision",
+                callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
+            )
+            churned = np.asarray(y_valid) == self.classes_[1]
+            self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+            self.calibrator_.fit(self._raw(X_valid), churned)
         self.best_iteration_ = int(self.booster_.best_iteration_ or params["n_estimators"])
         return self
 
@@ -87,8 +144,10 @@ class ChurnModel:
         return self.booster_.predict_proba(model_matrix(X, self.features_))[:, 1]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Calibrated churn probability per row of ``X``."""
-        return self.predict_matrix(model_matrix(X, self.features_))
+        """(rows x 2) probabilities of ``classes_``: [stays, churns] per row of ``X``."""
+        check_is_fitted(self)
+        churns = self.predict_matrix(model_matrix(X, self.features_))
+        return np.column_stack([1.0 - churns, churns])
 
     def predict_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """Calibrated churn probability per row of a float32 matrix in ``features_`` order.
@@ -99,54 +158,57 @@ class ChurnModel:
         """
         raw = self.booster_.booster_.predict(X, num_threads=num_threads)
         iso = self.calibrator_
+        if iso is None:  # fitted without a validation set
+            return raw
         clipped = np.clip(raw.astype(iso.X_thresholds_.dtype), iso.X_min_, iso.X_max_)
         return np.asarray(iso.f_(clipped), dtype=np.float64)
 
-    def feature_importance(self) -> pd.Series:
-        """Total gain per feature, largest first."""
-        gain = self.booster_.booster_.feature_importance(importance_type="gain")
-        return pd.Series(gain, index=self.features_).sort_values(ascending=False)
 
-
-class NextChannelModel:
+class NextChannelModel(CustomerClassifier):
     """Probability per channel that the customer's next conversion comes through it."""
 
-    def __init__(self, params: dict | None = None, random_state: int = 0) -> None:
-        self.params = params
-        self.random_state = random_state
-
     def fit(
-        self, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray
+        self,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        X_valid: pd.DataFrame | None = None,
+        y_valid: np.ndarray | None = None,
     ) -> NextChannelModel:
-        """Multiclass LightGBM over the channels seen in training labels; early stopping on
-        the validation cutoff (rows whose channel training never saw are left out of it)."""
+        """Multiclass LightGBM over the channels seen in training labels (``classes_``,
+        sorted); with a validation set, early stopping on it (rows whose channel training
+        never saw are left out of it)."""
         import lightgbm as lgb
 
-        self.features_ = list(X.columns)
-        self.classes_ = sorted(pd.unique(np.asarray(y, dtype=object)).tolist())
-        if len(self.classes_) < 2:
-            raise ValueError(f"next-best-channel needs at least two channels, got {self.classes_}")
-        index = {c: i for i, c in enumerate(self.classes_)}
-        y_codes = np.array([index[c] for c in y])
-        known = np.isin(np.asarray(y_valid, dtype=object), self.classes_)
-        yv_codes = np.array([index[c] for c in np.asarray(y_valid, dtype=object)[known]])
-        params = {**DEFAULT_PARAMS, **(self.params or {}), "random_state": self.random_state}
+        labels = self._checked_labels(X, y, X_valid, y_valid).astype(object)
+        classes = np.unique(labels)
+        if len(classes) < 2:
+            raise ValueError(
+                f"next-best-channel needs at least two channels in y, got {classes.tolist()}"
+            )
+        self.features_, self.classes_ = list(X.columns), classes
+        params = self._lightgbm_params()
         objective = "multiclass" if len(self.classes_) > 2 else "binary"  # e.g. Complete Journey
         self.booster_ = lgb.LGBMClassifier(objective=objective, **params)
-        self.booster_.fit(
-            model_matrix(X, self.features_),
-            y_codes,
-            eval_X=(model_matrix(X_valid.loc[known], self.features_),),
-            eval_y=(yv_codes,),
-            callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
-        )
+        codes = np.searchsorted(self.classes_, labels)
+        if X_valid is None:
+            self.booster_.fit(model_matrix(X, self.features_), codes)
+        else:
+            valid = np.asarray(y_valid, dtype=object)
+            known = np.isin(valid, self.classes_)
+            self.booster_.fit(
+                model_matrix(X, self.features_),
+                codes,
+                eval_X=(model_matrix(X_valid.loc[known], self.features_),),
+                eval_y=(np.searchsorted(self.classes_, valid[known]),),
+                callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
+            )
         self.best_iteration_ = int(self.booster_.best_iteration_ or params["n_estimators"])
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> pd.DataFrame:
-        """One column per channel (``classes_``), rows sum to 1."""
-        proba = self.predict_matrix(model_matrix(X, self.features_))
-        return pd.DataFrame(proba, index=X.index, columns=self.classes_)
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """(rows x ``classes_``) probabilities per row of ``X``; rows sum to 1."""
+        check_is_fitted(self)
+        return self.predict_matrix(model_matrix(X, self.features_))
 
     def predict_matrix(
         self, X: np.ndarray, num_threads: int = 0, forest: CompiledForest | None = None
@@ -162,8 +224,3 @@ class NextChannelModel:
         if proba.ndim == 1:  # binary objective: the probability of the second class
             proba = np.column_stack([1.0 - proba, proba])
         return proba
-
-    def feature_importance(self) -> pd.Series:
-        """Total gain per feature, largest first."""
-        gain = self.booster_.booster_.feature_importance(importance_type="gain")
-        return pd.Series(gain, index=self.features_).sort_values(ascending=False)

@@ -95,7 +95,7 @@ def train_churn(
     )
     split, (X, y), (Xv, yv), (Xt, yt) = _datasets(events, customers, config, label, "churned")
     model = ChurnModel(params=config.params, random_state=config.seed).fit(X, y, Xv, yv)
-    proba = model.predict_proba(Xt)
+    proba = model.predict_proba(Xt)[:, 1]  # the probability of churning
     baselines = {
         # Longer since the last purchase -> more likely gone; fewer orders -> more likely gone.
         "recency": Xt["days_since_last_purchase"].to_numpy(np.float64),
@@ -155,7 +155,7 @@ def train_next_channel(
         X, y.to_numpy(), Xv, yv.to_numpy()
     )
     classes = list(model.classes_)
-    proba = apply_consent(model.predict_proba(Xt), customers)
+    proba = apply_consent(model.predict_proba_frame(Xt), customers)
     metrics = _prefixed("", channel_metrics(yt.to_numpy(), proba))
     for name, pick in {
         "most_used": _most_used(Xt, classes),

@@ -1,6 +1,8 @@
 """One interface for every recommender (the model and its baselines).
 
-Subclasses implement ``fit`` (returning self, state in attributes ending in ``_``) and
+Every recommender is a scikit-learn estimator: ``__init__`` stores hyperparameters
+(``get_params`` / ``clone`` work), ``fit`` returns self, learned state ends in ``_``, and
+prediction before ``fit`` raises ``NotFittedError``. Subclasses implement ``fit`` and
 ``_score``: scored candidate rows for a request's customers. This base turns ids into
 codes, applies the request context and exclusions, keeps each customer's ``k`` best and
 returns one frame: customer_id, rank, product_id, score, reason. Customers are scored
@@ -13,6 +15,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
 from features.contract.schema import CHANNELS
 from training.compiled_forest import CompiledForest
@@ -32,19 +36,12 @@ Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """Scored candidate rows: (position in the request, item code, score, reason code)."""
 
 
-class BaseRecommender:
+class BaseRecommender(BaseEstimator):
     """Shared prediction path; see the module docstring."""
 
     name: str = "base"
     catalogue_: Catalogue
     snapshot_: Snapshot
-
-    def get_params(self) -> dict[str, object]:
-        """Constructor arguments (the hyperparameters), as scikit-learn does."""
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
 
     def fit(
         self,
@@ -75,7 +72,7 @@ class BaseRecommender:
         reason. Customers come back in request order (duplicates once); unknown or new
         customers get segment popularity."""
         if not hasattr(self, "snapshot_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         ids = pd.Index(pd.unique(pd.Index(list(customer_ids), dtype="str")), dtype="str")
@@ -113,7 +110,7 @@ class BaseRecommender:
         reason code, rank from 0), sorted by pos then rank, in chunks of ``CHUNK``
         customers."""
         if not hasattr(self, "snapshot_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         n_items = self.catalogue_.n_items

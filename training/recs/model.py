@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import NotFittedError
 
 from features.cutoffs import to_utc
 from training.compiled_forest import CompiledForest
@@ -43,6 +44,11 @@ from training.recs.snapshot import SnapshotParams, build_snapshot
 
 def default_cutoff(history: History) -> pd.Timestamp:
     """The first midnight after the last event: fit on everything."""
+    if len(history.ts) == 0:
+        raise ValueError(
+            "events hold no purchase, add_to_cart or view with a customer_id and a "
+            "product_id: nothing to fit a recommender on"
+        )
     return history.last_ts.floor("D") + pd.Timedelta(days=1)
 
 
@@ -250,7 +256,7 @@ class Recommender(BaseRecommender):
         popularity and histories are rebuilt from events before ``as_of`` (default: after
         the last event). The online snapshot does this so that serving uses "now"."""
         if not hasattr(self, "ranker_"):
-            raise RuntimeError("Recommender is not fitted: call fit() first")
+            raise NotFittedError("Recommender is not fitted: call fit() first")
         history = as_history(events, customers, products, stores)
         as_of = default_cutoff(history) if as_of is None else to_utc(as_of)
         self.snapshot_ = build_snapshot(
