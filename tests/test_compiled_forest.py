@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.classifiers import lightgbm_link
 from training.compiled_forest import BLOCK_TREES, compile_forest
+from training.customer_models.classifiers import lightgbm_link
 
 CLOSE = {"rtol": 1e-12, "atol": 1e-12}
 

@@ -22,8 +22,8 @@ from sklearn.exceptions import NotFittedError
 
 from features.labels import churn_labels, next_channel_labels
 from features.sources.synthetic import generate
-from training.classifiers import ChurnModel, NextChannelModel
-from training.datasets import labelled_snapshots
+from training.customer_models.classifiers import ChurnModel, NextChannelModel
+from training.customer_models.labelled_sets import labelled_sets
 from training.recs import (
     REASONS,
     ALSRecommender,
@@ -61,7 +61,7 @@ def data() -> Data:
         ("churn", churn_labels, "churned"),
         ("channel", next_channel_labels, "channel"),
     ):
-        snaps = labelled_snapshots(events, source.customers, [train, valid], label, column)
+        snaps = labelled_sets(events, source.customers, [train, valid], label, column)
         labelled[name] = (snaps[train], snaps[valid])
     return Data(events, source.customers, source.products, source.stores, labelled)
 

@@ -8,7 +8,7 @@ import pytest
 
 from features.sources.synthetic import generate
 from features.store.identity import resolve_identities
-from training.customer_jobs import JobConfig
+from training.customer_models.job import JobConfig
 from training.runner import run_customer_job
 
 pytestmark = pytest.mark.slow

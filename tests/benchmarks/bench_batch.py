@@ -89,7 +89,7 @@ def child_raw(home: Path) -> None:
 
     from features.settings import get_settings
     from serving.online import latest_snapshot, load_snapshot
-    from training.classifiers import model_matrix
+    from training.customer_models.classifiers import model_matrix
 
     snap = load_snapshot(latest_snapshot(get_settings({"OMNI_HOME": str(home)})))
     churn, channel = snap.models["churn"], snap.models["next_best_channel"]
