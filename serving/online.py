@@ -9,10 +9,7 @@ ranker is the trained one) and writes ``<home>/online/<stamp>/``:
 - ``models.pkl``: the three fitted models, exactly as MLflow returned them;
 - ``serving.npz``: what real-time requests read, precomputed (ranked lists per channel);
 - ``manifest.json``: cutoff, model versions and run ids, counts, and the SHA-256 of every
-  other file (``files``), checked by :func:`load_snapshot` before anything is unpickled;
-- ``forests/``: on large snapshots, the channel model's and the ranker's trees compiled
-  to machine code for this CPU (:mod:`training.compiled_forest`): the same predictions
-  as LightGBM's, several times faster for batch scoring.
+  other file (``files``), checked by :func:`load_snapshot` before anything is unpickled.
 
 The folder is written under a temporary name and renamed whole, then
 ``<home>/online/LATEST`` (one file, replaced in one rename) names it. After a build the
@@ -35,7 +32,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +51,7 @@ MODEL_NAMES: dict[str, str] = {
 FORMAT = 1
 LATEST = "LATEST"
 LIST_DEPTH = 50
-"""How deep each customer's precomputed ranked lists go (see serving.scoring.RankedLists)."""
-COMPILE_FROM = 100_000
-"""Customers from which a snapshot compiles its forests: compiling costs ~0.1 s a tree
-(about 45 s for a 600-tree channel model) and pays off on batches of this size."""
-FORESTS = {"next_best_channel": "channel model", "recommender": "ranker"}
-"""Snapshot key of each compiled forest -> what it is, for messages."""
+"""How deep each customer's precomputed ranked lists go (see serving.ranked_lists)."""
 STAMP = re.compile(r"\d{8}T\d{12}")
 """A snapshot folder's name: the UTC time it was built, e.g. 20260101T120000123456."""
 IN_USE = ".in-use"
@@ -80,7 +72,6 @@ class OnlineSnapshot:
     models: dict[str, Any]  # "churn" / "next_best_channel" / "recommender" -> fitted model
     manifest: dict[str, Any]
     arrays: dict[str, Any] | None = None  # precomputed serving arrays (serving.npz)
-    forests: dict[str, Any] = field(default_factory=dict)  # key -> CompiledForest
 
     @property
     def versions(self) -> dict[str, str]:
@@ -222,8 +213,7 @@ def load_snapshot(path: Path | str) -> OnlineSnapshot:
         with _reading(path, "serving.npz"), np.load(path / "serving.npz") as stored:
             arrays = {name: stored[name] for name in stored.files}
     as_of = pd.Timestamp(manifest["as_of"])
-    forests = _load_forests(path, models, manifest.get("forests", []))
-    return OnlineSnapshot(path, as_of, features, models, manifest, arrays, forests)
+    return OnlineSnapshot(path, as_of, features, models, manifest, arrays)
 
 
 @contextlib.contextmanager
@@ -237,32 +227,6 @@ def _reading(path: Path, name: str) -> Iterator[None]:
         raise SnapshotError(
             f"snapshot {path.name} is damaged: cannot read {name} ({reason})"
         ) from None
-
-
-def forest_booster(models: dict[str, Any], key: str):
-    """The LightGBM booster :data:`FORESTS` compiles for ``key``."""
-    model = models[key]
-    return model.ranker_.booster_ if key == "recommender" else model.booster_.booster_
-
-
-def _load_forests(path: Path, models: dict[str, Any], keys: list[str]) -> dict[str, Any]:
-    """The snapshot's compiled forests that fit this CPU and compiler (else a note on
-    stderr: scoring then runs LightGBM's own predict, with the same results)."""
-    from training.compiled_forest import compile_forest
-
-    forests = {}
-    for key in keys:
-        forest = compile_forest(forest_booster(models, key), path / "forests", build=False)
-        if forest is None:
-            print(
-                f"note: {path / 'forests'} has no {FORESTS[key]} compiled for this CPU and "
-                "compiler version; scoring uses LightGBM's predict (same results, slower). "
-                "Rebuild the snapshot on this machine to compile it here.",
-                file=sys.stderr,
-            )
-        else:
-            forests[key] = forest
-    return forests
 
 
 def champion_versions(settings: Settings) -> dict[str, int | None]:
@@ -286,14 +250,11 @@ def build_snapshot(
     refresh_recommender: bool = True,
     progress: Callable[[str], None] | None = None,
     serving: bool = True,
-    compile_forests: bool | None = None,
 ) -> Path:
     """Build a snapshot as of ``as_of`` (default: the first midnight after the last
     event) from the champions and the events store; returns its folder. ``serving``:
     also precompute what real-time requests read (batch scoring does not need it; a
-    service given a snapshot without it computes it at start-up). ``compile_forests``:
-    compile the channel model and the ranker (None: from :data:`COMPILE_FROM`
-    customers)."""
+    service given a snapshot without it computes it at start-up)."""
     import numpy as np
 
     from features.build import write_features
@@ -301,6 +262,7 @@ def build_snapshot(
     from features.cutoffs import parse_cutoff
     from features.registry import DEFAULT_WINDOWS
     from features.store.events import read_events, read_table
+    from serving.ranked_lists import serving_arrays
 
     tell = progress or (lambda _m: None)
     for name in remove_leftovers(online_dir(settings)):
@@ -333,8 +295,6 @@ def build_snapshot(
         arrays = serving_arrays(rec, LIST_DEPTH)
         seconds["serving_arrays"] = time.perf_counter() - t0
         tell(f"precomputed candidates and ranked lists ({seconds['serving_arrays']:.1f} s)")
-    if compile_forests is None:
-        compile_forests = len(features) >= COMPILE_FROM
     manifest = {
         "format": FORMAT,
         "as_of": t.isoformat(),
@@ -345,7 +305,6 @@ def build_snapshot(
         "products": int(rec.catalogue_.n_items),
         "events": len(events),
         "seconds": seconds,
-        "forests": list(FORESTS) if compile_forests else [],
     }
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     target = online_dir(settings) / stamp
@@ -356,8 +315,6 @@ def build_snapshot(
             pickle.dump(models, f, protocol=pickle.HIGHEST_PROTOCOL)
         if arrays:
             np.savez(tmp / "serving.npz", **arrays)
-        if compile_forests:
-            _compile_forests(models, tmp / "forests", seconds, tell)
         manifest["files"] = file_hashes(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     with atomic_path(online_dir(settings) / LATEST) as tmp:
@@ -417,34 +374,6 @@ def prune_snapshots(settings: Settings) -> list[str]:
             retire(online_dir(settings) / name)
             removed.append(name)
     return removed
-
-
-def _compile_forests(
-    models: dict[str, Any], folder: Path, seconds: dict[str, float], tell: Callable[[str], None]
-) -> None:
-    """Compile :data:`FORESTS` into ``folder`` (their times into ``seconds``)."""
-    from training.compiled_forest import compile_forest
-
-    for key, what in FORESTS.items():
-        booster = forest_booster(models, key)
-        tell(f"compiling the {what} ({booster.num_trees()} trees) to machine code ...")
-        t0 = time.perf_counter()
-        compile_forest(booster, folder)
-        seconds[f"compile_{key}"] = time.perf_counter() - t0
-        tell(f"compiled the {what} ({seconds[f'compile_{key}']:.1f} s)")
-
-
-def serving_arrays(recommender, depth: int) -> dict[str, Any]:
-    """Every customer's personal candidates and ranked lists, so that the service starts
-    by reading them instead of ranking every customer (minutes on a large catalogue)."""
-    from serving.scoring import RankedLists
-
-    personal = recommender.personal_candidates()
-    arrays = {f"personal_{name}": getattr(personal, name) for name in PERSONAL_PARTS}
-    return arrays | RankedLists.build(recommender, personal, depth).to_arrays()
-
-
-PERSONAL_PARTS = ("indptr", "item", "sources", "als_rank")
 
 
 def _after_last_event(settings: Settings) -> pd.Timestamp:

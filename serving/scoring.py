@@ -19,10 +19,11 @@ import pyarrow as pa
 
 from features.contract.consent import consent_mask, consented
 from features.contract.schema import CHANNELS
-from serving.online import PERSONAL_PARTS, OnlineSnapshot
+from serving.online import OnlineSnapshot
+from serving.ranked_lists import PERSONAL_PARTS, RankedLists
 from serving.rules import CatalogueIndex, ItemRules, index_positions, item_rules, risk_band
 from training.customer_models.classifiers import model_matrix
-from training.recs.candidates import REASONS, CandidateTable, resolve_customers
+from training.recs.candidates import REASONS, CandidateTable
 
 CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
 
@@ -65,7 +66,6 @@ class Scorer:
         self.churn_model = snapshot.models["churn"]
         self.channel_model = snapshot.models["next_best_channel"]
         self.recommender = snapshot.models["recommender"]
-        self.forests = snapshot.forests  # compiled channel model and ranker, when built
         self.X_churn = _rows(table, self.churn_model.features_)
         if list(self.channel_model.features_) == list(self.churn_model.features_):
             self.X_channel = self.X_churn  # the same columns: one matrix (read-only use)
@@ -142,11 +142,7 @@ class Scorer:
         known = pos >= 0
         if known.any():
             p = pos[known]
-            raw = self.channel_model.predict_matrix(
-                self.X_channel[p],
-                num_threads=self.num_threads,
-                forest=self.forests.get("next_best_channel"),
-            )
+            raw = self.channel_model.predict_matrix(self.X_channel[p], num_threads=self.num_threads)
             out[known] = consented(raw, self.consent[p])
         return out
 
@@ -193,7 +189,6 @@ class Scorer:
             personal=personal,
             allowed=allowed,
             num_threads=self.num_threads,
-            forest=self.forests.get("recommender"),
         )
         return Recommendations(pos, item, score, reason, rank, cold)
 
@@ -277,82 +272,3 @@ def _consent(table: pd.DataFrame, channels: Sequence[str]) -> np.ndarray:
     the customers table's consent columns, so the shared rule applies to it directly."""
     frame = table.reset_index(names="customer_id")
     return consent_mask(pd.Index(frame["customer_id"]), list(channels), frame)
-
-
-PARTS = ("indptr", "item", "score", "reason")
-
-
-class RankedLists:
-    """Every warm customer's ranked list, ``depth`` deep, for each channel context (none,
-    then each contract channel) in their default store: what a real-time request reads
-    instead of ranking when its context is the default one.
-
-    Exact, not an approximation: the ranker scores each (customer, product) row on its
-    own, so filtering a deeper list gives the rows the full path would return, as long
-    as at least k rows survive the filters or the list holds every candidate; otherwise
-    :meth:`lookup` returns None and the caller ranks in full (a test checks both agree).
-    """
-
-    def __init__(self, depth, default_store, indptr, item, score, reason) -> None:
-        self.depth = depth
-        self.default_store = default_store
-        self.indptr, self.item, self.score, self.reason = indptr, item, score, reason
-
-    @classmethod
-    def build(cls, recommender, personal: CandidateTable, depth: int) -> RankedLists:
-        snap, cat = recommender.snapshot_, recommender.catalogue_
-        n = cat.n_customers
-        codes = np.flatnonzero(snap.active[:n]).astype(np.int32)
-        default_store = resolve_customers(snap, cat, np.arange(n, dtype=np.int32)).store
-        no_store = np.full(len(codes), -1, np.int32)
-        indptr, items, scores, reasons = [], [], [], []
-        for channel in range(-1, len(CHANNELS)):
-            pos, item, score, reason, _rank = recommender.recommend_codes(
-                codes,
-                no_store,
-                np.full(len(codes), channel, np.int32),
-                depth,
-                np.zeros(0, np.int64),
-                personal=personal,
-            )
-            counts = np.bincount(codes[pos], minlength=n)
-            ptr = np.zeros(n + 1, np.int64)
-            np.cumsum(counts, out=ptr[1:])
-            indptr.append(ptr)
-            items.append(item.astype(np.int32))
-            scores.append(score.astype(np.float32))
-            reasons.append(reason.astype(np.int8))
-        return cls(depth, default_store, indptr, items, scores, reasons)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat arrays for ``np.savez`` (the snapshot stores them: start-up reads, not ranks)."""
-        out = {"lists_depth": np.array(self.depth), "lists_default_store": self.default_store}
-        for c in range(len(self.indptr)):
-            out[f"lists_indptr_{c}"] = self.indptr[c]
-            out[f"lists_item_{c}"] = self.item[c]
-            out[f"lists_score_{c}"] = self.score[c]
-            out[f"lists_reason_{c}"] = self.reason[c]
-        return out
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> RankedLists:
-        n = len(CHANNELS) + 1
-        parts = [[arrays[f"lists_{name}_{c}"] for c in range(n)] for name in PARTS]
-        return cls(int(arrays["lists_depth"]), arrays["lists_default_store"], *parts)
-
-    def lookup(
-        self, code: int, channel: int, store: int, allowed: np.ndarray | None, k: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(items, scores, reasons) of a warm customer's top k, or None when the request
-        needs the full path (another store, or too few rows left after the filters)."""
-        if store >= 0 and store != self.default_store[code]:
-            return None
-        c = channel + 1
-        lo, hi = self.indptr[c][code], self.indptr[c][code + 1]
-        item, score, reason = self.item[c][lo:hi], self.score[c][lo:hi], self.reason[c][lo:hi]
-        if allowed is not None:
-            keep = allowed[item]
-            item, score, reason = item[keep], score[keep], reason[keep]
-        if len(item) < k and hi - lo >= self.depth:
-            return None
-        return item[:k], score[:k], reason[:k]

@@ -7,7 +7,8 @@ events store, sends each customer's events and customers row to one bucket
 (:func:`features.spark.run_per_customer`), and every bucket runs the unchanged code:
 ``build_customer_features`` for its customers, then :class:`serving.scoring.Scorer`
 with the snapshot's models. Customer features are separable by customer, and the
-models are shared, so every row equals the local engine's (a test checks it).
+models are shared, so every row equals the local engine's within float rounding (a test
+checks it with the tolerance of ``tests/compare_scores.py``).
 
 Executors read the models from the snapshot folder (once per Python worker): on a
 cluster, the data home must be on a path every node sees (as for the feature build).

@@ -12,11 +12,11 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import requests
 from cli_helpers import omni
+from compare_scores import assert_same_answers
 
 from serving.process import free_port, wait_ready
 
@@ -132,23 +132,38 @@ def test_score_equals_batch_scoring_and_the_logged_models(server, snapshot, trai
     churn = pd.read_parquet(tmp_path / "churn.parquet")["churn_probability"].to_numpy()
     channel = pd.read_parquet(tmp_path / "channel.parquet")
     logged = pd.read_parquet(tmp_path / "recs.parquet")
-    for i, s in enumerate(served):
-        assert s["customer_id"] == ids[i]
-        assert s["churn"]["probability"] == customers["churn_probability"][i] == churn[i]
-        served_nbc = {c["channel"]: c["probability"] for c in s["next_best_channel"]}
-        batch_nbc = {
-            c: customers[f"p_{c}"][i] for c in channel.columns if customers[f"p_{c}"][i] > 0
-        }
-        mlflow_nbc = {c: channel[c].iloc[i] for c in channel.columns if channel[c].iloc[i] > 0}
-        assert served_nbc == batch_nbc == mlflow_nbc
-        mine = recs[recs["customer_id"] == ids[i]]
-        theirs = logged[logged["customer_id"] == ids[i]]
-        assert [x["product_id"] for x in s["items"]] == list(mine["product_id"])
-        assert list(mine["product_id"]) == list(theirs["product_id"])
-        assert np.array_equal(
-            np.array([x["score"] for x in s["items"]], np.float32), theirs["score"].to_numpy()
-        )
-        assert [x["reason"] for x in s["items"]] == list(theirs["reason"].astype(str))
+    assert [s["customer_id"] for s in served] == ids
+    channels = list(channel.columns)
+    nbc = [{c["channel"]: c["probability"] for c in s["next_best_channel"]} for s in served]
+    items = [
+        {"customer_id": s["customer_id"], "rank": r + 1, **item}
+        for s in served
+        for r, item in enumerate(s["items"])
+    ]
+    served_frames = (
+        pd.DataFrame(
+            {
+                "customer_id": ids,
+                "churn_probability": [s["churn"]["probability"] for s in served],
+                **{f"p_{c}": [p.get(c, 0.0) for p in nbc] for c in channels},
+            }
+        ),
+        pd.DataFrame(items)[["customer_id", "rank", "product_id", "score", "reason"]],
+    )
+    logged_frames = (
+        pd.DataFrame(
+            {
+                "customer_id": ids,
+                "churn_probability": churn,
+                **{f"p_{c}": channel[c].to_numpy() for c in channels},
+            }
+        ),
+        logged,
+    )
+    batch_frames = (customers[served_frames[0].columns], recs)
+    # issue 15: the service, batch scoring and the logged models within the scores' tolerance
+    assert_same_answers(served_frames, batch_frames)
+    assert_same_answers(served_frames, logged_frames)
 
 
 def test_serve_refuses_to_start_without_models(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from compare_scores import assert_same_answers, assert_same_list, close
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -82,13 +83,13 @@ def test_bad_requests_name_the_field(live):
 
 
 def test_batch_equals_one_by_one_and_the_recommender(live):
+    # issue 15: two ways through the scoring code agree within the scores' tolerance
     ids = list(live.ids[:60])
     _, batch = live.score_frames(ids, k=8, channel="web")
     singles = pd.concat([live.score_frames([c], k=8, channel="web")[1] for c in ids])
-    pd.testing.assert_frame_equal(batch, singles.reset_index(drop=True))
+    assert_same_answers(batch, singles)
     direct = live.recommender.recommend(ids, k=8, context={"channel": "web"})
-    direct["reason"] = direct["reason"].astype("str")
-    pd.testing.assert_frame_equal(batch, direct, check_dtype=False)
+    assert_same_answers(batch, direct)
 
 
 def test_store_channel_only_returns_what_the_store_sold(live):
@@ -123,8 +124,9 @@ def test_rules_hold_and_fast_path_equals_full_path(fast, live, data):
     customer, k, channel, store_id, exclude, cats = data.draw(requests(live))
     a = fast.recommend([customer], k, channel, store_id, exclude, cats)
     b = live.recommend([customer], k, channel, store_id, exclude, cats)
-    assert np.array_equal(a.item, b.item)
-    assert np.array_equal(a.score, b.score) and np.array_equal(a.reason, b.reason)
+    items_a = [f"{i}|{r}" for i, r in zip(a.item, a.reason, strict=True)]
+    items_b = [f"{i}|{r}" for i, r in zip(b.item, b.reason, strict=True)]
+    assert_same_list(items_a, a.score, items_b, b.score)  # issue 15: within tolerance
     products = live.item_ids[b.item]
     assert len(products) <= k
     assert len(set(products)) == len(products)
@@ -142,12 +144,13 @@ def test_rules_hold_and_fast_path_equals_full_path(fast, live, data):
 
 
 def test_precomputed_predictions_equal_model_calls(fast, live):
+    # issue 15: precomputed in one batch, computed per request: within tolerance
     pos = np.array([3, -1, 0, len(live.ids) - 1, 7])
-    np.testing.assert_array_equal(fast.churn(pos), live.churn(pos))
-    np.testing.assert_array_equal(fast.next_channel(pos), live.next_channel(pos))
     one = np.array([5])
-    np.testing.assert_array_equal(fast.next_channel(one), live.next_channel(one))
-    np.testing.assert_array_equal(fast.churn(one), live.churn(one))
+    for p in (pos, one):
+        assert close(fast.churn(p), live.churn(p)).all()
+        assert close(fast.next_channel(p), live.next_channel(p)).all()
+    assert np.isnan(fast.churn(pos)[1]) and np.isnan(fast.next_channel(pos)[1]).all()
 
 
 def test_batch_scorer_equals_the_service_scorer(snapshot, live):
@@ -158,8 +161,7 @@ def test_batch_scorer_equals_the_service_scorer(snapshot, live):
     for channel in (None, "email"):
         mine = batch.score_frames(ids, k=10, channel=channel)
         theirs = live.score_frames(ids, k=10, channel=channel)
-        for a, b in zip(mine, theirs, strict=True):
-            pd.testing.assert_frame_equal(a, b, check_exact=True)
+        assert_same_answers(mine, theirs)  # issue 15: within the scores' tolerance
 
 
 def test_candidate_table_of_some_customers_equals_the_full_table(live):
@@ -168,8 +170,29 @@ def test_candidate_table_of_some_customers_equals_the_full_table(live):
     codes = np.array([n - 1, 3, -1, 40, 3, 0], np.int32)
     some = rec.personal_candidates(codes)
     mine, theirs = some.rows_for(codes), live.personal.rows_for(codes)
-    for name in ("pos", "item", "sources", "als_rank"):
-        np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name))
+    np.testing.assert_array_equal(np.unique(mine.pos), np.unique(theirs.pos))
+    for pos in range(len(codes)):  # issue 15: ALS lists within tolerance, the rest equal
+        (als_a, rest_a), (als_b, rest_b) = (
+            _als_list_and_other_rows(rec, codes, c, pos) for c in (mine, theirs)
+        )
+        assert_same_list(*als_a, *als_b)
+        assert rest_a == rest_b
     full = np.diff(live.personal.indptr)
     others = np.setdiff1d(np.flatnonzero(full > 0), codes)[:5].astype(np.int32)
     assert len(others) and len(some.rows_for(others)) == 0  # not asked for: none
+
+
+def _als_list_and_other_rows(rec, codes, cand, pos):
+    """One customer's candidate rows: the ALS list (items by rank, with the scores the
+    ranker sees) and the other rows' (item, sources) pairs (ALS never lists bought items)."""
+    from training.recs.als import pair_scores
+
+    mine = cand.pos == pos
+    item, sources, rank = cand.item[mine], cand.sources[mine], cand.als_rank[mine]
+    als = rank >= 0
+    listed = item[als][np.argsort(rank[als])]
+    snap = rec.snapshot_
+    scores = pair_scores(
+        snap.user_factors, snap.item_factors, np.full(len(listed), codes[pos]), listed
+    )
+    return (listed, scores), sorted(zip(item[~als].tolist(), sources[~als].tolist(), strict=True))

@@ -33,19 +33,10 @@ def snapshot_build(
             "--no-serving for a batch-only snapshot."
         ),
     ] = True,
-    compile_forests: Annotated[
-        bool | None,
-        typer.Option(
-            "--compile-forests/--no-compile-forests",
-            help="Compile the channel model and the ranker to machine code for faster batch "
-            "scoring (same results; ~0.1 s a tree). Default: from 100,000 customers.",
-            show_default=False,
-        ),
-    ] = None,
 ) -> None:
     """Build a snapshot from the @champion models and the events store."""
     with user_errors():
-        path = build_and_report(ctx.obj, as_of, refresh_recommender, serving, compile_forests)
+        path = build_and_report(ctx.obj, as_of, refresh_recommender, serving)
     console.print(f"snapshot: {path}")
 
 
@@ -59,7 +50,6 @@ def build_and_report(
     as_of: str | None = None,
     refresh_recommender: bool = True,
     serving: bool = True,
-    compile_forests: bool | None = None,
 ) -> Path:
     """Build and report a snapshot (shared by `omni snapshot build`, `omni serve`, the main
     job)."""
@@ -68,8 +58,6 @@ def build_and_report(
 
     with step("build the online snapshot"), registry_errors(settings):
         try:
-            return build_snapshot(
-                settings, as_of, refresh_recommender, say, serving, compile_forests
-            )
+            return build_snapshot(settings, as_of, refresh_recommender, say, serving)
         except SnapshotError as exc:
             raise fail(str(exc)) from None

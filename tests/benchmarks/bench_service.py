@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from harness import RESULTS_DIR, machine, omni, save
+from harness import RESULTS_DIR, load_note, machine, omni, save
 
 K = 10
 
@@ -211,15 +211,22 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    return {"rps": rps, **latency_percentiles(out), "non_2xx": non_2xx(out)}
+
+
+def latency_percentiles(out: str) -> dict[str, float]:
+    """p50 and p99 in ms from wrk's "Latency Distribution" lines (``     50%    2.15ms``),
+    not from the "+/- Stdev" column above them, whose values (``72.50%``) also end in
+    "50%" or "99%"."""
+    section = out[out.index("Latency Distribution") :]
+    found = dict(re.findall(r"^\s*(\d+)%\s+(\S+)\s*$", section, flags=re.MULTILINE))
+    return {"p50_ms": _ms(found["50"]), "p99_ms": _ms(found["99"])}
+
+
+def non_2xx(out: str) -> int:
+    """Responses wrk counted as errors (not 2xx or 3xx)."""
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": rps,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "non_2xx": int(errors.group(1)) if errors else 0,
-    }
+    return int(errors.group(1)) if errors else 0
 
 
 def main() -> None:
@@ -293,7 +300,8 @@ def main() -> None:
         "p50_ms_c1": r["p50_ms_c1"],
     }
     heads = ("req/s @8", "p50 @8", "p99 @8", "p50 @1", "p99 @1")
-    print(f"\n{'endpoint':<10} " + " ".join(f"{h:>9}" for h in heads))
+    print(f"\nmedians of {args.repeat} runs of {args.duration} s each (ms; {load_note()})")
+    print(f"{'endpoint':<10} " + " ".join(f"{h:>9}" for h in heads))
     for name, row in table.items():
         print(
             f"{name:<10} {row['rps_c8']:9.0f} {row['p50_ms_c8']:9.2f} {row['p99_ms_c8']:9.2f}"

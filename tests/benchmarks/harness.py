@@ -61,7 +61,13 @@ def machine() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_1_5_15": os.getloadavg(),  # the machine may be shared: say how busy it was
     }
+
+
+def load_note() -> str:
+    """The load averages (1, 5, 15 min) to print beside results on a shared machine."""
+    return "load average {:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
 
 
 def save(name: str, payload: dict) -> Path:

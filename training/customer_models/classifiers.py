@@ -17,8 +17,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from training.compiled_forest import CompiledForest
-
 DEFAULT_PARAMS: dict[str, object] = {
     "n_estimators": 600,
     "learning_rate": 0.05,
@@ -32,19 +30,6 @@ DEFAULT_PARAMS: dict[str, object] = {
     "verbose": -1,
 }
 EARLY_STOPPING_ROUNDS = 50
-
-
-def lightgbm_link(raw: np.ndarray) -> np.ndarray:
-    """LightGBM's probabilities from its raw scores, computed as its C++ code does: a
-    sigmoid for one column, else a softmax (shift by the row maximum, exp, divide by
-    the sum taken class by class)."""
-    if raw.ndim == 1:
-        return 1.0 / (1.0 + np.exp(-raw))
-    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
-    total = np.zeros(len(raw))
-    for k in range(raw.shape[1]):
-        total += shifted[:, k]
-    return shifted / total[:, None]
 
 
 def model_matrix(X: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
@@ -210,17 +195,10 @@ class NextChannelModel(CustomerClassifier):
         check_is_fitted(self)
         return self.predict_matrix(model_matrix(X, self.features_))
 
-    def predict_matrix(
-        self, X: np.ndarray, num_threads: int = 0, forest: CompiledForest | None = None
-    ) -> np.ndarray:
+    def predict_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """(rows x ``classes_``) probabilities from a float32 matrix in ``features_`` order:
-        the raw booster, as :meth:`predict_proba` uses it, without per-call overhead.
-        ``forest``: the booster compiled (batch scoring), with LightGBM's link applied
-        here in LightGBM's order of operations: the same probabilities."""
-        if forest is None:
-            proba = self.booster_.booster_.predict(X, num_threads=num_threads)
-        else:
-            proba = lightgbm_link(forest.predict_raw(X, num_threads))
+        the raw booster, as :meth:`predict_proba` uses it, without per-call overhead."""
+        proba = self.booster_.booster_.predict(X, num_threads=num_threads)
         if proba.ndim == 1:  # binary objective: the probability of the second class
             proba = np.column_stack([1.0 - proba, proba])
         return proba

@@ -19,7 +19,6 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from features.contract.schema import CHANNELS
-from training.compiled_forest import CompiledForest
 from training.recs.candidates import REASONS, CandidateTable, Customers, resolve_customers
 from training.recs.data import Catalogue, History
 from training.recs.snapshot import Snapshot
@@ -101,12 +100,11 @@ class BaseRecommender(BaseEstimator):
         personal: CandidateTable | None = None,
         allowed: np.ndarray | None = None,
         num_threads: int = 1,
-        forest: CompiledForest | None = None,
     ) -> tuple[np.ndarray, ...]:
         """The array form of :meth:`recommend` (what serving and batch scoring call):
         customer codes (-1 unknown), store / channel context codes (-1 none), sorted
-        excluded ``pos * n_items + item`` keys; ``personal`` / ``allowed`` / ``forest``
-        (the compiled ranker) as in the model's ``_score``. Returns (pos, item, score,
+        excluded ``pos * n_items + item`` keys; ``personal`` / ``allowed`` / ``num_threads``
+        as in the model's ``_score``. Returns (pos, item, score,
         reason code, rank from 0), sorted by pos then rank, in chunks of ``CHUNK``
         customers."""
         if not hasattr(self, "snapshot_"):
@@ -117,8 +115,6 @@ class BaseRecommender(BaseEstimator):
         extra: dict = {"num_threads": num_threads} if num_threads != 1 else {}
         if allowed is not None:
             extra["allowed"] = allowed
-        if forest is not None:
-            extra["forest"] = forest
         parts = []
         for lo in range(0, len(codes), CHUNK):
             sl = slice(lo, lo + CHUNK)

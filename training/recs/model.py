@@ -21,7 +21,6 @@ import pandas as pd
 from sklearn.exceptions import NotFittedError
 
 from features.cutoffs import to_utc
-from training.compiled_forest import CompiledForest
 from training.recs.als import ALSParams
 from training.recs.base import BaseRecommender, Rows
 from training.recs.candidates import (
@@ -281,7 +280,6 @@ class Recommender(BaseRecommender):
         personal: Candidates | None = None,
         allowed: np.ndarray | None = None,
         num_threads: int = 1,
-        forest: CompiledForest | None = None,
     ) -> Rows:
         """Ranked candidate rows of warm customers, popularity rows of the others.
 
@@ -289,9 +287,8 @@ class Recommender(BaseRecommender):
         indexes ``customers``; the online snapshot keeps them), else they are computed
         here; the result is the same. ``allowed``: bool per item, False = never returned
         (request rules such as a category filter). ``num_threads``: the ranker
-        features' and predictions' (batch scoring uses all cores; a real-time request
-        one). ``forest``: the ranker compiled (:mod:`training.compiled_forest`; the same
-        scores, faster on large batches)."""
+        features' and LightGBM's predictions' (batch scoring uses all cores; a real-time
+        request one)."""
         snap, cat = self.snapshot_, self.catalogue_
         params = self._candidate_params()
         known = customers.code >= 0
@@ -316,11 +313,7 @@ class Recommender(BaseRecommender):
             keep &= allowed[cand.item]
         cand = Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
         X = feature_matrix(snap, cat, sub, cand, num_threads=num_threads)
-        if forest is None:
-            score = self.ranker_.booster_.predict(X, num_threads=num_threads)
-        else:
-            score = forest.predict_raw(X, num_threads)  # lambdarank: raw scores
-        score = score.astype(np.float32)
+        score = self.ranker_.booster_.predict(X, num_threads=num_threads).astype(np.float32)
         bought = X[:, self.features_.index("times_bought")] > 0
         reason = reasons(cand.sources, bought)
         cold = np.flatnonzero(~warm)

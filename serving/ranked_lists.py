@@ -1,0 +1,105 @@
+"""What the online snapshot precomputes for real-time requests (``serving.npz``): every
+customer's personal candidates and every warm customer's ranked lists.
+
+Its own module so that the snapshot (:mod:`serving.online`, which builds these arrays)
+and the scorer (:mod:`serving.scoring`, which reads them) both import it, not each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from features.contract.schema import CHANNELS
+from training.recs.candidates import CandidateTable, resolve_customers
+
+PERSONAL_PARTS = ("indptr", "item", "sources", "als_rank")
+"""The arrays of a :class:`~training.recs.candidates.CandidateTable`, stored as
+``personal_<part>``."""
+LIST_PARTS = ("indptr", "item", "score", "reason")
+"""The arrays of :class:`RankedLists`, stored as ``lists_<part>_<channel context>``."""
+
+
+def serving_arrays(recommender, depth: int) -> dict[str, Any]:
+    """Every customer's personal candidates and ranked lists, so that the service starts
+    by reading them instead of ranking every customer (minutes on a large catalogue)."""
+    personal = recommender.personal_candidates()
+    arrays = {f"personal_{name}": getattr(personal, name) for name in PERSONAL_PARTS}
+    return arrays | RankedLists.build(recommender, personal, depth).to_arrays()
+
+
+class RankedLists:
+    """Every warm customer's ranked list, ``depth`` deep, for each channel context (none,
+    then each contract channel) in their default store: what a real-time request reads
+    instead of ranking when its context is the default one.
+
+    Exact, not an approximation: the ranker scores each (customer, product) row on its
+    own, so filtering a deeper list gives the rows the full path would return, as long
+    as at least k rows survive the filters or the list holds every candidate; otherwise
+    :meth:`lookup` returns None and the caller ranks in full (a test checks both agree).
+    """
+
+    def __init__(self, depth, default_store, indptr, item, score, reason) -> None:
+        self.depth = depth
+        self.default_store = default_store
+        self.indptr, self.item, self.score, self.reason = indptr, item, score, reason
+
+    @classmethod
+    def build(cls, recommender, personal: CandidateTable, depth: int) -> RankedLists:
+        snap, cat = recommender.snapshot_, recommender.catalogue_
+        n = cat.n_customers
+        codes = np.flatnonzero(snap.active[:n]).astype(np.int32)
+        default_store = resolve_customers(snap, cat, np.arange(n, dtype=np.int32)).store
+        no_store = np.full(len(codes), -1, np.int32)
+        indptr, items, scores, reasons = [], [], [], []
+        for channel in range(-1, len(CHANNELS)):
+            pos, item, score, reason, _rank = recommender.recommend_codes(
+                codes,
+                no_store,
+                np.full(len(codes), channel, np.int32),
+                depth,
+                np.zeros(0, np.int64),
+                personal=personal,
+            )
+            counts = np.bincount(codes[pos], minlength=n)
+            ptr = np.zeros(n + 1, np.int64)
+            np.cumsum(counts, out=ptr[1:])
+            indptr.append(ptr)
+            items.append(item.astype(np.int32))
+            scores.append(score.astype(np.float32))
+            reasons.append(reason.astype(np.int8))
+        return cls(depth, default_store, indptr, items, scores, reasons)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat arrays for ``np.savez`` (the snapshot stores them: start-up reads, not ranks)."""
+        out = {"lists_depth": np.array(self.depth), "lists_default_store": self.default_store}
+        for c in range(len(self.indptr)):
+            out[f"lists_indptr_{c}"] = self.indptr[c]
+            out[f"lists_item_{c}"] = self.item[c]
+            out[f"lists_score_{c}"] = self.score[c]
+            out[f"lists_reason_{c}"] = self.reason[c]
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> RankedLists:
+        n = len(CHANNELS) + 1
+        parts = [[arrays[f"lists_{name}_{c}"] for c in range(n)] for name in LIST_PARTS]
+        return cls(int(arrays["lists_depth"]), arrays["lists_default_store"], *parts)
+
+    def lookup(
+        self, code: int, channel: int, store: int, allowed: np.ndarray | None, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(items, scores, reasons) of a warm customer's top k, or None when the request
+        needs the full path (another store, or too few rows left after the filters)."""
+        if store >= 0 and store != self.default_store[code]:
+            return None
+        c = channel + 1
+        lo, hi = self.indptr[c][code], self.indptr[c][code + 1]
+        item, score, reason = self.item[c][lo:hi], self.score[c][lo:hi], self.reason[c][lo:hi]
+        if allowed is not None:
+            keep = allowed[item]
+            item, score, reason = item[keep], score[keep], reason[keep]
+        if len(item) < k and hi - lo >= self.depth:
+            return None
+        return item[:k], score[:k], reason[:k]
