@@ -84,8 +84,8 @@ class Scorer:
             self.personal = rec.personal_candidates()
         else:
             self.personal = None
-        self.index = CatalogueIndex(rec.catalogue_, rec.snapshot_.segment_counts["store"])
-        self.active = rec.snapshot_.active
+        self.index = CatalogueIndex(rec.catalogue_, rec.state_.segment_counts["store"])
+        self.active = rec.state_.active
         if precompute_candidates or ranked_lists:  # real time: ready before the first request
             _ = self._position, self._rec_code
         self._churn = self._channel = None

@@ -116,7 +116,7 @@ class RecommenderCase:
 
     def __init__(self, name: str, cls: type, **params: Any) -> None:
         self.name, self.cls, self.params = name, cls, params
-        self.learned = ("catalogue_", "snapshot_", "as_of_")
+        self.learned = ("catalogue_", "state_", "as_of_")
 
     def make(self, random_state: int = 0) -> BaseEstimator:
         return self.cls(**self.params, random_state=random_state)

@@ -94,7 +94,7 @@ def child_raw(home: Path) -> None:
     rec = snap.models["recommender"]
     X_churn = model_matrix(snap.features, churn.features_)
     X_channel = model_matrix(snap.features, channel.features_)
-    s = rec.snapshot_
+    s = rec.state_
     n_users, n_items = s.user_factors.shape[0], s.item_factors.shape[0]
     bought = s.bought
     rows, cols = bought.keys // bought.n_cols, bought.keys % bought.n_cols

@@ -20,8 +20,8 @@ from sklearn.exceptions import NotFittedError
 
 from features.contract.schema import CHANNELS
 from training.recs.candidates import REASONS, CandidateTable, Customers, resolve_customers
+from training.recs.cutoff_state import CutoffState
 from training.recs.data import Catalogue, History
-from training.recs.snapshot import Snapshot
 
 Exclude = str | Iterable[str] | pd.DataFrame | None
 """None; "purchased" (what each customer bought before the fitted cutoff); product ids to
@@ -40,7 +40,7 @@ class BaseRecommender(BaseEstimator):
 
     name: str = "base"
     catalogue_: Catalogue
-    snapshot_: Snapshot
+    state_: CutoffState
 
     def fit(
         self,
@@ -70,7 +70,7 @@ class BaseRecommender(BaseEstimator):
         (1 = best), product_id, score (higher is better; compare within one customer),
         reason. Customers come back in request order (duplicates once); unknown or new
         customers get segment popularity."""
-        if not hasattr(self, "snapshot_"):
+        if not hasattr(self, "state_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -107,7 +107,7 @@ class BaseRecommender(BaseEstimator):
         as in the model's ``_score``. Returns (pos, item, score,
         reason code, rank from 0), sorted by pos then rank, in chunks of ``CHUNK``
         customers."""
-        if not hasattr(self, "snapshot_"):
+        if not hasattr(self, "state_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -119,7 +119,7 @@ class BaseRecommender(BaseEstimator):
         for lo in range(0, len(codes), CHUNK):
             sl = slice(lo, lo + CHUNK)
             cust = resolve_customers(
-                self.snapshot_, self.catalogue_, codes[sl], store[sl], channel[sl]
+                self.state_, self.catalogue_, codes[sl], store[sl], channel[sl]
             )
             bounds = np.searchsorted(excluded, [lo * n_items, (lo + CHUNK) * n_items])
             chunk_excluded = excluded[bounds[0] : bounds[1]] - lo * n_items
@@ -179,8 +179,8 @@ class BaseRecommender(BaseEstimator):
         if isinstance(exclude, str):
             if exclude != "purchased":
                 raise ValueError('exclude must be None, "purchased", product ids or a frame')
-            owner, at = self.snapshot_.bought.slices(codes)
-            keys = owner.astype(np.int64) * n_items + self.snapshot_.bought.col_of(at)
+            owner, at = self.state_.bought.slices(codes)
+            keys = owner.astype(np.int64) * n_items + self.state_.bought.col_of(at)
             return np.sort(keys)
         if isinstance(exclude, pd.DataFrame):
             pos = ids.get_indexer(pd.Index(exclude["customer_id"], dtype="str"))
