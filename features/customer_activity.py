@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features import kernels as k
+from features import grouping as k
 from features.contract.schema import CHANNELS, EVENT_TYPES, ONLINE_CHANNELS, OUTREACH_CHANNELS
 from features.cut import Cut, ages
 from features.encode import DAY_US, UNKNOWN_TS
@@ -227,7 +227,7 @@ class CustomerActivity:
     # ------------------------------------------------------------ recency
     def last_seen_per_channel(self, event_types: EventTypes) -> dict[str, np.ndarray]:
         """Age in seconds of each customer's last event of these types on each channel
-        that has one (:data:`features.kernels.NEVER`: none in the lookback)."""
+        that has one (:data:`features.grouping.NEVER`: none in the lookback)."""
         types = _event_type_codes(event_types)
         return self._cached(
             ("last seen per channel", types),
@@ -245,7 +245,7 @@ class CustomerActivity:
         self, event_types: EventTypes, channels: Sequence[str] | None = None
     ) -> np.ndarray:
         """Age in seconds of each customer's last event of these types [on these channels]
-        (:data:`features.kernels.NEVER`: none in the lookback)."""
+        (:data:`features.grouping.NEVER`: none in the lookback)."""
         per_channel = self.last_seen_per_channel(event_types)
         if channels is not None:
             _codes(channels, CH)

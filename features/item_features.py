@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from features import kernels as k
+from features import grouping as k
 from features.contract.schema import EVENT_TYPES, PRODUCTS, STORES, as_contract_frame
 from features.customer_features import assemble
 from features.cut import Cut, cut

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from features.contract.schema import CHANNELS, LOYALTY_TIERS, ONLINE_CHANNELS, OUTREACH_CHANNELS
-from features.kernels import ratio
+from features.grouping import ratio
 
 if TYPE_CHECKING:
     from features.customer_activity import CustomerActivity

@@ -255,9 +255,6 @@ def build_snapshot(
     event) from the champions and the events store; returns its folder. ``serving``:
     also precompute what real-time requests read (batch scoring does not need it; a
     service given a snapshot without it computes it at start-up)."""
-    import numpy as np
-
-    from features.build import write_features
     from features.customer_features import build_customer_features
     from features.cutoffs import parse_cutoff
     from features.registry import DEFAULT_WINDOWS
@@ -295,22 +292,50 @@ def build_snapshot(
         arrays = serving_arrays(rec, LIST_DEPTH)
         seconds["serving_arrays"] = time.perf_counter() - t0
         tell(f"precomputed candidates and ranked lists ({seconds['serving_arrays']:.1f} s)")
+    return write_snapshot(
+        settings, t, features, models, sources, arrays, len(events), seconds, tell
+    )
+
+
+def write_snapshot(
+    settings: Settings,
+    as_of: pd.Timestamp,
+    features: pd.DataFrame,
+    models: dict[str, Any],
+    sources: dict[str, dict[str, Any]],
+    arrays: dict[str, Any] | None = None,
+    events: int | None = None,
+    seconds: dict[str, float] | None = None,
+    tell: Callable[[str], None] | None = None,
+) -> Path:
+    """Write a snapshot of fitted ``models`` (keys of :data:`MODEL_NAMES`; ``sources``: the
+    registered version each came from) and the ``features`` as of ``as_of`` into a new
+    folder under the home, switch ``LATEST`` to it and prune old ones; returns the folder.
+    :func:`build_snapshot` writes the champions this way; a test can write models it just
+    fitted, without a registry."""
+    import numpy as np
+
+    from features.build import write_features
+    from features.registry import DEFAULT_WINDOWS
+
+    tell = tell or (lambda _m: None)
+    rec = models["recommender"]
     manifest = {
         "format": FORMAT,
-        "as_of": t.isoformat(),
+        "as_of": as_of.isoformat(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "models": sources,
         "recommender_as_of": rec.as_of_.isoformat(),
         "customers": len(features),
         "products": int(rec.catalogue_.n_items),
-        "events": len(events),
-        "seconds": seconds,
+        "events": events,
+        "seconds": seconds or {},
     }
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     target = online_dir(settings) / stamp
     with atomic_path(target) as tmp:
         tmp.mkdir(parents=True)
-        write_features(features, tmp / "features.parquet", t, DEFAULT_WINDOWS)
+        write_features(features, tmp / "features.parquet", as_of, DEFAULT_WINDOWS)
         with open(tmp / "models.pkl", "wb") as f:
             pickle.dump(models, f, protocol=pickle.HIGHEST_PROTOCOL)
         if arrays:

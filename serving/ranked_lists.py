@@ -47,10 +47,10 @@ class RankedLists:
 
     @classmethod
     def build(cls, recommender, personal: CandidateTable, depth: int) -> RankedLists:
-        snap, cat = recommender.snapshot_, recommender.catalogue_
+        state, cat = recommender.state_, recommender.catalogue_
         n = cat.n_customers
-        codes = np.flatnonzero(snap.active[:n]).astype(np.int32)
-        default_store = resolve_customers(snap, cat, np.arange(n, dtype=np.int32)).store
+        codes = np.flatnonzero(state.active[:n]).astype(np.int32)
+        default_store = resolve_customers(state, cat, np.arange(n, dtype=np.int32)).store
         no_store = np.full(len(codes), -1, np.int32)
         indptr, items, scores, reasons = [], [], [], []
         for channel in range(-1, len(CHANNELS)):

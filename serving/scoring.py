@@ -22,7 +22,7 @@ from features.contract.schema import CHANNELS
 from serving.online import OnlineSnapshot
 from serving.ranked_lists import PERSONAL_PARTS, RankedLists
 from serving.rules import CatalogueIndex, ItemRules, index_positions, item_rules, risk_band
-from training.classifiers import model_matrix
+from training.customer_models.classifiers import model_matrix
 from training.recs.candidates import REASONS, CandidateTable
 
 CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
@@ -85,8 +85,8 @@ class Scorer:
             self.personal = rec.personal_candidates()
         else:
             self.personal = None
-        self.index = CatalogueIndex(rec.catalogue_, rec.snapshot_.segment_counts["store"])
-        self.active = rec.snapshot_.active
+        self.index = CatalogueIndex(rec.catalogue_, rec.state_.segment_counts["store"])
+        self.active = rec.state_.active
         if precompute_candidates or ranked_lists:  # real time: ready before the first request
             _ = self._position, self._rec_code
         self._churn = self._channel = None
@@ -258,10 +258,10 @@ ROW_BLOCK = 65_536
 
 
 def _rows(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
-    """The model's matrix (:func:`training.classifiers.model_matrix`), C-contiguous so that
-    a request's row is one contiguous slice. Converted in row blocks straight into the
-    result: pandas gives column-major blocks, and one whole-table copy plus its transpose
-    would fault in twice the memory (seconds at a million customers)."""
+    """The model's matrix (:func:`training.customer_models.classifiers.model_matrix`),
+    C-contiguous so that a request's row is one contiguous slice. Converted in row blocks
+    straight into the result: pandas gives column-major blocks, and one whole-table copy
+    plus its transpose would fault in twice the memory (seconds at a million customers)."""
     out = np.empty((len(table), len(features)), np.float32)
     for lo in range(0, len(table), ROW_BLOCK):
         out[lo : lo + ROW_BLOCK] = model_matrix(table.iloc[lo : lo + ROW_BLOCK], features)

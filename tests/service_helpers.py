@@ -3,7 +3,9 @@ output captured to files, stopped with SIGTERM (SIGKILL after 20 s)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,22 +17,28 @@ def start(cmd: list[str], env: dict[str, str], url: str, out: Path, err: Path) -
     """Run ``cmd`` with stdout and stderr in ``out`` / ``err``; wait until ``url`` is ready
     (fail with the end of its output if it never is)."""
     with open(out, "w") as stdout, open(err, "w") as stderr:  # the child keeps its copies
-        proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=stderr)
+        proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
     try:
         wait_ready(url, proc)
     except RuntimeError:
-        proc.kill()
+        _kill_group(proc)
         raise AssertionError(out.read_text()[-3000:] + err.read_text()[-3000:]) from None
     return proc
 
 
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=20)
+    _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the server and every process it started (BentoML's workers outlive a
+    killed parent otherwise and keep their port and memory)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=20)
 
 
 def omni_serve(home: Path, logs: Path, **env: str) -> tuple[subprocess.Popen, str]:

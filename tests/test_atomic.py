@@ -58,6 +58,7 @@ def _generation(target: Path) -> int:
     return int(a)
 
 
+@pytest.mark.slow
 def test_replacing_a_folder_never_leaves_it_missing(tmp_path):
     # issue 14: atomic_path swapped folders with two renames; in between the folder was gone
     target = tmp_path / "latest"
@@ -81,6 +82,7 @@ def test_replacing_a_folder_never_leaves_it_missing(tmp_path):
     assert _generation(target) == 5 and len(seen) >= 2
 
 
+@pytest.mark.slow
 def test_killed_writer_leaves_the_old_or_the_new_folder(tmp_path):
     # issue 14: a kill between the two renames left the folder missing, both versions hidden
     target = tmp_path / "latest"

@@ -1,5 +1,5 @@
-"""A new model next to the champion on the same holdout (training/compare.py), and the
-gate's decision afterwards agreeing with it (issue 6: the retraining notebook)."""
+"""A new model next to the champion on the same holdout (training/customer_models/compare.py),
+and the gate's decision afterwards agreeing with it (issue 6: the retraining notebook)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from features.sources.synthetic import generate
 from features.store.identity import resolve_identities
-from training.compare import NEW, compare_with_champion
-from training.customer_jobs import JobConfig, train_churn
+from training.customer_models.compare import NEW, compare_with_champion
+from training.customer_models.job import JobConfig, train_churn
 from training.runner import log_and_register
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from features.contract.consent import apply_consent
 from features.sources.synthetic import generate
 from features.store.identity import resolve_identities
-from training.customer_jobs import JobConfig, train_churn, train_next_channel
+from training.customer_models.job import JobConfig, train_churn, train_next_channel
 
 pytestmark = pytest.mark.slow
 
@@ -66,14 +66,14 @@ def test_channel_recovers_the_planted_best_channel(channel, synthetic):
     data, events = synthetic
     truth = data.truth["customers"].set_index("customer_id")["best_channel"]
     from features.labels import next_channel_labels
-    from training.customer_jobs import _last_used, _most_used
-    from training.datasets import labelled_snapshots
+    from training.customer_models.job import _last_used, _most_used
+    from training.customer_models.labelled_sets import labelled_sets
 
     t = channel.split.test
-    X, _ = labelled_snapshots(events, data.customers, [t], next_channel_labels, "channel")[t]
+    X, _ = labelled_sets(events, data.customers, [t], next_channel_labels, "channel")[t]
     X = X.loc[X.index.intersection(truth.index)]
     classes = list(channel.model.classes_)
-    proba = apply_consent(channel.model.predict_proba(X), data.customers)
+    proba = apply_consent(channel.model.predict_proba_frame(X), data.customers)
     picks = {
         "model": np.asarray(classes, object)[proba.to_numpy().argmax(axis=1)],
         "most_used": _most_used(X, classes),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.evaluation import churn_figures, confusion_figure, importance_figure
+from training.customer_models.evaluation import churn_figures, confusion_figure, importance_figure
 
 
 def test_figures_do_not_switch_the_backend(monkeypatch):

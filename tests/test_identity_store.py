@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from cli_helpers import omni
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -98,6 +99,7 @@ def _split_log(draw):
     return rows, sorted(cuts)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(log=_split_log(), limit=st.sampled_from([2, 3, 5, 25]))
 def test_any_split_into_appends_equals_one_load(log, limit):
@@ -118,6 +120,7 @@ def test_any_split_into_appends_equals_one_load(log, limit):
     assert dict(zip(events["ts"], resolved["customer_id"].astype(str), strict=True)) == expected
 
 
+@pytest.mark.slow
 def test_load_append_twice_skips_and_resolves_against_the_store(tmp_path):
     # issue 14: `omni data load --append` of the same file doubled the events, and an
     # event carrying only an e-mail the store knew got a customer of its own.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from cli_helpers import omni
 
 from features.store.events import read_events
@@ -22,6 +23,7 @@ def _load(*args: str, home: Path):
     return res
 
 
+@pytest.mark.slow
 def test_encoding_option_loads_a_latin1_file(tmp_path, raw_events):
     # issue 14: a latin-1 file failed with "'utf-8' codec can't decode byte 0xe4", no row
     raw_events.loc[2, "product_id"] = "M\u00e4rz"
@@ -37,6 +39,7 @@ def test_encoding_option_loads_a_latin1_file(tmp_path, raw_events):
     assert res.returncode == 2 and "--encoding 'klingon' is not a known text encoding" in res.stderr
 
 
+@pytest.mark.slow
 def test_time_range_options_widen_what_loads(tmp_path, raw_events):
     # issue 14: 1969 and far-future timestamps are refused by default, loadable when asked
     raw_events.loc[0, "ts"] = "1969-07-20T20:17:00Z"
@@ -57,6 +60,7 @@ def test_time_range_options_widen_what_loads(tmp_path, raw_events):
     assert res.returncode == 2 and "--ts-max 'next week' is not a date" in res.stderr
 
 
+@pytest.mark.slow
 def test_allow_empty_and_appending_nothing(tmp_path, raw_events):
     # issue 14: a header-only file deleted the store; now it is refused unless --allow-empty
     home = tmp_path / "home"

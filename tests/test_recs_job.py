@@ -40,7 +40,7 @@ def test_job_logs_registers_and_the_logged_model_scores(settings, synth):
     assert {"plots/metric_by_k.png", "plots/feature_importance.png"} <= artifacts
 
     loaded = mlflow.pyfunc.load_model(f"models:/{REGISTERED_NAME}@champion")
-    ids = list(result.model.catalogue_.customer_ids[result.model.snapshot_.active][:5])
+    ids = list(result.model.catalogue_.customer_ids[result.model.state_.active][:5])
     request = pd.DataFrame({"customer_id": [*ids, "brand-new"]})  # context columns optional
     served = loaded.predict(request)
     direct = result.model.recommend(request["customer_id"], k=10)

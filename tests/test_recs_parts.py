@@ -11,11 +11,11 @@ from compare_scores import assert_same_lists
 
 from training.recs.als import ALSParams, fit_als, pair_scores, top_n
 from training.recs.candidates import Candidates, resolve_customers
+from training.recs.cutoff_state import StateParams, build_cutoff_state
 from training.recs.data import History
 from training.recs.interactions import bm25, event_weights, interaction_matrix
 from training.recs.product_tables import customer_item_table, item_table, windows_for
 from training.recs.ranker_features import FEATURES, feature_matrix
-from training.recs.snapshot import SnapshotParams, build_snapshot
 from training.recs.tables import PairTable, top_per_row
 
 
@@ -238,15 +238,15 @@ def test_customer_item_history_and_repurchase_cycle_by_hand(tiny):
     assert items["repurchase_rate"][milk] == 1.0 and items["repurchase_rate"][tea] == 0.0
     assert items["views_7d"].sum() == 0 and items["views_30d"][tea] == 1
 
-    snap = build_snapshot(tiny, as_of, SnapshotParams(), None, 0)
-    cust = resolve_customers(snap, cat, np.array([a, a], np.int32))
+    state = build_cutoff_state(tiny, as_of, StateParams(), None, 0)
+    cust = resolve_customers(state, cat, np.array([a, a], np.int32))
     cand = Candidates(
         pos=np.array([0, 1], np.int32),
         item=np.array([milk, tea], np.int32),
         sources=np.array([2, 1], np.uint8),
         als_rank=np.array([-1, 0], np.int16),
     )
-    X = pd.DataFrame(feature_matrix(snap, cat, cust, cand), columns=FEATURES)
+    X = pd.DataFrame(feature_matrix(state, cat, cust, cand), columns=FEATURES)
     assert X.loc[0, "repurchase_gap"] == pytest.approx(10.0)  # (31 - 11) / (3 - 1)
     assert X.loc[0, "gap_ratio"] == pytest.approx(1.1)  # 11 days since / 10-day cycle
     assert X.loc[0, "trip_share"] == pytest.approx(1.0)  # milk on all 3 purchase days

@@ -191,8 +191,8 @@ def _als_list_and_other_rows(rec, codes, cand, pos):
     item, sources, rank = cand.item[mine], cand.sources[mine], cand.als_rank[mine]
     als = rank >= 0
     listed = item[als][np.argsort(rank[als])]
-    snap = rec.snapshot_
+    state = rec.state_
     scores = pair_scores(
-        snap.user_factors, snap.item_factors, np.full(len(listed), codes[pos]), listed
+        state.user_factors, state.item_factors, np.full(len(listed), codes[pos]), listed
     )
     return (listed, scores), sorted(zip(item[~als].tolist(), sources[~als].tolist(), strict=True))

@@ -103,6 +103,7 @@ def test_a_server_that_refuses_is_one_line_at_once():
     assert "secret" not in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_a_server_that_accepts_but_never_answers_is_one_line_after_the_probe():
     with socket.socket() as silent:  # accepts connections (backlog) and never answers
         silent.bind(("127.0.0.1", 0))

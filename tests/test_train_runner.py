@@ -8,7 +8,7 @@ import pytest
 
 from features.sources.synthetic import generate
 from features.store.identity import resolve_identities
-from training.customer_jobs import JobConfig
+from training.customer_models.job import JobConfig
 from training.runner import run_customer_job
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ def test_churn_run_is_logged_registered_and_loadable(settings, data):
     loaded = mlflow.pyfunc.load_model("models:/churn@champion")
     X = first.result.input_example
     served = loaded.predict(X)["churn_probability"].to_numpy()
-    np.testing.assert_allclose(served, first.result.model.predict_proba(X))
+    np.testing.assert_allclose(served, first.result.model.predict_proba(X)[:, 1])
 
     # Same data, params and seed: same metrics, so the gate keeps the champion.
     second = run_customer_job(settings, "churn", events, customers, config)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from features.settings import Settings
-from training.customer_jobs import JobConfig, JobResult, train_churn, train_next_channel
+from training.customer_models.job import JobConfig, JobResult, train_churn, train_next_channel
 from training.job_names import REGISTERED_NAMES
 
 Say = Callable[[str], None]
@@ -36,7 +36,7 @@ def rescore_champion(settings: Settings, name: str, result: JobResult, say: Say)
     cannot score this feature table (then the gate compares stored values, if comparable)."""
     import mlflow
 
-    from training.customer_jobs import gate_value
+    from training.customer_models.job import gate_value
     from training.model_registry import champion_version
 
     version = champion_version(settings, name)
@@ -73,7 +73,7 @@ def log_and_register(
     """Log a fitted churn / channel result (trained on ``events``) as an MLflow run, re-score
     the champion on its test cutoff, and register it through the champion gate."""
     from training import tracking
-    from training.customer_pyfunc import ChurnPyfunc, NextChannelPyfunc
+    from training.customer_models.pyfunc import ChurnPyfunc, NextChannelPyfunc
     from training.model_io import log_python_model
     from training.model_registry import register_with_gate
 

@@ -45,7 +45,7 @@ def run_main_job(
     from serving.cli.snapshot import build_and_report
     from serving.cli.train import train_and_report, train_recs_and_report
     from serving.online import SnapshotError
-    from training.customer_jobs import JobConfig
+    from training.customer_models.job import JobConfig
     from training.job_names import CUSTOMER_JOBS, RECS_HORIZON_DAYS
 
     seed = settings.seed if seed is None else seed

@@ -17,7 +17,7 @@ app = typer.Typer(
 
 
 def _config(lookback: int, horizon: int, cutoffs: int, seed: int | None, settings):
-    from training.customer_jobs import JobConfig
+    from training.customer_models.job import JobConfig
 
     return JobConfig(
         lookback_days=lookback,

@@ -87,14 +87,14 @@ def child_raw(home: Path) -> None:
 
     from features.settings import get_settings
     from serving.online import latest_snapshot, load_snapshot
-    from training.classifiers import model_matrix
+    from training.customer_models.classifiers import model_matrix
 
     snap = load_snapshot(latest_snapshot(get_settings({"OMNI_HOME": str(home)})))
     churn, channel = snap.models["churn"], snap.models["next_best_channel"]
     rec = snap.models["recommender"]
     X_churn = model_matrix(snap.features, churn.features_)
     X_channel = model_matrix(snap.features, channel.features_)
-    s = rec.snapshot_
+    s = rec.state_
     n_users, n_items = s.user_factors.shape[0], s.item_factors.shape[0]
     bought = s.bought
     rows, cols = bought.keys // bought.n_cols, bought.keys % bought.n_cols

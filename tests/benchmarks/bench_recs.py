@@ -70,7 +70,7 @@ def _child_fit(args: argparse.Namespace) -> None:
         events=len(events),
         encode_seconds=encode,
         fit_seconds=model.fit_seconds_,
-        snapshot_seconds=model.snapshot_.seconds,
+        snapshot_seconds=model.state_.seconds,
         candidates_per_customer=model.fit_stats_["valid"]["candidates_per_customer"],
     )
 

@@ -96,7 +96,7 @@ def breakdown(scorer, bodies: list[dict]) -> dict:
     from training.recs.ranker_features import feature_matrix
 
     rec = scorer.recommender
-    snap, cat = rec.snapshot_, rec.catalogue_
+    state, cat = rec.state_, rec.catalogue_
     stages: dict[str, list[float]] = {}
 
     def lap(name: str, t0: float) -> float:
@@ -125,15 +125,15 @@ def breakdown(scorer, bodies: list[dict]) -> dict:
         allowed = rules.mask(scorer.index)
         t = lap("rules", t)
         ch = np.array([CHANNEL_CODE[channel]], np.int32)
-        cust = resolve_customers(snap, cat, code, np.array([store], np.int32), ch)
+        cust = resolve_customers(state, cat, code, np.array([store], np.int32), ch)
         cand = merge(
-            [scorer.personal.rows_for(code), contextual(snap, cust, rec._candidate_params())],
+            [scorer.personal.rows_for(code), contextual(state, cust, rec._candidate_params())],
             cat.n_items,
         )
         keep = allowed[cand.item]
         cand = Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
         t = lap("candidates (full path)", t)
-        X = feature_matrix(snap, cat, cust, cand)
+        X = feature_matrix(state, cat, cust, cand)
         t = lap("ranker features (full path)", t)
         score = rec.ranker_.booster_.predict(X, num_threads=1).astype(np.float32)
         t = lap("ranker (full path)", t)

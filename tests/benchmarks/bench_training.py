@@ -19,7 +19,7 @@ from harness import child_report, median_of, run_child, save
 
 def _child(args: argparse.Namespace) -> None:
     from features.store.identity import resolve_identities
-    from training.customer_jobs import train_churn, train_next_channel
+    from training.customer_models.job import train_churn, train_next_channel
 
     if args.source == "complete_journey":
         from features.sources.complete_journey import load_complete_journey

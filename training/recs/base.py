@@ -1,6 +1,8 @@
 """One interface for every recommender (the model and its baselines).
 
-Subclasses implement ``fit`` (returning self, state in attributes ending in ``_``) and
+Every recommender is a scikit-learn estimator: ``__init__`` stores hyperparameters
+(``get_params`` / ``clone`` work), ``fit`` returns self, learned state ends in ``_``, and
+prediction before ``fit`` raises ``NotFittedError``. Subclasses implement ``fit`` and
 ``_score``: scored candidate rows for a request's customers. This base turns ids into
 codes, applies the request context and exclusions, keeps each customer's ``k`` best and
 returns one frame: customer_id, rank, product_id, score, reason. Customers are scored
@@ -14,11 +16,13 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
 from features.contract.schema import CHANNELS
 from training.recs.candidates import REASONS, CandidateTable, Customers, resolve_customers
+from training.recs.cutoff_state import CutoffState
 from training.recs.data import Catalogue, History
-from training.recs.snapshot import Snapshot
 
 Exclude = str | Iterable[str] | pd.DataFrame | None
 """None; "purchased" (what each customer bought before the fitted cutoff); product ids to
@@ -32,19 +36,12 @@ Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """Scored candidate rows: (position in the request, item code, score, reason code)."""
 
 
-class BaseRecommender:
+class BaseRecommender(BaseEstimator):
     """Shared prediction path; see the module docstring."""
 
     name: str = "base"
     catalogue_: Catalogue
-    snapshot_: Snapshot
-
-    def get_params(self) -> dict[str, object]:
-        """Constructor arguments (the hyperparameters), as scikit-learn does."""
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
+    state_: CutoffState
 
     def fit(
         self,
@@ -74,8 +71,8 @@ class BaseRecommender:
         (1 = best), product_id, score (higher is better; compare within one customer),
         reason. Customers come back in request order (duplicates once); unknown or new
         customers get segment popularity."""
-        if not hasattr(self, "snapshot_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")
+        if not hasattr(self, "state_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         ids = pd.Index(pd.unique(pd.Index(list(customer_ids), dtype="str")), dtype="str")
@@ -111,8 +108,8 @@ class BaseRecommender:
         as in the model's ``_score``. Returns (pos, item, score,
         reason code, rank from 0), sorted by pos then rank, in chunks of ``CHUNK``
         customers."""
-        if not hasattr(self, "snapshot_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")
+        if not hasattr(self, "state_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         n_items = self.catalogue_.n_items
@@ -123,7 +120,7 @@ class BaseRecommender:
         for lo in range(0, len(codes), CHUNK):
             sl = slice(lo, lo + CHUNK)
             cust = resolve_customers(
-                self.snapshot_, self.catalogue_, codes[sl], store[sl], channel[sl]
+                self.state_, self.catalogue_, codes[sl], store[sl], channel[sl]
             )
             bounds = np.searchsorted(excluded, [lo * n_items, (lo + CHUNK) * n_items])
             chunk_excluded = excluded[bounds[0] : bounds[1]] - lo * n_items
@@ -183,8 +180,8 @@ class BaseRecommender:
         if isinstance(exclude, str):
             if exclude != "purchased":
                 raise ValueError('exclude must be None, "purchased", product ids or a frame')
-            owner, at = self.snapshot_.bought.slices(codes)
-            keys = owner.astype(np.int64) * n_items + self.snapshot_.bought.col_of(at)
+            owner, at = self.state_.bought.slices(codes)
+            keys = owner.astype(np.int64) * n_items + self.state_.bought.col_of(at)
             return np.sort(keys)
         if isinstance(exclude, pd.DataFrame):
             pos = ids.get_indexer(pd.Index(exclude["customer_id"], dtype="str"))

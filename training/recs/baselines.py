@@ -1,4 +1,4 @@
-"""Baselines the model must beat, behind the same interface and on the same snapshot code.
+"""Baselines the model must beat, behind the same interface and on the same cutoff-state code.
 
 - ``PopularityRecommender``: the most bought products over the last ``popularity_days``.
 - ``BuyAgainRecommender``: the customer's own purchases, most often bought first (ties:
@@ -20,13 +20,13 @@ from training.recs.als import ALSParams, top_n
 from training.recs.base import BaseRecommender, Rows
 from training.recs.candidates import REASON_OF_SOURCE, Customers
 from training.recs.coldstart import popularity_rows
+from training.recs.cutoff_state import StateParams, build_cutoff_state
 from training.recs.data import History
 from training.recs.model import _max_excluded, as_history, default_cutoff
-from training.recs.snapshot import SnapshotParams, build_snapshot
 
 
 class _SnapshotBaseline(BaseRecommender):
-    """A baseline whose whole state is one snapshot as of ``as_of``."""
+    """A baseline whose whole state is one cutoff state as of ``as_of``."""
 
     uses_als = False
 
@@ -54,16 +54,16 @@ class _SnapshotBaseline(BaseRecommender):
         stores: pd.DataFrame | None = None,
         as_of: pd.Timestamp | str | None = None,
     ) -> _SnapshotBaseline:
-        """Snapshot as of ``as_of`` (default: after the last event) from earlier events."""
+        """CutoffState as of ``as_of`` (default: after the last event) from earlier events."""
         history = as_history(events, customers, products, stores)
         as_of = default_cutoff(history) if as_of is None else to_utc(as_of)
         weights = self._event_weights()
-        params = SnapshotParams(
+        params = StateParams(
             lookback_days=self.lookback_days,
             popularity_days=self.popularity_days,
             event_weights=dict(weights) if weights else None,
         )
-        self.snapshot_ = build_snapshot(history, as_of, params, self._als(), self.random_state)
+        self.state_ = build_cutoff_state(history, as_of, params, self._als(), self.random_state)
         self.catalogue_ = history.catalogue
         self.as_of_ = as_of
         return self
@@ -72,7 +72,7 @@ class _SnapshotBaseline(BaseRecommender):
         self, customers: Customers, rows: np.ndarray, k: int, excluded: np.ndarray
     ) -> Rows:
         depth = k + _max_excluded(excluded, self.catalogue_.n_items)
-        return popularity_rows(self.snapshot_, customers, rows, depth, segments=False)
+        return popularity_rows(self.state_, customers, rows, depth, segments=False)
 
 
 class PopularityRecommender(_SnapshotBaseline):
@@ -90,17 +90,17 @@ class BuyAgainRecommender(_SnapshotBaseline):
     name = "buy_again_popularity"
 
     def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
-        snap = self.snapshot_
-        owner, at = snap.bought.slices(customers.code)
-        times = snap.bought.columns["times_bought"][at].astype(np.float64)
-        since = snap.bought.columns["days_since_last_bought"][at].astype(np.float64)
+        state = self.state_
+        owner, at = state.bought.slices(customers.code)
+        times = state.bought.columns["times_bought"][at].astype(np.float64)
+        since = state.bought.columns["days_since_last_bought"][at].astype(np.float64)
         score = times + 0.5 * (1.0 - since / (self.lookback_days + 1.0))  # recency breaks ties
         p_pos, p_item, p_score, p_reason = self._popular(
             customers, np.arange(len(customers)), k, excluded
         )
         return (
             np.concatenate([owner.astype(np.int32), p_pos]),
-            np.concatenate([snap.bought.col_of(at), p_item]),
+            np.concatenate([state.bought.col_of(at), p_item]),
             np.concatenate([score.astype(np.float32), p_score * 0.5]),  # below every repeat
             np.concatenate([np.full(len(at), REASON_OF_SOURCE["buy_again"], np.int8), p_reason]),
         )
@@ -140,9 +140,9 @@ class ALSRecommender(_SnapshotBaseline):
         return self.event_weights
 
     def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
-        snap, n_items = self.snapshot_, self.catalogue_.n_items
+        state, n_items = self.state_, self.catalogue_.n_items
         known = customers.code >= 0
-        warm = np.flatnonzero(known & snap.active[np.maximum(customers.code, 0)])
+        warm = np.flatnonzero(known & state.active[np.maximum(customers.code, 0)])
         cold = np.setdiff1d(np.arange(len(customers)), warm)
         skip = None
         if len(excluded) and len(warm):
@@ -154,7 +154,7 @@ class ALSRecommender(_SnapshotBaseline):
                 shape=(len(warm), n_items),
             )
         items, scores = top_n(
-            snap.user_factors, snap.item_factors, customers.code[warm], k, exclude=skip
+            state.user_factors, state.item_factors, customers.code[warm], k, exclude=skip
         )
         pos = np.repeat(warm, items.shape[1]).astype(np.int32)
         item, score = items.ravel(), scores.ravel()

@@ -15,8 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.recs.als import top_n
+from training.recs.cutoff_state import CutoffState
 from training.recs.data import Catalogue
-from training.recs.snapshot import Snapshot
 
 SOURCES: tuple[str, ...] = ("als", "buy_again", "store", "region", "channel", "trending")
 BIT = {name: np.uint8(1 << i) for i, name in enumerate(SOURCES)}
@@ -89,7 +89,7 @@ class Candidates:
 
 
 def resolve_customers(
-    snap: Snapshot,
+    state: CutoffState,
     catalogue: Catalogue,
     codes: np.ndarray,
     store: np.ndarray | None = None,
@@ -99,28 +99,28 @@ def resolve_customers(
     table's home store) and channel (context, else their usual purchase channel)."""
     known = codes >= 0
     safe = np.maximum(codes, 0)
-    usual = np.where(known, snap.main_store[safe], -1)
+    usual = np.where(known, state.main_store[safe], -1)
     home = np.where(known, catalogue.home_store[safe], -1) if len(catalogue.home_store) else usual
     best = np.where(usual >= 0, usual, home)
     if store is not None:
         best = np.where(store >= 0, store, best)
     region = np.where(best >= 0, catalogue.store_region[np.maximum(best, 0)], -1)
-    ch = np.where(known, snap.main_channel[safe], -1).astype(np.int32)
+    ch = np.where(known, state.main_channel[safe], -1).astype(np.int32)
     if channel is not None:
         ch = np.where(channel >= 0, channel, ch)
     return Customers(codes.astype(np.int32), best.astype(np.int32), region.astype(np.int32), ch)
 
 
-def generate(snap: Snapshot, customers: Customers, params: CandidateParams) -> Candidates:
+def generate(state: CutoffState, customers: Customers, params: CandidateParams) -> Candidates:
     """Candidate rows for every customer of the request (unknown customers get only the
     popularity sources): :func:`personal` and :func:`contextual` merged."""
-    n_items = max(len(snap.items["buyers"]), 1)
+    n_items = max(len(state.items["buyers"]), 1)
     return merge(
-        [personal(snap, customers.code, params), contextual(snap, customers, params)], n_items
+        [personal(state, customers.code, params), contextual(state, customers, params)], n_items
     )
 
 
-def personal(snap: Snapshot, codes: np.ndarray, params: CandidateParams) -> Candidates:
+def personal(state: CutoffState, codes: np.ndarray, params: CandidateParams) -> Candidates:
     """The request-independent sources of the customers ``codes`` (-1 unknown): ALS and
     buy again. ``pos`` indexes ``codes``; rows are not merged (see :func:`merge`).
 
@@ -128,31 +128,31 @@ def personal(snap: Snapshot, codes: np.ndarray, params: CandidateParams) -> Cand
     :func:`contextual` rows and re-ranks."""
     parts = _Parts()
     known = codes >= 0
-    if snap.user_factors is not None and params.als > 0:
-        warm = np.flatnonzero(known & snap.active[np.maximum(codes, 0)])
+    if state.user_factors is not None and params.als > 0:
+        warm = np.flatnonzero(known & state.active[np.maximum(codes, 0)])
         if len(warm):
             items, _ = top_n(
-                snap.user_factors,
-                snap.item_factors,
+                state.user_factors,
+                state.item_factors,
                 codes[warm],
                 params.als,
-                exclude=_bought_matrix(snap, codes[warm]),
+                exclude=_bought_matrix(state, codes[warm]),
             )
             ranks = np.broadcast_to(np.arange(items.shape[1]), items.shape)
             parts.add(np.repeat(warm, items.shape[1]), items.ravel(), "als", ranks.ravel())
     if params.buy_again > 0:
-        owner, at = snap.bought.slices(np.where(known, codes, -1))
+        owner, at = state.bought.slices(np.where(known, codes, -1))
         if len(at):
-            score = snap.bought.columns["decayed"][at]
-            order = np.lexsort((snap.bought.col_of(at), -score, owner))
+            score = state.bought.columns["decayed"][at]
+            order = np.lexsort((state.bought.col_of(at), -score, owner))
             owner, at = owner[order], at[order]
             first = np.searchsorted(owner, owner, side="left")
             keep = (np.arange(len(owner)) - first) < params.buy_again
-            parts.add(owner[keep], snap.bought.col_of(at[keep]), "buy_again")
+            parts.add(owner[keep], state.bought.col_of(at[keep]), "buy_again")
     return parts.candidates()
 
 
-def contextual(snap: Snapshot, customers: Customers, params: CandidateParams) -> Candidates:
+def contextual(state: CutoffState, customers: Customers, params: CandidateParams) -> Candidates:
     """The sources that depend on where the list is shown: popularity in the customer's
     store, region and channel, and trending. ``pos`` indexes ``customers``; not merged."""
     parts = _Parts()
@@ -161,13 +161,13 @@ def contextual(snap: Snapshot, customers: Customers, params: CandidateParams) ->
         ("region", customers.region),
         ("channel", customers.channel),
     ):
-        top_items = snap.segment_top[name][0][:, : params.segment]
+        top_items = state.segment_top[name][0][:, : params.segment]
         has = np.flatnonzero(seg >= 0)
         if len(has) and top_items.shape[1]:
             items = top_items[seg[has]]
             parts.add(np.repeat(has, items.shape[1]), items.ravel(), name)
     n = len(customers)
-    trend = snap.trending[: params.trending]
+    trend = state.trending[: params.trending]
     parts.add(np.repeat(np.arange(n), len(trend)), np.tile(trend, n), "trending")
     return parts.candidates()
 
@@ -224,13 +224,13 @@ class _Parts:
         )
 
 
-def _bought_matrix(snap: Snapshot, codes: np.ndarray) -> sp.csr_matrix:
+def _bought_matrix(state: CutoffState, codes: np.ndarray) -> sp.csr_matrix:
     """Rows = the given customers, 1 where they bought the product (ALS skips those)."""
-    owner, at = snap.bought.slices(codes)
-    n_items = len(snap.items["buyers"])
+    owner, at = state.bought.slices(codes)
+    n_items = len(state.items["buyers"])
     data = np.ones(len(at), np.float32)
     m = sp.csr_matrix(
-        (data, (owner, snap.bought.col_of(at))), shape=(len(codes), n_items), dtype=np.float32
+        (data, (owner, state.bought.col_of(at))), shape=(len(codes), n_items), dtype=np.float32
     )
     return m
 
@@ -248,7 +248,7 @@ class CandidateTable:
     @classmethod
     def build(
         cls,
-        snap: Snapshot,
+        state: CutoffState,
         n_customers: int,
         params: CandidateParams,
         codes: np.ndarray | None = None,
@@ -260,7 +260,7 @@ class CandidateTable:
             codes = np.arange(n_customers, dtype=np.int32)
         else:
             codes = np.unique(codes[codes >= 0]).astype(np.int32)
-        c = personal(snap, codes, params)
+        c = personal(state, codes, params)
         owner = codes[c.pos]
         order = np.argsort(owner, kind="stable")
         counts = np.bincount(owner, minlength=n_customers)

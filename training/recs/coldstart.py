@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from training.recs.candidates import REASON_OF_SOURCE, Customers
-from training.recs.snapshot import Snapshot
+from training.recs.cutoff_state import CutoffState
 
 SEGMENTS: tuple[str, ...] = ("store", "region", "channel")
 
 
 def popularity_rows(
-    snap: Snapshot, customers: Customers, rows: np.ndarray, depth: int, segments: bool = True
+    state: CutoffState, customers: Customers, rows: np.ndarray, depth: int, segments: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Popularity list of the customers at positions ``rows``: (pos, item, score, reason
     code into ``REASONS``), one row per product (the first segment that lists it wins).
@@ -26,8 +26,8 @@ def popularity_rows(
     plan = []
     if segments:
         for name in SEGMENTS:
-            plan.append((getattr(customers, name)[rows], snap.segment_top[name][0], name))
-    trend = snap.trending[:depth][None, :]
+            plan.append((getattr(customers, name)[rows], state.segment_top[name][0], name))
+    trend = state.trending[:depth][None, :]
     plan.append((np.zeros(len(rows), np.int32), trend, "trending"))
     for seg, top, source in plan:
         has = seg >= 0
@@ -50,7 +50,7 @@ def popularity_rows(
     reason = np.concatenate(reason_parts)
     ok = item >= 0
     pos, item, order, reason = pos[ok], item[ok], order[ok], reason[ok]
-    n_items = len(snap.items["buyers"])
+    n_items = len(state.items["buyers"])
     key = pos.astype(np.int64) * n_items + item
     s = np.lexsort((order, key))
     key, order, reason = key[s], order[s], reason[s]

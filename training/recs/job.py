@@ -231,8 +231,8 @@ def log_and_register(
 def _input_example(model: Recommender) -> pd.DataFrame:
     """Two known customers, one with request context, as pyfunc input (the missing values
     make store_id and channel optional columns of the signature)."""
-    snap, cat = model.snapshot_, model.catalogue_
-    active = cat.customer_ids[snap.active][:2].tolist()
+    state, cat = model.state_, model.catalogue_
+    active = cat.customer_ids[state.active][:2].tolist()
     while len(active) < 2:
         active.append("new-customer")
     store = cat.store_ids[0] if len(cat.store_ids) else None

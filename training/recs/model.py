@@ -6,7 +6,7 @@ Temporal split inside ``fit(..., as_of=T)`` (h = ``horizon_days``, s = ``step_da
 - validation cutoff V = T - h: labels from [V, T), used only for early stopping;
 - training cutoffs V - h, V - h - s, ...: candidates and features as of each cutoff
   (ALS refitted on events before it), labels = bought in [cutoff, cutoff + h);
-- the serving snapshot (ALS, popularity, histories) as of T, from events before T.
+- the cutoff state (ALS, popularity, histories) as of T, from events before T.
 
 No event at or after T is read, so the weeks after T are a clean test window.
 """
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import NotFittedError
 
 from features.cutoffs import to_utc
 from training.recs.als import ALSParams
@@ -34,14 +35,19 @@ from training.recs.candidates import (
     resolve_customers,
 )
 from training.recs.coldstart import popularity_rows
+from training.recs.cutoff_state import StateParams, build_cutoff_state
 from training.recs.data import PURCHASE, History
 from training.recs.ranker import RankingData, fit_ranker, ranking_data
 from training.recs.ranker_features import FEATURES, feature_matrix
-from training.recs.snapshot import SnapshotParams, build_snapshot
 
 
 def default_cutoff(history: History) -> pd.Timestamp:
     """The first midnight after the last event: fit on everything."""
+    if len(history.ts) == 0:
+        raise ValueError(
+            "events hold no purchase, add_to_cart or view with a customer_id and a "
+            "product_id: nothing to fit a recommender on"
+        )
     return history.last_ts.floor("D") + pd.Timedelta(days=1)
 
 
@@ -109,8 +115,8 @@ class Recommender(BaseRecommender):
 
     # ------------------------------------------------------------------ parts
 
-    def _snapshot_params(self) -> SnapshotParams:
-        return SnapshotParams(
+    def _state_params(self) -> StateParams:
+        return StateParams(
             lookback_days=self.lookback_days,
             popularity_days=self.popularity_days,
             event_weights=dict(self.event_weights) if self.event_weights else None,
@@ -139,7 +145,7 @@ class Recommender(BaseRecommender):
         """Personal candidates (ALS, buy again) of customers ``codes`` (default: all), as
         the online snapshot stores them and batch scoring builds them per chunk."""
         return CandidateTable.build(
-            self.snapshot_, self.catalogue_.n_customers, self._candidate_params(), codes
+            self.state_, self.catalogue_.n_customers, self._candidate_params(), codes
         )
 
     def cutoffs(self, as_of: pd.Timestamp) -> tuple[tuple[pd.Timestamp, ...], pd.Timestamp]:
@@ -155,19 +161,19 @@ class Recommender(BaseRecommender):
     ) -> tuple[RankingData, dict[str, float]]:
         """Candidates, features and labels as of one cutoff."""
         t0 = time.perf_counter()
-        snap = build_snapshot(
-            history, cutoff, self._snapshot_params(), self._als_params(), self.random_state
+        state = build_cutoff_state(
+            history, cutoff, self._state_params(), self._als_params(), self.random_state
         )
         label_rows = history.window(cutoff, self.horizon_days)
         label_rows = label_rows[history.event_type[label_rows] == PURCHASE]
         buyers = np.unique(history.customer[label_rows])
-        eligible = buyers[snap.active[buyers]]
+        eligible = buyers[state.active[buyers]]
         if self.max_train_customers and len(eligible) > self.max_train_customers:
             eligible = np.sort(rng.choice(eligible, self.max_train_customers, replace=False))
         cat = history.catalogue
-        cust = resolve_customers(snap, cat, eligible.astype(np.int32))
-        cand = generate(snap, cust, self._candidate_params())
-        X = feature_matrix(snap, cat, cust, cand)
+        cust = resolve_customers(state, cat, eligible.astype(np.int32))
+        cand = generate(state, cust, self._candidate_params())
+        X = feature_matrix(state, cat, cust, cand)
         truth = np.unique(
             history.customer[label_rows].astype(np.int64) * cat.n_items + history.item[label_rows]
         )
@@ -193,7 +199,7 @@ class Recommender(BaseRecommender):
         stores: pd.DataFrame | None = None,
         as_of: pd.Timestamp | str | None = None,
     ) -> Recommender:
-        """Train the ranker on earlier cutoffs and snapshot everything as of ``as_of``
+        """Train the ranker on earlier cutoffs and compute the cutoff state as of ``as_of``
         (default: after the last event). Only events before ``as_of`` are read."""
         t_start = time.perf_counter()
         history = as_history(events, customers, products, stores)
@@ -218,8 +224,8 @@ class Recommender(BaseRecommender):
         )
         ranker_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        self.snapshot_ = build_snapshot(
-            history, as_of, self._snapshot_params(), self._als_params(), self.random_state
+        self.state_ = build_cutoff_state(
+            history, as_of, self._state_params(), self._als_params(), self.random_state
         )
         self.catalogue_ = history.catalogue
         self.features_ = list(FEATURES)
@@ -232,7 +238,7 @@ class Recommender(BaseRecommender):
         self.fit_seconds_ = {
             "ranking_rows": sum(s["seconds"] for s in stats.values()),
             "ranker": ranker_s,
-            "snapshot": time.perf_counter() - t0,
+            "cutoff_state": time.perf_counter() - t0,
             "total": time.perf_counter() - t_start,
         }
         return self
@@ -249,11 +255,11 @@ class Recommender(BaseRecommender):
         popularity and histories are rebuilt from events before ``as_of`` (default: after
         the last event). The online snapshot does this so that serving uses "now"."""
         if not hasattr(self, "ranker_"):
-            raise RuntimeError("Recommender is not fitted: call fit() first")
+            raise NotFittedError("Recommender is not fitted: call fit() first")
         history = as_history(events, customers, products, stores)
         as_of = default_cutoff(history) if as_of is None else to_utc(as_of)
-        self.snapshot_ = build_snapshot(
-            history, as_of, self._snapshot_params(), self._als_params(), self.random_state
+        self.state_ = build_cutoff_state(
+            history, as_of, self._state_params(), self._als_params(), self.random_state
         )
         self.catalogue_ = history.catalogue
         self.as_of_ = as_of
@@ -283,14 +289,14 @@ class Recommender(BaseRecommender):
         item, False = never returned (request rules such as a category filter).
         ``num_threads``: the ranker features' and LightGBM's predictions' (batch scoring
         uses all cores; a real-time request one)."""
-        snap, cat = self.snapshot_, self.catalogue_
+        state, cat = self.state_, self.catalogue_
         params = self._candidate_params()
         known = customers.code >= 0
-        warm = known & snap.active[np.maximum(customers.code, 0)]
+        warm = known & state.active[np.maximum(customers.code, 0)]
         warm_pos = np.flatnonzero(warm)
         sub = _subset(customers, warm)
         if personal is None:
-            cand = generate(snap, sub, params)
+            cand = generate(state, sub, params)
         else:
             own = warm[personal.pos]
             in_sub = (np.cumsum(warm) - 1).astype(np.int32)
@@ -300,22 +306,22 @@ class Recommender(BaseRecommender):
                 personal.sources[own],
                 personal.als_rank[own],
             )
-            cand = merge([mine, contextual(snap, sub, params)], cat.n_items)
+            cand = merge([mine, contextual(state, sub, params)], cat.n_items)
         key = warm_pos[cand.pos].astype(np.int64) * cat.n_items + cand.item
         keep = ~np.isin(key, excluded)
         if allowed is not None:
             keep &= allowed[cand.item]
         cand = Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
-        X = feature_matrix(snap, cat, sub, cand, num_threads=num_threads)
+        X = feature_matrix(state, cat, sub, cand, num_threads=num_threads)
         score = self.ranker_.booster_.predict(X, num_threads=num_threads).astype(np.float32)
         bought = X[:, self.features_.index("times_bought")] > 0
         reason = reasons(cand.sources, bought)
         cold = np.flatnonzero(~warm)
         depth = k + _max_excluded(excluded, cat.n_items)
         if allowed is not None:  # filters thin the lists: read them to the end
-            depth = max(depth, snap.params.popular_depth)
+            depth = max(depth, state.params.popular_depth)
         if len(cold):
-            c_pos, c_item, c_score, c_reason = popularity_rows(snap, customers, cold, depth)
+            c_pos, c_item, c_score, c_reason = popularity_rows(state, customers, cold, depth)
         else:
             c_pos = c_item = np.zeros(0, np.int32)
             c_score, c_reason = np.zeros(0, np.float32), np.zeros(0, np.int8)

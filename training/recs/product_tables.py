@@ -1,4 +1,4 @@
-"""Customer-by-product and product features of a snapshot.
+"""Customer-by-product and product features of a cutoff state.
 
 The registry's tables come from the shared builders of :mod:`features.item_features`
 (``build_item_features``, ``build_customer_item_features``: one definition for training,

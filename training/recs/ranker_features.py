@@ -1,7 +1,7 @@
-"""Ranker features of (customer, candidate product) pairs, all read from one snapshot.
+"""Ranker features of (customer, candidate product) pairs, all read from one cutoff state.
 
-The same function builds training rows (snapshot at a training cutoff) and prediction
-rows (the fitted snapshot), so training and serving cannot drift apart.
+The same function builds training rows (the state at a training cutoff) and prediction
+rows (the fitted model's state), so training and serving cannot drift apart.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 
 from training.recs.als import pair_scores
 from training.recs.candidates import SOURCES, Candidates, Customers
+from training.recs.cutoff_state import CutoffState
 from training.recs.data import Catalogue
 from training.recs.parallel import thread_map, threads
-from training.recs.snapshot import Snapshot
 
 FEATURES: tuple[str, ...] = (
     "als_score",
@@ -69,7 +69,7 @@ PARALLEL_ROWS = 10_000
 
 
 def feature_matrix(
-    snap: Snapshot,
+    state: CutoffState,
     catalogue: Catalogue,
     customers: Customers,
     cand: Candidates,
@@ -81,35 +81,35 @@ def feature_matrix(
     ``num_threads`` threads (0: one per core; batch scoring) with the same result."""
     n_threads = threads(num_threads) if len(cand) >= PARALLEL_ROWS else 1
     if n_threads == 1:
-        return _feature_matrix(snap, catalogue, customers, cand)
+        return _feature_matrix(state, catalogue, customers, cand)
     bounds = np.linspace(0, len(cand), n_threads + 1).astype(np.int64)
 
     def block(i: int) -> np.ndarray:
         rows = slice(bounds[i], bounds[i + 1])
         part = Candidates(cand.pos[rows], cand.item[rows], cand.sources[rows], cand.als_rank[rows])
-        return _feature_matrix(snap, catalogue, customers, part)
+        return _feature_matrix(state, catalogue, customers, part)
 
     return np.concatenate(thread_map(block, range(n_threads), n_threads))
 
 
 def _feature_matrix(
-    snap: Snapshot, catalogue: Catalogue, customers: Customers, cand: Candidates
+    state: CutoffState, catalogue: Catalogue, customers: Customers, cand: Candidates
 ) -> np.ndarray:
     """:func:`feature_matrix` on the calling thread."""
-    lookback = float(snap.params.lookback_days)
+    lookback = float(state.params.lookback_days)
     code = customers.code[cand.pos]
     item = cand.item
     cols: dict[str, np.ndarray] = {}
-    if snap.user_factors is not None:
-        cols["als_score"] = pair_scores(snap.user_factors, snap.item_factors, code, item)
+    if state.user_factors is not None:
+        cols["als_score"] = pair_scores(state.user_factors, state.item_factors, code, item)
     else:
         cols["als_score"] = np.full(len(cand), np.nan, np.float32)
     cols["als_rank"] = np.where(cand.als_rank >= 0, cand.als_rank, np.nan)
     for s in SOURCES:
         cols[f"src_{s}"] = cand.has(s)
-    at = snap.bought.find(code, item)
+    at = state.bought.find(code, item)
     got = at >= 0
-    b = snap.bought.columns
+    b = state.bought.columns
 
     def pick(name: str, missing: float) -> np.ndarray:
         out = np.full(len(cand), missing, np.float32)
@@ -137,37 +137,37 @@ def _feature_matrix(
     ratio[ok] = since[ok] / gap[ok]
     cols["gap_ratio"] = ratio
     safe = np.maximum(code, 0)
-    trips = np.where(code >= 0, snap.purchase_days[safe], 0).astype(np.float32)
+    trips = np.where(code >= 0, state.purchase_days[safe], 0).astype(np.float32)
     cols["trip_share"] = np.divide(days, trips, out=np.zeros_like(days), where=trips > 0)
-    recent = np.where(code >= 0, snap.trips_28d[safe], 0).astype(np.float32)
+    recent = np.where(code >= 0, state.trips_28d[safe], 0).astype(np.float32)
     cols["expected_trips"] = cols["trip_share"] * recent
     cols["customer_trips_28d"] = recent
     for name in ("orders_7d", "orders_30d", "orders_90d", "views_30d"):
-        cols[name] = snap.items[name][item]
-    cols["orders_lookback"] = snap.items[f"orders_{snap.params.lookback_days}d"][item]
+        cols[name] = state.items[name][item]
+    cols["orders_lookback"] = state.items[f"orders_{state.params.lookback_days}d"][item]
     for name in ("buyers", "repurchase_rate", "days_since_last_sold"):
-        cols[name] = snap.items[name][item]
+        cols[name] = state.items[name][item]
     for name, seg in (
         ("store", customers.store),
         ("region", customers.region),
         ("channel", customers.channel),
     ):
         s = seg[cand.pos]
-        count = snap.segment_counts[name].get("count", s, item, 0.0)
-        total = np.where(s >= 0, snap.segment_totals[name][np.maximum(s, 0)], 0.0)
+        count = state.segment_counts[name].get("count", s, item, 0.0)
+        total = np.where(s >= 0, state.segment_totals[name][np.maximum(s, 0)], 0.0)
         cols[f"{name}_share"] = np.divide(
             count, total, out=np.full(len(cand), np.nan, np.float32), where=total > 0
         )
     item_cat = catalogue.item_category[item]
-    cat_lines = snap.category_lines.get("count", code, item_cat, 0.0)
-    lines = np.where(code >= 0, snap.lines[safe], 0).astype(np.float32)
+    cat_lines = state.category_lines.get("count", code, item_cat, 0.0)
+    lines = np.where(code >= 0, state.lines[safe], 0).astype(np.float32)
     cols["category_share"] = np.divide(
         cat_lines, lines, out=np.full(len(cand), np.nan, np.float32), where=lines > 0
     )
     cols["price"] = catalogue.item_price[item]
     cols["customer_purchase_days"] = trips
     cols["customer_days_since_purchase"] = np.where(
-        code >= 0, snap.days_since_purchase[safe], lookback
+        code >= 0, state.days_since_purchase[safe], lookback
     )
     out = np.empty((len(cand), len(FEATURES)), np.float32)
     for j, name in enumerate(FEATURES):

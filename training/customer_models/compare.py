@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from features.settings import Settings
-from training.customer_jobs import JobResult, holdout_metrics
+from training.customer_models.job import JobResult, holdout_metrics
 
 NEW = "new"
 

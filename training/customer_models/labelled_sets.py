@@ -1,7 +1,7 @@
-"""Labelled snapshots: features as of each cutoff joined with the labels after it.
+"""Labelled sets: features as of each cutoff joined with the labels after it.
 
 The event log is encoded once and cut at every cutoff (features read ts < cutoff,
-labels ts >= cutoff), so rolling snapshots cost one pass per cutoff, not one load.
+labels ts >= cutoff), so rolling sets cost one pass per cutoff, not one load.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from features.encode import encode_events
 LabelFn = Callable[[pd.DataFrame, pd.Timestamp], pd.DataFrame]
 
 
-def labelled_snapshots(
+def labelled_sets(
     events: pd.DataFrame,
     customers: pd.DataFrame | None,
     cutoffs: Sequence[pd.Timestamp],
@@ -41,7 +41,7 @@ def labelled_snapshots(
 
 
 def stack(parts: Sequence[tuple[pd.DataFrame, pd.Series]]) -> tuple[pd.DataFrame, pd.Series]:
-    """Concatenate several snapshots' features and labels (rows stay aligned)."""
+    """Concatenate several sets' features and labels (rows stay aligned)."""
     X = pd.concat([p[0] for p in parts])
     y = pd.concat([p[1] for p in parts])
     return X, y

@@ -1,9 +1,9 @@
 """Everything known as of one cutoff that candidates and ranker features read.
 
-A :class:`Snapshot` is built from events before the cutoff only (``ts < as_of``, within
+A :class:`CutoffState` is built from events before the cutoff only (``ts < as_of``, within
 the lookback): ALS factors, the customer x product purchase table, item popularity,
 segment popularity (store, region, channel) and each customer's profile (usual store and
-channel, category mix). The fitted recommender keeps the snapshot of its last cutoff: it
+channel, category mix). The fitted recommender keeps the state of its last cutoff: it
 is all it needs at prediction time.
 """
 
@@ -22,8 +22,8 @@ from training.recs.tables import PairTable, top_per_row
 
 
 @dataclass(frozen=True)
-class SnapshotParams:
-    """How far back a snapshot reads, and how deep its popularity lists go."""
+class StateParams:
+    """How far back a cutoff state reads, and how deep its popularity lists go."""
 
     lookback_days: int = 365
     popularity_days: int = 28
@@ -34,11 +34,11 @@ class SnapshotParams:
 
 
 @dataclass
-class Snapshot:
+class CutoffState:
     """State as of ``as_of_s`` (seconds). Arrays are indexed by catalogue codes."""
 
     as_of_s: int
-    params: SnapshotParams
+    params: StateParams
     bought: PairTable  # customer x item purchase history
     items: dict[str, np.ndarray]  # registry item features, one entry per item
     active: np.ndarray  # bool per customer: any product event in the lookback
@@ -63,14 +63,14 @@ class Snapshot:
         return pd.Timestamp(self.as_of_s, unit="s", tz="UTC")
 
 
-def build_snapshot(
+def build_cutoff_state(
     history: History,
     as_of: pd.Timestamp | str,
-    params: SnapshotParams,
+    params: StateParams,
     als: ALSParams | None,
     random_state: int,
-) -> Snapshot:
-    """Snapshot as of ``as_of`` from ``history``; ALS is fitted only when ``als`` is given."""
+) -> CutoffState:
+    """CutoffState as of ``as_of`` from ``history``; ALS is fitted only when ``als`` is given."""
     import time
 
     seconds: dict[str, float] = {}
@@ -152,7 +152,7 @@ def build_snapshot(
         t0 = time.perf_counter()
         user_f, item_f = fit_als(weighted, als, random_state)
         seconds["als"] = time.perf_counter() - t0
-    return Snapshot(
+    return CutoffState(
         as_of_s=t,
         params=params,
         bought=bought,

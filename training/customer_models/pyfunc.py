@@ -24,7 +24,7 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         """``churn_probability`` for each input row."""
-        proba = self.model.predict_proba(model_input)
+        proba = self.model.predict_proba(model_input)[:, 1]  # columns: stays, churns
         return pd.DataFrame({"churn_probability": proba}, index=model_input.index)
 
 
@@ -36,7 +36,7 @@ class NextChannelPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         """One column per channel the model knows."""
-        proba = self.model.predict_proba(model_input)
+        proba = self.model.predict_proba_frame(model_input)
         consent = pd.DataFrame({"customer_id": proba.index.astype(str)})
         for column in CONSENT_COLUMNS.values():
             if column in model_input.columns:

@@ -1,6 +1,6 @@
 """Training jobs for the two customer-level models: churn and next best channel.
 
-Each job builds labelled snapshots at the split's cutoffs, fits on the training
+Each job builds labelled sets at the split's cutoffs, fits on the training
 cutoffs (early stopping / calibration on the validation cutoff), and evaluates the
 model and its baselines on the test cutoff, which nothing was fitted on.
 """
@@ -16,9 +16,8 @@ import pandas as pd
 
 from features.contract.consent import apply_consent
 from features.labels import churn_labels, next_channel_labels
-from training.classifiers import ChurnModel, NextChannelModel
-from training.datasets import labelled_snapshots, stack
-from training.evaluation import (
+from training.customer_models.classifiers import ChurnModel, NextChannelModel
+from training.customer_models.evaluation import (
     channel_metrics,
     churn_figures,
     churn_metrics,
@@ -26,6 +25,7 @@ from training.evaluation import (
     importance_figure,
     one_hot_choice,
 )
+from training.customer_models.labelled_sets import labelled_sets, stack
 from training.splits import TemporalSplit, temporal_split
 
 
@@ -75,9 +75,7 @@ def _split(events: pd.DataFrame, config: JobConfig) -> TemporalSplit:
 def _datasets(events, customers, config: JobConfig, label, column: str):
     """The split and its (features, labels) for training (stacked), validation and test."""
     split = _split(events, config)
-    snaps = labelled_snapshots(
-        events, customers, [*split.train, split.valid, split.test], label, column
-    )
+    snaps = labelled_sets(events, customers, [*split.train, split.valid, split.test], label, column)
     return split, stack([snaps[t] for t in split.train]), snaps[split.valid], snaps[split.test]
 
 
@@ -95,7 +93,7 @@ def train_churn(
     )
     split, (X, y), (Xv, yv), (Xt, yt) = _datasets(events, customers, config, label, "churned")
     model = ChurnModel(params=config.params, random_state=config.seed).fit(X, y, Xv, yv)
-    proba = model.predict_proba(Xt)
+    proba = model.predict_proba(Xt)[:, 1]  # the probability of churning
     baselines = {
         # Longer since the last purchase -> more likely gone; fewer orders -> more likely gone.
         "recency": Xt["days_since_last_purchase"].to_numpy(np.float64),
@@ -155,7 +153,7 @@ def train_next_channel(
         X, y.to_numpy(), Xv, yv.to_numpy()
     )
     classes = list(model.classes_)
-    proba = apply_consent(model.predict_proba(Xt), customers)
+    proba = apply_consent(model.predict_proba_frame(Xt), customers)
     metrics = _prefixed("", channel_metrics(yt.to_numpy(), proba))
     for name, pick in {
         "most_used": _most_used(Xt, classes),

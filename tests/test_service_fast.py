@@ -1,0 +1,126 @@
+"""The scoring service in the fast tier (issue 15): three tiny models fitted here in a few
+seconds, written as an online snapshot without a registry, served by a real
+`bentoml serve`, and its HTTP answers compared with batch scoring's (the same Scorer,
+called in-process on the same snapshot) within the shared tolerance.
+
+The slow tier serves the real models of `omni run` (tests/test_service_http.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from compare_scores import TOL, assert_same_list, close
+from service_helpers import start, stop
+
+from features.customer_features import build_customer_features
+from features.labels import churn_labels, next_channel_labels
+from features.settings import get_settings
+from features.sources.synthetic import generate
+from serving.bentoml_server import service_command
+from serving.online import LIST_DEPTH, MODEL_NAMES, load_snapshot, write_snapshot
+from serving.process import free_port
+from serving.ranked_lists import serving_arrays
+from serving.scoring import Scorer
+from training.customer_models.classifiers import ChurnModel, NextChannelModel
+from training.customer_models.labelled_sets import labelled_sets
+from training.recs import Recommender
+
+TIMEOUT = 10  # seconds per request: a stuck service fails the test instead of hanging it
+FOREST = {"n_estimators": 20, "min_child_samples": 5, "n_jobs": 1}
+
+
+def _tiny_models(events: pd.DataFrame, source) -> dict:
+    """Churn, next best channel and the recommender fitted on a few hundred customers."""
+    end = events["ts"].max().floor("D")
+    cutoff = end - pd.Timedelta(days=60)
+    models = {}
+    for key, cls, label, column in (
+        ("churn", ChurnModel, churn_labels, "churned"),
+        ("next_best_channel", NextChannelModel, next_channel_labels, "channel"),
+    ):
+        X, y = labelled_sets(events, source.customers, [cutoff], label, column)[cutoff]
+        models[key] = cls(params=dict(FOREST), random_state=0).fit(X, y)
+    recommender = Recommender(
+        horizon_days=14,
+        n_train_cutoffs=2,
+        ranker_params={"n_estimators": 20},
+        factors=8,
+        iterations=3,
+        num_threads=1,
+    )
+    models["recommender"] = recommender.fit(
+        events, source.customers, source.products, source.stores
+    )
+    return models
+
+
+@pytest.fixture(scope="module")
+def snapshot_path(tmp_path_factory):
+    """A snapshot of tiny models fitted here, as of the recommender's cutoff."""
+    source = generate(n_customers=300, days=150, seed=11)
+    events = source.events.copy()
+    events["customer_id"] = source.truth["event_person"]["person_id"].to_numpy()
+    models = _tiny_models(events, source)
+    as_of = models["recommender"].as_of_
+    features = build_customer_features(events[events["ts"] < as_of], source.customers, as_of)
+    sources = {k: {"name": n, "version": 1, "run_id": "in-test"} for k, n in MODEL_NAMES.items()}
+    settings = get_settings({"OMNI_HOME": str(tmp_path_factory.mktemp("fast") / "home")})
+    arrays = serving_arrays(models["recommender"], LIST_DEPTH)
+    return write_snapshot(settings, as_of, features, models, sources, arrays, len(events))
+
+
+@pytest.fixture(scope="module")
+def server(snapshot_path, tmp_path_factory):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd, env = service_command(snapshot_path, port)
+    logs = tmp_path_factory.mktemp("serve")
+    proc = start(cmd, env, url, logs / "stdout.txt", logs / "stderr.txt")
+    yield url
+    stop(proc)
+
+
+@pytest.fixture(scope="module")
+def batch(snapshot_path) -> Scorer:
+    """Batch scoring's Scorer on the same snapshot (candidates computed per request)."""
+    return Scorer(load_snapshot(snapshot_path), num_threads=1, precompute_candidates=False)
+
+
+def test_recommend_over_http_equals_batch_scoring(server, batch):
+    ids = [str(i) for i in batch.snapshot.features.index[:25]]
+    customers, recs = batch.score_frames(ids, k=5, channel="web")
+    for row in customers.itertuples():
+        body = {"customer_id": row.customer_id, "channel": "web", "k": 5}
+        r = requests.post(f"{server}/recommend", json=body, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["cold_start"] == row.cold_start
+        assert close(answer["churn"]["probability"], row.churn_probability, TOL)
+        http_channels = {c["channel"]: c["probability"] for c in answer["next_best_channel"]}
+        for channel, p in http_channels.items():
+            assert close(p, getattr(row, f"p_{channel}"), TOL), channel
+        expected = recs[recs["customer_id"] == row.customer_id].sort_values("rank")
+        items = answer["items"]
+        assert_same_list(
+            [i["product_id"] for i in items],
+            np.array([i["score"] for i in items]),
+            expected["product_id"].to_numpy(),
+            expected["score"].to_numpy(),
+            what=row.customer_id,
+        )
+
+
+def test_unknown_customers_and_bad_requests(server, batch):
+    r = requests.post(
+        f"{server}/recommend", json={"customer_id": "nobody", "k": 3}, timeout=TIMEOUT
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["cold_start"] is True and len(r.json()["items"]) == 3
+    assert r.json()["churn"]["probability"] is None
+    bad = requests.post(f"{server}/recommend", json={"customer_id": "x", "k": -1}, timeout=TIMEOUT)
+    assert bad.status_code == 400 and "k" in bad.text
+    ping = requests.post(f"{server}/ping", json={}, timeout=TIMEOUT)
+    assert ping.status_code == 200
+    assert ping.json()["model_versions"] == {k: "1" for k in MODEL_NAMES}
