@@ -2,7 +2,8 @@
 
 ``omni score --as-of DATE --out PATH`` takes the online snapshot as of DATE (the
 service's, built the same way, reused when current) and runs :class:`Scorer` over every
-customer in chunks: the service's code, so the same numbers and rules as ``/score``.
+customer in chunks: the service's code, so the same rules as ``/score`` and the same
+numbers within float rounding (tests compare them with a tolerance).
 
 The output is a folder, ``<home>/scores/latest`` by default. Each run writes a new
 version into ``runs/<UTC time>/`` beside it and then switches ``latest`` (a symlink) to

@@ -56,7 +56,8 @@ class Scorer:
         fixed, so a request reads what the models computed once, in one batch).
         ``precompute_candidates``: keep every customer's personal candidates (what a
         real-time request needs); batch scoring computes them for each request (a chunk
-        of thousands of customers) instead. Either way the results are the same."""
+        of thousands of customers) instead. Either way the results are the same, within
+        float32 rounding."""
         self.snapshot = snapshot
         self.num_threads = num_threads
         self.as_of = snapshot.as_of

@@ -6,7 +6,8 @@ prediction before ``fit`` raises ``NotFittedError``. Subclasses implement ``fit`
 ``_score``: scored candidate rows for a request's customers. This base turns ids into
 codes, applies the request context and exclusions, keeps each customer's ``k`` best and
 returns one frame: customer_id, rank, product_id, score, reason. Customers are scored
-independently (in chunks), so a batch gives exactly the rows of one-by-one calls.
+independently (in chunks), so a batch gives the rows of one-by-one calls, within the
+float32 rounding of ALS scores (a BLAS product rounds them by the shape of its block).
 """
 
 from __future__ import annotations

@@ -285,10 +285,10 @@ class Recommender(BaseRecommender):
 
         ``personal``: the customers' precomputed :func:`personal` candidates (``pos``
         indexes ``customers``; the online snapshot keeps them), else they are computed
-        here; the result is the same. ``allowed``: bool per item, False = never returned
-        (request rules such as a category filter). ``num_threads``: the ranker
-        features' and LightGBM's predictions' (batch scoring uses all cores; a real-time
-        request one)."""
+        here; the result is the same within float32 rounding. ``allowed``: bool per
+        item, False = never returned (request rules such as a category filter).
+        ``num_threads``: the ranker features' and LightGBM's predictions' (batch scoring
+        uses all cores; a real-time request one)."""
         state, cat = self.state_, self.catalogue_
         params = self._candidate_params()
         known = customers.code >= 0
