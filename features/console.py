@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
 EXIT_BAD_INPUT = 2
+PIPED_WIDTH = 10_000
+"""Width of output that is not a terminal: wide enough that no table cell is cut."""
+
+
+class FullWidthWhenPiped(Console):
+    """A rich console that, writing to a pipe or file, prints tables and lines in full
+    (no `next_best_cha…`, no wrapping at 80 columns, whatever COLUMNS says); on a
+    terminal or in Jupyter it fits the screen as usual."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self.is_terminal or self.is_jupyter:
+            return size
+        return ConsoleDimensions(PIPED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console = FullWidthWhenPiped(highlight=False)
+err_console = FullWidthWhenPiped(stderr=True, highlight=False)
+
+
+def print_json(document: Any) -> None:
+    """Print one JSON document on stdout and nothing else (`--json`, for scripts)."""
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:

@@ -191,6 +191,28 @@ def contract_markdown() -> str:
     return "\n".join(lines)
 
 
+def contract_document() -> dict[str, dict]:
+    """The contract as plain data (`omni data contract --json`): per table its key,
+    description and columns with type, required and allowed values."""
+    return {
+        table.name: {
+            "key": table.key,
+            "description": table.description,
+            "columns": [
+                {
+                    "name": c.name,
+                    "type": c.kind,
+                    "required": c.required,
+                    "allowed": list(c.allowed) if c.allowed else None,
+                    "description": c.description,
+                }
+                for c in table.columns
+            ],
+        }
+        for table in TABLES.values()
+    }
+
+
 def empty_frame(table: TableSchema):
     """An empty pandas frame with the table's columns and dtypes."""
     return table.arrow_schema().empty_table().to_pandas()

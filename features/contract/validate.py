@@ -307,6 +307,20 @@ def _not_single_values(raw: pd.Series) -> Check | None:
     return raw.notna().to_numpy(dtype=bool), reason
 
 
+def check_value(
+    table: TableSchema, column: str, value: str, times: TimeRange | None = None
+) -> str | None:
+    """Why the contract refuses ``value`` in ``table.column`` as one value on its own
+    (allowed values, type, time range, id rules), or None when it accepts it. Used for
+    ``--set`` constants before any file is read."""
+    col = table.column(column)
+    raw = pd.Series(pd.Categorical([value]))  # as `--set` adds it to a file's rows
+    _, checks = _convert(col, raw, TimeRange.default() if times is None else times)
+    if col.required:
+        checks.append((_is_blank(raw), "required value is empty"))
+    return next((why for bad, why in checks if bad[0]), None)
+
+
 def validate_frame(
     raw: pd.DataFrame,
     table: TableSchema,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+import numpy as np
 import pandas as pd
 
 from features.contract.schema import TABLES, empty_frame
@@ -26,6 +27,7 @@ from features.contract.validate import (
     OnError,
     Problem,
     TimeRange,
+    check_value,
     show_value,
     validate_frame,
 )
@@ -402,17 +404,86 @@ def apply_column_map(
 
 def parse_column_map(items: list[str]) -> dict[str, dict[str, str]]:
     """Parse ``TABLE.COLUMN=SOURCE_COLUMN`` strings (the CLI's ``--map``)."""
+    return _parse_assignments(items, "--map", "SOURCE_COLUMN", "events.ts=event_time")
+
+
+def parse_constants(items: list[str]) -> dict[str, dict[str, str]]:
+    """Parse ``TABLE.COLUMN=VALUE`` strings (the CLI's ``--set``): a contract column the
+    files lack, with one value for every row. Unknown columns and a column set twice are
+    refused here; the value is checked against the contract by :func:`load_files`."""
+    constants = _parse_assignments(items, "--set", "VALUE", "events.channel=web")
+    for table, columns in constants.items():
+        for column in columns:
+            if column not in TABLES[table].names:
+                raise ValueError(
+                    f"--set {table}.{column}: not a column of the contract's {table} table "
+                    f"(have: {', '.join(TABLES[table].names)})"
+                )
+    return constants
+
+
+def _parse_assignments(
+    items: list[str], option: str, right: str, example: str
+) -> dict[str, dict[str, str]]:
+    """``TABLE.COLUMN=TEXT`` strings as ``{table: {column: text}}``; a malformed one, or one
+    column given twice with different texts, is a ValueError naming ``option``."""
     out: dict[str, dict[str, str]] = {}
     for item in items:
-        target, sep, source = item.partition("=")
+        target, sep, text = item.partition("=")
         table, dot, column = target.partition(".")
-        if not sep or not dot or not source or table not in TABLES:
+        if not sep or not dot or not column or not text or table not in TABLES:
             raise ValueError(
-                f"--map {item!r}: expected TABLE.COLUMN=SOURCE_COLUMN with TABLE one of "
-                f"{', '.join(TABLES)} (e.g. events.ts=event_time)"
+                f"{option} {item!r}: expected TABLE.COLUMN={right} with TABLE one of "
+                f"{', '.join(TABLES)} (e.g. {example})"
             )
-        out.setdefault(table, {})[column] = source
+        given = out.setdefault(table, {})
+        if given.get(column, text) != text:
+            raise ValueError(
+                f"{option} {table}.{column} is given twice: {given[column]!r}, {text!r}"
+            )
+        given[column] = text
     return out
+
+
+def check_constants(constants: ColumnMap, files: Mapping[str, Path], times: TimeRange) -> None:
+    """Refuse a ``--set`` whose table has no file or whose value the contract refuses
+    (the checks a file's value gets on its own), before any file is read."""
+    for table, columns in constants.items():
+        if table not in files:
+            raise ValueError(f"--set {table}.{next(iter(columns))}: no {table} file to set it on")
+        for column, value in columns.items():
+            why = check_value(TABLES[table], column, value, times)
+            if why is not None:
+                raise ValueError(f"--set {table}.{column}={value}: {why}")
+
+
+def add_constants(
+    raw: pd.DataFrame,
+    table: str,
+    constants: Mapping[str, str],
+    mapping: Mapping[str, str],
+    file: str,
+) -> pd.DataFrame:
+    """Add each ``--set`` column with its value on every row (one-category columns, so
+    validating them costs one value). A column the file or a ``--map`` already gives is
+    refused rather than silently replaced."""
+    for column, value in constants.items():
+        if column in mapping:
+            raise ValueError(
+                f"--set {table}.{column}={value}: --map also gives {table}.{column} "
+                f"(from column {mapping[column]!r}); keep one of them"
+            )
+        if column in raw.columns:
+            raise ValueError(
+                f"--set {table}.{column}={value}: {file} already has a {column!r} column; "
+                "drop the --set (or the column from the file)"
+            )
+    codes = np.zeros(len(raw), dtype=np.int8)
+    added = {
+        column: pd.Categorical.from_codes(codes, categories=[value])
+        for column, value in constants.items()
+    }
+    return raw.assign(**added) if added else raw
 
 
 def load_files(
@@ -421,15 +492,20 @@ def load_files(
     on_error: OnError = "raise",
     encoding: str = "utf-8",
     times: TimeRange | None = None,
+    constants: ColumnMap | None = None,
 ) -> LoadResult:
     """Read, map and validate a source's tables. Missing dimension tables load empty.
 
     ``encoding`` is the text encoding of CSV files; ``times`` the timestamps accepted
-    (default :meth:`TimeRange.default`, fixed once for every table of the load).
+    (default :meth:`TimeRange.default`, fixed once for every table of the load);
+    ``constants`` (``{table: {column: value}}``, the CLI's ``--set``) adds columns the
+    files lack, validated like the files' own values.
     """
     times = TimeRange.default() if times is None else times
     files = find_table_files(source)
     column_map = column_map or {}
+    constants = constants or {}
+    check_constants(constants, files, times)
     tables: dict[str, pd.DataFrame] = {}
     result = LoadResult(data=None, files=files)  # type: ignore[arg-type]
     for table in TABLES:
@@ -442,6 +518,7 @@ def load_files(
             mapping.get(c.name, c.name) for c in TABLES[table].columns if c.kind == "category"
         )
         raw = apply_column_map(read_raw(path, categorical, encoding), table, mapping, str(path))
+        raw = add_constants(raw, table, constants.get(table, {}), mapping, str(path))
         extra = [c for c in raw.columns if c not in TABLES[table].names]
         if extra:
             result.ignored_columns[table] = extra

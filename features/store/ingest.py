@@ -94,6 +94,7 @@ def ingest(
     encoding: str = "utf-8",
     times: TimeRange | None = None,
     allow_empty: bool = False,
+    constants: ColumnMap | None = None,
 ) -> IngestResult:
     """Load ``source`` (folder or {table: file}), resolve identities and write the store.
 
@@ -102,12 +103,18 @@ def ingest(
     (:class:`EmptyLoadError`) unless ``allow_empty``; appending no new events to a store
     that has some changes nothing. An append skips events already stored (same
     ``event_id``) and resolves identities against everything loaded before.
+    ``constants`` (``{table: {column: value}}``) sets columns the files lack.
     """
     say = progress or (lambda _msg: None)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     loaded = load_files(
-        source, column_map=column_map, on_error=on_error, encoding=encoding, times=times
+        source,
+        column_map=column_map,
+        on_error=on_error,
+        encoding=encoding,
+        times=times,
+        constants=constants,
     )
     seconds["validate"] = time.perf_counter() - t0
     say(

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from features.console import console, say, step, user_errors
+from features.console import console, print_json, say, step, user_errors
 
 app = typer.Typer(
     help="Make or load data: synthetic, Complete Journey, or your own Parquet / CSV files.",
@@ -102,6 +102,15 @@ def load_cmd(
             "(e.g. events.ts=event_time; repeatable).",
         ),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A contract column your files lack, one value on every row: "
+            "TABLE.COLUMN=VALUE (e.g. events.channel=web; repeatable). A column the file "
+            "already has is refused.",
+        ),
+    ] = None,
     on_error: Annotated[
         str,
         typer.Option(
@@ -137,7 +146,7 @@ def load_cmd(
         import codecs
 
         from features.contract.validate import TimeRange
-        from features.sources.files import parse_column_map
+        from features.sources.files import parse_column_map, parse_constants
 
         if on_error not in ("raise", "quarantine"):
             raise ValueError(f"--on-error must be 'raise' or 'quarantine', got {on_error!r}")
@@ -146,6 +155,7 @@ def load_cmd(
         except LookupError:
             raise ValueError(f"--encoding {encoding!r} is not a known text encoding") from None
         times = TimeRange.parse(ts_min, ts_max)
+        column_map, constants = parse_column_map(map_ or []), parse_constants(set_ or [])
         if path is None and not table:
             raise ValueError("give a folder (PATH) or files with --table TABLE=PATH")
         source: Path | dict[str, Path]
@@ -161,7 +171,8 @@ def load_cmd(
         load_and_report(
             settings,
             source,
-            column_map=parse_column_map(map_ or []),
+            column_map=column_map,
+            constants=constants,
             on_error=on_error,
             mode="append" if append else "replace",
             encoding=encoding,
@@ -241,17 +252,53 @@ def show_summary(store_dir: Path) -> None:
     console.print(grid)
 
 
+def summary_document(store_dir: Path) -> dict:
+    """The store's summary as plain data (`omni data summary --json`): every count in full."""
+    from features.store.summary import summarize_store
+
+    s = summarize_store(store_dir)
+    types = [c for c in s.by_channel.columns if c != "total"]
+    channels = s.by_channel.drop(index="total", errors="ignore")
+    return {
+        "store": str(store_dir),
+        "events": s.n_events,
+        "customers": s.n_customers,
+        "customer_rows": s.n_customer_rows,
+        "first_ts": s.first_ts.isoformat() if s.first_ts is not None else None,
+        "last_ts": s.last_ts.isoformat() if s.last_ts is not None else None,
+        "channels": {
+            str(channel): {
+                "events": int(row["total"]),
+                "customers": int(s.customers_by_channel.get(channel, 0)),
+                "by_event_type": {str(t): int(row[t]) for t in types},
+            }
+            for channel, row in channels.iterrows()
+        },
+    }
+
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print everything in full as one JSON document.")
+]
+
+
 @app.command()
-def summary(ctx: typer.Context) -> None:
+def summary(ctx: typer.Context, json_: JsonOption = False) -> None:
     """Customers and events per channel in the events store."""
     settings = _settings(ctx)
     with user_errors():
-        show_summary(settings.store_dir)
+        if json_:
+            print_json(summary_document(settings.store_dir))
+        else:
+            show_summary(settings.store_dir)
 
 
 @app.command()
-def contract() -> None:
+def contract(json_: JsonOption = False) -> None:
     """Print the data contract (tables, columns, types, allowed values)."""
-    from features.contract.schema import contract_markdown
+    from features.contract.schema import contract_document, contract_markdown
 
-    console.print(contract_markdown(), markup=False)
+    if json_:
+        print_json(contract_document())
+    else:
+        console.print(contract_markdown(), markup=False)

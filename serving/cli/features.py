@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from features.console import console, say, user_errors
+from features.console import console, print_json, say, user_errors
 
 app = typer.Typer(
     help="Customer features as of a cutoff: list them, build the table from the store.",
@@ -42,6 +42,9 @@ def list_features(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Every table as Markdown (docs/feature_list.md).")
     ] = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="The table's features as one JSON document.")
+    ] = False,
 ) -> None:
     """Print every feature: name, dtype, what a customer with no events gets, description."""
     with user_errors():
@@ -49,12 +52,32 @@ def list_features(
 
         from features.registry import TABLES, features_markdown, format_missing
 
+        if markdown and json_:
+            raise ValueError("--markdown and --json: give one of them")
         if markdown:
             print(features_markdown(_windows(windows)), end="")
             return
         if table not in TABLES:
             raise ValueError(f"--table must be one of {', '.join(TABLES)}, got {table!r}")
         spec = TABLES[table](_windows(windows))
+        if json_:
+            print_json(
+                {
+                    "table": table,
+                    "windows": list(_windows(windows)),
+                    "features": [
+                        {
+                            "name": f.name,
+                            "dtype": f.dtype,
+                            "family": f.family,
+                            "missing": None if f.missing != f.missing else f.missing,  # NaN -> null
+                            "description": f.description,
+                        }
+                        for f in spec
+                    ],
+                }
+            )
+            return
         grid = Table(title=f"{table} features ({len(spec)})", title_justify="left")
         for col in ("name", "dtype", "missing", "description"):
             grid.add_column(col, no_wrap=col != "description")

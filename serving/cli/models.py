@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from features.console import console, fail, user_errors
+from features.console import console, fail, print_json, user_errors
 
 models_app = typer.Typer(
     help="Registered models (churn, next_best_channel, recommender): versions, aliases "
@@ -48,6 +48,9 @@ def _registry_errors(settings) -> Iterator[None]:
 def list_cmd(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print every version in full as one JSON document.")
+    ] = False,
 ) -> None:
     """Every registered version with its aliases, gate metric and the gate's reason."""
     settings = _settings(ctx)
@@ -55,6 +58,17 @@ def list_cmd(
         from training.model_registry import list_models
 
         rows = list_models(settings, name)
+    if json_:
+        print_json(
+            {
+                "tracking_uri": settings.tracking_uri,
+                "versions": [
+                    {**vars(r), "aliases": list(r.aliases), "created": r.created.isoformat()}
+                    for r in rows
+                ],
+            }
+        )
+        return
     if not rows:
         console.print(f"no registered models yet [dim]({settings.tracking_uri})[/]")
         return
