@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.customer_models.bgnbd import BetaGeoModel, calibration_summary
+from training.customer_models.bgnbd import BetaGeoModel, calibration_summary, churn_scores
 
 # Fader, Hardie & Lee (2005), "Counting your customers the easy way", Marketing Science.
 PUBLISHED = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
@@ -189,3 +189,33 @@ def test_predicting_before_fit_and_bad_horizon_fail_clearly():
     model.params_ = dict(PUBLISHED)
     with pytest.raises(ValueError, match="horizon"):
         model.expected_purchases(0, [1], [2], [3])
+
+
+def test_churn_scores_rank_the_holdout_buyers_of_cdnow(cdnow_events):
+    # Issue 16: the churn job's BG/NBD baseline on CDNOW's 39/39-week split. Customers who
+    # buy nothing in the holdout have fewer expected purchases (measured ROC AUC 0.77).
+    # 1 - P(alive) ranks only repeat buyers (0.70): BG/NBD gives every one-time buyer
+    # P(alive) = 1, which is why the job picks the score on the validation cutoff.
+    from sklearn.metrics import roc_auc_score
+
+    cutoff = pd.Timestamp("1997-10-01", tz="UTC")
+    ids = pd.Index(sorted(cdnow_events["customer_id"].unique()))
+    scores, model = churn_scores(cdnow_events, cutoff, ids, horizon_days=273)
+    assert scores.index.equals(ids)
+    assert list(scores.columns) == ["1 - p_alive", "-expected_purchases"]
+    ts = cdnow_events["ts"]
+    after = cdnow_events[(ts >= cutoff) & (ts < cutoff + pd.Timedelta(days=273))]
+    churned = ~ids.isin(after["customer_id"])
+    assert roc_auc_score(churned, scores["-expected_purchases"]) > 0.72
+    repeat = calibration_summary(cdnow_events, cutoff)["frequency"].reindex(ids).to_numpy() > 0
+    assert roc_auc_score(churned[repeat], scores["1 - p_alive"][repeat]) > 0.65
+    assert (scores["1 - p_alive"][~repeat] == 0).all()
+    assert model.params_["alpha"] == pytest.approx(7 * PUBLISHED["alpha"], rel=0.05)
+
+
+def test_churn_scores_name_the_cutoff_on_degenerate_data(cdnow_events):
+    one_each = cdnow_events.drop_duplicates("customer_id")  # no repeat buyers
+    with pytest.raises(ValueError, match=r"BG/NBD at cutoff 1998-07-01: .*repeat buyers"):
+        churn_scores(one_each, "1998-07-01", pd.Index(["1"]), horizon_days=30)
+    with pytest.raises(ValueError, match="no purchase before it"):
+        churn_scores(cdnow_events, "1998-07-01", pd.Index(["1", "nobody"]), horizon_days=30)

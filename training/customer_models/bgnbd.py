@@ -13,6 +13,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
+from features.cutoffs import to_utc
 from features.encode import _ts_us, to_us
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
@@ -168,3 +169,33 @@ class BetaGeoModel:
             },
             index=summary.index,
         )
+
+
+def churn_scores(
+    events: pd.DataFrame, cutoff: str | pd.Timestamp, customer_ids: pd.Index, horizon_days: float
+) -> tuple[pd.DataFrame, BetaGeoModel]:
+    """Fit BG/NBD on every customer who bought before ``cutoff``; return two churn scores
+    for ``customer_ids`` (higher = more likely gone) and the fitted model.
+
+    Columns ``1 - p_alive`` and ``-expected_purchases`` (in the next ``horizon_days``).
+    """
+    summary = calibration_summary(events, cutoff)
+    try:
+        model = BetaGeoModel().fit(summary["frequency"], summary["recency"], summary["age"])
+    except ValueError as e:
+        raise ValueError(f"BG/NBD at cutoff {to_utc(cutoff):%Y-%m-%d}: {e}") from None
+    missing = pd.Index(customer_ids).difference(summary.index)
+    if len(missing):
+        raise ValueError(
+            f"BG/NBD at cutoff {to_utc(cutoff):%Y-%m-%d}: {len(missing)} customers to score "
+            f"have no purchase before it (e.g. {missing[0]!r})"
+        )
+    scored = model.score(summary.loc[customer_ids], horizon_days)
+    out = pd.DataFrame(
+        {
+            "1 - p_alive": 1.0 - scored["p_alive"],
+            "-expected_purchases": -scored["expected_purchases"],
+        },
+        index=scored.index,
+    )
+    return out, model
