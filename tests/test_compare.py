@@ -31,7 +31,9 @@ def test_compare_then_gate(mlflow_settings, data):
     first = train_churn(events, customers, CONFIG)
     alone = compare_with_champion(mlflow_settings, first)
     assert alone.champion is None and alone.new_is_better is None
-    assert list(alone.table.index) == [NEW, "baseline frequency", "baseline recency"]
+    # Issue 16: the BG/NBD customer-base model is a churn baseline too.
+    baselines = ["baseline bgnbd", "baseline frequency", "baseline recency"]
+    assert list(alone.table.index) == [NEW, *baselines]
     assert alone.table.loc[NEW, "average_precision"] == first.metrics["test_average_precision"]
     assert pd.isna(alone.table.loc["baseline recency", "brier"])  # a score, not a probability
     assert log_and_register(mlflow_settings, first, events).decision.promoted

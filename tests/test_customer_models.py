@@ -46,6 +46,17 @@ def test_churn_beats_both_heuristics(churn):
     assert set(churn.figures) >= {"roc.png", "precision_recall.png", "calibration.png"}
 
 
+def test_churn_logs_the_bgnbd_baseline(churn):
+    # Issue 16: BG/NBD (fitted at the test cutoff) is scored on the same holdout; on this
+    # data it reads the whole purchase history, so it beats recency alone (measured: AP
+    # 0.63 vs 0.50), and the model is compared with it.
+    m = churn.metrics
+    assert m["baseline_bgnbd_test_average_precision"] > m["baseline_recency_test_average_precision"]
+    assert churn.params["bgnbd_churn_score"] in {"1 - p_alive", "-expected_purchases"}
+    assert all(churn.params[f"bgnbd_{k}"] > 0 for k in ("r", "alpha", "a", "b"))
+    assert m["test_average_precision"] > m["baseline_bgnbd_test_average_precision"]
+
+
 def test_churn_is_calibrated_on_the_test_cutoff(churn, synthetic):
     # Calibrated on the validation cutoff only; on the untouched test cutoff the mean
     # predicted probability should still be close to the observed churn rate.

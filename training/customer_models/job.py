@@ -16,6 +16,7 @@ import pandas as pd
 
 from features.contract.consent import apply_consent
 from features.labels import churn_labels, next_channel_labels
+from training.customer_models.bgnbd import churn_scores
 from training.customer_models.classifiers import ChurnModel, NextChannelModel
 from training.customer_models.evaluation import (
     channel_metrics,
@@ -83,10 +84,27 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}test_{k}": v for k, v in metrics.items()}
 
 
+def _bgnbd_baseline(
+    events: pd.DataFrame, split: TemporalSplit, yv: pd.Series, test_ids: pd.Index
+) -> tuple[np.ndarray, dict[str, object]]:
+    """BG/NBD churn score on the test cutoff: 1 - P(alive) or minus the expected purchases in
+    the horizon, whichever has the higher average precision on the validation cutoff."""
+    from sklearn.metrics import average_precision_score
+
+    horizon = split.horizon_days
+    valid, _ = churn_scores(events, split.valid, yv.index, horizon)
+    ap = {name: average_precision_score(yv, valid[name]) for name in valid.columns}
+    pick = max(ap, key=ap.get)
+    test, model = churn_scores(events, split.test, test_ids, horizon)
+    params = {f"bgnbd_{k}": round(v, 6) for k, v in model.params_.items()}
+    return test[pick].to_numpy(np.float64), {"bgnbd_churn_score": pick, **params}
+
+
 def train_churn(
     events: pd.DataFrame, customers: pd.DataFrame, config: JobConfig = JobConfig()
 ) -> JobResult:
-    """Churn: LightGBM vs recency-alone and frequency-alone heuristics on the test cutoff."""
+    """Churn: LightGBM vs recency-alone and frequency-alone heuristics and the BG/NBD
+    customer-base model (fitted at the test cutoff) on the test cutoff."""
     t0 = time.perf_counter()
     label = partial(
         churn_labels, lookback_days=config.lookback_days, horizon_days=config.horizon_days
@@ -94,10 +112,12 @@ def train_churn(
     split, (X, y), (Xv, yv), (Xt, yt) = _datasets(events, customers, config, label, "churned")
     model = ChurnModel(params=config.params, random_state=config.seed).fit(X, y, Xv, yv)
     proba = model.predict_proba(Xt)[:, 1]  # the probability of churning
+    bgnbd, bgnbd_params = _bgnbd_baseline(events, split, yv, Xt.index)
     baselines = {
         # Longer since the last purchase -> more likely gone; fewer orders -> more likely gone.
         "recency": Xt["days_since_last_purchase"].to_numpy(np.float64),
         "frequency": -Xt["orders_90d"].to_numpy(np.float64),
+        "bgnbd": bgnbd,
     }
     metrics = _prefixed("", churn_metrics(yt, proba, probability=True))
     for name, score in baselines.items():
@@ -111,7 +131,11 @@ def train_churn(
         split=split,
         metrics=metrics,
         gate_metric="test_average_precision",
-        params={**_config_params(config), "best_iteration": model.best_iteration_},
+        params={
+            **_config_params(config),
+            "best_iteration": model.best_iteration_,
+            **bgnbd_params,
+        },
         rows={"train": len(X), "valid": len(Xv), "test": len(Xt)},
         figures=figures,
         importance=importance,
