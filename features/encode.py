@@ -132,7 +132,7 @@ def encode_events(
     second.shutdown(wait=False)  # the thread ends when its two jobs are done
     (cust, cust_of_row), ids = factorize(ev_ids, customers["customer_id"])
     store, stores, home = stores_job.result()
-    ts = _ts_us(events["ts"])
+    ts = timestamps_us(events["ts"])
     return EncodedEvents(
         ids=ids,
         cust=cust,
@@ -186,7 +186,7 @@ def _contract_categories(events: pd.DataFrame) -> pd.DataFrame:
     return events
 
 
-def _ts_us(ts: pd.Series) -> np.ndarray:
+def timestamps_us(ts: pd.Series) -> np.ndarray:
     """Timestamps as int64 microseconds since the epoch, UTC (naive ones read as UTC)."""
     if not pd.api.types.is_datetime64_any_dtype(ts.dtype):
         ts = pd.to_datetime(ts, utc=True)
@@ -227,7 +227,7 @@ def _customer_attributes(
         s = customers["signup_ts"]
         known = s.notna().to_numpy()
         values = np.full(len(s), UNKNOWN_TS, dtype=np.int64)
-        values[known] = _ts_us(s[known])
+        values[known] = timestamps_us(s[known])
         signup[at] = values[ok]
     if "loyalty_tier" in customers.columns:
         t = customers["loyalty_tier"]

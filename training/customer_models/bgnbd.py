@@ -14,7 +14,7 @@ from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
 from features.cutoffs import to_utc
-from features.encode import _ts_us, to_us
+from features.encode import timestamps_us, to_us
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
 _US_PER_DAY = 86_400_000_000
@@ -29,7 +29,7 @@ def calibration_summary(events: pd.DataFrame, cutoff: str | pd.Timestamp) -> pd.
     are one purchase); the age convention is the one of the published CDNOW summary.
     """
     t_us = to_us(cutoff)
-    ts_us = _ts_us(events["ts"])
+    ts_us = timestamps_us(events["ts"])
     purchase = (events["event_type"] == "purchase").to_numpy() & (ts_us < t_us)
     days = pd.DataFrame(
         {
