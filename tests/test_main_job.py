@@ -18,6 +18,11 @@ def test_main_job_on_the_embedded_default(trained_home):
     assert "events per channel" in out
     assert "identity resolution vs ground truth: pairwise precision" in out
     assert "churn v1 -> @champion" in out
+    # issue 16: every test metric of the model and of each baseline, not only the gate's
+    for line in ("baseline recency", "baseline frequency", "baseline bgnbd", "baseline most_used"):
+        assert line in out, line
+    churn_rows = [row for row in out.splitlines() if "baseline recency" in row]
+    assert "roc_auc" in churn_rows[0] and "average_precision" in churn_rows[0]
     assert "next_best_channel v1 -> @champion" in out
     assert "recommender v1 -> @champion" in out
     listed = omni("models", "list", home=trained_home)

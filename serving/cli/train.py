@@ -47,15 +47,20 @@ def train_and_report(settings, jobs: tuple[str, ...], config) -> list:
 
 
 def _report(outcome) -> None:
+    """Every test metric of the model and of each baseline, one line each, then the gate."""
+    import pandas as pd
+
+    from training.customer_models.evaluation import comparison_table
+
     r, d = outcome.result, outcome.decision
-    model = {k[len("test_") :]: v for k, v in r.metrics.items() if k.startswith("test_")}
+    table = comparison_table(r.metrics)
     console.print(
-        f"  [bold]{r.name}[/] test cutoff {r.split.test:%Y-%m-%d}: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in model.items() if k != "positive_rate")
+        f"  [bold]{r.name}[/] test cutoff {r.split.test:%Y-%m-%d} (gate: {r.gate_metric})"
     )
-    for key, value in sorted(r.metrics.items()):
-        if key.startswith("baseline_") and key.endswith(r.gate_metric):
-            console.print(f"    {key}: {value:.3f}")
+    for name, row in table.iterrows():
+        values = "  ".join(f"{k} {'-' if pd.isna(v) else f'{v:.3f}'}" for k, v in row.items())
+        label = name if name == "model" else f"baseline {name}"
+        console.print(f"    {label:<20} {values}")
     colour = "green" if d.alias == "champion" else "yellow"
     console.print(f"  [{colour}]{r.name} v{d.version} -> @{d.alias}[/]: {d.reason}")
 

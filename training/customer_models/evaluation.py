@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -99,3 +101,19 @@ def importance_figure(importance: pd.Series, top: int = 25):
     ax.set(xlabel="total gain", title="Feature importance")
     fig.tight_layout()
     return fig
+
+
+def comparison_table(metrics: Mapping[str, float]) -> pd.DataFrame:
+    """The model and each baseline on the test cutoff, one row each (``model`` first) and
+    one column per metric, from a job's ``test_*`` / ``baseline_<name>_test_*`` metrics.
+    NaN where a metric does not apply (Brier of a baseline whose score is no probability)."""
+    rows: dict[str, dict[str, float]] = {"model": {}}
+    for key, value in metrics.items():
+        owner, found, metric = key.partition("test_")
+        if not found or metric == "positive_rate":
+            continue
+        if owner == "":
+            rows["model"][metric] = value
+        elif owner.startswith("baseline_") and owner.endswith("_"):
+            rows.setdefault(owner[len("baseline_") : -1], {})[metric] = value
+    return pd.DataFrame.from_dict(rows, orient="index")
