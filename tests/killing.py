@@ -89,3 +89,14 @@ def kill_loop(
         report.delays.append(time.perf_counter() - t0)
         check(i)
     return report
+
+
+def ended_pid() -> int:
+    """The pid of a process that has already exited (for markers and runs of dead owners)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from killing import ended_pid
 
 from features.settings import get_settings
 from serving.online import (
@@ -35,16 +36,6 @@ def _home(tmp_path, latest: str = STAMPS[-1], **env: str):
     return settings
 
 
-def _ended_pid() -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(done.stdout)
-
-
 def test_keeps_the_newest_n_and_the_one_latest_names(tmp_path):
     # issue 14: old snapshots (~32 MB each) were never removed
     settings = _home(tmp_path, latest=STAMPS[1], OMNI_KEEP_SNAPSHOTS="2")
@@ -65,7 +56,7 @@ def test_a_snapshot_in_use_by_a_live_process_is_kept(tmp_path):
         markers.mkdir()
         host = socket.gethostname()
         (markers / f"{host}.{live.pid}").write_text(STAMPS[0] + "\n")  # a running service
-        (markers / f"{host}.{_ended_pid()}").write_text(STAMPS[1] + "\n")  # one that ended
+        (markers / f"{host}.{ended_pid()}").write_text(STAMPS[1] + "\n")  # one that ended
         (markers / f"other-host.{os.getpid()}").write_text(STAMPS[2] + "\n")  # cannot check
         assert mark_in_use(settings, online / STAMPS[3]) is not None  # this process
         assert snapshots_in_use(settings) == {STAMPS[0], STAMPS[2], STAMPS[3]}

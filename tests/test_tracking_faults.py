@@ -6,13 +6,12 @@ from __future__ import annotations
 import http.server
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import mlflow
 import pytest
+from killing import ended_pid
 
 from serving.process import free_port
 from training.tracking import (
@@ -29,21 +28,11 @@ from training.tracking import (
 )
 
 
-def _ended_pid() -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(done.stdout)
-
-
 def test_runs_of_ended_processes_are_marked_failed_and_no_others(mlflow_settings):
     # issue 14: a run killed mid-way stayed RUNNING forever
     client = mlflow.MlflowClient(use_tracking(mlflow_settings))
     experiment = ensure_experiment(mlflow_settings, "churn")
-    host, dead = socket.gethostname(), str(_ended_pid())
+    host, dead = socket.gethostname(), str(ended_pid())
 
     def run(**tags: str) -> str:
         return client.create_run(experiment, tags=tags).info.run_id
@@ -70,7 +59,7 @@ def test_runs_of_ended_processes_are_marked_failed_and_no_others(mlflow_settings
 def test_a_tracked_run_records_its_process_and_clears_abandoned_runs(mlflow_settings):
     client = mlflow.MlflowClient(use_tracking(mlflow_settings))
     experiment = ensure_experiment(mlflow_settings, "channel")
-    tags = {TAG_HOST: socket.gethostname(), TAG_PID: str(_ended_pid())}
+    tags = {TAG_HOST: socket.gethostname(), TAG_PID: str(ended_pid())}
     killed = client.create_run(experiment, tags=tags).info.run_id
     with tracked_run(mlflow_settings, "channel") as active:
         mine = client.get_run(active.info.run_id).data.tags
