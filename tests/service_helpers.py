@@ -21,21 +21,19 @@ def start(cmd: list[str], env: dict[str, str], url: str, out: Path, err: Path) -
     try:
         wait_ready(url, proc)
     except RuntimeError:
-        _kill_group(proc)
+        stop(proc, grace=0)
         raise AssertionError(out.read_text()[-3000:] + err.read_text()[-3000:]) from None
     return proc
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
+def stop(proc: subprocess.Popen, grace: float = 20) -> None:
+    """Stop a server started in its own session, with every process it started: SIGTERM
+    to the group, then SIGKILL to whatever is left after ``grace`` seconds (BentoML's and
+    uvicorn's workers outlive a killed parent otherwise, holding their port and memory)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=20)
-    _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the server and every process it started (BentoML's workers outlive a
-    killed parent otherwise and keep their port and memory)."""
+        proc.wait(timeout=grace)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=20)

@@ -4,7 +4,6 @@ default SQLite store is only a default, MLFLOW_TRACKING_URI points anywhere."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from service_helpers import stop
 
 from features.settings import get_settings
 from serving.process import free_port
@@ -75,13 +75,7 @@ def mlflow_server(tmp_path) -> Iterator[tuple[str, Path]]:
             time.sleep(0.5)
         yield url, artifacts
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop(proc)
         log.close()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 from cli_helpers import omni
+from service_helpers import stop
 
 from features.settings import get_settings
 from serving.online import SnapshotError, load_snapshot, snapshot_folders
@@ -142,16 +142,6 @@ def _serve(home: Path, port: int, **env: str) -> subprocess.Popen:
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def _served_versions(port: int, proc: subprocess.Popen) -> dict[str, str]:
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc, limit=120)
@@ -179,7 +169,7 @@ def test_serve_falls_back_to_the_previous_valid_snapshot(two_snapshots):
         assert f"snapshot {newest.name} is damaged: models.pkl" in said
         assert "Traceback" not in said
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @pytest.mark.parametrize("server", ["refuses", "never answers"])
@@ -203,7 +193,7 @@ def test_serve_without_a_registry_serves_the_newest_valid_snapshot(
         assert _served_versions(port, proc) == _versions(newest)
         assert "Traceback" not in lines.text()
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def test_serve_refuses_in_one_line_when_there_is_no_snapshot_and_no_registry(tmp_path):
