@@ -330,7 +330,8 @@ class Orders:
         picked_up = online & (c.enc.store[rows] >= 0)
         bopis = k.counts(order, n_orders, picked_up) > 0
         self.code = code[present]
-        self.day = age[present] // 86_400
+        self.age = age[present]
+        self.day = self.age // 86_400
         self.channel = first_channel[present]
         self.bopis = bopis[present]
 
@@ -358,8 +359,10 @@ class Orders:
         return self._per_window[self.x.window(within)]
 
     @cached_property
-    def _gaps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and spread of the days between consecutive purchase days (NaN: < 2 days)."""
+    def _gaps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per customer over the distinct purchase days: the number of gaps between
+        consecutive days, their sum (first to last purchase day), mean and spread (NaN:
+        fewer than 2 days)."""
         c, span = self.x.cut, self.x.cut.lookback
         keys = k.distinct(self.code * span + self.day)
         who, day = keys // span, keys % span
@@ -372,15 +375,32 @@ class Orders:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / n_gaps
             std = np.sqrt(np.maximum(squares / n_gaps - mean * mean, 0.0))
-        return mean, std
+        return n_gaps, total, mean, std
 
     @property
     def gap_mean(self) -> np.ndarray:
-        return self._gaps[0]
+        return self._gaps[2]
 
     @property
     def gap_std(self) -> np.ndarray:
+        return self._gaps[3]
+
+    @property
+    def purchase_days(self) -> np.ndarray:
+        """Distinct purchase days per customer (0: no order in the lookback)."""
+        return np.where(self.count() > 0, self._gaps[0] + 1, 0).astype(np.int32)
+
+    @property
+    def purchase_span_days(self) -> np.ndarray:
+        """Days from the first to the last purchase day (0: fewer than 2 purchase days)."""
         return self._gaps[1]
+
+    @cached_property
+    def first_purchase_age(self) -> np.ndarray:
+        """Age in seconds of each customer's oldest order (:data:`k.NEVER`: none)."""
+        c = self.x.cut
+        oldest = k.maximum(self.code, self.age, c.width, fill=-1)[: c.n]
+        return np.where(oldest < 0, k.NEVER, oldest)
 
 
 class Money:

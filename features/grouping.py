@@ -26,6 +26,13 @@ def minimum(key: np.ndarray, values: np.ndarray, n_groups: int, fill: int) -> np
     return out
 
 
+def maximum(key: np.ndarray, values: np.ndarray, n_groups: int, fill: int) -> np.ndarray:
+    """Largest value per group (``fill`` where a group has no row)."""
+    out = np.full(n_groups, fill, dtype=values.dtype)
+    np.maximum.at(out, key, values)
+    return out
+
+
 def distinct(keys: np.ndarray) -> np.ndarray:
     """Sorted distinct integer keys (one sort: faster than hashing, or ``np.unique``).
 

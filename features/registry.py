@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from features.contract.schema import CHANNELS, LOYALTY_TIERS, ONLINE_CHANNELS, OUTREACH_CHANNELS
+from features.grouping import days as k_days
 from features.grouping import ratio
 
 if TYPE_CHECKING:
@@ -421,6 +422,33 @@ def customer_features(windows: Sequence[int] = DEFAULT_WINDOWS) -> tuple[Feature
             False,
             lambda x, ch=ch: x.attributes.consent[ch],
         )
+    # Repeat-purchase summary in the lookback: what BG/NBD reads (x = purchase_days - 1,
+    # t_x = purchase_span_days, T = days_since_first_purchase), so the churn model can
+    # apply its stored BG/NBD to any feature table (issue 16).
+    add(
+        "purchase_days",
+        "int32",
+        "frequency",
+        "distinct days with an order in the lookback",
+        0,
+        lambda x: x.orders.purchase_days,
+    )
+    add(
+        "purchase_span_days",
+        "int32",
+        "frequency",
+        "days from the first to the last purchase day in the lookback (0: fewer than 2)",
+        0,
+        lambda x: x.orders.purchase_span_days,
+    )
+    add(
+        "days_since_first_purchase",
+        "float32",
+        "recency",
+        "days since the first purchase in the lookback",
+        lookback,
+        lambda x: k_days(x.orders.first_purchase_age, lookback),
+    )
     return tuple(f)
 
 

@@ -118,6 +118,13 @@ def reference_features(events, customers, as_of, windows=(7, 30, 90, 365)) -> pd
     out["purchase_gap_mean"] = mean
     out["purchase_gap_std"] = std
     out["purchase_overdue"] = out["days_since_last_purchase"] / mean.where(mean != 0)
+    # BG/NBD's summary (issue 16): distinct purchase days, first to last day, first order's age
+    by_customer = pdays.groupby("customer_id")["day"]
+    out["purchase_days"] = by_customer.size().reindex(index, fill_value=0)
+    span = by_customer.max() - by_customer.min()
+    out["purchase_span_days"] = span.reindex(index, fill_value=0)
+    first = orders.groupby("customer_id")["age"].max() / DAY
+    out["days_since_first_purchase"] = first.reindex(index).fillna(lookback)
     # money
     lines["amt"] = lines["amount"].fillna(0.0) if "amount" in lines else 0.0
     lines["disc"] = lines["discount"].fillna(0.0) if "discount" in lines else 0.0
