@@ -121,6 +121,13 @@ class BetaGeoModel:
         self.n_iter_ = int(res.nit)
         return self
 
+    @classmethod
+    def from_params(cls, params: dict[str, float]) -> BetaGeoModel:
+        """A fitted model from stored parameters (r, alpha, a, b)."""
+        model = cls()
+        model.params_ = {k: float(params[k]) for k in PARAM_NAMES}
+        return model
+
     def _theta(self) -> tuple[float, float, float, float]:
         if not hasattr(self, "params_"):
             raise ValueError("BetaGeoModel is not fitted: call fit first")
@@ -199,3 +206,51 @@ def churn_scores(
         index=scored.index,
     )
     return out, model
+
+
+SUMMARY_FEATURES = ("purchase_days", "purchase_span_days", "days_since_first_purchase")
+"""Customer features BG/NBD reads: x = purchase_days - 1, t_x = purchase_span_days,
+T = days_since_first_purchase (days, over the feature table's lookback)."""
+OUTPUT_FEATURES = ("bgnbd_p_alive", "bgnbd_expected_purchases")
+
+
+class BetaGeoFeatures:
+    """BG/NBD as a feature step: fitted on feature-table rows, it adds P(alive) and the
+    expected purchases in the next ``horizon_days`` to any rows of the same table.
+
+    It reads the table's repeat-purchase summary (:data:`SUMMARY_FEATURES`), so training,
+    batch scoring, the snapshot and the pyfunc all get the same two columns from the
+    stored ``params_``. Rows without a purchase in the lookback get NaN (trees read it
+    as missing); when the rows to fit have no repeat buyer the step is left unfitted
+    (``params_`` None) and every row gets NaN.
+    """
+
+    def __init__(self, horizon_days: float) -> None:
+        self.horizon_days = horizon_days
+
+    @staticmethod
+    def _inputs(summary: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Rows with a purchase and a consistent summary, and their (x, t_x, T)."""
+        days, span, age = (np.asarray(summary[:, i], dtype=np.float64) for i in range(3))
+        ok = (days >= 1) & np.isfinite(age) & (span >= 0) & (span <= age)
+        ok &= (days == 1) | (span > 0)
+        return ok, (days[ok] - 1.0, span[ok], age[ok])
+
+    def fit(self, summary: np.ndarray) -> BetaGeoFeatures:
+        """Maximum likelihood on the rows (columns in :data:`SUMMARY_FEATURES` order)."""
+        _, (x, t_x, T) = self._inputs(summary)
+        self.params_ = None
+        if (x > 0).any():
+            self.params_ = BetaGeoModel().fit(x, t_x, T).params_
+        return self
+
+    def transform(self, summary: np.ndarray) -> np.ndarray:
+        """(rows x 2) float32: P(alive), expected purchases in the horizon (NaN: no purchase)."""
+        out = np.full((len(summary), len(OUTPUT_FEATURES)), np.nan, dtype=np.float32)
+        if self.params_ is None:
+            return out
+        ok, (x, t_x, T) = self._inputs(summary)
+        model = BetaGeoModel.from_params(self.params_)
+        out[ok, 0] = model.p_alive(x, t_x, T)
+        out[ok, 1] = model.expected_purchases(self.horizon_days, x, t_x, T)
+        return out

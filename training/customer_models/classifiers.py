@@ -5,7 +5,8 @@ Both are scikit-learn classifiers, as the recommenders are scikit-learn estimato
 returns self, learned state ends in ``_``, and ``predict_proba(X)`` is a (rows x
 ``classes_``) float array.
 Early stopping and calibration use the validation set passed to ``fit`` (the jobs pass
-the validation cutoff); the test cutoff is never seen in ``fit``.
+the validation cutoff); the test cutoff is never seen in ``fit``. The churn model's
+BG/NBD step is fitted on the training rows only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
+
+from training.customer_models.bgnbd import OUTPUT_FEATURES, SUMMARY_FEATURES, BetaGeoFeatures
+from training.customer_models.calibration import (
+    Calibrator,
+    choose_calibration,
+    compare_calibrations,
+    fit_calibrator,
+)
 
 DEFAULT_PARAMS: dict[str, object] = {
     "n_estimators": 600,
@@ -84,7 +93,25 @@ class ChurnModel(CustomerClassifier):
     """Calibrated probability that an active customer makes no purchase in the horizon.
 
     ``y``: two label values, the second (sorted) meaning churned (the jobs' 0 / 1).
+
+    With ``bgnbd_horizon_days`` set, a BG/NBD step (:class:`BetaGeoFeatures`) fitted on the
+    training rows adds P(alive) and the expected purchases in that horizon to the booster's
+    input. Fitted once on the training rows, not at every cutoff: those rows are features
+    as of the training cutoffs (events before them only), so the validation and test
+    cutoffs get the features from parameters that never saw their labels or later events,
+    and scoring applies the very parameters stored with the model. The step reads the
+    feature table's :data:`SUMMARY_FEATURES`, so every scoring path gets the same columns
+    from the same ``features_``.
     """
+
+    def __init__(
+        self,
+        params: dict | None = None,
+        random_state: int = 0,
+        bgnbd_horizon_days: float | None = 60.0,
+    ) -> None:
+        super().__init__(params=params, random_state=random_state)
+        self.bgnbd_horizon_days = bgnbd_horizon_days
 
     def fit(
         self,
@@ -93,10 +120,10 @@ class ChurnModel(CustomerClassifier):
         X_valid: pd.DataFrame | None = None,
         y_valid: np.ndarray | None = None,
     ) -> ChurnModel:
-        """LightGBM; with a validation set, early stopping on it and isotonic calibration
-        of its scores. Without one: all ``n_estimators`` trees, LightGBM's probabilities."""
+        """LightGBM; with a validation set, early stopping on it, then the calibration that
+        keeps the booster's ranking on it (:mod:`calibration`). Without one: all
+        ``n_estimators`` trees, LightGBM's probabilities."""
         import lightgbm as lgb
-        from sklearn.isotonic import IsotonicRegression
 
         y = self._checked_labels(X, y, X_valid, y_valid)
         classes = np.unique(y)
@@ -104,29 +131,52 @@ class ChurnModel(CustomerClassifier):
             raise ValueError(
                 f"churn needs two classes in y (stays, churns), got {classes.tolist()}"
             )
-        self.features_, self.classes_ = list(X.columns), classes
+        features = list(X.columns)
+        bgnbd = None
+        if self.bgnbd_horizon_days is not None:
+            missing = [f for f in SUMMARY_FEATURES if f not in features]
+            if missing:
+                raise ValueError(f"the BG/NBD step needs the feature columns {missing}")
+            summary = model_matrix(X, SUMMARY_FEATURES)
+            bgnbd = BetaGeoFeatures(self.bgnbd_horizon_days).fit(summary)
+        self.features_, self.classes_, self.bgnbd_ = features, classes, bgnbd
         params = self._lightgbm_params()
         self.booster_ = lgb.LGBMClassifier(objective="binary", **params)
-        self.calibrator_ = None
+        self.calibration_ = Calibrator("none")
+        self.calibration_table_ = None
+        train = self._booster_input(model_matrix(X, self.features_))
         if X_valid is None:
-            self.booster_.fit(model_matrix(X, self.features_), y)
+            self.booster_.fit(train, y)
         else:
+            valid = self._booster_input(model_matrix(X_valid, self.features_))
             self.booster_.fit(
-                model_matrix(X, self.features_),
+                train,
                 y,
-                eval_X=(model_matrix(X_valid, self.features_),),
+                eval_X=(valid,),
                 eval_y=(np.asarray(y_valid),),
                 eval_metric="average_precision",
                 callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
             )
-            churned = np.asarray(y_valid) == self.classes_[1]
-            self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-            self.calibrator_.fit(self._raw(X_valid), churned)
+            raw = self.booster_.booster_.predict(valid)
+            churned = (np.asarray(y_valid) == self.classes_[1]).astype(np.int8)
+            table = compare_calibrations(raw, churned, seed=self.random_state)
+            self.calibration_table_ = table
+            self.calibration_ = fit_calibrator(choose_calibration(table), raw, churned)
         self.best_iteration_ = int(self.booster_.best_iteration_ or params["n_estimators"])
         return self
 
-    def _raw(self, X: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict_proba(model_matrix(X, self.features_))[:, 1]
+    @property
+    def booster_features_(self) -> list[str]:
+        """The booster's columns: ``features_`` plus the BG/NBD step's outputs."""
+        check_is_fitted(self)
+        return [*self.features_, *(OUTPUT_FEATURES if self.bgnbd_ is not None else ())]
+
+    def _booster_input(self, X: np.ndarray) -> np.ndarray:
+        """``features_`` matrix -> the booster's matrix (the BG/NBD columns appended)."""
+        if self.bgnbd_ is None:
+            return X
+        columns = [self.features_.index(f) for f in SUMMARY_FEATURES]
+        return np.hstack([X, self.bgnbd_.transform(X[:, columns])])
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """(rows x 2) probabilities of ``classes_``: [stays, churns] per row of ``X``."""
@@ -134,19 +184,26 @@ class ChurnModel(CustomerClassifier):
         churns = self.predict_matrix(model_matrix(X, self.features_))
         return np.column_stack([1.0 - churns, churns])
 
+    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
+        """The booster's own churn probability per row of ``X`` (before calibration)."""
+        check_is_fitted(self)
+        raw = self._booster_input(model_matrix(X, self.features_))
+        return self.booster_.booster_.predict(raw)
+
     def predict_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """Calibrated churn probability per row of a float32 matrix in ``features_`` order.
 
-        The fast path serving and batch scoring share with :meth:`predict_proba`: the raw
-        booster and the isotonic step without scikit-learn's per-call input checks
-        (those cost ~0.6 ms a call). ``num_threads=0``: LightGBM's default.
+        The fast path serving and batch scoring share with :meth:`predict_proba`: the
+        BG/NBD step, the raw booster and the calibration without scikit-learn's per-call
+        input checks (those cost ~0.6 ms a call). ``num_threads=0``: LightGBM's default.
         """
-        raw = self.booster_.booster_.predict(X, num_threads=num_threads)
-        iso = self.calibrator_
-        if iso is None:  # fitted without a validation set
-            return raw
-        clipped = np.clip(raw.astype(iso.X_thresholds_.dtype), iso.X_min_, iso.X_max_)
-        return np.asarray(iso.f_(clipped), dtype=np.float64)
+        raw = self.booster_.booster_.predict(self._booster_input(X), num_threads=num_threads)
+        return self.calibration_(raw)
+
+    def feature_importance(self) -> pd.Series:
+        """Total gain per booster column (BG/NBD's outputs included), largest first."""
+        gain = self.booster_.booster_.feature_importance(importance_type="gain")
+        return pd.Series(gain, index=self.booster_features_).sort_values(ascending=False)
 
 
 class NextChannelModel(CustomerClassifier):

@@ -110,8 +110,11 @@ def train_churn(
         churn_labels, lookback_days=config.lookback_days, horizon_days=config.horizon_days
     )
     split, (X, y), (Xv, yv), (Xt, yt) = _datasets(events, customers, config, label, "churned")
-    model = ChurnModel(params=config.params, random_state=config.seed).fit(X, y, Xv, yv)
+    model = ChurnModel(
+        params=config.params, random_state=config.seed, bgnbd_horizon_days=config.horizon_days
+    ).fit(X, y, Xv, yv)
     proba = model.predict_proba(Xt)[:, 1]  # the probability of churning
+    raw = model.predict_raw(Xt)
     bgnbd, bgnbd_params = _bgnbd_baseline(events, split, yv, Xt.index)
     baselines = {
         # Longer since the last purchase -> more likely gone; fewer orders -> more likely gone.
@@ -120,6 +123,8 @@ def train_churn(
         "bgnbd": bgnbd,
     }
     metrics = _prefixed("", churn_metrics(yt, proba, probability=True))
+    metrics |= _prefixed("raw_booster_", churn_metrics(yt, raw, probability=True))
+    metrics |= _calibration_metrics(model)
     for name, score in baselines.items():
         metrics |= _prefixed(f"baseline_{name}_", churn_metrics(yt, score))
     figures = churn_figures(yt.to_numpy(), proba, baselines)
@@ -134,6 +139,8 @@ def train_churn(
         params={
             **_config_params(config),
             "best_iteration": model.best_iteration_,
+            "calibration": model.calibration_.method,
+            **_bgnbd_feature_params(model),
             **bgnbd_params,
         },
         rows={"train": len(X), "valid": len(Xv), "test": len(Xt)},
@@ -144,6 +151,24 @@ def train_churn(
         test_X=Xt,
         test_y=yt,
     )
+
+
+def _calibration_metrics(model: ChurnModel) -> dict[str, float]:
+    """The validation comparison of calibrations: ``valid_calibration_<method>_<metric>``."""
+    table = model.calibration_table_
+    if table is None:
+        return {}
+    return {
+        f"valid_calibration_{method}_{metric}": float(value)
+        for method, row in table.iterrows()
+        for metric, value in row.items()
+    }
+
+
+def _bgnbd_feature_params(model: ChurnModel) -> dict[str, object]:
+    """The BG/NBD step's stored parameters (fitted on the training rows), if any."""
+    params = model.bgnbd_.params_ if model.bgnbd_ is not None else None
+    return {f"bgnbd_features_{k}": round(v, 6) for k, v in (params or {}).items()}
 
 
 def _most_used(X: pd.DataFrame, classes: list[str]) -> np.ndarray:
