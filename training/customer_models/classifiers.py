@@ -38,6 +38,18 @@ DEFAULT_PARAMS: dict[str, object] = {
     "n_jobs": 2,
     "verbose": -1,
 }
+CHURN_PARAMS: dict[str, object] = {
+    **DEFAULT_PARAMS,
+    "n_estimators": 1500,
+    "learning_rate": 0.02,
+    "num_leaves": 7,
+    "min_child_samples": 200,
+    "reg_lambda": 10.0,
+}
+"""Churn's defaults: small, regularised trees at a lower learning rate. On Complete Journey
+(issue 16) the default forest's validation AP peaked after 4-7 trees (the recency and
+frequency signal is learned at once, deeper trees then fit noise of ~600 churners); these
+settings kept 44-107 trees and raised validation AP from 0.371 to 0.389 (two seeds)."""
 EARLY_STOPPING_ROUNDS = 50
 
 
@@ -72,8 +84,10 @@ class CustomerClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y_valid has {len(y_valid)} labels for {len(X_valid)} rows")
         return np.asarray(y)
 
+    default_params: dict[str, object] = DEFAULT_PARAMS
+
     def _lightgbm_params(self) -> dict[str, object]:
-        return {**DEFAULT_PARAMS, **(self.params or {}), "random_state": self.random_state}
+        return {**self.default_params, **(self.params or {}), "random_state": self.random_state}
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """The most probable class per row of ``X``."""
@@ -104,14 +118,18 @@ class ChurnModel(CustomerClassifier):
     from the same ``features_``.
     """
 
+    default_params = CHURN_PARAMS
+
     def __init__(
         self,
         params: dict | None = None,
         random_state: int = 0,
         bgnbd_horizon_days: float | None = 60.0,
+        early_stopping_metric: str = "average_precision",
     ) -> None:
         super().__init__(params=params, random_state=random_state)
         self.bgnbd_horizon_days = bgnbd_horizon_days
+        self.early_stopping_metric = early_stopping_metric
 
     def fit(
         self,
@@ -140,7 +158,7 @@ class ChurnModel(CustomerClassifier):
             summary = model_matrix(X, SUMMARY_FEATURES)
             bgnbd = BetaGeoFeatures(self.bgnbd_horizon_days).fit(summary)
         self.features_, self.classes_, self.bgnbd_ = features, classes, bgnbd
-        params = self._lightgbm_params()
+        params = {"metric": self.early_stopping_metric, **self._lightgbm_params()}
         self.booster_ = lgb.LGBMClassifier(objective="binary", **params)
         self.calibration_ = Calibrator("none")
         self.calibration_table_ = None
@@ -154,8 +172,9 @@ class ChurnModel(CustomerClassifier):
                 y,
                 eval_X=(valid,),
                 eval_y=(np.asarray(y_valid),),
-                eval_metric="average_precision",
-                callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
+                callbacks=[
+                    lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)
+                ],
             )
             raw = self.booster_.booster_.predict(valid)
             churned = (np.asarray(y_valid) == self.classes_[1]).astype(np.int8)
