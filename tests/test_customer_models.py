@@ -57,6 +57,22 @@ def test_churn_logs_the_bgnbd_baseline(churn):
     assert m["test_average_precision"] > m["baseline_bgnbd_test_average_precision"]
 
 
+def test_churn_calibration_keeps_the_booster_ranking(churn):
+    # Issue 16: calibration chosen on validation (none / sigmoid / isotonic, cross-fitted)
+    # among the methods that keep the ranking; on the test cutoff the calibrated model's
+    # AUC and AP are not below the raw booster's. The comparison and choice are logged.
+    m, p = churn.metrics, churn.params
+    assert p["calibration"] in {"none", "sigmoid", "isotonic"}
+    for metric in ("roc_auc", "average_precision"):
+        assert m[f"test_{metric}"] >= m[f"raw_booster_test_{metric}"] - 1e-9
+        for method in ("none", "sigmoid", "isotonic"):
+            assert f"valid_calibration_{method}_{metric}" in m
+    assert m[f"valid_calibration_{p['calibration']}_keeps_ranking"] == 1.0
+    # the BG/NBD step inside the model: its parameters, fitted on the training cutoffs
+    assert all(p[f"bgnbd_features_{k}"] > 0 for k in ("r", "alpha", "a", "b"))
+    assert "bgnbd_expected_purchases" in churn.importance.index
+
+
 def test_churn_is_calibrated_on_the_test_cutoff(churn, synthetic):
     # Calibrated on the validation cutoff only; on the untouched test cutoff the mean
     # predicted probability should still be close to the observed churn rate.
