@@ -105,6 +105,10 @@ def test_one_channel_trains_churn_and_recs_and_scores(web_only_home):
     manifest = json.loads((scores / "manifest.json").read_text())
     assert set(manifest["model_versions"]) == {"churn", "recommender"}
 
+    _ok(omni("snapshot", "build", "--models", "churn", home=home))
+    latest = (home / "online" / "LATEST").read_text().strip()
+    built = json.loads((home / "online" / latest / "manifest.json").read_text())
+    assert set(built["models"]) == {"churn"}
     _ok(omni("score", "--models", "churn", home=home))
     assert pd.read_parquet(scores / "recommendations.parquet").empty
     assert pd.read_parquet(scores / "customers.parquet")["churn_probability"].notna().any()

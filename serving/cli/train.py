@@ -122,7 +122,12 @@ def _command(job: str):
             int, typer.Option(min=1, help="Label window after each cutoff, in days.")
         ] = 60,
         cutoffs: Annotated[
-            int, typer.Option(min=1, help="Rolling training cutoffs, 30 days apart.")
+            int,
+            typer.Option(
+                min=1,
+                help="Rolling training cutoffs, 30 days apart (closer, then fewer, when the "
+                "history is short; the output says so).",
+            ),
         ] = 4,
         seed: Annotated[
             int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
@@ -142,7 +147,7 @@ def _command(job: str):
                 train_recs_and_report(settings, RECS_HORIZON_DAYS, seed, *dates)
 
     command.__doc__ = {
-        "churn": "Churn risk: LightGBM vs recency / frequency baselines.",
+        "churn": "Churn risk: LightGBM vs recency, frequency and BG/NBD baselines.",
         "channel": "Next best channel: multiclass LightGBM vs most-used / last-used baselines.",
         "all": "Every model (churn, channel, recs), one after the other.",
     }[job]
