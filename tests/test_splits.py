@@ -85,22 +85,12 @@ def test_cdnow_length_history_trains_with_one_cutoff():
 
 def test_test_cutoff_and_as_of_place_the_split():
     # issue 16: --test-cutoff reproduces a split whatever data came later
-    s = _split(
-        500,
-        horizon_days=30,
-        lookback_days=60,
-        n_train=2,
-        test_cutoff=pd.Timestamp("2025-09-01", tz=UTC),
+    test = pd.Timestamp("2025-09-01", tz=UTC)
+    s, later = (
+        _split(days, horizon_days=30, lookback_days=60, n_train=2, test_cutoff=test)
+        for days in (500, 700)
     )
-    assert s.test == pd.Timestamp("2025-09-01", tz=UTC)
-    assert s.valid == pd.Timestamp("2025-08-02", tz=UTC)
-    later = _split(
-        700,
-        horizon_days=30,
-        lookback_days=60,
-        n_train=2,
-        test_cutoff=pd.Timestamp("2025-09-01", tz=UTC),
-    )
+    assert s.test == test and s.valid == pd.Timestamp("2025-08-02", tz=UTC)
     assert later.train == s.train and later.valid == s.valid and later.test == s.test
     a = _split(500, horizon_days=30, lookback_days=60, as_of=pd.Timestamp("2025-10-01", tz=UTC))
     assert a.test == pd.Timestamp("2025-09-01", tz=UTC) and a.as_params()["as_of"] == "2025-10-01"
