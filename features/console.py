@@ -77,6 +77,11 @@ def step(title: str) -> Iterator[None]:
     console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - t0:.1f} s)[/]")
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr, never wrapped."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
 def say(message: str) -> None:
     """Progress line for long jobs."""
     console.print(f"  {message}")

@@ -75,9 +75,15 @@ def score_customers(
     return pd.concat(parts_c, ignore_index=True), pd.concat(parts_r, ignore_index=True)
 
 
-def snapshot_for(settings: Settings, as_of: pd.Timestamp | None, say=print) -> Path:
-    """The latest snapshot when it is intact and has this cutoff and today's champions,
-    else a new one; marked as in use by this process (snapshot retention keeps it)."""
+def snapshot_for(
+    settings: Settings,
+    as_of: pd.Timestamp | None,
+    say=print,
+    models: Sequence[str] | None = None,
+) -> Path:
+    """The latest snapshot when it is intact and has this cutoff and today's champions
+    (of ``models``; default: every model that has one), else a new one; marked as in use
+    by this process (snapshot retention keeps it)."""
     from serving.online import (
         SnapshotError,
         build_snapshot,
@@ -99,11 +105,11 @@ def snapshot_for(settings: Settings, as_of: pd.Timestamp | None, say=print) -> P
             say(f"{exc}: building a new one")
         else:
             same_cutoff = as_of is None or pd.Timestamp(manifest["as_of"]) == as_of
-            if same_cutoff and is_current(settings, latest):
+            if same_cutoff and is_current(settings, latest, models):
                 say(f"reusing snapshot {latest.name} (as of {manifest['as_of']})")
                 path = latest
     if path is None:
-        path = build_snapshot(settings, as_of, progress=say, serving=False)
+        path = build_snapshot(settings, as_of, progress=say, serving=False, models=models)
     mark_in_use(settings, path)
     return path
 
@@ -116,14 +122,16 @@ def run_batch(
     only_changed: bool = False,
     say: Callable[[str], None] = print,
     progress: Progress | None = None,
+    models: Sequence[str] | None = None,
 ) -> BatchResult:
-    """Score every customer as of ``as_of`` (default: after the newest event) into ``out``."""
+    """Score every customer as of ``as_of`` (default: after the newest event) into ``out``
+    with the champions of ``models`` (default: every model that has one)."""
     from serving.online import load_snapshot
     from serving.scoring import Scorer
 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    snapshot = load_snapshot(snapshot_for(settings, as_of, say))
+    snapshot = load_snapshot(snapshot_for(settings, as_of, say, models))
     scorer = Scorer(snapshot, num_threads=0, precompute_candidates=False)
     seconds["snapshot"] = time.perf_counter() - t0
     ids = scorer.ids.tolist()  # list(index) iterates Arrow strings one by one: ~10x slower
@@ -179,7 +187,7 @@ def finish(
         "k": k,
         "customers": len(customers),
         "rescored": rescored,
-        "cold_start": int(customers["cold_start"].sum()),
+        "cold_start": int(customers["cold_start"].sum()) if "cold_start" in customers else 0,
         "only_changed": only_changed,
         "engine": engine,
     }

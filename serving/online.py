@@ -31,7 +31,7 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,9 +203,12 @@ def load_snapshot(path: Path | str) -> OnlineSnapshot:
         features = pd.read_parquet(path / "features.parquet")
     with _reading(path, "models.pkl"), open(path / "models.pkl", "rb") as f:
         models = pickle.load(f)
-    missing = sorted(set(MODEL_NAMES) - set(models))
-    if missing:
-        raise SnapshotError(f"snapshot {path} lacks models: {missing}")
+    wanted = set(manifest["models"])
+    if not wanted or set(models) != wanted or not wanted <= set(MODEL_NAMES):
+        raise SnapshotError(
+            f"snapshot {path} holds models {sorted(models)}, its manifest lists "
+            f"{sorted(wanted)}: rebuild it (`omni snapshot build`)"
+        )
     arrays = None
     if (path / "serving.npz").exists():
         import numpy as np
@@ -236,12 +239,45 @@ def champion_versions(settings: Settings) -> dict[str, int | None]:
     return {key: champion_version(settings, name) for key, name in MODEL_NAMES.items()}
 
 
-def is_current(settings: Settings, path: Path) -> bool:
-    """Was the snapshot built from today's champions? (``RegistryUnreachable`` when the
-    registry does not answer.)"""
+def check_model_keys(models: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The snapshot keys a user asked for (``--models churn,recommender``), checked;
+    None (every model that has a champion) stays None."""
+    if models is None:
+        return None
+    keys = tuple(dict.fromkeys(m.strip() for m in models if m.strip()))
+    unknown = [k for k in keys if k not in MODEL_NAMES]
+    if unknown or not keys:
+        raise ValueError(
+            f"--models {','.join(models)}: choose among {', '.join(MODEL_NAMES)} "
+            f"(unknown: {', '.join(unknown) or 'none given'})"
+        )
+    return keys
+
+
+def wanted_champions(settings: Settings, models: Sequence[str] | None = None) -> dict[str, int]:
+    """Snapshot key -> champion version of the models to serve: ``models`` (each must have
+    a champion), or by default every model that has one (at least one must)."""
+    versions = champion_versions(settings)
+    keys = tuple(MODEL_NAMES) if models is None else tuple(models)
+    missing = [k for k in keys if versions[k] is None]
+    if missing and (models is not None or len(missing) == len(keys)):
+        raise SnapshotError(
+            f"no @champion for {', '.join(missing)} in {settings.tracking_uri}: train first "
+            "(`omni train all`, or `omni run` for everything on synthetic data)"
+            + ("" if models is None else ", or leave it out of --models")
+        )
+    return {k: versions[k] for k in keys if versions[k] is not None}
+
+
+def is_current(settings: Settings, path: Path, models: Sequence[str] | None = None) -> bool:
+    """Was the snapshot built from today's champions (of ``models``, default: every model
+    that has one)? (``RegistryUnreachable`` when the registry does not answer.)"""
     manifest = read_manifest(path)
     built = {k: int(v["version"]) for k, v in manifest["models"].items()}
-    return built == champion_versions(settings)
+    try:
+        return built == wanted_champions(settings, models)
+    except SnapshotError:
+        return False
 
 
 def build_snapshot(
@@ -250,11 +286,13 @@ def build_snapshot(
     refresh_recommender: bool = True,
     progress: Callable[[str], None] | None = None,
     serving: bool = True,
+    models: Sequence[str] | None = None,
 ) -> Path:
     """Build a snapshot as of ``as_of`` (default: the first midnight after the last
-    event) from the champions and the events store; returns its folder. ``serving``:
-    also precompute what real-time requests read (batch scoring does not need it; a
-    service given a snapshot without it computes it at start-up)."""
+    event) from the champions of ``models`` (default: every model that has one) and the
+    events store; returns its folder. ``serving``: also precompute what real-time
+    requests read (batch scoring does not need it; a service given a snapshot without it
+    computes it at start-up)."""
     from features.customer_features import build_customer_features
     from features.cutoffs import parse_cutoff
     from features.registry import DEFAULT_WINDOWS
@@ -266,12 +304,12 @@ def build_snapshot(
         tell(f"removed {name}, left by an earlier build that did not finish")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    models, sources = _load_champions(settings)
+    models, sources = _load_champions(settings, models)
     seconds["load_models"] = time.perf_counter() - t0
     tell("loaded the champions: " + ", ".join(f"{k} v{v['version']}" for k, v in sources.items()))
     t = parse_cutoff(as_of, "--as-of") if as_of is not None else _after_last_event(settings)
-    rec = models["recommender"]
-    lookback = max(max(DEFAULT_WINDOWS), rec.lookback_days)
+    rec = models.get("recommender")
+    lookback = max(max(DEFAULT_WINDOWS), rec.lookback_days if rec is not None else 0)
     t0 = time.perf_counter()
     events = read_events(settings.store_dir, start=t - pd.Timedelta(days=lookback), end=t)
     tables = {n: read_table(settings.store_dir, n) for n in ("customers", "products", "stores")}
@@ -281,13 +319,13 @@ def build_snapshot(
     features = build_customer_features(events, tables["customers"], t)
     seconds["features"] = time.perf_counter() - t0
     tell(f"built features of {len(features):,} customers ({seconds['features']:.1f} s)")
-    if refresh_recommender and t != rec.as_of_:
+    if rec is not None and refresh_recommender and t != rec.as_of_:
         t0 = time.perf_counter()
         rec.refresh(events, tables["customers"], tables["products"], tables["stores"], as_of=t)
         seconds["recommender"] = time.perf_counter() - t0
         tell(f"moved the recommender to {t:%Y-%m-%d} ({seconds['recommender']:.1f} s)")
     arrays = {}
-    if serving:
+    if serving and rec is not None:
         t0 = time.perf_counter()
         arrays = serving_arrays(rec, LIST_DEPTH)
         seconds["serving_arrays"] = time.perf_counter() - t0
@@ -319,15 +357,15 @@ def write_snapshot(
     from features.registry import DEFAULT_WINDOWS
 
     tell = tell or (lambda _m: None)
-    rec = models["recommender"]
+    rec = models.get("recommender")
     manifest = {
         "format": FORMAT,
         "as_of": as_of.isoformat(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "models": sources,
-        "recommender_as_of": rec.as_of_.isoformat(),
+        "recommender_as_of": rec.as_of_.isoformat() if rec is not None else None,
         "customers": len(features),
-        "products": int(rec.catalogue_.n_items),
+        "products": int(rec.catalogue_.n_items) if rec is not None else None,
         "events": events,
         "seconds": seconds or {},
     }
@@ -417,8 +455,11 @@ def _after_last_event(settings: Settings) -> pd.Timestamp:
     return last.floor("D") + pd.Timedelta(days=1)
 
 
-def _load_champions(settings: Settings) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The fitted model inside each ``@champion`` MLflow model, and where it came from.
+def _load_champions(
+    settings: Settings, models: Sequence[str] | None = None
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The fitted model inside the ``@champion`` MLflow model of each of ``models``
+    (default: every model that has one), and where it came from.
 
     Only the ``MLmodel`` file and the pickle are downloaded, and the pickle is read with
     the installed packages (``mlflow.pyfunc.load_model`` would import the code bundled
@@ -431,17 +472,13 @@ def _load_champions(settings: Settings) -> tuple[dict[str, Any], dict[str, dict[
 
     from training.tracking import use_tracking
 
-    missing = [k for k, v in champion_versions(settings).items() if v is None]
-    if missing:  # checked first: opening a client would create an empty store here
-        raise SnapshotError(
-            f"no @champion for {', '.join(missing)} in {settings.tracking_uri}: train first "
-            "(`omni train all`, or `omni run` for everything on synthetic data)"
-        )
+    keys = wanted_champions(settings, models)  # first: a client would create an empty store
     client = MlflowClient(use_tracking(settings))
     models, sources = {}, {}
     quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # two small files per model
     with tempfile.TemporaryDirectory() as tmp, _environ(quiet):
-        for key, name in MODEL_NAMES.items():
+        for key in keys:
+            name = MODEL_NAMES[key]
             version = client.get_model_version_by_alias(name, "champion")
             repo = get_artifact_repository(f"models:/{name}/{version.version}")
             folder = Path(tmp) / key

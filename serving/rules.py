@@ -30,6 +30,10 @@ RISK_BANDS: tuple[tuple[float, str], ...] = ((0.3, "low"), (0.6, "medium"), (1.0
 """Churn probability below the bound -> band (first that applies)."""
 
 
+class MissingModel(LookupError):
+    """The snapshot does not hold the model a call needs (``str``: its snapshot key)."""
+
+
 class RequestError(ValueError):
     """A client mistake: ``field`` names the offending request field."""
 

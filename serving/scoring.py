@@ -21,7 +21,14 @@ from features.contract.consent import consent_mask, consented
 from features.contract.schema import CHANNELS
 from serving.online import OnlineSnapshot
 from serving.ranked_lists import PERSONAL_PARTS, RankedLists
-from serving.rules import CatalogueIndex, ItemRules, index_positions, item_rules, risk_band
+from serving.rules import (
+    CatalogueIndex,
+    ItemRules,
+    MissingModel,
+    index_positions,
+    item_rules,
+    risk_band,
+)
 from training.customer_models.classifiers import model_matrix
 from training.recs.candidates import REASONS, CandidateTable
 
@@ -41,7 +48,11 @@ class Recommendations:
 
 
 class Scorer:
-    """Churn, next best channel and recommendations for customer ids, from a snapshot."""
+    """Churn, next best channel and recommendations for customer ids, from a snapshot.
+
+    A snapshot may hold a subset of the three models (``omni score --models churn``, or
+    data with one channel and no next-best-channel model): a missing model's outputs are
+    left out of :meth:`score_frames` (and are NaN / empty from the single calls)."""
 
     def __init__(
         self,
@@ -64,17 +75,28 @@ class Scorer:
         self.versions = snapshot.versions
         table = snapshot.features
         self.ids = pd.Index(table.index.astype("str"), name="customer_id")
-        self.churn_model = snapshot.models["churn"]
-        self.channel_model = snapshot.models["next_best_channel"]
-        self.recommender = snapshot.models["recommender"]
-        self.X_churn = _rows(table, self.churn_model.features_)
-        if list(self.channel_model.features_) == list(self.churn_model.features_):
+        self.churn_model = snapshot.models.get("churn")
+        self.channel_model = snapshot.models.get("next_best_channel")
+        self.recommender = snapshot.models.get("recommender")
+        churn_features = getattr(self.churn_model, "features_", None)
+        self.X_churn = None if churn_features is None else _rows(table, churn_features)
+        if self.channel_model is None:
+            self.X_channel, self.channels = None, []
+        elif list(self.channel_model.features_) == list(churn_features or []):
             self.X_channel = self.X_churn  # the same columns: one matrix (read-only use)
         else:
             self.X_channel = _rows(table, self.channel_model.features_)
-        self.channels = [str(c) for c in self.channel_model.classes_]
+        if self.channel_model is not None:
+            self.channels = [str(c) for c in self.channel_model.classes_]
         self.consent = _consent(table, self.channels)
+        self._churn = self._channel = None
+        self.lists = None
         rec = self.recommender
+        if rec is None:  # churn and / or channel only
+            if ranked_lists:
+                everyone = np.arange(len(self.ids))
+                self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
+            return
         self.catalogue = rec.catalogue_
         self.item_ids = np.asarray(rec.catalogue_.item_ids, dtype=object)
         self._item_ids = pa.array(self.item_ids.tolist(), pa.string())  # for Arrow takes
@@ -89,12 +111,11 @@ class Scorer:
         self.active = rec.state_.active
         if precompute_candidates or ranked_lists:  # real time: ready before the first request
             _ = self._position, self._rec_code
-        self._churn = self._channel = None
         if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
             everyone = np.arange(len(self.ids))
             self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
         if not ranked_lists:
-            self.lists = None
+            pass
         elif int(stored.get("lists_depth", -1)) == ranked_lists:
             self.lists = RankedLists.from_arrays(stored)
         else:
@@ -127,7 +148,7 @@ class Scorer:
             return np.where(pos >= 0, self._churn[np.maximum(pos, 0)], np.nan)
         out = np.full(len(pos), np.nan)
         known = pos >= 0
-        if known.any():
+        if known.any() and self.churn_model is not None:
             X = self.X_churn[pos[known]]
             out[known] = self.churn_model.predict_matrix(X, num_threads=self.num_threads)
         return out
@@ -141,7 +162,7 @@ class Scorer:
             return rows
         out = np.full((len(pos), len(self.channels)), np.nan)
         known = pos >= 0
-        if known.any():
+        if known.any() and self.channel_model is not None:
             p = pos[known]
             raw = self.channel_model.predict_matrix(self.X_channel[p], num_threads=self.num_threads)
             out[known] = consented(raw, self.consent[p])
@@ -157,7 +178,10 @@ class Scorer:
         categories: Sequence[str] | None = None,
     ) -> Recommendations:
         """Top-k products per customer under the request's rules (see
-        :mod:`serving.rules`); unknown customers get cold-start popularity."""
+        :mod:`serving.rules`); unknown customers get cold-start popularity.
+        :class:`MissingModel` when the snapshot has no recommender."""
+        if self.recommender is None:
+            raise MissingModel("recommender")
         rules, store = item_rules(self.index, channel, store_id, exclude, categories)
         return self.recommend_codes(ids, k, rules, store, CHANNEL_CODE.get(channel or "", -1))
 
@@ -202,25 +226,25 @@ class Scorer:
         channel: str | None = None,
         store_id: str | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """All three predictions as tables: (one row per customer, one row per
-        recommended product). What ``/score`` and batch scoring return."""
+        """The snapshot's predictions as tables: (one row per customer, one row per
+        recommended product). What ``/score`` and batch scoring return; a model the
+        snapshot lacks adds no columns (no recommender: no recommendation rows)."""
         ids = list(ids)
         pos = self.positions(ids)
-        churn = self.churn(pos)
-        proba = self.next_channel(pos)
+        columns = {"customer_id": pd.Series(ids, dtype="str"), "known": pos >= 0}
+        if self.churn_model is not None:
+            churn = self.churn(pos)
+            columns["churn_probability"] = churn
+            columns["churn_band"] = pd.Series(risk_band(churn), dtype="str")
+        if self.channel_model is not None:
+            proba = self.next_channel(pos)
+            columns |= {f"p_{c}": proba[:, j] for j, c in enumerate(self.channels)}
+            columns["best_channel"] = pd.Series(self.best_channels(proba), dtype="str")
+        if self.recommender is None:
+            return pd.DataFrame(columns), self.recommendation_frame([], _NO_RECOMMENDATIONS)
         recs = self.recommend(ids, k, channel, store_id)
-        customers = pd.DataFrame(
-            {
-                "customer_id": pd.Series(ids, dtype="str"),
-                "known": pos >= 0,
-                "churn_probability": churn,
-                "churn_band": pd.Series(risk_band(churn), dtype="str"),
-                **{f"p_{c}": proba[:, j] for j, c in enumerate(self.channels)},
-                "best_channel": pd.Series(self.best_channels(proba), dtype="str"),
-                "cold_start": recs.cold_start,
-            }
-        )
-        return customers, self.recommendation_frame(ids, recs)
+        columns["cold_start"] = recs.cold_start
+        return pd.DataFrame(columns), self.recommendation_frame(ids, recs)
 
     def best_channels(self, proba: np.ndarray) -> np.ndarray:
         """The most likely consented channel per row (None: unknown customer or nothing
@@ -233,11 +257,12 @@ class Scorer:
 
     def recommendation_frame(self, ids: Sequence[str], recs: Recommendations) -> pd.DataFrame:
         """customer_id, rank (1 = best), product_id, score, reason."""
+        items = self._item_ids if self.recommender is not None else pa.array([], pa.string())
         return pd.DataFrame(
             {
                 "customer_id": _take_str(pa.array(list(ids), pa.string()), recs.pos),
                 "rank": (recs.rank + 1).astype(np.int16),
-                "product_id": _take_str(self._item_ids, recs.item),
+                "product_id": _take_str(items, recs.item),
                 "score": recs.score.astype(np.float32),
                 "reason": _take_str(_REASONS, recs.reason),
             }
@@ -245,6 +270,10 @@ class Scorer:
 
 
 _REASONS = pa.array(list(REASONS), pa.string())
+_EMPTY = np.zeros(0, np.int64)
+_NO_RECOMMENDATIONS = Recommendations(
+    _EMPTY, _EMPTY, np.zeros(0, np.float32), _EMPTY, _EMPTY, np.zeros(0, bool)
+)
 
 
 def _take_str(values: pa.Array, index: np.ndarray) -> pd.Series:

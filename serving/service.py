@@ -27,7 +27,13 @@ from starlette.responses import JSONResponse
 from serving.guards import BearerAuth, JsonBodyGuard, ReadableErrors, describe_error
 from serving.published_schema import PublishedSchema
 from serving.request_metrics import RequestMetrics
-from serving.rules import RequestError, UnknownReference, channel_ranking, risk_band
+from serving.rules import (
+    MissingModel,
+    RequestError,
+    UnknownReference,
+    channel_ranking,
+    risk_band,
+)
 from serving.schemas import (
     Categories,
     Channel,
@@ -107,6 +113,14 @@ def client_error(exc: RequestError) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status)
 
 
+def missing_model(key: str) -> JSONResponse:
+    """404 for an endpoint whose model the served snapshot does not hold (it was built
+    from a subset: ``--models``, or one-channel data without a next-best-channel model)."""
+    detail = f"{key}: the served snapshot has no {key} model (built with --models without it)"
+    body = ErrorResponse(error="not found", detail=detail)
+    return JSONResponse(body.model_dump(), status_code=404)
+
+
 @bentoml.service(
     name=SERVICE_NAME,
     workers=1,
@@ -161,6 +175,8 @@ class Personalization:
             recs = s.recommend([customer_id], k, channel, store_id, exclude, categories)
         except RequestError as exc:
             return client_error(exc)
+        except MissingModel as exc:
+            return missing_model(str(exc))
         pos = s.positions([customer_id])
         churn = s.churn(pos)
         proba = s.next_channel(pos)
@@ -175,11 +191,13 @@ class Personalization:
             **self.meta,
         )
 
-    @bentoml.api(input_spec=CustomersRequest)
+    @bentoml.api(input_spec=CustomersRequest, output_spec=ChannelResponse)
     async def next_best_channel(
         self, customer_id: str | None = None, customer_ids: list[str] | None = None
-    ) -> ChannelResponse:
+    ) -> ChannelResponse | JSONResponse:
         """Consented channels with probabilities, best first, for one customer or a list."""
+        if self.scorer.channel_model is None:
+            return missing_model("next_best_channel")
         ids = _ids(customer_id, customer_ids)
         pos = self.scorer.positions(ids)
         proba = self.scorer.next_channel(pos)
@@ -189,11 +207,13 @@ class Personalization:
         ]
         return ChannelResponse(results=results, **self.meta)
 
-    @bentoml.api(input_spec=CustomersRequest)
+    @bentoml.api(input_spec=CustomersRequest, output_spec=ChurnResponse)
     async def churn_risk(
         self, customer_id: str | None = None, customer_ids: list[str] | None = None
-    ) -> ChurnResponse:
+    ) -> ChurnResponse | JSONResponse:
         """Churn probability and risk band for one customer or a list."""
+        if self.scorer.churn_model is None:
+            return missing_model("churn")
         ids = _ids(customer_id, customer_ids)
         pos = self.scorer.positions(ids)
         churn = self.scorer.churn(pos)
@@ -219,6 +239,8 @@ class Personalization:
             recs = s.recommend(ids, k, channel, store_id)
         except RequestError as exc:
             return client_error(exc)
+        except MissingModel as exc:
+            return missing_model(str(exc))
         pos = s.positions(ids)
         churn = s.churn(pos)
         proba = s.next_channel(pos)

@@ -114,6 +114,11 @@ def run_batch_spark(
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     snapshot = load_snapshot(snapshot_for(settings, as_of, say))
+    if len(snapshot.models) < 3:
+        raise ValueError(
+            f"--engine spark needs all three models; snapshot {snapshot.path.name} holds "
+            f"{', '.join(snapshot.models)}: use --engine local"
+        )
     seconds["snapshot"] = time.perf_counter() - t0
     models_pkl = str((snapshot.path / "models.pkl").resolve())
     t = snapshot.as_of

@@ -112,6 +112,10 @@ def test_set_loads_a_plain_purchase_log_and_summary_shows_it(tmp_path):
     }
     res = omni("data", "summary", home=home)
     assert res.returncode == 0 and "purchases 5" in res.stdout
+    # issue 16: no product_id anywhere: one line, not an IndexError from the recommender
+    res = omni("train", "recs", home=home)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "nothing to fit a recommender on" in res.stderr
 
 
 @pytest.mark.slow

@@ -124,3 +124,43 @@ def test_unknown_customers_and_bad_requests(server, batch):
     ping = requests.post(f"{server}/ping", json={}, timeout=TIMEOUT)
     assert ping.status_code == 200
     assert ping.json()["model_versions"] == {k: "1" for k in MODEL_NAMES}
+
+
+@pytest.fixture(scope="module")
+def churn_only(snapshot_path, tmp_path_factory):
+    """A snapshot with the churn model alone (issue 16: `--models churn`, or data with
+    one channel), written from the full snapshot's fitted models."""
+    full = load_snapshot(snapshot_path)
+    settings = get_settings({"OMNI_HOME": str(tmp_path_factory.mktemp("churn") / "home")})
+    sources = {"churn": {"name": "churn", "version": 1, "run_id": "in-test"}}
+    models = {"churn": full.models["churn"]}
+    return write_snapshot(settings, full.as_of, full.features, models, sources)
+
+
+def test_a_churn_only_snapshot_serves_churn_and_refuses_the_rest(churn_only, batch, tmp_path):
+    # issue 16: serving works with whichever models exist; the others answer 404 naming them
+    alone = Scorer(load_snapshot(churn_only), num_threads=1, ranked_lists=LIST_DEPTH)
+    ids = [str(i) for i in batch.snapshot.features.index[:25]]
+    customers, recs = alone.score_frames(ids)
+    full, _ = batch.score_frames(ids)
+    np.testing.assert_allclose(customers["churn_probability"], full["churn_probability"])
+    assert recs.empty and "best_channel" not in customers and "cold_start" not in customers
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd, env = service_command(churn_only, port)
+    proc = start(cmd, env, url, tmp_path / "stdout.txt", tmp_path / "stderr.txt")
+    try:
+        r = requests.post(f"{url}/churn_risk", json={"customer_ids": ids[:3]}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        got = [c["churn"]["probability"] for c in r.json()["results"]]
+        np.testing.assert_allclose(got, full["churn_probability"][:3], atol=TOL)
+        for path, body, model in (
+            ("recommend", {"customer_id": ids[0]}, "recommender"),
+            ("score", {"customer_ids": ids[:2]}, "recommender"),
+            ("next_best_channel", {"customer_id": ids[0]}, "next_best_channel"),
+        ):
+            r = requests.post(f"{url}/{path}", json=body, timeout=TIMEOUT)
+            assert r.status_code == 404, (path, r.text)
+            assert r.json()["detail"].startswith(f"{model}: the served snapshot has no"), r.text
+    finally:
+        stop(proc)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from features.console import console, fail, say, user_errors
+from serving.cli.snapshot import Models, model_keys
 
 
 class Engine(StrEnum):
@@ -45,6 +46,7 @@ def score(
         str | None,
         typer.Option(help="Spark master URL (default: local[*], or what spark-submit set)."),
     ] = None,
+    models: Models = None,
 ) -> None:
     """Score every customer: churn probability and band, channel probabilities after
     consent, top-k products with reasons; the service's code, rules and numbers.
@@ -62,6 +64,9 @@ def score(
     t0 = time.perf_counter()
     with user_errors(), registry_errors(settings):
         cutoff = parse_cutoff(as_of, "--as-of") if as_of is not None else None
+        keys = model_keys(models)
+        if keys is not None and engine is Engine.spark:
+            raise fail("--models works with --engine local; --engine spark scores all three")
         try:
             if engine is Engine.spark:
                 from serving.spark_scoring import run_batch_spark
@@ -89,6 +94,7 @@ def score(
                         only_changed,
                         say=say,
                         progress=lambda done, total: bar.update(task, completed=done, total=total),
+                        models=keys,
                     )
         except SnapshotError as exc:
             raise fail(str(exc)) from None

@@ -16,14 +16,14 @@ from typing import Annotated
 
 import typer
 
-from features.console import console, fail, step, user_errors
-from serving.cli.snapshot import build_and_report, warn
+from features.console import console, fail, step, user_errors, warn
+from serving.cli.snapshot import Models, build_and_report, model_keys
 
 BENTO_DIR = "bento_snapshot"
 """Where `omni bento` copies the snapshot for bentofile.yaml to include."""
 
 
-def ready_snapshot(settings, rebuild: bool) -> Path:
+def ready_snapshot(settings, rebuild: bool, models: tuple[str, ...] | None = None) -> Path:
     """The snapshot to serve: ``OMNI_SNAPSHOT``, else the newest valid one (a damaged one
     is passed over, saying so) if it was built from the current champions, else a new
     one. When the registry cannot be reached the newest valid snapshot is served as it
@@ -45,8 +45,8 @@ def ready_snapshot(settings, rebuild: bool) -> Path:
     else:
         path = newest_valid_snapshot(settings, note=warn)
         try:
-            if rebuild or path is None or not is_current(settings, path):
-                path = build_and_report(settings)
+            if rebuild or path is None or not is_current(settings, path, models):
+                path = build_and_report(settings, models=models)
         except RegistryUnreachable as exc:
             if path is None:
                 folder = online_dir(settings)
@@ -70,12 +70,13 @@ def serve(
     rebuild: Annotated[
         bool, typer.Option(help="Build a new snapshot even if the latest is current.")
     ] = False,
+    models: Models = None,
 ) -> None:
     """Start the scoring service (BentoML) on the latest snapshot, rebuilding it first
     when the champions changed. Set OMNI_API_TOKEN to require a bearer token."""
     settings = ctx.obj
     with user_errors():
-        path = ready_snapshot(settings, rebuild)
+        path = ready_snapshot(settings, rebuild, model_keys(models))
     auth = "bearer token required" if settings.api_token else "no token (set OMNI_API_TOKEN)"
     console.print(f"serving {path.name} on http://{host}:{port}  ({auth}); Ctrl-C stops it")
     from serving.bentoml_server import service_command

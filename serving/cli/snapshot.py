@@ -6,9 +6,25 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from features.console import console, err_console, fail, say, step, user_errors
+from features.console import console, fail, say, step, user_errors
+
+Models = Annotated[
+    str | None,
+    typer.Option(
+        "--models",
+        help="Comma-separated models to use: churn, next_best_channel, recommender "
+        "(default: every model that has a @champion).",
+    ),
+]
+
+
+def model_keys(models: str | None) -> tuple[str, ...] | None:
+    """``--models a,b`` as snapshot keys (ValueError naming the option when unknown)."""
+    from serving.online import check_model_keys
+
+    return None if models is None else check_model_keys(models.split(","))
+
 
 snapshot_app = typer.Typer(
     help="The online snapshot the service and batch scoring read.", no_args_is_help=True
@@ -33,16 +49,12 @@ def snapshot_build(
             "--no-serving for a batch-only snapshot."
         ),
     ] = True,
+    models: Models = None,
 ) -> None:
     """Build a snapshot from the @champion models and the events store."""
     with user_errors():
-        path = build_and_report(ctx.obj, as_of, refresh_recommender, serving)
+        path = build_and_report(ctx.obj, as_of, refresh_recommender, serving, model_keys(models))
     console.print(f"snapshot: {path}")
-
-
-def warn(message: str) -> None:
-    """One line on stderr, never wrapped."""
-    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def build_and_report(
@@ -50,6 +62,7 @@ def build_and_report(
     as_of: str | None = None,
     refresh_recommender: bool = True,
     serving: bool = True,
+    models: tuple[str, ...] | None = None,
 ) -> Path:
     """Build and report a snapshot (shared by `omni snapshot build`, `omni serve`, the main
     job)."""
@@ -58,6 +71,6 @@ def build_and_report(
 
     with step("build the online snapshot"), registry_errors(settings):
         try:
-            return build_snapshot(settings, as_of, refresh_recommender, say, serving)
+            return build_snapshot(settings, as_of, refresh_recommender, say, serving, models)
         except SnapshotError as exc:
             raise fail(str(exc)) from None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from features.console import console, say, step, user_errors
+from features.console import console, say, step, user_errors, warn
 from training.job_names import CUSTOMER_JOBS, RECS_HORIZON_DAYS
 
 app = typer.Typer(
@@ -16,7 +16,36 @@ app = typer.Typer(
 )
 
 
-def _config(lookback: int, horizon: int, cutoffs: int, seed: int | None, settings):
+TestCutoff = Annotated[
+    str | None,
+    typer.Option(
+        "--test-cutoff",
+        help="First day of the test window (YYYY-MM-DD); validation and training cutoffs are "
+        "placed before it. Default: --as-of minus the horizon. Give the same date to "
+        "reproduce a split after more data arrived.",
+    ),
+]
+AsOf = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Train as if today were this day (YYYY-MM-DD): events from it on are not read, "
+        "and the recommender is moved to it. Default: the day after the last event.",
+    ),
+]
+
+
+def _dates(test_cutoff: str | None, as_of: str | None) -> tuple:
+    """The two optional cutoffs of the command line as UTC timestamps (None: default)."""
+    from features.cutoffs import parse_cutoff
+
+    return (
+        None if test_cutoff is None else parse_cutoff(test_cutoff, "--test-cutoff"),
+        None if as_of is None else parse_cutoff(as_of, "--as-of"),
+    )
+
+
+def _config(lookback: int, horizon: int, cutoffs: int, seed: int | None, settings, dates):
     from training.customer_models.job import JobConfig
 
     return JobConfig(
@@ -24,11 +53,21 @@ def _config(lookback: int, horizon: int, cutoffs: int, seed: int | None, setting
         horizon_days=horizon,
         n_train_cutoffs=cutoffs,
         seed=settings.seed if seed is None else seed,
+        test_cutoff=dates[0],
+        as_of=dates[1],
     )
 
 
-def train_and_report(settings, jobs: tuple[str, ...], config) -> list:
-    """Train each job in turn on the store's data; print metrics and the gate's decision."""
+def one_channel(events) -> str | None:
+    """The only channel of the events, or None when there are two or more."""
+    channels = events["channel"].dropna().unique()
+    return str(channels[0]) if len(channels) == 1 else None
+
+
+def train_and_report(settings, jobs: tuple[str, ...], config, skip_one_channel=False) -> list:
+    """Train each job in turn on the store's data; print metrics and the gate's decision.
+    ``skip_one_channel``: pass over next best channel, with a note, when the events have
+    one channel (``omni train all``); asked for alone, it is an error."""
     from training.runner import load_training_data, run_customer_job
     from training.tracking import check_reachable, quiet_mlflow
 
@@ -39,6 +78,10 @@ def train_and_report(settings, jobs: tuple[str, ...], config) -> list:
     say(f"{len(events):,} events, {len(customers):,} customers; MLflow: {settings.tracking_uri}")
     outcomes = []
     for job in jobs:
+        only = one_channel(events) if job == "channel" and skip_one_channel else None
+        if only is not None:
+            warn(f"skipped next best channel: every event is on one channel ({only!r})")
+            continue
         with step(f"train {job}"):
             outcome = run_customer_job(settings, job, events, customers, config, say=say)
         _report(outcome)
@@ -54,9 +97,9 @@ def _report(outcome) -> None:
 
     r, d = outcome.result, outcome.decision
     table = comparison_table(r.metrics)
-    console.print(
-        f"  [bold]{r.name}[/] test cutoff {r.split.test:%Y-%m-%d} (gate: {r.gate_metric})"
-    )
+    console.print(f"  [bold]{r.name}[/] (gate: {r.gate_metric}) {r.split.describe()}")
+    if r.split.note:
+        console.print(f"  [yellow]cutoffs chosen from the history[/]: {r.split.note}")
     for name, row in table.iterrows():
         values = "  ".join(f"{k} {'-' if pd.isna(v) else f'{v:.3f}'}" for k, v in row.items())
         label = name if name == "model" else f"baseline {name}"
@@ -79,23 +122,32 @@ def _command(job: str):
             int, typer.Option(min=1, help="Label window after each cutoff, in days.")
         ] = 60,
         cutoffs: Annotated[
-            int, typer.Option(min=1, help="Rolling training cutoffs, 30 days apart.")
+            int,
+            typer.Option(
+                min=1,
+                help="Rolling training cutoffs, 30 days apart (closer, then fewer, when the "
+                "history is short; the output says so).",
+            ),
         ] = 4,
         seed: Annotated[
             int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
         ] = None,
+        test_cutoff: TestCutoff = None,
+        as_of: AsOf = None,
     ) -> None:
         from training.tracking import registry_errors
 
         settings = ctx.obj
         with user_errors(), registry_errors(settings):
+            dates = _dates(test_cutoff, as_of)
             jobs = CUSTOMER_JOBS if job == "all" else (job,)
-            train_and_report(settings, jobs, _config(lookback, horizon, cutoffs, seed, settings))
+            config = _config(lookback, horizon, cutoffs, seed, settings, dates)
+            train_and_report(settings, jobs, config, skip_one_channel=job == "all")
             if job == "all":
-                train_recs_and_report(settings, RECS_HORIZON_DAYS, seed)
+                train_recs_and_report(settings, RECS_HORIZON_DAYS, seed, *dates)
 
     command.__doc__ = {
-        "churn": "Churn risk: LightGBM vs recency / frequency baselines.",
+        "churn": "Churn risk: LightGBM vs recency, frequency and BG/NBD baselines.",
         "channel": "Next best channel: multiclass LightGBM vs most-used / last-used baselines.",
         "all": "Every model (churn, channel, recs), one after the other.",
     }[job]
@@ -106,7 +158,9 @@ for _job in (*CUSTOMER_JOBS, "all"):
     app.command(_job)(_command(_job))
 
 
-def train_recs_and_report(settings, horizon: int, seed: int | None) -> object:
+def train_recs_and_report(
+    settings, horizon: int, seed: int | None, test_cutoff=None, as_of=None
+) -> object:
     """Train the recommender on the store's data; print the comparison and the gate."""
     from dataclasses import replace
 
@@ -122,11 +176,20 @@ def train_recs_and_report(settings, horizon: int, seed: int | None) -> object:
         events = read_events(settings.store_dir)
         dims = {t: read_table(settings.store_dir, t) for t in ("customers", "products", "stores")}
     with step("train recs"):
-        result = train_recommender(settings, events, **dims, horizon_days=horizon, say=say)
+        result = train_recommender(
+            settings,
+            events,
+            **dims,
+            horizon_days=horizon,
+            test_cutoff=test_cutoff,
+            as_of=as_of,
+            say=say,
+        )
     table = result.table
+    console.print(f"  [bold]recommender[/] {result.split.describe()}")
     console.print(
-        f"  [bold]recommender[/] test window {result.split.test:%Y-%m-%d} + {horizon} days, "
-        f"{result.evaluations['model'].n_customers:,} customers"
+        f"    {result.evaluations['model'].n_customers:,} customers in the test window; "
+        f"the registered model is moved to {result.split.as_of:%Y-%m-%d}"
     )
     for name, row in table.iterrows():
         console.print(
@@ -150,10 +213,12 @@ def recs_command(
     seed: Annotated[
         int | None, typer.Option(help="Random seed (default: OMNI_SEED or 42).")
     ] = None,
+    test_cutoff: TestCutoff = None,
+    as_of: AsOf = None,
 ) -> None:
     """Product recommendations: ALS / buy-again / popularity candidates ranked by LightGBM,
     vs popularity, buy-again + popularity and ALS-alone baselines."""
     from training.tracking import registry_errors
 
     with user_errors(), registry_errors(ctx.obj):
-        train_recs_and_report(ctx.obj, horizon, seed)
+        train_recs_and_report(ctx.obj, horizon, seed, *_dates(test_cutoff, as_of))

@@ -41,6 +41,8 @@ class JobConfig:
     attribution_days: int = 7
     params: dict | None = None
     seed: int = 42
+    test_cutoff: pd.Timestamp | None = None  # default: as_of - horizon
+    as_of: pd.Timestamp | None = None  # default: the first midnight after the last event
 
 
 @dataclass
@@ -70,6 +72,8 @@ def _split(events: pd.DataFrame, config: JobConfig) -> TemporalSplit:
         lookback_days=config.lookback_days,
         n_train=config.n_train_cutoffs,
         step_days=config.step_days,
+        test_cutoff=config.test_cutoff,
+        as_of=config.as_of,
     )
 
 

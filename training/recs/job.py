@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -31,8 +31,8 @@ from training.recs.base import BaseRecommender
 from training.recs.baselines import ALSRecommender, BuyAgainRecommender, PopularityRecommender
 from training.recs.data import History
 from training.recs.evaluate import Evaluation, Holdout, comparison_table, evaluate
-from training.recs.model import Recommender, default_cutoff
-from training.splits import TemporalSplit
+from training.recs.model import Recommender, as_history, default_cutoff
+from training.splits import TemporalSplit, test_window
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -252,24 +252,33 @@ def train_recommender(
     products: pd.DataFrame | None = None,
     stores: pd.DataFrame | None = None,
     horizon_days: int = RECS_HORIZON_DAYS,
-    as_of: pd.Timestamp | str | None = None,
+    test_cutoff: pd.Timestamp | None = None,
+    as_of: pd.Timestamp | None = None,
     params: Mapping[str, Any] | None = None,
     register: bool = True,
     say: Say = lambda _m: None,
 ) -> RecsResult:
-    """Fit and evaluate the recommender and its baselines (see the module docstring for
-    the split), log the run to MLflow and register ``recommender`` through the gate."""
+    """Fit and evaluate the recommender and its baselines on the test window starting at
+    ``test_cutoff`` (default ``as_of`` - horizon; see the module docstring for the split),
+    move the model to ``as_of`` (default: after the last event; events from it on are not
+    read), log the run to MLflow and register ``recommender`` through the gate."""
+    history = as_history(events, customers, products, stores)
+    default_cutoff(history)  # a clear error when there is nothing to fit on
+    test, end = test_window(history.last_ts, horizon_days, test_cutoff, as_of)
     result = fit_and_evaluate(
-        events,
-        customers,
-        products,
-        stores,
+        history,
         horizon_days=horizon_days,
-        as_of=as_of,
+        as_of=test,
         params=params,
         seed=settings.seed,
         say=say,
     )
+    if end != test:
+        t0 = time.perf_counter()
+        result.model.refresh(history, as_of=end)
+        result.seconds["move"] = time.perf_counter() - t0
+        say(f"moved the recommender to {end:%Y-%m-%d} ({result.seconds['move']:.1f} s)")
+    result.split = replace(result.split, as_of=end)
     t0 = time.perf_counter()
     log_and_register(settings, result, events, register=register)
     result.seconds["log"] = time.perf_counter() - t0
