@@ -47,9 +47,10 @@ CHURN_PARAMS: dict[str, object] = {
     "reg_lambda": 10.0,
 }
 """Churn's defaults: small, regularised trees at a lower learning rate. On Complete Journey
-(issue 16) the default forest's validation AP peaked after 4-7 trees (the recency and
-frequency signal is learned at once, deeper trees then fit noise of ~600 churners); these
-settings kept 44-107 trees and raised validation AP from 0.371 to 0.389 (two seeds)."""
+(issue 16) the shared defaults' validation AP peaked after 3-21 trees (recency and
+frequency are learned at once, deeper trees then fit the noise of a few hundred
+churners); these keep 35-176 trees and raise the median validation AP over five seeds
+from 0.357 to 0.391 (docs/models.md, tests/benchmarks/churn_variants.py)."""
 EARLY_STOPPING_ROUNDS = 50
 
 
