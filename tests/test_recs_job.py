@@ -37,6 +37,12 @@ def test_job_logs_registers_and_the_logged_model_scores(settings, synth):
         assert f"baseline_{base}_{GATE_METRIC}" in logged
     assert run.data.params["horizon_days"] == "14"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
+    # issue 16: the ALS search is logged, one step per candidate, plus a JSON artifact
+    client = mlflow.MlflowClient()
+    steps = client.get_metric_history(result.run_id, "als_search_valid_new_ndcg_at_10")
+    assert len(steps) == len(result.als_search.rows) > 1
+    tuning = {a.path for a in client.list_artifacts(result.run_id, "tuning")}
+    assert "tuning/als_search.json" in tuning
     assert {"plots/metric_by_k.png", "plots/feature_importance.png"} <= artifacts
 
     loaded = mlflow.pyfunc.load_model(f"models:/{REGISTERED_NAME}@champion")

@@ -40,6 +40,9 @@ class _SnapshotBaseline(BaseRecommender):
         self.popularity_days = popularity_days
         self.random_state = random_state
 
+    def _bm25(self) -> dict[str, float]:
+        return {}
+
     def _als(self) -> ALSParams | None:
         return None
 
@@ -62,6 +65,7 @@ class _SnapshotBaseline(BaseRecommender):
             lookback_days=self.lookback_days,
             popularity_days=self.popularity_days,
             event_weights=dict(weights) if weights else None,
+            **self._bm25(),
         )
         self.state_ = build_cutoff_state(history, as_of, params, self._als(), self.random_state)
         self.catalogue_ = history.catalogue
@@ -120,11 +124,15 @@ class ALSRecommender(_SnapshotBaseline):
         regularization: float = 0.05,
         alpha: float = 1.0,
         iterations: int = 15,
+        bm25_k1: float = 100.0,
+        bm25_b: float = 0.8,
         num_threads: int = 2,
         random_state: int = 0,
     ) -> None:
         super().__init__(lookback_days, popularity_days, random_state)
         self.event_weights = event_weights
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -138,6 +146,9 @@ class ALSRecommender(_SnapshotBaseline):
 
     def _event_weights(self) -> Mapping[str, float] | None:
         return self.event_weights
+
+    def _bm25(self) -> dict[str, float]:
+        return {"bm25_k1": self.bm25_k1, "bm25_b": self.bm25_b}
 
     def _score(self, customers: Customers, k: int, excluded: np.ndarray) -> Rows:
         state, n_items = self.state_, self.catalogue_.n_items

@@ -54,6 +54,9 @@ class CutoffState:
     segment_counts: dict[str, PairTable]  # "store" / "region" / "channel" x item counts
     segment_totals: dict[str, np.ndarray]  # lines per segment
     segment_top: dict[str, tuple[np.ndarray, np.ndarray]]  # (items, counts) per segment
+    adopters: np.ndarray  # float32 per item: first-time buyers in the popularity window
+    adoption_share: np.ndarray  # float32 per item: their share of its window buyers (NaN: none)
+    customer_new_share: np.ndarray  # float32 per customer: share of window products new to them
     user_factors: np.ndarray | None = None
     item_factors: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -134,6 +137,9 @@ def build_cutoff_state(
         seg_top[name] = top_per_row(
             table.row_of(pos), table.col_of(pos), table.columns["count"], n_seg, depth
         )
+    adopters, adoption_share, customer_new_share = _adoption(
+        history, buy, t - params.popularity_days * DAY_S, n_c, n_i
+    )
     windows = windows_for(params.lookback_days)
     as_of_ts = pd.Timestamp(t, unit="s", tz="UTC")
     items = item_table(history, as_of_ts, windows)
@@ -170,10 +176,41 @@ def build_cutoff_state(
         segment_counts=seg_counts,
         segment_totals=seg_totals,
         segment_top=seg_top,
+        adopters=adopters,
+        adoption_share=adoption_share,
+        customer_new_share=customer_new_share,
         user_factors=user_f,
         item_factors=item_f,
         seconds=seconds,
     )
+
+
+def _adoption(
+    history: History, buy: np.ndarray, since_s: int, n_c: int, n_i: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Novelty of the popularity window (from ``since_s``), from purchase rows ``buy``
+    (time order): per item, customers who first bought it in the window (within the
+    lookback) and their share of its window buyers; per customer, the share of the
+    products they bought in the window that were new to them. Issue 16: signals for
+    ranking products a customer has never bought."""
+    key = history.customer[buy].astype(np.int64) * n_i + history.item[buy]
+    pairs, first = np.unique(key, return_index=True)  # rows are in time order
+    last_ts = np.full(len(pairs), np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(last_ts, np.searchsorted(pairs, key), history.ts[buy])
+    in_window = last_ts >= since_s
+    new = history.ts[buy][first] >= since_s  # first purchase in the window
+    item, cust = pairs % n_i, pairs // n_i
+    adopters = np.bincount(item[new], minlength=n_i).astype(np.float32)
+    window_buyers = np.bincount(item[in_window], minlength=n_i).astype(np.float32)
+    share = np.divide(
+        adopters, window_buyers, out=np.full(n_i, np.nan, np.float32), where=window_buyers > 0
+    )
+    cust_new = np.bincount(cust[new], minlength=n_c).astype(np.float32)
+    cust_window = np.bincount(cust[in_window], minlength=n_c).astype(np.float32)
+    cust_share = np.divide(
+        cust_new, cust_window, out=np.full(n_c, np.nan, np.float32), where=cust_window > 0
+    )
+    return adopters, share, cust_share
 
 
 def _mode(rows: np.ndarray, values: np.ndarray, n_rows: int, n_values: int) -> np.ndarray:

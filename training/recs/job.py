@@ -18,7 +18,7 @@ champion's on the same holdout.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ import pandas as pd
 from features.cutoffs import to_utc
 from features.settings import Settings
 from training.job_names import RECS_HORIZON_DAYS
+from training.recs.als_search import DEFAULT_CANDIDATES, ALSSearch, search_als
 from training.recs.base import BaseRecommender
 from training.recs.baselines import ALSRecommender, BuyAgainRecommender, PopularityRecommender
 from training.recs.data import History
@@ -59,6 +60,7 @@ class RecsResult:
     seconds: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
     decision: Any = None  # training.model_registry.GateDecision
+    als_search: ALSSearch | None = None
 
     @property
     def table(self) -> pd.DataFrame:
@@ -81,9 +83,14 @@ def fit_and_evaluate(
     params: Mapping[str, Any] | None = None,
     seed: int = 42,
     say: Say = lambda _m: None,
+    als_candidates: Sequence[Mapping[str, Any]] | None = DEFAULT_CANDIDATES,
 ) -> RecsResult:
     """Fit the recommender and the baselines on events before the test cutoff and
-    evaluate all of them on the window after it (no MLflow)."""
+    evaluate all of them on the window after it (no MLflow).
+
+    ``als_candidates``: ALS settings tried on the validation window before the fit (see
+    :mod:`training.recs.als_search`); the winner is used by the model and by the
+    ``implicit_als`` baseline. None: no search, the given ``params`` as they are."""
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     history = (
@@ -98,13 +105,20 @@ def fit_and_evaluate(
         test = to_utc(as_of)
     holdout = Holdout.build(history, test, horizon_days)
     model_params = {"horizon_days": horizon_days, **dict(params or {}), "random_state": seed}
+    search = None
+    if als_candidates is not None:
+        t0 = time.perf_counter()
+        valid = Recommender(**model_params).cutoffs(test)[1]
+        search = search_als(
+            history, valid, horizon_days, Recommender(**model_params).get_params(), als_candidates
+        )
+        model_params |= search.best
+        seconds["als_search"] = time.perf_counter() - t0
+        say(f"ALS search on the validation window: {search.best or 'defaults'} won")
     model = Recommender(**model_params)
     common = {"lookback_days": model.lookback_days, "popularity_days": model.popularity_days}
-    als = {
-        k: model_params[k]
-        for k in ("factors", "regularization", "alpha", "iterations", "num_threads")
-        if k in model_params
-    }
+    als_names = ("factors", "regularization", "alpha", "iterations", "bm25_k1", "bm25_b")
+    als = {k: v for k, v in model.get_params().items() if k in (*als_names, "num_threads")}
     baselines: dict[str, BaseRecommender] = {
         "popularity": PopularityRecommender(**common),
         "buy_again_popularity": BuyAgainRecommender(**common),
@@ -146,6 +160,7 @@ def fit_and_evaluate(
         baseline_metrics={n: _test_metrics(e) for n, e in evaluations.items() if n != "model"},
         params=model.get_params(),
         seconds=seconds,
+        als_search=search,
     )
 
 
@@ -202,6 +217,11 @@ def log_and_register(
             "eval/metric_by_k.json",
         )
         tracking.log_json(result.table.round(5).to_dict(orient="index"), "eval/comparison.json")
+        if result.als_search is not None:
+            tracking.log_json(result.als_search.as_json(), "tuning/als_search.json")
+            for step, row in enumerate(result.als_search.rows):
+                scores = {k: v for k, v in row.items() if k.startswith("valid_")}
+                tracking.log_metrics(scores, prefix="als_search_", step=step)
         wrapper = RecommenderPyfunc(model)
         example = _input_example(model)
         info = log_python_model(

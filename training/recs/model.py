@@ -62,7 +62,9 @@ class Recommender(BaseRecommender):
     """Two-stage personalised recommendations with a reason per item.
 
     ``fit`` learns everything from events before ``as_of`` (see the module docstring for
-    the cutoffs); ``recommend`` needs nothing but the fitted object.
+    the cutoffs); ``recommend`` needs nothing but the fitted object. ``new_item_label``:
+    the ranker's training label for a bought product the customer had not bought before
+    (a repeat purchase is 1), so that discovery weighs more in lambdarank's gain.
     """
 
     name = "model"
@@ -75,11 +77,11 @@ class Recommender(BaseRecommender):
         lookback_days: int = 365,
         popularity_days: int = 28,
         event_weights: Mapping[str, float] | None = None,
-        bm25_k1: float = 100.0,
-        bm25_b: float = 0.8,
-        factors: int = 64,
+        bm25_k1: float = 1.2,
+        bm25_b: float = 0.0,
+        factors: int = 32,
         regularization: float = 0.05,
-        alpha: float = 1.0,
+        alpha: float = 0.3,
         iterations: int = 15,
         candidates_als: int = 50,
         candidates_buy_again: int = 200,
@@ -88,6 +90,7 @@ class Recommender(BaseRecommender):
         ranker_params: Mapping[str, object] | None = None,
         max_train_customers: int | None = 5_000,
         max_train_negatives: int | None = 100,
+        new_item_label: int = 2,
         num_threads: int = 2,
         random_state: int = 0,
     ) -> None:
@@ -110,6 +113,7 @@ class Recommender(BaseRecommender):
         self.ranker_params = ranker_params
         self.max_train_customers = max_train_customers
         self.max_train_negatives = max_train_negatives
+        self.new_item_label = new_item_label
         self.num_threads = num_threads
         self.random_state = random_state
 
@@ -187,7 +191,11 @@ class Recommender(BaseRecommender):
             "seconds": time.perf_counter() - t0,
         }
         negatives = self.max_train_negatives if train else None
-        return ranking_data(X, y, cand.pos, rng, max_negatives=negatives), stats
+        label = y.astype(np.int8)
+        if train:  # issue 16: a first purchase of a product counts more than a repeat
+            never = X[:, FEATURES.index("times_bought")] == 0
+            label[y & never] = self.new_item_label
+        return ranking_data(X, label, cand.pos, rng, max_negatives=negatives), stats
 
     # ------------------------------------------------------------------ fit
 

@@ -44,6 +44,9 @@ FEATURES: tuple[str, ...] = (
     "customer_purchase_days",
     "customer_days_since_purchase",
     "customer_trips_28d",
+    "adopters_28d",
+    "adoption_share",
+    "customer_new_share",
 )
 """Column order of the ranker's matrix. Meanings:
 
@@ -61,6 +64,10 @@ buyers, repurchase_rate, days_since_last_sold: product popularity (registry name
 *_share: product's share of purchases in the customer's store / region / channel over the
 popularity window. category_share: share of the customer's lines in its category.
 customer_*: the customer's purchase days, days since the last, purchase days in 28 days.
+adopters_28d / adoption_share: customers who bought the product for the first time (in the
+lookback) in the popularity window, and their share of its buyers there;
+customer_new_share: share of the products the customer bought in that window that were new
+to them (novelty signals for products never bought; issue 16).
 """
 
 
@@ -168,6 +175,11 @@ def _feature_matrix(
     cols["customer_purchase_days"] = trips
     cols["customer_days_since_purchase"] = np.where(
         code >= 0, state.days_since_purchase[safe], lookback
+    )
+    cols["adopters_28d"] = state.adopters[item]
+    cols["adoption_share"] = state.adoption_share[item]
+    cols["customer_new_share"] = np.where(code >= 0, state.customer_new_share[safe], np.nan).astype(
+        np.float32
     )
     out = np.empty((len(cand), len(FEATURES)), np.float32)
     for j, name in enumerate(FEATURES):
