@@ -41,6 +41,8 @@ def test_search_scores_every_candidate_and_keeps_the_best_new_item_ndcg(synth):
     assert search.best == search.rows[new.index(max(new))]["params"]
     assert search.rows[2]["params"]["factors"] == 8
     assert search.as_json()["valid_cutoff"] == str(valid)
+    line = search.summary()  # what the job prints
+    assert f"valid_new_ndcg_at_10 {max(new):.4f}" in line and line.endswith(f"best of {len(new)})")
 
 
 def test_search_reads_nothing_after_the_validation_window(synth):

@@ -52,6 +52,13 @@ class ALSSearch:
     best: dict[str, Any]
     valid_cutoff: pd.Timestamp
 
+    def summary(self) -> str:
+        """One line: the winning settings and their validation scores, of how many tried."""
+        row = next(r for r in self.rows if r["params"] == self.best)
+        settings = ", ".join(f"{k}={v}" for k, v in self.best.items() if v is not None)
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("valid_"))
+        return f"{settings} ({scores}; best of {len(self.rows)})"
+
     def as_json(self) -> dict[str, Any]:
         """What the job logs as ``tuning/als_search.json``."""
         return {"valid_cutoff": str(self.valid_cutoff), "best": self.best, "candidates": self.rows}

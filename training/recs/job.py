@@ -114,7 +114,7 @@ def fit_and_evaluate(
         )
         model_params |= search.best
         seconds["als_search"] = time.perf_counter() - t0
-        say(f"ALS search on the validation window: {search.best or 'defaults'} won")
+        say(f"ALS search on the validation window {valid:%Y-%m-%d}: {search.summary()}")
     model = Recommender(**model_params)
     common = {"lookback_days": model.lookback_days, "popularity_days": model.popularity_days}
     als_names = ("factors", "regularization", "alpha", "iterations", "bm25_k1", "bm25_b")
