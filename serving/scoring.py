@@ -82,25 +82,30 @@ class Scorer:
         self.X_churn = None if churn_features is None else _rows(table, churn_features)
         if self.channel_model is None:
             self.X_channel, self.channels = None, []
-        elif list(self.channel_model.features_) == list(churn_features or []):
-            self.X_channel = self.X_churn  # the same columns: one matrix (read-only use)
         else:
-            self.X_channel = _rows(table, self.channel_model.features_)
-        if self.channel_model is not None:
+            if list(self.channel_model.features_) == list(churn_features or []):
+                self.X_channel = self.X_churn  # the same columns: one matrix (read-only use)
+            else:
+                self.X_channel = _rows(table, self.channel_model.features_)
             self.channels = [str(c) for c in self.channel_model.classes_]
         self.consent = _consent(table, self.channels)
         self._churn = self._channel = None
         self.lists = None
+        if self.recommender is not None:
+            self._load_recommender(snapshot.arrays or {}, ranked_lists, precompute_candidates)
+        if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
+            everyone = np.arange(len(self.ids))
+            self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
+
+    def _load_recommender(
+        self, stored: dict, ranked_lists: int, precompute_candidates: bool
+    ) -> None:
+        """The recommender's arrays: catalogue, personal candidates, store assortments and,
+        for real time, the ranked lists (see :meth:`__init__`)."""
         rec = self.recommender
-        if rec is None:  # churn and / or channel only
-            if ranked_lists:
-                everyone = np.arange(len(self.ids))
-                self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
-            return
         self.catalogue = rec.catalogue_
         self.item_ids = np.asarray(rec.catalogue_.item_ids, dtype=object)
         self._item_ids = pa.array(self.item_ids.tolist(), pa.string())  # for Arrow takes
-        stored = snapshot.arrays or {}
         if "personal_indptr" in stored:
             self.personal = CandidateTable(*(stored[f"personal_{n}"] for n in PERSONAL_PARTS))
         elif precompute_candidates or ranked_lists:
@@ -111,12 +116,9 @@ class Scorer:
         self.active = rec.state_.active
         if precompute_candidates or ranked_lists:  # real time: ready before the first request
             _ = self._position, self._rec_code
-        if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
-            everyone = np.arange(len(self.ids))
-            self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
         if not ranked_lists:
-            pass
-        elif int(stored.get("lists_depth", -1)) == ranked_lists:
+            return
+        if int(stored.get("lists_depth", -1)) == ranked_lists:
             self.lists = RankedLists.from_arrays(stored)
         else:
             self.lists = RankedLists.build(rec, self.personal, ranked_lists)
