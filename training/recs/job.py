@@ -27,7 +27,7 @@ import pandas as pd
 from features.cutoffs import to_utc
 from features.settings import Settings
 from training.job_names import RECS_HORIZON_DAYS
-from training.recs.als_search import DEFAULT_CANDIDATES, ALSSearch, search_als
+from training.recs.als_search import DEFAULT_CANDIDATES, SEARCHABLE, ALSSearch, search_als
 from training.recs.base import BaseRecommender
 from training.recs.baselines import ALSRecommender, BuyAgainRecommender, PopularityRecommender
 from training.recs.data import History
@@ -108,17 +108,16 @@ def fit_and_evaluate(
     search = None
     if als_candidates is not None:
         t0 = time.perf_counter()
-        valid = Recommender(**model_params).cutoffs(test)[1]
-        search = search_als(
-            history, valid, horizon_days, Recommender(**model_params).get_params(), als_candidates
-        )
+        before = Recommender(**model_params)
+        valid = before.cutoffs(test)[1]
+        search = search_als(history, valid, horizon_days, before.get_params(), als_candidates)
         model_params |= search.best
         seconds["als_search"] = time.perf_counter() - t0
         say(f"ALS search on the validation window {valid:%Y-%m-%d}: {search.summary()}")
     model = Recommender(**model_params)
     common = {"lookback_days": model.lookback_days, "popularity_days": model.popularity_days}
-    als_names = ("factors", "regularization", "alpha", "iterations", "bm25_k1", "bm25_b")
-    als = {k: v for k, v in model.get_params().items() if k in (*als_names, "num_threads")}
+    als_names = (*(n for n in SEARCHABLE if n != "event_weights"), "num_threads")
+    als = {k: v for k, v in model.get_params().items() if k in als_names}
     baselines: dict[str, BaseRecommender] = {
         "popularity": PopularityRecommender(**common),
         "buy_again_popularity": BuyAgainRecommender(**common),
