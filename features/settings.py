@@ -72,6 +72,11 @@ class Settings:
         return self.home / "quarantine"
 
     @property
+    def journal_dir(self) -> Path:
+        """Live events taken by the service, until compacted into the store."""
+        return self.home / "journal"
+
+    @property
     def features_dir(self) -> Path:
         return self.home / "features"
 

@@ -239,3 +239,17 @@ def as_contract_frame(df, table: TableSchema = EVENTS):
         elif col.kind == "timestamp":
             out[col.name] = pd.to_datetime(values, utc=True)
     return out
+
+
+def with_every_column(df, table: TableSchema = EVENTS):
+    """``df`` in contract dtypes with the table's columns it lacks added empty (a batch of
+    live events names only the fields it has); other columns are kept after them."""
+    import pandas as pd
+
+    empty = empty_frame(table)
+    out = as_contract_frame(df, table).copy(deep=False)
+    for name in table.names:
+        if name not in out.columns:
+            out[name] = pd.Series(index=out.index, dtype=empty[name].dtype)
+    extra = [c for c in out.columns if c not in table.names]
+    return out[[*table.names, *extra]]

@@ -270,6 +270,22 @@ def _load_stored(store_dir: Path, manifest: Manifest | None) -> _Stored:
     return _Stored(manifest, ids["event_id"].combine_chunks(), graph)
 
 
+def event_part_paths(store_dir: Path | str) -> list[str]:
+    """The store's event part files (paths relative to it), as its manifest lists them now."""
+    manifest = read_manifest(Path(store_dir))
+    return [] if manifest is None else [p.path for p in manifest.parts]
+
+
+def read_identity_graph(store_dir: Path | str) -> pd.DataFrame | None:
+    """The store's identity graph (distinct identifier tuples and the customer each
+    resolves to; see :func:`features.store.identity.resolve_with_graph`), None without one."""
+    store_dir = Path(store_dir)
+    manifest = read_manifest(store_dir)
+    if manifest is None or manifest.identity is None:
+        return None
+    return pq.read_table(store_dir / manifest.identity.path).to_pandas()
+
+
 def _convert_legacy(store_dir: Path, manifest: Manifest) -> _Stored:
     """Events of a pre-manifest store with what this version stores beside them.
 
@@ -310,11 +326,12 @@ def _read(store_dir: Path, path: str, name: str) -> pd.DataFrame:
     return as_contract_frame(pq.read_table(store_dir / path).to_pandas(), TABLES[name])
 
 
-def _identities(
+def link_identities(
     events: pd.DataFrame, graph: pd.DataFrame | None, max_identity_component: int | None
 ) -> tuple[pd.DataFrame, pd.DataFrame, IdentityReport | None]:
     """New events with their customer ids (resolved against ``graph``, or as given), their
-    raw customer ids kept beside; the graph with their tuples; the resolution's report."""
+    raw customer ids kept beside; the graph with their tuples; the resolution's report.
+    What an append load does, and what live events (serving.live.identity) go through."""
     raw = events["customer_id"] if "customer_id" in events.columns else None
     report = None
     if max_identity_component is None:  # ids as given: the graph only records them
@@ -380,7 +397,7 @@ def store_events(
         seconds["event ids"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        new, graph, report = _identities(new, stored.graph, max_identity_component)
+        new, graph, report = link_identities(new, stored.graph, max_identity_component)
         if len(new) == len(data.events):  # nothing skipped: the same rows, in order
             customer_ids = new["customer_id"].astype("str").set_axis(data.events.index)
         else:
