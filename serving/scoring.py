@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.contract.consent import consent_mask, consented
-from features.contract.schema import CHANNELS
+from features.contract.schema import CHANNELS, CONSENT_COLUMNS
 from serving.online import OnlineSnapshot
 from serving.ranked_lists import PERSONAL_PARTS, RankedLists
 from serving.rules import (
@@ -33,6 +33,20 @@ from training.customer_models.classifiers import model_matrix
 from training.recs.candidates import REASONS, CandidateTable
 
 CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
+
+
+@dataclass
+class RowUpdate:
+    """Feature rows of some customers turned into what :class:`Scorer` keeps per row
+    (computed off the request path by :meth:`Scorer.prepare_rows`, applied in one quick
+    step by :meth:`Scorer.apply_rows`)."""
+
+    ids: list[str]
+    X_churn: np.ndarray | None
+    X_channel: np.ndarray | None
+    consent: np.ndarray
+    churn: np.ndarray  # calibrated churn probability per row (NaN without a churn model)
+    channel: np.ndarray  # consented next-channel probabilities per row
 
 
 @dataclass
@@ -89,6 +103,8 @@ class Scorer:
                 self.X_channel = _rows(table, self.channel_model.features_)
             self.channels = [str(c) for c in self.channel_model.classes_]
         self.consent = _consent(table, self.channels)
+        self.n_rows = len(self.ids)  # the snapshot's customers, then those live events add
+        self.added: dict[str, int] = {}  # customer id -> row, for customers added live
         self._churn = self._channel = None
         self.lists = None
         if self.recommender is not None:
@@ -128,8 +144,8 @@ class Scorer:
     @functools.cached_property
     def _position(self) -> dict[str, int]:
         """Feature-table row of each customer id (a one-customer request's lookup; built on
-        first use: batch scoring never needs it)."""
-        return index_positions(self.ids)
+        first use: batch scoring never needs it), customers added live included."""
+        return {**index_positions(self.ids), **self.added}
 
     @functools.cached_property
     def _rec_code(self) -> dict[str, int]:
@@ -140,7 +156,72 @@ class Scorer:
         """Row of each id in the feature table (-1: unknown customer)."""
         if len(ids) == 1:
             return np.array([self._position.get(ids[0], -1)], np.int64)
-        return self.ids.get_indexer(pd.Index(list(ids), dtype="str")).astype(np.int64)
+        pos = self.ids.get_indexer(pd.Index(list(ids), dtype="str")).astype(np.int64)
+        if self.added:  # customers that live events made known after the snapshot
+            missing = np.flatnonzero(pos < 0)
+            pos[missing] = [self.added.get(ids[i], -1) for i in missing]
+        return pos
+
+    # ------------------------------------------------------------------ live rows
+
+    def prepare_rows(self, table: pd.DataFrame) -> RowUpdate:
+        """Predictions and matrices for fresh feature rows (index customer_id), as the
+        snapshot's rows get them. Reads only the models: safe off the request thread."""
+        ids = table.index.astype("str").tolist()
+        X_churn = X_channel = None
+        churn = np.full(len(ids), np.nan)
+        channel = np.full((len(ids), len(self.channels)), np.nan)
+        if not ids:  # LightGBM's output for no rows has no class axis
+            consent = np.zeros((0, len(self.channels)), bool)
+            return RowUpdate(ids, X_churn, X_channel, consent, churn, channel)
+        consent = _consent(table, self.channels)
+        if self.churn_model is not None:
+            X_churn = _rows(table, self.churn_model.features_)
+            churn = self.churn_model.predict_matrix(X_churn, num_threads=self.num_threads)
+        if self.channel_model is not None:
+            same = self.X_channel is self.X_churn
+            X_channel = X_churn if same else _rows(table, self.channel_model.features_)
+            raw = self.channel_model.predict_matrix(X_channel, num_threads=self.num_threads)
+            channel = consented(raw, consent)
+        return RowUpdate(ids, X_churn, X_channel, consent, churn, channel)
+
+    def apply_rows(self, update: RowUpdate) -> None:
+        """Replace the rows of known customers and add new ones after the snapshot's (their
+        recommendations stay cold start until a snapshot's recommender knows them). Only
+        for a real-time scorer (``ranked_lists``: predictions precomputed per row)."""
+        if self._churn is None:
+            raise RuntimeError("live rows need a real-time Scorer (ranked_lists > 0)")
+        pos = self.positions(update.ids)
+        new = np.flatnonzero(pos < 0)
+        if len(new):
+            pos[new] = self._add_positions([update.ids[i] for i in new])
+        if update.X_churn is not None:
+            self.X_churn[pos] = update.X_churn
+        if update.X_channel is not None and self.X_channel is not self.X_churn:
+            self.X_channel[pos] = update.X_channel
+        self.consent[pos] = update.consent
+        self._churn[pos] = update.churn
+        self._channel[pos] = update.channel
+
+    def _add_positions(self, ids: list[str]) -> np.ndarray:
+        """Positions for customers new to the scorer, growing the per-row arrays (doubling
+        their capacity, so adding customers one batch at a time stays linear)."""
+        start = self.n_rows
+        self.n_rows += len(ids)
+        same = self.X_channel is self.X_churn
+        for name in ("X_churn", "X_channel", "consent", "_churn", "_channel"):
+            if name == "X_channel" and same:
+                continue
+            value = getattr(self, name)
+            if value is not None and len(value) < self.n_rows:
+                setattr(self, name, _grown(value, self.n_rows))
+        if same:
+            self.X_channel = self.X_churn
+        new = np.arange(start, self.n_rows)
+        rows = dict(zip(ids, new.tolist(), strict=True))
+        self.added.update(rows)
+        self._position.update(rows)
+        return new
 
     # ------------------------------------------------------------------ models
 
@@ -284,6 +365,15 @@ def _take_str(values: pa.Array, index: np.ndarray) -> pd.Series:
     return pd.Series(values.take(pa.array(index)), dtype="str")
 
 
+def _grown(values: np.ndarray, rows: int) -> np.ndarray:
+    """``values`` in a buffer of at least ``rows`` rows (twice as many as it had), the new
+    rows NaN or False."""
+    out = np.empty((max(rows, 2 * len(values)), *values.shape[1:]), values.dtype)
+    out[: len(values)] = values
+    out[len(values) :] = False if values.dtype == bool else np.nan
+    return out
+
+
 ROW_BLOCK = 65_536
 """Rows of the feature table converted at a time by :func:`_rows`."""
 
@@ -302,5 +392,6 @@ def _rows(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
 def _consent(table: pd.DataFrame, channels: Sequence[str]) -> np.ndarray:
     """bool (customers x channels): may we reach them there? The feature table carries
     the customers table's consent columns, so the shared rule applies to it directly."""
-    frame = table.reset_index(names="customer_id")
+    columns = [c for c in CONSENT_COLUMNS.values() if c in table.columns]
+    frame = table[columns].reset_index(names="customer_id")
     return consent_mask(pd.Index(frame["customer_id"]), list(channels), frame)
