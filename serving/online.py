@@ -296,7 +296,7 @@ def build_snapshot(
     from features.customer_features import build_customer_features
     from features.cutoffs import parse_cutoff
     from features.registry import DEFAULT_WINDOWS
-    from features.store.events import read_events, read_table
+    from features.store.events import event_part_paths, read_events, read_table
     from serving.ranked_lists import serving_arrays
 
     tell = progress or (lambda _m: None)
@@ -311,6 +311,7 @@ def build_snapshot(
     rec = models.get("recommender")
     lookback = max(max(DEFAULT_WINDOWS), rec.lookback_days if rec is not None else 0)
     t0 = time.perf_counter()
+    parts = event_part_paths(settings.store_dir)  # before the read: a later write only adds
     events = read_events(settings.store_dir, start=t - pd.Timedelta(days=lookback), end=t)
     tables = {n: read_table(settings.store_dir, n) for n in ("customers", "products", "stores")}
     seconds["read"] = time.perf_counter() - t0
@@ -331,7 +332,7 @@ def build_snapshot(
         seconds["serving_arrays"] = time.perf_counter() - t0
         tell(f"precomputed candidates and ranked lists ({seconds['serving_arrays']:.1f} s)")
     return write_snapshot(
-        settings, t, features, models, sources, arrays, len(events), seconds, tell
+        settings, t, features, models, sources, arrays, len(events), seconds, tell, parts
     )
 
 
@@ -345,10 +346,13 @@ def write_snapshot(
     events: int | None = None,
     seconds: dict[str, float] | None = None,
     tell: Callable[[str], None] | None = None,
+    store_parts: list[str] | None = None,
 ) -> Path:
     """Write a snapshot of fitted ``models`` (keys of :data:`MODEL_NAMES`; ``sources``: the
     registered version each came from) and the ``features`` as of ``as_of`` into a new
     folder under the home, switch ``LATEST`` to it and prune old ones; returns the folder.
+    ``store_parts``: the events store's parts the features were built from (the live loop
+    refreshes the customers of parts added later).
     :func:`build_snapshot` writes the champions this way; a test can write models it just
     fitted, without a registry."""
     import numpy as np
@@ -368,6 +372,7 @@ def write_snapshot(
         "products": int(rec.catalogue_.n_items) if rec is not None else None,
         "events": events,
         "seconds": seconds or {},
+        "store_parts": store_parts,
     }
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     target = online_dir(settings) / stamp

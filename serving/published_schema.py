@@ -28,7 +28,8 @@ def complete_schema(
     spec: dict[str, Any], endpoints: Collection[str], token_required: bool, max_body_bytes: int
 ) -> dict[str, Any]:
     """``spec`` with, on every endpoint: a required JSON body, the 413 / 415 answers, the
-    404 for an unknown store or category, and (with a token) the bearer scheme and 401."""
+    404 for an unknown store or category, the 503 of /events, and (with a token) the bearer
+    scheme and 401."""
     components = spec.setdefault("components", {})
     components.setdefault("schemas", {})["ErrorResponse"] = ErrorResponse.model_json_schema()
     answers = {
@@ -43,6 +44,10 @@ def complete_schema(
         operation = spec["paths"][path]["post"]
         operation["requestBody"]["required"] = True
         operation["responses"].update(answers)
+        if path == "/events":
+            operation["responses"]["503"] = _error(
+                "Live events not taken now (the reason in detail); nothing was kept: retry"
+            )
         if token_required:
             operation["security"] = [{"bearer": []}]
     return spec

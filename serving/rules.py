@@ -23,6 +23,8 @@ MAX_K = 100
 """Largest list a request may ask for."""
 MAX_CUSTOMERS = 1000
 """Most customer ids in one request (batch scoring has no such limit)."""
+MAX_EVENTS = 1000
+"""Most events one POST /events may carry."""
 MAX_EXCLUDE = 1000
 """Most product ids a request may exclude."""
 MAX_CATEGORIES = 100

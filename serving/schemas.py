@@ -23,7 +23,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
 from features.contract.schema import MAX_ID_LENGTH
-from serving.rules import MAX_CATEGORIES, MAX_CUSTOMERS, MAX_EXCLUDE, MAX_K
+from serving.rules import MAX_CATEGORIES, MAX_CUSTOMERS, MAX_EVENTS, MAX_EXCLUDE, MAX_K
 
 T = TypeVar("T")
 
@@ -37,6 +37,8 @@ class OpenAPINullable:
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         schema = handler(core_schema)
+        if "anyOf" not in schema:  # rewritten already (a list's items are generated twice)
+            return schema
         (value,) = [s for s in schema.pop("anyOf") if s != {"type": "null"}]
         schema = {**value, **schema, "nullable": True}
         if "enum" in schema:
@@ -183,6 +185,51 @@ class ScoreResponse(Snapshot):
 
 class PingResponse(Snapshot):
     ok: bool
+
+
+EventType = Literal[
+    "purchase", "return", "view", "add_to_cart", "store_visit",
+    "message_sent", "open", "click", "redeem",
+]  # fmt: skip
+Text = Annotated[str, Field(max_length=MAX_ID_LENGTH)]
+
+
+class LiveEvent(BaseModel):
+    """One event of the data contract (docs/data_contract.md): who (``customer_id`` or an
+    identifier), when, where and what; the rest as the event has it. ``event_id`` makes a
+    retry idempotent (derived from the fields when left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts: str = Field(description="When it happened, ISO 8601 (UTC unless it has an offset).")
+    channel: Channel
+    event_type: EventType
+    customer_id: Text | None = None
+    event_id: Text | None = None
+    order_id: Text | None = None
+    product_id: Text | None = None
+    store_id: Text | None = None
+    quantity: int | None = None
+    amount: float | None = None
+    discount: float | None = None
+    campaign_id: Text | None = None
+    email_hash: Text | None = None
+    loyalty_id: Text | None = None
+    device_id: Text | None = None
+    phone_hash: Text | None = None
+
+
+LiveEvents = Annotated[list[LiveEvent], Field(min_length=1, max_length=MAX_EVENTS)]
+
+
+class EventsResponse(BaseModel):
+    """A batch taken: journaled (durable) and queued for the online state."""
+
+    accepted: int = Field(description="New events in the batch.")
+    duplicates: int = Field(description="Events already taken (same event_id): counted once.")
+    customer_ids: list[Nullable[str]] = Field(
+        description="The customer each event landed on after identity resolution, in order."
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -14,6 +14,7 @@ answered 4xx and logged as one WARNING line without the request's content.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -43,8 +44,10 @@ from serving.schemas import (
     CustomerIds,
     CustomersRequest,
     ErrorResponse,
+    EventsResponse,
     Exclude,
     K,
+    LiveEvents,
     Nullable,
     PingResponse,
     RecommendResponse,
@@ -61,6 +64,9 @@ INFRA = frozenset({"/", "/docs.json", "/schema.json", "/livez", "/readyz", "/hea
 """BentoML's own routes: counted under their path in the request metrics."""
 BENTOML_ERRORS = "bentoml._internal.server.http_app"
 """The logger BentoML reports a failed request on (at ERROR, with the traceback)."""
+APPLY_EVERY_S = 0.25
+"""How often live events are applied to the online state (one refresh for every customer
+touched since the last)."""
 log = logging.getLogger("omni.service")
 
 
@@ -113,6 +119,12 @@ def client_error(exc: RequestError) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status)
 
 
+def unavailable(reason: str) -> JSONResponse:
+    """503 for live events the service cannot take now; the body says why."""
+    body = ErrorResponse(error="unavailable", detail=reason)
+    return JSONResponse(body.model_dump(), status_code=503)
+
+
 def missing_model(key: str) -> JSONResponse:
     """404 for an endpoint whose model the served snapshot does not hold (it was built
     from a subset: ``--models``, or one-channel data without a next-best-channel model)."""
@@ -153,10 +165,72 @@ class Personalization:
             len(self.scorer.ids),
             time.perf_counter() - t0,
         )
+        self.live, self.live_error = self._open_live()
+        self._applier: asyncio.Task | None = None
         gc.collect()
         gc.freeze()  # the snapshot's objects never need collecting: no gen-2 pauses
 
+    def _open_live(self):
+        """The live loop caught up with the journal, or None and why not. Never raises: a
+        failing ``__init__`` makes BentoML restart the worker forever, and scoring from the
+        snapshot works without it (POST /events then answers 503 with the reason)."""
+        from features.settings import get_settings
+
+        t0 = time.perf_counter()
+        try:
+            from serving.live.start import open_live
+
+            live, first = open_live(get_settings(), self.scorer)
+        except Exception as exc:  # any cause: reported on every POST /events
+            log.error("live events unavailable: %s", exc, exc_info=True)
+            return None, f"live events unavailable: {exc}"
+        log.info(
+            "live events on: %s journaled events replayed, %s customers refreshed (%.1f s)",
+            first.n_events,
+            len(first.rows),
+            time.perf_counter() - t0,
+        )
+        return live, ""
+
+    async def _apply_live(self) -> None:
+        """Every APPLY_EVERY_S: the events taken since the last round become fresh rows
+        (computed in a thread, so requests keep being answered), then one quick swap."""
+        while True:
+            await asyncio.sleep(APPLY_EVERY_S)
+            batch = self.live.take_pending()
+            if batch is None:
+                continue
+            try:
+                refresh = await asyncio.to_thread(self.live.state.refresh, batch)
+                self.scorer.apply_rows(refresh.update)
+            except Exception:  # journaled, so applied again at the next start
+                log.exception("could not apply %s live events", len(batch))
+
     # ------------------------------------------------------------------ endpoints
+
+    @bentoml.api(output_spec=EventsResponse)
+    async def events(self, events: LiveEvents) -> EventsResponse | JSONResponse:
+        """Live events from the channels (up to 1,000, fields of the data contract): checked
+        as ``omni data load`` checks a file, on disk before the answer, and in the
+        customers' predictions within a second. A retried batch is counted once."""
+        from serving.live.ingest import BatchError
+
+        if self.live is None:
+            return unavailable(self.live_error)
+        try:
+            receipt = self.live.accept([e.model_dump(exclude_unset=True) for e in events])
+        except BatchError as exc:
+            body = ErrorResponse(error="invalid request", detail=exc.detail)
+            return JSONResponse(body.model_dump(), status_code=400)
+        except OSError as exc:  # nothing acknowledged: the client retries
+            return unavailable(f"the event journal could not be written: {exc}")
+        if self._applier is None:
+            self._applier = asyncio.get_running_loop().create_task(self._apply_live())
+        return EventsResponse(
+            accepted=receipt.accepted,
+            duplicates=receipt.duplicates,
+            customer_ids=receipt.customer_ids,
+        )
 
     @bentoml.api(output_spec=RecommendResponse)
     async def recommend(

@@ -29,6 +29,10 @@ def test_schemathesis_with_all_checks_finds_nothing(trained_home, tmp_path):
             [
                 str(cli), "run", f"{url}/docs.json",
                 "--checks", "all",
+                # issue 17: /events is tested on its own (tests/test_live_service.py): the
+                # contract's rules (time range, ids) are more than a schema says, and
+                # accepted events would change the shared home
+                "--exclude-path", "/events",
                 "--header", f"Authorization: Bearer {TOKEN}",
                 "--max-examples", str(EXAMPLES),
                 "--seed", "14",

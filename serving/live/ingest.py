@@ -1,0 +1,92 @@
+"""What POST /events does with a batch: check it, give each event its id, resolve who it
+belongs to, journal it durably, and queue it for the next refresh of the online state.
+
+The checks are ``omni data load``'s (:func:`features.contract.validate.validate_frame`),
+so a live event is refused exactly when a file row would be. A batch is applied whole or
+not at all: any bad event refuses the batch with the event's index and field. Events the
+store or the journal already holds (same ``event_id``) are counted as duplicates and
+applied once, so a client may retry a batch whose answer it did not get.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from features.contract.schema import EVENTS, with_every_column
+from features.contract.validate import DataError, validate_frame
+from features.store.event_ids import assign_event_ids
+from serving.live.identity import OnlineIdentity
+from serving.live.journal import Journal
+from serving.live.state import LiveState
+
+
+class BatchError(ValueError):
+    """A batch refused as a whole; ``detail`` names the event's index and field."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass
+class Receipt:
+    """The answer to a batch: how many events were new, how many were known already, and
+    the customer each event landed on (in the batch's order)."""
+
+    accepted: int
+    duplicates: int
+    customer_ids: list[str | None]
+
+
+def checked(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The batch in contract dtypes, every contract column present, with event ids;
+    :class:`BatchError` naming the first bad event's index and field. (Fields the
+    contract lacks are refused before: serving.schemas.LiveEvent forbids them.)"""
+    try:
+        valid = validate_frame(pd.DataFrame.from_records(records), EVENTS, "events")
+    except DataError as exc:
+        first = exc.problems[0]
+        where = "events" if first.row is None else f"events[{first.row - 1}]"
+        field = f".{first.column}" if first.column else ""
+        more = f" (and {exc.total - 1} more problems)" if exc.total > 1 else ""
+        raise BatchError(f"{where}{field}: {first.reason}{more}") from None
+    return assign_event_ids(with_every_column(valid.good))
+
+
+class LiveEvents:
+    """The ingest side of the live loop: journal, identity and the queue of events the
+    online state has not applied yet."""
+
+    def __init__(self, state: LiveState, identity: OnlineIdentity, journal: Journal) -> None:
+        self.state = state
+        self.identity = identity
+        self.journal = journal
+        self.pending: list[pd.DataFrame] = []
+
+    def accept(self, records: list[dict[str, Any]]) -> Receipt:
+        """Check, resolve and journal a batch (synced to disk before this returns, so the
+        caller may acknowledge it), queueing its new events for the next refresh."""
+        events = checked(records)
+        try:
+            events = self.identity.resolve(events)
+        except ValueError as exc:
+            raise BatchError(f"events: {exc}") from None
+        ids = events["event_id"]
+        repeated = ids.duplicated().to_numpy()  # a batch that names one event twice
+        known = repeated | self.journal.known(ids) | self.state.stored_known(ids)
+        new = events[~known].reset_index(drop=True)
+        if len(new):
+            self.journal.append(new)
+            self.pending.append(new)
+        customer_ids = events["customer_id"].astype(object).where(events["customer_id"].notna())
+        return Receipt(len(new), int(known.sum()), customer_ids.tolist())
+
+    def take_pending(self) -> pd.DataFrame | None:
+        """Every queued event, in arrival order (None: nothing new); the queue is emptied."""
+        if not self.pending:
+            return None
+        batch, self.pending = pd.concat(self.pending, ignore_index=True), []
+        return batch

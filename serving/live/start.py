@@ -1,0 +1,69 @@
+"""Open the live loop beside a loaded snapshot: the store's recent events and identity
+graph, the journal, and every journaled event replayed into the online state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from features.settings import Settings
+from features.store.events import (
+    event_part_paths,
+    read_events,
+    read_identity_graph,
+    read_table,
+    store_exists,
+)
+from features.store.parts import RAW_CUSTOMER_ID
+from serving.live.identity import OnlineIdentity
+from serving.live.ingest import LiveEvents
+from serving.live.journal import Journal
+from serving.live.state import LiveState, Refresh, lookback_days
+from serving.scoring import Scorer
+
+
+class LiveUnavailable(RuntimeError):
+    """The service answers from its snapshot but cannot take live events (the message says
+    why: POST /events answers 503 with it)."""
+
+
+def open_live(settings: Settings, scorer: Scorer) -> tuple[LiveEvents, Refresh]:
+    """The live loop for ``scorer``'s snapshot, caught up: events stored after the
+    snapshot's cutoff and the journal's events are applied. Returns the loop and that
+    first refresh (already applied to the scorer)."""
+    if not store_exists(settings.store_dir):
+        raise LiveUnavailable(
+            f"no events store in {settings.home}: live events need the data home the "
+            "snapshot was built from (OMNI_HOME)"
+        )
+    as_of = scorer.as_of
+    stored = read_events(settings.store_dir, start=as_of - pd.Timedelta(days=lookback_days()))
+    state = LiveState(scorer, stored, read_table(settings.store_dir, "customers"), as_of)
+    identity = OnlineIdentity(
+        read_identity_graph(settings.store_dir), settings.max_identity_component
+    )
+    journal = Journal(settings.journal_dir)
+    journaled = journal.read()
+    if len(journaled):  # their identifiers link later events as they did at ingest
+        identity.resolve(journaled.assign(customer_id=journaled[RAW_CUSTOMER_ID]))
+    stale = state.after_snapshot().union(
+        added_customers(settings.store_dir, scorer.snapshot.manifest.get("store_parts"))
+    )
+    first = state.refresh(journaled, also=stale)
+    scorer.apply_rows(first.update)
+    return LiveEvents(state, identity, journal), first
+
+
+def added_customers(store_dir: Path, snapshot_parts: list[str] | None) -> pd.Index:
+    """Customers with events in store parts the snapshot was not built from (compacted
+    live events, later loads, parts rewritten by identity merges), late events included.
+    A snapshot that does not list its parts (built before they were recorded): none."""
+    if snapshot_parts is None:
+        return pd.Index([], dtype="str")
+    built_from = set(snapshot_parts)
+    added = [p for p in event_part_paths(store_dir) if p not in built_from]
+    ids = [pq.read_table(store_dir / p, columns=["customer_id"]) for p in added]
+    values = [t["customer_id"].to_pandas().astype("str") for t in ids]
+    return pd.Index(pd.concat(values).dropna().unique() if values else [], dtype="str")

@@ -1,0 +1,123 @@
+"""The online state between snapshots: the snapshot's rows, refreshed for every customer
+that live events touch.
+
+A customer's row is recomputed from raw events, by the feature builder batch jobs use
+(:func:`features.customer_features.build_customer_features`): the customer's stored events
+in the lookback before the snapshot's cutoff and after it, plus their live events, as of
+the live clock. Features are per customer (no row reads another customer's events), so
+the row equals what a batch build over the store plus the live events gives at that
+moment, for any sequence of events.
+
+The live clock is event time: just after the newest live event (never before the
+snapshot's cutoff), so replaying the same events gives the same rows whatever the wall
+clock says. Untouched customers keep their snapshot rows, as of the snapshot's cutoff.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.contract.schema import EVENTS
+from features.customer_features import build_customer_features
+from features.registry import DEFAULT_WINDOWS
+from serving.scoring import RowUpdate, Scorer
+
+ONE_US = pd.Timedelta(microseconds=1)
+
+
+@dataclass
+class Refresh:
+    """One refresh: the touched customers' new rows and what it took."""
+
+    rows: pd.DataFrame  # feature rows as of ``as_of``, index customer_id
+    update: RowUpdate  # the rows as the scorer keeps them (apply with Scorer.apply_rows)
+    as_of: pd.Timestamp
+    n_events: int  # new events in this refresh (repeats of known events left out)
+    seconds: float
+
+
+class LiveState:
+    """Stored and live events by customer, and the clock their fresh rows are as of."""
+
+    def __init__(
+        self, scorer: Scorer, stored: pd.DataFrame, customers: pd.DataFrame, as_of: pd.Timestamp
+    ) -> None:
+        """``stored``: the store's events from a lookback before ``as_of`` (the snapshot's
+        cutoff) on, contract columns; ``customers``: the customers table (consent)."""
+        self.scorer = scorer
+        self.snapshot_as_of = as_of
+        self.clock = as_of
+        self.customers = customers.set_index("customer_id", drop=False)
+        has_id = stored["customer_id"].notna().to_numpy()
+        events = stored[has_id].sort_values("customer_id", kind="stable", ignore_index=True)
+        self.stored = events[EVENTS.names]
+        ids = events["customer_id"].to_numpy(dtype=object)
+        self._stored_ids, self._starts = np.unique(ids, return_index=True)
+        self._ends = np.append(self._starts[1:], len(ids))
+        self._stored_event_ids = pd.Index(events["event_id"].astype("str"))
+        self.live = self.stored.iloc[:0]
+        self._live_event_ids: set[str] = set()
+        self.row_as_of: dict[str, pd.Timestamp] = {}
+
+    def stored_known(self, event_ids: pd.Series) -> np.ndarray:
+        """bool per id: the store holds the event (within the state's window). Reads only
+        what never changes after start, so it is safe beside a refresh in another thread."""
+        return self._stored_event_ids.get_indexer(pd.Index(event_ids.astype("str"))) >= 0
+
+    def known(self, event_ids: pd.Series) -> np.ndarray:
+        """bool per id: the event is stored (in the state's window) or already live."""
+        live = event_ids.astype("str").isin(self._live_event_ids).to_numpy()
+        return self.stored_known(event_ids) | live
+
+    def after_snapshot(self) -> pd.Index:
+        """Customers with stored events at or after the snapshot's cutoff (loaded or
+        compacted after it was built): their snapshot rows are stale."""
+        late = self.stored["ts"] >= self.snapshot_as_of
+        return pd.Index(pd.unique(self.stored.loc[late, "customer_id"].astype("str")))
+
+    def refresh(self, events: pd.DataFrame, also: pd.Index | None = None) -> Refresh:
+        """Add live events (customer ids resolved, ``event_id`` set) and recompute the
+        rows of every customer they touch (and of ``also``) as of the advanced clock."""
+        t0 = time.perf_counter()
+        events = events[~self.known(events["event_id"])]
+        events = events[events["customer_id"].notna().to_numpy()]
+        if len(events):
+            self.live = pd.concat([self.live, events[EVENTS.names]], ignore_index=True)
+            self._live_event_ids.update(events["event_id"].astype("str"))
+            self.clock = max(self.clock, events["ts"].max() + ONE_US)
+        touched = pd.Index(pd.unique(events["customer_id"].astype("str")))
+        if also is not None:
+            touched = touched.union(also)
+        rows = self.rows_of(touched, self.clock)
+        self.row_as_of.update(dict.fromkeys(rows.index.astype("str"), self.clock))
+        update = self.scorer.prepare_rows(rows)
+        return Refresh(rows, update, self.clock, len(events), time.perf_counter() - t0)
+
+    def events_of(self, customer_ids: pd.Index) -> pd.DataFrame:
+        """Stored and live events of these customers (contract columns)."""
+        wanted = customer_ids.to_numpy(dtype=object)
+        at = np.searchsorted(self._stored_ids, wanted)
+        found = at < len(self._stored_ids)
+        found[found] = self._stored_ids[at[found]] == wanted[found]
+        starts, ends = self._starts[at[found]], self._ends[at[found]]
+        lengths = ends - starts  # each customer's rows are one run of the sorted events
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        stored = self.stored.iloc[offsets + np.arange(lengths.sum())]
+        live = self.live[self.live["customer_id"].isin(customer_ids).to_numpy()]
+        return pd.concat([stored, live], ignore_index=True)
+
+    def rows_of(self, customer_ids: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:
+        """Feature rows of these customers as of ``as_of``, by the batch feature builder."""
+        customers = self.customers.loc[self.customers.index.intersection(customer_ids)]
+        events = self.events_of(customer_ids)
+        rows = build_customer_features(events, customers.reset_index(drop=True), as_of)
+        return rows[rows.index.isin(customer_ids)]
+
+
+def lookback_days() -> int:
+    """How far before the snapshot's cutoff the state reads stored events."""
+    return int(max(DEFAULT_WINDOWS))

@@ -1,0 +1,211 @@
+"""Benchmark: the live loop over HTTP (issue 17).
+
+    python tests/benchmarks/bench_live.py [--home DIR] [--repeat 3] [--duration 10]
+
+Data: a synthetic home made by `omni run --customers 5000` (``--home``, default
+bench_results/live_home; about a minute the first time), copied afresh for every repeat
+so each starts from an empty journal. The service runs as `omni serve` does it (one
+worker, live events on, the journal on local disk). Each repeat, in this order:
+
+- quiet: ``/recommend`` at one connection (random known customers, k=10), no ingest;
+- ingest: one client posts batches of 1,000 new purchase events (distinct event ids,
+  known customers) as fast as they are answered, while a second client measures
+  ``/recommend`` at one connection: accepted events/s and /recommend p50 / p99;
+- visible: single events for customers the service does not know yet, each followed by
+  ``/churn_risk`` polls every 5 ms until the customer is known: the time from the 2xx of
+  ``/events`` to the first answer that reflects it, p50 / p99 (alone, and during ingest).
+
+Client and server share the machine's 2 cores; the load average is printed beside the
+numbers. Results: bench_results/live.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+import requests
+from harness import RESULTS_DIR, load_note, omni, save
+
+BATCH = 1000
+TIMEOUT = 30
+
+
+def prepare(home: Path) -> None:
+    """A trained synthetic home with a snapshot (reused when there)."""
+    if not (home / "online" / "LATEST").exists():
+        print(f"preparing {home} (first run only)", flush=True)
+        omni(home, "run", "--customers", "5000")
+
+
+def start(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    import os
+
+    from serving.process import free_port, wait_ready
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["OMNI_HOME"] = str(home)
+    cmd = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc, limit=300)
+    return proc, url
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    return {
+        "n": len(ms),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }
+
+
+def recommend_latencies(url: str, customers: list[str], stop: threading.Event) -> list[float]:
+    session, out, rng = requests.Session(), [], np.random.default_rng(1)
+    while not stop.is_set():
+        body = {"customer_id": customers[rng.integers(len(customers))], "k": 10}
+        t0 = time.perf_counter()
+        answer = session.post(f"{url}/recommend", json=body, timeout=TIMEOUT)
+        out.append((time.perf_counter() - t0) * 1000)
+        assert answer.status_code == 200, answer.text
+    return out
+
+
+def ingest(url: str, customers: list[str], products: list[str], stop: threading.Event, tag: str):
+    """Post batches of new purchases until ``stop``; returns (events accepted, seconds)."""
+    session, rng, accepted, n = requests.Session(), np.random.default_rng(2), 0, 0
+    t0 = time.perf_counter()
+    while not stop.is_set():
+        who = rng.integers(len(customers), size=BATCH)
+        what = rng.integers(len(products), size=BATCH)
+        events = [
+            {
+                "customer_id": customers[c],
+                "ts": f"2026-01-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                "channel": "web",
+                "event_type": "purchase",
+                "order_id": f"{tag}-{n}-{i // 5}",
+                "product_id": products[p],
+                "quantity": 1,
+                "amount": 9.5,
+                "event_id": f"{tag}-{n}-{i}",
+            }
+            for i, (c, p) in enumerate(zip(who, what, strict=True))
+        ]
+        answer = session.post(f"{url}/events", json={"events": events}, timeout=TIMEOUT)
+        assert answer.status_code == 200, answer.text
+        accepted += answer.json()["accepted"]
+        n += 1
+    return accepted, time.perf_counter() - t0
+
+
+def visible_latencies(url: str, n: int, tag: str) -> list[float]:
+    session, out = requests.Session(), []
+    for i in range(n):
+        customer = f"{tag}-new-{i}"
+        event = {"customer_id": customer, "ts": "2026-01-01T12:00:00Z", "channel": "web",
+                 "event_type": "view"}  # fmt: skip
+        answer = session.post(f"{url}/events", json={"events": [event]}, timeout=TIMEOUT)
+        assert answer.status_code == 200, answer.text
+        t0 = time.perf_counter()
+        while True:
+            check = session.post(
+                f"{url}/churn_risk", json={"customer_id": customer}, timeout=TIMEOUT
+            )
+            if check.json()["results"][0]["known"]:
+                break
+            time.sleep(0.005)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def one_repeat(source: Path, duration: float, r: int) -> dict:
+    from features.settings import get_settings
+    from features.store.events import read_table
+
+    work = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    home = work / "home"
+    shutil.copytree(source, home)
+    settings = get_settings({"OMNI_HOME": str(home)})
+    customers = read_table(settings.store_dir, "customers")["customer_id"].tolist()
+    products = read_table(settings.store_dir, "products")["product_id"].tolist()
+    proc, url = start(home, work / "service.log")
+    result: dict = {}
+    try:
+        stop = threading.Event()
+        timer = threading.Timer(duration, stop.set)
+        timer.start()
+        result["quiet_recommend"] = percentiles(recommend_latencies(url, customers, stop))
+        result["visible_quiet"] = percentiles(visible_latencies(url, 100, f"q{r}"))
+
+        stop = threading.Event()
+        got: dict = {}
+
+        def send() -> None:
+            got["accepted"], got["s"] = ingest(url, customers, products, stop, f"i{r}")
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        reader_out: list[float] = []
+        reader = threading.Thread(
+            target=lambda: reader_out.extend(recommend_latencies(url, customers, stop))
+        )
+        reader.start()
+        time.sleep(duration / 2)
+        during = visible_latencies(url, 50, f"d{r}")
+        time.sleep(duration / 2)
+        stop.set()
+        sender.join()
+        reader.join()
+        result["ingest_events_per_s"] = got["accepted"] / got["s"]
+        result["ingest_recommend"] = percentiles(reader_out)
+        result["visible_during_ingest"] = percentiles(during)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--home", type=Path, default=RESULTS_DIR / "live_home")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10.0)
+    args = parser.parse_args()
+    prepare(args.home)
+    runs = []
+    for r in range(args.repeat):
+        runs.append(one_repeat(args.home, args.duration, r))
+        print(f"repeat {r + 1}: {runs[-1]}  ({load_note()})", flush=True)
+
+    def med(path: str, key: str | None = None) -> float:
+        values = [run[path][key] if key else run[path] for run in runs]
+        return statistics.median(values)
+
+    print(f"\nmedians of {len(runs)} repeats ({load_note()}):")
+    print("| measure | value |\n|---|---:|")
+    rate = med("ingest_events_per_s")
+    print(f"| ingest, events/s accepted (one worker, batches of {BATCH}) | {rate:,.0f} |")
+    for name in ("quiet_recommend", "ingest_recommend", "visible_quiet", "visible_during_ingest"):
+        print(f"| {name} p50 / p99 ms | {med(name, 'p50_ms'):.1f} / {med(name, 'p99_ms'):.1f} |")
+    ratio = med("ingest_recommend", "p50_ms") / med("quiet_recommend", "p50_ms")
+    print(f"| /recommend p50 during ingest / quiet | {ratio:.2f}x |")
+    save("live", {"runs": runs, "batch": BATCH, "duration_s": args.duration})
+
+
+if __name__ == "__main__":
+    main()
