@@ -153,3 +153,50 @@ def test_identifier_only_event_lands_on_the_known_customer(home, stored):
     record = {"ts": "2026-01-01T00:00:00Z", "channel": "web", "event_type": "view"}
     events = live_batch([{**record, "email_hash": row["email_hash"]}], identity)
     assert events["customer_id"].iloc[0] == row["resolved_id"]
+
+
+# issue 17: a batch of tuples the graph holds takes the lookup path; it must give what
+# resolving the whole graph again gives
+def test_known_tuples_resolve_as_a_full_resolution_does(home, stored):
+    from features.store.events import link_identities
+    from features.store.identity import LINK_COLUMNS
+
+    graph = stored["graph"]
+    sample = graph.sample(200, random_state=0).reset_index(drop=True)
+    records = [
+        {"ts": "2026-01-01T00:00:00Z", "channel": "web", "event_type": "view"}
+        | {c: v for c, v in zip(LINK_COLUMNS, row, strict=True) if isinstance(v, str)}
+        for row in sample[list(LINK_COLUMNS)].itertuples(index=False)
+    ]
+    valid = validate_frame(pd.DataFrame.from_records(records), EVENTS, "events")
+    events = assign_event_ids(with_every_column(valid.good))
+    identity = OnlineIdentity(graph, home.max_identity_component)
+    fast = identity.resolve(events)
+    assert identity.graph is graph  # nothing new: the lookup answered
+    full, _, _ = link_identities(events.copy(), graph, home.max_identity_component)
+    assert fast["customer_id"].tolist() == full["customer_id"].astype("str").tolist()
+    assert fast["customer_id"].tolist() == sample["resolved_id"].tolist()
+
+
+# issue 17: live events folded in with the stored ones (so lookups stay slices) change no row
+def test_folding_live_events_in_changes_no_row(home, stored):
+    scorer, state, identity = fresh_state(home, stored)
+    customers = scorer.ids[:4].tolist()
+    taken = stored["everything"]
+    for day in range(3):
+        records = [
+            {"customer_id": c, "ts": f"2026-01-0{day + 1}T12:00:00Z", "channel": "app",
+             "event_type": "purchase", "product_id": stored["products"][day],
+             "order_id": f"F{day}{c}", "quantity": 1, "amount": 5.0}
+            for c in customers
+        ]  # fmt: skip
+        events = live_batch(records, identity)
+        scorer.apply_rows(state.refresh(events).update)
+        state.fold_live()
+        assert len(state.live) == 0
+        taken = pd.concat([taken, events[EVENTS.names]], ignore_index=True)
+    batch = build_customer_features(taken, stored["customers"], state.clock)
+    pd.testing.assert_frame_equal(
+        state.rows_of(pd.Index(customers), state.clock), batch.loc[customers]
+    )
+    assert state.known(events["event_id"]).all()

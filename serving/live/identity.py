@@ -4,14 +4,35 @@ The graph starts as the store's (every identifier tuple loaded so far, and the c
 resolves to) and grows with each batch, so an event with only a known ``email_hash``
 lands on that customer, and new identifiers link exactly as a batch load of the same
 events would link them (:func:`features.store.events.link_identities`).
+
+Resolution depends only on the set of tuples, so a batch whose tuples are all in the
+graph already links nothing new: each event takes its tuple's customer from an index of
+the graph (a lookup per event instead of resolving the whole graph again).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from features.store.events import link_identities
+from features.store.identity import LINK_COLUMNS, RESOLVED
 from features.store.parts import RAW_CUSTOMER_ID
+
+_NULL, _SEP = "\x00", "\x1f"  # a missing identifier, and between a tuple's identifiers
+
+
+def tuple_keys(frame: pd.DataFrame, customer_id: str = "customer_id") -> pd.Index:
+    """One text key per row for its tuple of raw identifiers (``customer_id`` read from
+    the column ``customer_id``; a column the frame lacks counts as missing)."""
+    parts = []
+    for column in LINK_COLUMNS:
+        source = customer_id if column == "customer_id" else column
+        if source in frame.columns:
+            parts.append(frame[source].astype("str").fillna(_NULL).reset_index(drop=True))
+        else:
+            parts.append(pd.Series(_NULL, index=pd.RangeIndex(len(frame)), dtype="str"))
+    return pd.Index(parts[0].str.cat(parts[1:], sep=_SEP))
 
 
 class OnlineIdentity:
@@ -20,16 +41,33 @@ class OnlineIdentity:
     def __init__(self, graph: pd.DataFrame | None, max_component: int | None) -> None:
         """``graph``: the store's (:func:`features.store.events.read_identity_graph`);
         ``max_component``: the store's setting (None: customer ids are taken as given)."""
-        self.graph = graph
         self.max_component = max_component
+        self._set_graph(graph)
+
+    def _set_graph(self, graph: pd.DataFrame | None) -> None:
+        self.graph = graph
+        if graph is None or not len(graph):
+            self._keys, self._ids = pd.Index([], dtype="str"), np.array([], dtype=object)
+            return
+        keys = tuple_keys(graph)
+        unique = ~keys.duplicated()
+        self._keys = keys[unique]
+        self._ids = graph[RESOLVED].astype(object).to_numpy()[unique]
 
     def resolve(self, events: pd.DataFrame) -> pd.DataFrame:
         """``events`` (contract frame) with ``customer_id`` resolved and the id as given in
         ``raw_customer_id``; the graph then holds their tuples. ValueError for an event
         with neither a customer id nor an identifier."""
-        resolved, self.graph, _ = link_identities(
+        at = self._keys.get_indexer(tuple_keys(events)) if len(self._keys) else None
+        if at is not None and (at >= 0).all():  # nothing new to link
+            out = events.copy(deep=False)
+            out[RAW_CUSTOMER_ID] = events["customer_id"].astype("str")
+            out["customer_id"] = pd.Series(self._ids[at], index=events.index, dtype="str")
+            return out
+        resolved, graph, _ = link_identities(
             events.copy(deep=False), self.graph, self.max_component
         )
+        self._set_graph(graph)
         resolved["customer_id"] = resolved["customer_id"].astype("str")
         resolved[RAW_CUSTOMER_ID] = resolved[RAW_CUSTOMER_ID].astype("str")
         return resolved
