@@ -67,6 +67,8 @@ BENTOML_ERRORS = "bentoml._internal.server.http_app"
 APPLY_EVERY_S = 0.25
 """How often live events are applied to the online state (one refresh for every customer
 touched since the last)."""
+SEAL_EVERY_S = 60.0
+"""How often the journal's open segment is closed, for `omni events compact` to take."""
 log = logging.getLogger("omni.service")
 
 
@@ -195,8 +197,12 @@ class Personalization:
     async def _apply_live(self) -> None:
         """Every APPLY_EVERY_S: the events taken since the last round become fresh rows
         (computed in a thread, so requests keep being answered), then one quick swap."""
+        sealed = time.monotonic()
         while True:
             await asyncio.sleep(APPLY_EVERY_S)
+            if time.monotonic() - sealed > SEAL_EVERY_S:  # compaction takes closed segments
+                sealed = time.monotonic()
+                await asyncio.to_thread(self.live.seal)
             batch = self.live.take_pending()
             if batch is None:
                 continue
@@ -218,7 +224,8 @@ class Personalization:
         if self.live is None:
             return unavailable(self.live_error)
         try:
-            receipt = self.live.accept([e.model_dump(exclude_unset=True) for e in events])
+            records = [e.model_dump(exclude_unset=True) for e in events]
+            receipt = await asyncio.to_thread(self.live.accept, records)  # off the loop
         except BatchError as exc:
             body = ErrorResponse(error="invalid request", detail=exc.detail)
             return JSONResponse(body.model_dump(), status_code=400)

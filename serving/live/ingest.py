@@ -10,6 +10,7 @@ applied once, so a client may retry a batch whose answer it did not get.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +66,19 @@ class LiveEvents:
         self.identity = identity
         self.journal = journal
         self.pending: list[pd.DataFrame] = []
+        self._lock = threading.Lock()  # one batch at a time: ids, graph and journal agree
+        self._unsealed = False
 
     def accept(self, records: list[dict[str, Any]]) -> Receipt:
         """Check, resolve and journal a batch (synced to disk before this returns, so the
-        caller may acknowledge it), queueing its new events for the next refresh."""
+        caller may acknowledge it), queueing its new events for the next refresh. Safe to
+        call from several threads: batches are taken one after the other."""
         events = checked(records)
+        with self._lock:
+            return self._take(events)
+
+    def _take(self, events: pd.DataFrame) -> Receipt:
+        """:meth:`accept` after the checks, under the lock."""
         try:
             events = self.identity.resolve(events)
         except ValueError as exc:
@@ -81,12 +90,20 @@ class LiveEvents:
         if len(new):
             self.journal.append(new)
             self.pending.append(new)
+            self._unsealed = True
         customer_ids = events["customer_id"].astype(object).where(events["customer_id"].notna())
         return Receipt(len(new), int(known.sum()), customer_ids.tolist())
 
+    def seal(self) -> None:
+        """Close the journal's open segment if it holds events, so that compaction can
+        take them while the service runs."""
+        with self._lock:
+            if self._unsealed:
+                self.journal.seal()
+                self._unsealed = False
+
     def take_pending(self) -> pd.DataFrame | None:
         """Every queued event, in arrival order (None: nothing new); the queue is emptied."""
-        if not self.pending:
-            return None
-        batch, self.pending = pd.concat(self.pending, ignore_index=True), []
-        return batch
+        with self._lock:
+            taken, self.pending = self.pending, []
+        return pd.concat(taken, ignore_index=True) if taken else None

@@ -27,6 +27,8 @@ from features.registry import DEFAULT_WINDOWS
 from serving.scoring import RowUpdate, Scorer
 
 ONE_US = pd.Timedelta(microseconds=1)
+FOLD_AT = 50_000
+"""Live events kept apart from the stored ones at most (or a tenth of those, if more)."""
 
 
 @dataclass
@@ -52,16 +54,28 @@ class LiveState:
         self.snapshot_as_of = as_of
         self.clock = as_of
         self.customers = customers.set_index("customer_id", drop=False)
-        has_id = stored["customer_id"].notna().to_numpy()
-        events = stored[has_id].sort_values("customer_id", kind="stable", ignore_index=True)
-        self.stored = events[EVENTS.names]
-        ids = events["customer_id"].to_numpy(dtype=object)
-        self._stored_ids, self._starts = np.unique(ids, return_index=True)
-        self._ends = np.append(self._starts[1:], len(ids))
-        self._stored_event_ids = pd.Index(events["event_id"].astype("str"))
+        self._index_by_customer(stored[stored["customer_id"].notna().to_numpy()])
         self.live = self.stored.iloc[:0]
         self._live_event_ids: set[str] = set()
         self.row_as_of: dict[str, pd.Timestamp] = {}
+
+    def _index_by_customer(self, events: pd.DataFrame) -> None:
+        """Keep ``events`` sorted by customer, so a customer's events are one slice."""
+        events = events.sort_values("customer_id", kind="stable", ignore_index=True)
+        ids = events["customer_id"].to_numpy(dtype=object)
+        starts = np.unique(ids, return_index=True)[1]
+        self.stored = events[EVENTS.names]
+        self._stored_ids, self._starts = ids[starts], starts
+        self._ends = np.append(starts[1:], len(ids))
+        self._stored_event_ids = pd.Index(events["event_id"].astype("str"))
+
+    def fold_live(self) -> None:
+        """Move the live events in with the stored ones (refresh does it once they are
+        many: looking a customer up among live events scans them all, a slice of the
+        sorted ones does not)."""
+        self._index_by_customer(pd.concat([self.stored, self.live], ignore_index=True))
+        self.live = self.stored.iloc[:0]
+        self._live_event_ids = set()
 
     def stored_known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: the store holds the event (within the state's window). Reads only
@@ -92,6 +106,8 @@ class LiveState:
         touched = pd.Index(pd.unique(events["customer_id"].astype("str")))
         if also is not None:
             touched = touched.union(also)
+        if len(self.live) > max(FOLD_AT, len(self.stored) // 10):
+            self.fold_live()
         rows = self.rows_of(touched, self.clock)
         self.row_as_of.update(dict.fromkeys(rows.index.astype("str"), self.clock))
         update = self.scorer.prepare_rows(rows)
