@@ -14,10 +14,13 @@ import signal
 import threading
 import time
 
+import pandas as pd
 import pytest
 import requests
+from cli_helpers import omni
 from service_helpers import omni_serve, stop
 
+from features.store.events import read_events
 from serving.live.journal import Journal
 
 pytestmark = pytest.mark.slow
@@ -135,6 +138,38 @@ def test_events_change_the_answers_within_seconds_and_count_once(home, tmp_path)
         assert again.json()["accepted"] == 0 and again.json()["duplicates"] == 5
     finally:
         stop(proc)
+    # a snapshot build compacts first: the live events are in the store, the journal empty
+    build = omni("snapshot", "build", home=home)
+    assert build.returncode == 0, build.stderr
+    assert "journaled events" in build.stdout
+    stored = set(read_events(home / "store")["event_id"])
+    assert {e["event_id"] for e in batch["events"]} <= stored
+    assert Journal(home / "journal", writer=False).read().empty
+
+
+# issue 17: `omni events send` replays a contract file; a re-run adds nothing
+def test_events_send_replays_a_file_once(home, tmp_path):
+    events = pd.DataFrame(purchases("C0000005", 30, tag="S")).drop(columns="event_id")
+    events.loc[29] = events.loc[28]  # two identical lines: two events, as in a file load
+    path = tmp_path / "events.csv"
+    events.to_csv(path, index=False)
+    proc, url = omni_serve(home, tmp_path / "logs")
+    try:
+        first = omni("events", "send", str(path), "--url", url, "--batch", "7", home=home)
+        assert first.returncode == 0, first.stderr
+        assert "sent 30 events: 30 accepted, 0 duplicates, 0 rejected" in first.stdout
+        again = omni("events", "send", str(path), "--url", url, home=home)
+        assert "30 events: 0 accepted, 30 duplicates" in again.stdout
+        events.loc[3, "channel"] = "fax"
+        events.to_csv(path, index=False)
+        bad = omni("events", "send", str(path), "--url", url, home=home)
+        assert bad.returncode == 2 and "row 4" in bad.stderr and "channel" in bad.stderr
+    finally:
+        stop(proc)
+    events.loc[3, "channel"] = "store"
+    events.to_csv(path, index=False)
+    gone = omni("events", "send", str(path), "--url", url, home=home)  # retried, then named
+    assert gone.returncode == 2 and f"no service answers at {url}" in gone.stderr
 
 
 # issue 17: kill -9 during ingest; every acknowledged event is kept, none twice

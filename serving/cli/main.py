@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from serving.cli.data import app as data_app
+from serving.cli.events import app as events_app
 from serving.cli.features import app as features_app
 from serving.cli.models import models_app
 from serving.cli.run import run
@@ -32,6 +33,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(events_app, name="events")
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")

@@ -66,9 +66,11 @@ def build_and_report(
 ) -> Path:
     """Build and report a snapshot (shared by `omni snapshot build`, `omni serve`, the main
     job)."""
+    from serving.live.compact import compact_first
     from serving.online import SnapshotError, build_snapshot
     from training.tracking import registry_errors
 
+    compact_first(settings, say)  # the snapshot's features see the live events
     with step("build the online snapshot"), registry_errors(settings):
         try:
             return build_snapshot(settings, as_of, refresh_recommender, say, serving, models)

@@ -68,11 +68,13 @@ def train_and_report(settings, jobs: tuple[str, ...], config, skip_one_channel=F
     """Train each job in turn on the store's data; print metrics and the gate's decision.
     ``skip_one_channel``: pass over next best channel, with a note, when the events have
     one channel (``omni train all``); asked for alone, it is an error."""
+    from serving.live.compact import compact_first
     from training.runner import load_training_data, run_customer_job
     from training.tracking import check_reachable, quiet_mlflow
 
     check_reachable(settings.tracking_uri)  # before minutes of training, not after
     quiet_mlflow()
+    compact_first(settings, say)  # live events reach training
     with step("read the events store"):
         events, customers = load_training_data(settings)
     say(f"{len(events):,} events, {len(customers):,} customers; MLflow: {settings.tracking_uri}")
@@ -165,6 +167,7 @@ def train_recs_and_report(
     from dataclasses import replace
 
     from features.store.events import read_events, read_table
+    from serving.live.compact import compact_first
     from training.recs.job import GATE_METRIC, train_recommender
     from training.tracking import check_reachable, quiet_mlflow
 
@@ -172,6 +175,7 @@ def train_recs_and_report(
         settings = replace(settings, seed=seed)
     check_reachable(settings.tracking_uri)  # before minutes of training, not after
     quiet_mlflow()
+    compact_first(settings, say)  # live events reach training
     with step("read the events store"):
         events = read_events(settings.store_dir)
         dims = {t: read_table(settings.store_dir, t) for t in ("customers", "products", "stores")}

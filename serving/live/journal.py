@@ -30,7 +30,7 @@ COLUMNS = [*EVENTS.names, RAW_CUSTOMER_ID]
 LOCK = ".lock"
 
 
-class JournalError(RuntimeError):
+class JournalError(ValueError):
     """The journal cannot be used: held by another writer, or a damaged line (named)."""
 
 
