@@ -163,11 +163,15 @@ def test_known_tuples_resolve_as_a_full_resolution_does(home, stored):
 
     graph = stored["graph"]
     sample = graph.sample(200, random_state=0).reset_index(drop=True)
+    event = {"ts": "2026-01-01T00:00:00Z", "channel": "web", "event_type": "view"}
     records = [
-        {"ts": "2026-01-01T00:00:00Z", "channel": "web", "event_type": "view"}
-        | {c: v for c, v in zip(LINK_COLUMNS, row, strict=True) if isinstance(v, str)}
+        event | {c: v for c, v in zip(LINK_COLUMNS, row, strict=True) if isinstance(v, str)}
         for row in sample[list(LINK_COLUMNS)].itertuples(index=False)
     ]
+    # and events naming only a customer id the graph knows (a tuple it may not hold)
+    known_ids = sample["customer_id"].dropna()
+    records += [event | {"customer_id": c} for c in known_ids]
+    expected = [*sample["resolved_id"], *sample.loc[known_ids.index, "resolved_id"]]
     valid = validate_frame(pd.DataFrame.from_records(records), EVENTS, "events")
     events = assign_event_ids(with_every_column(valid.good))
     identity = OnlineIdentity(graph, home.max_identity_component)
@@ -175,7 +179,7 @@ def test_known_tuples_resolve_as_a_full_resolution_does(home, stored):
     assert identity.graph is graph  # nothing new: the lookup answered
     full, _, _ = link_identities(events.copy(), graph, home.max_identity_component)
     assert fast["customer_id"].tolist() == full["customer_id"].astype("str").tolist()
-    assert fast["customer_id"].tolist() == sample["resolved_id"].tolist()
+    assert fast["customer_id"].tolist() == expected
 
 
 # issue 17: live events folded in with the stored ones (so lookups stay slices) change no row

@@ -5,9 +5,11 @@ resolves to) and grows with each batch, so an event with only a known ``email_ha
 lands on that customer, and new identifiers link exactly as a batch load of the same
 events would link them (:func:`features.store.events.link_identities`).
 
-Resolution depends only on the set of tuples, so a batch whose tuples are all in the
-graph already links nothing new: each event takes its tuple's customer from an index of
-the graph (a lookup per event instead of resolving the whole graph again).
+Resolution depends only on the set of tuples, so a batch that adds no link resolves by
+lookup (instead of resolving the whole graph again): an event whose tuple the graph
+holds takes that tuple's customer, and an event that names only a ``customer_id`` the
+graph knows (a tuple of one identifier links nothing) takes that customer id's customer:
+a customer id is never cut from its component, so all its tuples resolve alike.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.contract.schema import IDENTIFIER_COLUMNS
 from features.store.events import link_identities
 from features.store.identity import LINK_COLUMNS, RESOLVED
 from features.store.parts import RAW_CUSTOMER_ID
@@ -53,16 +56,20 @@ class OnlineIdentity:
         unique = ~keys.duplicated()
         self._keys = keys[unique]
         self._ids = graph[RESOLVED].astype(object).to_numpy()[unique]
+        raw = graph["customer_id"].astype("str")
+        first = raw.notna().to_numpy() & ~raw.duplicated().to_numpy()
+        self._raw = pd.Index(raw[first])
+        self._raw_ids = graph[RESOLVED].astype(object).to_numpy()[first]
 
     def resolve(self, events: pd.DataFrame) -> pd.DataFrame:
         """``events`` (contract frame) with ``customer_id`` resolved and the id as given in
         ``raw_customer_id``; the graph then holds their tuples. ValueError for an event
         with neither a customer id nor an identifier."""
-        at = self._keys.get_indexer(tuple_keys(events)) if len(self._keys) else None
-        if at is not None and (at >= 0).all():  # nothing new to link
+        ids = self._lookup(events)
+        if ids is not None:  # nothing new to link
             out = events.copy(deep=False)
             out[RAW_CUSTOMER_ID] = events["customer_id"].astype("str")
-            out["customer_id"] = pd.Series(self._ids[at], index=events.index, dtype="str")
+            out["customer_id"] = pd.Series(ids, index=events.index, dtype="str")
             return out
         resolved, graph, _ = link_identities(
             events.copy(deep=False), self.graph, self.max_component
@@ -71,3 +78,20 @@ class OnlineIdentity:
         resolved["customer_id"] = resolved["customer_id"].astype("str")
         resolved[RAW_CUSTOMER_ID] = resolved[RAW_CUSTOMER_ID].astype("str")
         return resolved
+
+    def _lookup(self, events: pd.DataFrame) -> np.ndarray | None:
+        """Each event's customer when the batch links nothing new (see the module
+        docstring), else None."""
+        if not len(self._keys):
+            return None
+        at = self._keys.get_indexer(tuple_keys(events))
+        ids = np.where(at >= 0, self._ids[np.maximum(at, 0)], None)
+        missing = at < 0
+        if missing.any():
+            alone = events[list(IDENTIFIER_COLUMNS)].isna().all(axis=1).to_numpy()
+            by_id = self._raw.get_indexer(events["customer_id"].astype("str"))
+            usable = missing & alone & (by_id >= 0)
+            if (missing & ~usable).any():
+                return None
+            ids[usable] = self._raw_ids[by_id[usable]]
+        return ids
