@@ -24,15 +24,22 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 """BLAS on one thread in service workers: requests are small, threads only contend."""
 
 
+FOLLOW_LATEST_ENV = "OMNI_FOLLOW_LATEST"
+"""Set to 1 by `omni serve` when it chose the snapshot itself: the service then switches
+to each newer one ``LATEST`` names (a snapshot named by ``OMNI_SNAPSHOT`` stays)."""
+
+
 def service_command(
-    snapshot: Path, port: int, host: str = "127.0.0.1"
+    snapshot: Path, port: int, host: str = "127.0.0.1", follow_latest: bool = False
 ) -> tuple[list[str], dict[str, str]]:
     """The command line and environment that start the scoring service on ``snapshot``:
     `bentoml serve` through this module (a metrics folder of its own), BLAS on one thread.
     `omni serve` and the main job both start the service this way."""
     cmd = [sys.executable, "-m", "serving.bentoml_server", "serve", SERVICE]
     cmd += ["--port", str(port), "--host", host]
-    return cmd, {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(snapshot)}
+    env = {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(snapshot)}
+    env[FOLLOW_LATEST_ENV] = "1" if follow_latest else "0"
+    return cmd, env
 
 
 def main(argv: list[str] | None = None) -> None:

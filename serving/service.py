@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -67,6 +68,8 @@ BENTOML_ERRORS = "bentoml._internal.server.http_app"
 APPLY_EVERY_S = 0.25
 """How often live events are applied to the online state (one refresh for every customer
 touched since the last)."""
+SNAPSHOT_CHECK_S = 5.0
+"""How often the service looks for a newer snapshot (``LATEST``) to switch to."""
 SEAL_EVERY_S = 60.0
 """How often the journal's open segment is closed, for `omni events compact` to take."""
 log = logging.getLogger("omni.service")
@@ -155,11 +158,9 @@ class Personalization:
         threadpool_limits(1)  # one request at a time per worker: BLAS threads only contend
         t0 = time.perf_counter()
         path = snapshot_path()
+        self.snapshot_dir = path
         self.scorer = Scorer(load_snapshot(path), num_threads=1, ranked_lists=LIST_DEPTH)
-        self.meta = {
-            "as_of": self.scorer.as_of.isoformat(),
-            "model_versions": self.scorer.versions,
-        }
+        self.meta = _meta(self.scorer)
         log.info(
             "loaded snapshot %s (as of %s; %s customers) in %.1f s",
             path.name,
@@ -168,7 +169,8 @@ class Personalization:
             time.perf_counter() - t0,
         )
         self.live, self.live_error = self._open_live()
-        self._applier: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._paused = False  # the live loop waits while the service switches snapshots
         gc.collect()
         gc.freeze()  # the snapshot's objects never need collecting: no gen-2 pauses
 
@@ -180,11 +182,15 @@ class Personalization:
 
         t0 = time.perf_counter()
         try:
-            from serving.live.start import open_live
+            from serving.live.journal import JournalError
+            from serving.live.start import LiveUnavailable, open_live
 
             live, first = open_live(get_settings(), self.scorer)
-        except Exception as exc:  # any cause: reported on every POST /events
-            log.error("live events unavailable: %s", exc, exc_info=True)
+        except (LiveUnavailable, JournalError, OSError) as exc:  # said on every POST /events
+            log.warning("live events unavailable: %s", exc)
+            return None, f"live events unavailable: {exc}"
+        except Exception as exc:  # a bug: its traceback is logged
+            log.exception("live events unavailable")
             return None, f"live events unavailable: {exc}"
         log.info(
             "live events on: %s journaled events replayed, %s customers refreshed (%.1f s)",
@@ -193,6 +199,15 @@ class Personalization:
             time.perf_counter() - t0,
         )
         return live, ""
+
+    @bentoml.on_startup
+    async def _start_tasks(self) -> None:
+        """The background tasks of a worker: the live loop, and following ``LATEST``."""
+        loop = asyncio.get_running_loop()
+        if self.live is not None:
+            self._tasks.append(loop.create_task(self._apply_live()))
+        if follows_latest(self.snapshot_dir):
+            self._tasks.append(loop.create_task(self._follow_latest()))
 
     async def _apply_live(self) -> None:
         """Every APPLY_EVERY_S: the events taken since the last round become fresh rows
@@ -203,14 +218,65 @@ class Personalization:
             if time.monotonic() - sealed > SEAL_EVERY_S:  # compaction takes closed segments
                 sealed = time.monotonic()
                 await asyncio.to_thread(self.live.seal)
+            if self._paused:
+                continue
             batch = self.live.take_pending()
             if batch is None:
                 continue
+            scorer, state = self.scorer, self.live.state
             try:
-                refresh = await asyncio.to_thread(self.live.state.refresh, batch)
-                self.scorer.apply_rows(refresh.update)
+                refresh = await asyncio.to_thread(state.refresh, batch)
             except Exception:  # journaled, so applied again at the next start
                 log.exception("could not apply %s live events", len(batch))
+                continue
+            if scorer is self.scorer:  # else a new snapshot came in, the journal replayed
+                scorer.apply_rows(refresh.update)
+
+    async def _follow_latest(self) -> None:
+        """Every SNAPSHOT_CHECK_S: when ``LATEST`` names another snapshot (a build
+        finished), load it beside the current one, replay the journal into it and switch
+        in one step; a snapshot that fails to load is reported once and left."""
+        from features.settings import get_settings
+        from serving.online import SnapshotError, latest_snapshot
+
+        settings, refused = get_settings(), None
+        while True:
+            await asyncio.sleep(SNAPSHOT_CHECK_S)
+            try:
+                path = latest_snapshot(settings)
+            except SnapshotError:
+                continue
+            if path == self.snapshot_dir or path == refused:
+                continue
+            self._paused = True
+            try:
+                scorer, state = await asyncio.to_thread(self._load_caught_up, settings, path)
+            except Exception as exc:
+                log.error("kept snapshot %s: %s could not be loaded: %s", *_names(self, path), exc)
+                refused = path
+                continue
+            finally:
+                self._paused = False
+            self.scorer, self.meta, self.snapshot_dir = scorer, _meta(scorer), path
+            if state is not None:
+                self.live.state = state
+            log.info("switched to snapshot %s (as of %s)", path.name, self.meta["as_of"])
+            gc.collect()
+            gc.freeze()  # as after start-up: no gen-2 pauses over the new snapshot's objects
+
+    def _load_caught_up(self, settings, path: Path):
+        """A real-time Scorer of the snapshot at ``path`` and, with live events on, its
+        online state with the journal replayed (both built off the request path)."""
+        from serving.live.start import caught_up_state
+        from serving.online import LIST_DEPTH, load_snapshot, mark_in_use
+        from serving.scoring import Scorer
+
+        scorer = Scorer(load_snapshot(path), num_threads=1, ranked_lists=LIST_DEPTH)
+        state = None
+        if self.live is not None:
+            state, _ = caught_up_state(settings, scorer, self.live.journal.read())
+        mark_in_use(settings, path)
+        return scorer, state
 
     # ------------------------------------------------------------------ endpoints
 
@@ -231,8 +297,6 @@ class Personalization:
             return JSONResponse(body.model_dump(), status_code=400)
         except OSError as exc:  # nothing acknowledged: the client retries
             return unavailable(f"the event journal could not be written: {exc}")
-        if self._applier is None:
-            self._applier = asyncio.get_running_loop().create_task(self._apply_live())
         return EventsResponse(
             accepted=receipt.accepted,
             duplicates=receipt.duplicates,
@@ -362,6 +426,23 @@ class Personalization:
             return []
         ranked = channel_ranking(proba, self.scorer.channels)
         return [{"channel": c, "probability": p} for c, p in ranked]
+
+
+def _meta(scorer) -> dict:
+    """What every answer says about the snapshot and models behind it."""
+    return {"as_of": scorer.as_of.isoformat(), "model_versions": scorer.versions}
+
+
+def _names(service: Personalization, path: Path) -> tuple[str, str]:
+    return service.snapshot_dir.name, path.name
+
+
+def follows_latest(path: Path) -> bool:
+    """Whether the service switches to newer snapshots: `omni serve` chose its snapshot
+    from the home (not ``OMNI_SNAPSHOT`` set by the user, nor the one a bento carries)."""
+    from serving.bentoml_server import FOLLOW_LATEST_ENV
+
+    return os.environ.get(FOLLOW_LATEST_ENV) == "1" and path != BUNDLED_SNAPSHOT
 
 
 def _churn(probability: float) -> dict:

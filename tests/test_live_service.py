@@ -213,3 +213,58 @@ def test_sigkill_during_ingest_keeps_every_acknowledged_event(home, tmp_path):
     journaled = Journal(home / "journal", writer=False).read()["event_id"]
     assert journaled.is_unique  # none twice
     assert {e["event_id"] for e in acknowledged} <= set(journaled)
+
+
+# issue 17: a snapshot built while the service runs: it switches to it and replays the
+# journal, and answers as a service started afresh on that snapshot and journal does
+def test_switches_to_a_new_snapshot_keeping_the_live_events(home, tmp_path):
+    proc, url = omni_serve(home, tmp_path / "logs")
+    customer = "C0000006"
+    try:
+        before = post(url, "ping", {}).json()["as_of"]
+        assert post(url, "events", {"events": purchases(customer, 4, tag="W")}).status_code == 200
+        build = omni("snapshot", "build", "--as-of", "2026-01-02", home=home)
+        assert build.returncode == 0, build.stderr
+        switched = until_changed(lambda: post(url, "ping", {}).json()["as_of"], before, 30)
+        assert switched.startswith("2026-01-02")
+        live = churn_of(url, customer)
+        more = post(url, "events", {"events": purchases(customer, 2, tag="X", day="2026-01-02")})
+        assert more.status_code == 200
+        live_after = until_changed(lambda: churn_of(url, customer), live)
+    finally:
+        stop(proc)
+    proc, url = omni_serve(home, tmp_path / "logs2")
+    try:
+        assert post(url, "ping", {}).json()["as_of"] == switched
+        assert churn_of(url, customer) == live_after
+    finally:
+        stop(proc)
+
+
+# issue 17: whatever a client sends to /events (schemathesis, valid and invalid bodies),
+# it gets an answer, never a 5xx
+def test_fuzzing_events_finds_no_server_errors(home, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc, url = omni_serve(home, tmp_path / "logs")
+    try:
+        cli = Path(sys.executable).parent / "schemathesis"
+        run = subprocess.run(
+            [
+                str(cli), "run", f"{url}/docs.json",
+                "--include-path", "/events",
+                "--checks", "not_a_server_error",
+                "--max-examples", "150",
+                "--seed", "17",
+                "--generation-database", "none",
+                "--request-timeout", "20",
+                "--no-color",
+            ],
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-4000:]
+        assert post(url, "ping", {}).status_code == 200  # still answering
+    finally:
+        stop(proc)

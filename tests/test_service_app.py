@@ -182,7 +182,12 @@ def test_fuzzing_the_openapi_schema_finds_no_server_errors(client):
         @schemathesis_given(strategy)
         def run(case):
             response = case.call(headers={"Authorization": f"Bearer {TOKEN}"})
-            if response.status_code >= 500:
+            # issue 17: this app has a snapshot and no events store, so /events answers
+            # its documented 503 (live events unavailable); any other 5xx is a failure
+            unavailable = response.status_code == 503 and case.formatted_path == "/events"
+            if unavailable:
+                assert response.json()["detail"].startswith("live events unavailable")
+            elif response.status_code >= 500:
                 failures.append((case.formatted_path, case.body, response.status_code))
 
         run()

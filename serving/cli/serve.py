@@ -81,7 +81,7 @@ def serve(
     console.print(f"serving {path.name} on http://{host}:{port}  ({auth}); Ctrl-C stops it")
     from serving.bentoml_server import service_command
 
-    cmd, env = service_command(path, port, host)
+    cmd, env = service_command(path, port, host, follow_latest=settings.snapshot is None)
     sys.stdout.flush()
     # become BentoML (no parent left behind): signals such as a supervisor's SIGTERM
     # reach the server itself and stop it with its workers

@@ -38,22 +38,36 @@ def open_live(settings: Settings, scorer: Scorer) -> tuple[LiveEvents, Refresh]:
             f"no events store in {settings.home}: live events need the data home the "
             "snapshot was built from (OMNI_HOME)"
         )
+    journal = Journal(settings.journal_dir)
+    try:
+        identity = OnlineIdentity(
+            read_identity_graph(settings.store_dir), settings.max_identity_component
+        )
+        journaled = journal.read()
+        if len(journaled):  # their identifiers link later events as they did at ingest
+            identity.resolve(journaled.assign(customer_id=journaled[RAW_CUSTOMER_ID]))
+        state, first = caught_up_state(settings, scorer, journaled)
+    except BaseException:
+        journal.close()
+        raise
+    return LiveEvents(state, identity, journal), first
+
+
+def caught_up_state(
+    settings: Settings, scorer: Scorer, journaled: pd.DataFrame
+) -> tuple[LiveState, Refresh]:
+    """The online state of ``scorer``'s snapshot with the journaled events applied, and
+    the customers whose stored events the snapshot was built without refreshed (the first
+    refresh, applied to ``scorer``): for a service starting, or switching snapshots."""
     as_of = scorer.as_of
     stored = read_events(settings.store_dir, start=as_of - pd.Timedelta(days=lookback_days()))
     state = LiveState(scorer, stored, read_table(settings.store_dir, "customers"), as_of)
-    identity = OnlineIdentity(
-        read_identity_graph(settings.store_dir), settings.max_identity_component
-    )
-    journal = Journal(settings.journal_dir)
-    journaled = journal.read()
-    if len(journaled):  # their identifiers link later events as they did at ingest
-        identity.resolve(journaled.assign(customer_id=journaled[RAW_CUSTOMER_ID]))
     stale = state.after_snapshot().union(
         added_customers(settings.store_dir, scorer.snapshot.manifest.get("store_parts"))
     )
     first = state.refresh(journaled, also=stale)
     scorer.apply_rows(first.update)
-    return LiveEvents(state, identity, journal), first
+    return state, first
 
 
 def added_customers(store_dir: Path, snapshot_parts: list[str] | None) -> pd.Index:

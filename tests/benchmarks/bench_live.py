@@ -8,6 +8,7 @@ so each starts from an empty journal. The service runs as `omni serve` does it (
 worker, live events on, the journal on local disk). Each repeat, in this order:
 
 - quiet: ``/recommend`` at one connection (random known customers, k=10), no ingest;
+- ingest alone: one client posts batches of 1,000 new purchase events for half the time;
 - ingest: one client posts batches of 1,000 new purchase events (distinct event ids,
   known customers) as fast as they are answered, while a second client measures
   ``/recommend`` at one connection: accepted events/s and /recommend p50 / p99;
@@ -63,6 +64,14 @@ def start(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc, limit=300)
     return proc, url
+
+
+def worker_rss_mb(proc: subprocess.Popen) -> float:
+    """Resident memory of the largest process of the service (its worker), MB."""
+    import psutil
+
+    server = psutil.Process(proc.pid)
+    return max(p.memory_info().rss for p in [server, *server.children(recursive=True)]) / 2**20
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -143,13 +152,18 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
     customers = read_table(settings.store_dir, "customers")["customer_id"].tolist()
     products = read_table(settings.store_dir, "products")["product_id"].tolist()
     proc, url = start(home, work / "service.log")
-    result: dict = {}
+    result: dict = {"customers": len(customers), "rss_mb_at_start": worker_rss_mb(proc)}
     try:
         stop = threading.Event()
         timer = threading.Timer(duration, stop.set)
         timer.start()
         result["quiet_recommend"] = percentiles(recommend_latencies(url, customers, stop))
         result["visible_quiet"] = percentiles(visible_latencies(url, 100, f"q{r}"))
+
+        stop = threading.Event()
+        threading.Timer(duration / 2, stop.set).start()
+        accepted, seconds = ingest(url, customers, products, stop, f"a{r}")
+        result["ingest_alone_events_per_s"] = accepted / seconds
 
         stop = threading.Event()
         got: dict = {}
@@ -173,6 +187,7 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
         result["ingest_events_per_s"] = got["accepted"] / got["s"]
         result["ingest_recommend"] = percentiles(reader_out)
         result["visible_during_ingest"] = percentiles(during)
+        result["rss_mb_after_ingest"] = worker_rss_mb(proc)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -198,10 +213,14 @@ def main() -> None:
 
     print(f"\nmedians of {len(runs)} repeats ({load_note()}):")
     print("| measure | value |\n|---|---:|")
-    rate = med("ingest_events_per_s")
-    print(f"| ingest, events/s accepted (one worker, batches of {BATCH}) | {rate:,.0f} |")
+    alone, rate = med("ingest_alone_events_per_s"), med("ingest_events_per_s")
+    print(f"| ingest alone, events/s accepted (one worker, batches of {BATCH}) | {alone:,.0f} |")
+    print(f"| ingest while /recommend is served, events/s | {rate:,.0f} |")
     for name in ("quiet_recommend", "ingest_recommend", "visible_quiet", "visible_during_ingest"):
         print(f"| {name} p50 / p99 ms | {med(name, 'p50_ms'):.1f} / {med(name, 'p99_ms'):.1f} |")
+    rss = med("rss_mb_at_start")
+    print(f"| worker memory at start, MB ({runs[0]['customers']:,} customers) | {rss:,.0f} |")
+    print(f"| worker memory after the ingest, MB | {med('rss_mb_after_ingest'):,.0f} |")
     ratio = med("ingest_recommend", "p50_ms") / med("quiet_recommend", "p50_ms")
     print(f"| /recommend p50 during ingest / quiet | {ratio:.2f}x |")
     save("live", {"runs": runs, "batch": BATCH, "duration_s": args.duration})
