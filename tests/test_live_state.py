@@ -155,8 +155,8 @@ def test_identifier_only_event_lands_on_the_known_customer(home, stored):
     assert events["customer_id"].iloc[0] == row["resolved_id"]
 
 
-# issue 17: a batch of tuples the graph holds takes the lookup path; it must give what
-# resolving the whole graph again gives
+# issue 17: a batch that links nothing new (tuples the graph holds, customer ids alone,
+# known or new) takes the lookup path; it must give what resolving the whole graph gives
 def test_known_tuples_resolve_as_a_full_resolution_does(home, stored):
     from features.store.events import link_identities
     from features.store.identity import LINK_COLUMNS
@@ -171,7 +171,9 @@ def test_known_tuples_resolve_as_a_full_resolution_does(home, stored):
     # and events naming only a customer id the graph knows (a tuple it may not hold)
     known_ids = sample["customer_id"].dropna()
     records += [event | {"customer_id": c} for c in known_ids]
+    records += [event | {"customer_id": f"LIVE-ONLY-{i}"} for i in range(3)]  # new ones
     expected = [*sample["resolved_id"], *sample.loc[known_ids.index, "resolved_id"]]
+    expected += [f"LIVE-ONLY-{i}" for i in range(3)]
     valid = validate_frame(pd.DataFrame.from_records(records), EVENTS, "events")
     events = assign_event_ids(with_every_column(valid.good))
     identity = OnlineIdentity(graph, home.max_identity_component)

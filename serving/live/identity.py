@@ -7,9 +7,10 @@ events would link them (:func:`features.store.events.link_identities`).
 
 Resolution depends only on the set of tuples, so a batch that adds no link resolves by
 lookup (instead of resolving the whole graph again): an event whose tuple the graph
-holds takes that tuple's customer, and an event that names only a ``customer_id`` the
-graph knows (a tuple of one identifier links nothing) takes that customer id's customer:
-a customer id is never cut from its component, so all its tuples resolve alike.
+holds takes that tuple's customer; an event that names only a ``customer_id`` (a tuple
+of one identifier links nothing) takes that customer id's customer when the graph knows
+it (a customer id is never cut from its component, so all its tuples resolve alike), and
+is a customer of its own, that id, when it does not.
 """
 
 from __future__ import annotations
@@ -88,10 +89,14 @@ class OnlineIdentity:
         ids = np.where(at >= 0, self._ids[np.maximum(at, 0)], None)
         missing = at < 0
         if missing.any():
+            given = events["customer_id"].astype("str")
             alone = events[list(IDENTIFIER_COLUMNS)].isna().all(axis=1).to_numpy()
-            by_id = self._raw.get_indexer(events["customer_id"].astype("str"))
-            usable = missing & alone & (by_id >= 0)
-            if (missing & ~usable).any():
+            alone = alone & given.notna().to_numpy()
+            if (missing & ~alone).any():
                 return None
-            ids[usable] = self._raw_ids[by_id[usable]]
+            by_id = self._raw.get_indexer(given)
+            known = missing & (by_id >= 0)
+            ids[known] = self._raw_ids[by_id[known]]
+            new = missing & (by_id < 0)  # a customer id alone, new: a customer of its own
+            ids[new] = given.to_numpy(dtype=object)[new]
         return ids
