@@ -12,7 +12,10 @@ worker, live events on, the journal on local disk). Each repeat, in this order:
 - ingest: one client posts batches of 1,000 new purchase events (distinct event ids,
   known customers) as fast as they are answered, while a second client measures
   ``/recommend`` at one connection: accepted events/s and /recommend p50 / p99;
-- visible: single events for customers the service does not know yet, each followed by
+- the same with ``/recommend`` paced at 100 requests a second (a reading load that leaves
+  the worker time to ingest), reported apart;
+- visible (during each ingest too, after its rates are taken): single events for
+  customers the service does not know yet, each followed by
   ``/churn_risk`` polls every 5 ms until the customer is known: the time from the 2xx of
   ``/events`` to the first answer that reflects it, p50 / p99 (alone, and during ingest).
 
@@ -41,6 +44,8 @@ from harness import RESULTS_DIR, load_note, omni, save
 
 BATCH = 1000
 TIMEOUT = 30
+PACED_READS = 100.0
+"""/recommend requests a second of the paced reader."""
 
 
 def prepare(home: Path) -> None:
@@ -82,9 +87,21 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     }
 
 
-def recommend_latencies(url: str, customers: list[str], stop: threading.Event) -> list[float]:
-    session, out, rng = requests.Session(), [], np.random.default_rng(1)
+def recommend_latencies(
+    url: str,
+    customers: list[str],
+    stop: threading.Event,
+    rate: float | None = None,
+    out: list[float] | None = None,
+) -> list[float]:
+    """/recommend latencies (ms) until ``stop``, appended to ``out`` as they come: back to
+    back, or ``rate`` requests a second."""
+    session, rng = requests.Session(), np.random.default_rng(1)
+    out = [] if out is None else out
+    start = time.perf_counter()
     while not stop.is_set():
+        if rate:  # the n-th request goes out at n / rate seconds
+            time.sleep(max(0.0, len(out) / rate - (time.perf_counter() - start)))
         body = {"customer_id": customers[rng.integers(len(customers))], "k": 10}
         t0 = time.perf_counter()
         answer = session.post(f"{url}/recommend", json=body, timeout=TIMEOUT)
@@ -93,8 +110,16 @@ def recommend_latencies(url: str, customers: list[str], stop: threading.Event) -
     return out
 
 
-def ingest(url: str, customers: list[str], products: list[str], stop: threading.Event, tag: str):
-    """Post batches of new purchases until ``stop``; returns (events accepted, seconds)."""
+def ingest(
+    url: str,
+    customers: list[str],
+    products: list[str],
+    stop: threading.Event,
+    tag: str,
+    progress: list | None = None,
+):
+    """Post batches of new purchases until ``stop``; returns (events accepted, seconds).
+    ``progress`` gets (seconds, events accepted so far) after each batch."""
     session, rng, accepted, n = requests.Session(), np.random.default_rng(2), 0, 0
     t0 = time.perf_counter()
     while not stop.is_set():
@@ -118,6 +143,8 @@ def ingest(url: str, customers: list[str], products: list[str], stop: threading.
         assert answer.status_code == 200, answer.text
         accepted += answer.json()["accepted"]
         n += 1
+        if progress is not None:
+            progress.append((time.perf_counter() - t0, accepted))
     return accepted, time.perf_counter() - t0
 
 
@@ -139,6 +166,42 @@ def visible_latencies(url: str, n: int, tag: str) -> list[float]:
             time.sleep(0.005)
         out.append((time.perf_counter() - t0) * 1000)
     return out
+
+
+def ingest_while_reading(
+    url: str,
+    customers: list[str],
+    products: list[str],
+    duration: float,
+    tag: str,
+    read_rate: float | None,
+) -> dict:
+    """One client ingesting and one reading /recommend (back to back or at
+    ``read_rate``): the ingest rate and read latencies over ``duration``, then, while both
+    go on, event-to-visible probes (reported apart: their polling is load of its own)."""
+    stop, got, reads, progress = threading.Event(), {}, [], []
+
+    def send() -> None:
+        got["accepted"], got["s"] = ingest(url, customers, products, stop, f"i{tag}", progress)
+
+    def read() -> None:
+        recommend_latencies(url, customers, stop, read_rate, out=reads)
+
+    threads = [threading.Thread(target=send), threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    time.sleep(duration)
+    measured = list(progress)
+    n_reads = len(reads)
+    during = visible_latencies(url, 50, f"d{tag}")
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return {
+        "ingest_events_per_s": measured[-1][1] / measured[-1][0],
+        "ingest_recommend": percentiles(reads[:n_reads]),
+        "visible_during_ingest": percentiles(during),
+    }
 
 
 def one_repeat(source: Path, duration: float, r: int) -> dict:
@@ -165,28 +228,11 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
         accepted, seconds = ingest(url, customers, products, stop, f"a{r}")
         result["ingest_alone_events_per_s"] = accepted / seconds
 
-        stop = threading.Event()
-        got: dict = {}
-
-        def send() -> None:
-            got["accepted"], got["s"] = ingest(url, customers, products, stop, f"i{r}")
-
-        sender = threading.Thread(target=send)
-        sender.start()
-        reader_out: list[float] = []
-        reader = threading.Thread(
-            target=lambda: reader_out.extend(recommend_latencies(url, customers, stop))
-        )
-        reader.start()
-        time.sleep(duration / 2)
-        during = visible_latencies(url, 50, f"d{r}")
-        time.sleep(duration / 2)
-        stop.set()
-        sender.join()
-        reader.join()
-        result["ingest_events_per_s"] = got["accepted"] / got["s"]
-        result["ingest_recommend"] = percentiles(reader_out)
-        result["visible_during_ingest"] = percentiles(during)
+        for name, read_rate in (("", None), ("paced_", PACED_READS)):
+            measured = ingest_while_reading(
+                url, customers, products, duration, f"{name}{r}", read_rate
+            )
+            result |= {f"{name}{k}": v for k, v in measured.items()}
         result["rss_mb_after_ingest"] = worker_rss_mb(proc)
     finally:
         proc.terminate()
@@ -215,8 +261,13 @@ def main() -> None:
     print("| measure | value |\n|---|---:|")
     alone, rate = med("ingest_alone_events_per_s"), med("ingest_events_per_s")
     print(f"| ingest alone, events/s accepted (one worker, batches of {BATCH}) | {alone:,.0f} |")
-    print(f"| ingest while /recommend is served, events/s | {rate:,.0f} |")
-    for name in ("quiet_recommend", "ingest_recommend", "visible_quiet", "visible_during_ingest"):
+    print(f"| ingest while /recommend is called back to back, events/s | {rate:,.0f} |")
+    paced = med("paced_ingest_events_per_s")
+    print(f"| ingest while /recommend is called {PACED_READS:.0f} times a second | {paced:,.0f} |")
+    for name in (
+        "quiet_recommend", "ingest_recommend", "paced_ingest_recommend",
+        "visible_quiet", "visible_during_ingest", "paced_visible_during_ingest",
+    ):  # fmt: skip
         print(f"| {name} p50 / p99 ms | {med(name, 'p50_ms'):.1f} / {med(name, 'p99_ms'):.1f} |")
     rss = med("rss_mb_at_start")
     print(f"| worker memory at start, MB ({runs[0]['customers']:,} customers) | {rss:,.0f} |")
