@@ -184,3 +184,13 @@ def write_parquet_atomic(df, target: Path | str, **kwargs) -> Path:
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, **kwargs)
     return target
+
+
+def fsync_path(path: Path) -> None:
+    """Make a file's contents, or a folder's entries (a file created, renamed or removed
+    in it), durable: what a rename or a removal needs to survive a crash."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

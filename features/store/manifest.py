@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from features.atomic import fsync_path
+
 MANIFEST = "manifest.json"
 FORMAT = "omni-personalize events store"
 VERSION = 1
@@ -125,23 +127,15 @@ def _legacy_manifest(store_dir: Path) -> Manifest | None:
     return Manifest(parts=listed, tables=tables, legacy=True)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def sync_files(store_dir: Path, paths: list[str]) -> None:
     """Flush new files, and the folders that got them (or a new month folder), to disk
     before a manifest lists them."""
     folders: set[Path] = set()
     for rel in paths:
-        _fsync(store_dir / rel)
+        fsync_path(store_dir / rel)
         folders.update(p for p in (store_dir / rel).parents if store_dir in p.parents)
     for folder in sorted(folders, reverse=True):
-        _fsync(folder)
+        fsync_path(folder)
 
 
 def switch_manifest(store_dir: Path, manifest: Manifest, write_id: str) -> None:
@@ -152,7 +146,7 @@ def switch_manifest(store_dir: Path, manifest: Manifest, write_id: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, store_dir / MANIFEST)
-    _fsync(store_dir)
+    fsync_path(store_dir)
 
 
 def remove_unlisted(store_dir: Path, manifest: Manifest) -> int:

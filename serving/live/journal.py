@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.atomic import fsync_path
 from features.contract.schema import EVENTS, as_contract_frame
 from features.store.parts import RAW_CUSTOMER_ID
 
@@ -32,15 +33,6 @@ LOCK = ".lock"
 
 class JournalError(ValueError):
     """The journal cannot be used: held by another writer, or a damaged line (named)."""
-
-
-def _sync_dir(folder: Path) -> None:
-    """Make a file's creation or removal in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _lines(events: pd.DataFrame) -> bytes:
@@ -111,7 +103,7 @@ class Journal:
         created = not path.exists()
         self._file = open(path, "ab")  # noqa: SIM115 (kept open between appends)
         if created:
-            _sync_dir(self.folder)
+            fsync_path(self.folder)
 
     def append(self, events: pd.DataFrame) -> None:
         """Write the events (contract columns, ``event_id``, resolved ``customer_id`` and
@@ -172,7 +164,7 @@ class Journal:
         if segments and segments[-1].stat().st_size > 0:
             seq = int(segments[-1].stem) + 1
             (self.folder / f"{seq:012d}.jsonl").touch()
-            _sync_dir(self.folder)
+            fsync_path(self.folder)
         return self.sealed()
 
     def sealed(self) -> list[Path]:
@@ -203,7 +195,7 @@ class Journal:
         for path in segments:
             path.unlink(missing_ok=True)
         if segments:
-            _sync_dir(self.folder)
+            fsync_path(self.folder)
 
     def _close_file(self) -> None:
         if self._file is not None:
