@@ -49,7 +49,7 @@ def test_job_logs_registers_and_the_logged_model_scores(settings, synth):
     ids = list(result.model.catalogue_.customer_ids[result.model.state_.active][:5])
     request = pd.DataFrame({"customer_id": [*ids, "brand-new"]})  # context columns optional
     served = loaded.predict(request)
-    direct = result.model.recommend(request["customer_id"], k=10)
+    direct = result.model.recommend(request["customer_id"], k=10, rest_bought=True)
     direct["reason"] = direct["reason"].astype("str")
     pd.testing.assert_frame_equal(served.reset_index(drop=True), direct, check_dtype=False)
 

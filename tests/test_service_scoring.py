@@ -88,7 +88,7 @@ def test_batch_equals_one_by_one_and_the_recommender(live):
     _, batch = live.score_frames(ids, k=8, channel="web")
     singles = pd.concat([live.score_frames([c], k=8, channel="web")[1] for c in ids])
     assert_same_answers(batch, singles)
-    direct = live.recommender.recommend(ids, k=8, context={"channel": "web"})
+    direct = live.recommender.recommend(ids, k=8, context={"channel": "web"}, rest_bought=True)
     assert_same_answers(batch, direct)
 
 

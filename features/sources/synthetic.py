@@ -43,7 +43,11 @@ Planted structure (later models are tested on recovering it):
    is set on 12 % of lines (90 % on orders with a ``redeem``; ~21 % overall), else null. 3 % of
    lines get a ``return`` 1-30 days later (same order/product/store/channel, positive
    quantity, negative amount). Browse-only web/app sessions (rate 0.3 x the purchase rate x
-   online affinity) add views without a purchase.
+   online affinity) add views without a purchase. Every second browse view (and the
+   add_to_carts of every second browse session) shows a product of the customer's next
+   order when one follows within 7 days, on any channel (people look before they buy,
+   online or in store; issue 17's "you looked at this"); the others a product of their
+   tastes.
 5. **Products.** 20 categories with lognormal prices and brands; popularity is Zipf within a
    category. Customers have Dirichlet category tastes and 3-8 personal staples; 45 % of basket
    lines are a staple (strong buy-again signal), the rest come from tasted categories by
@@ -119,6 +123,7 @@ ONLINE_LINES_MEAN = 1.2
 EXTRA_VIEWS_MEAN = 0.7
 BROWSE_VIEWS_MEAN = 1.5
 BROWSE_CART_P = 0.25
+LOOK_AHEAD_DAYS = 7
 STAPLE_P = 0.45
 QUANTITY_EXTRA_MEAN = 0.35
 DISCOUNT_P = 0.12
@@ -913,14 +918,19 @@ def _session_events(
         ("view", line_occ, -_uniform_s(rng, 2 * MINUTE, 40 * MINUTE, n_view), line_product),
         ("add_to_cart", line_occ, -_uniform_s(rng, 20, 2 * MINUTE, n_view), line_product),
         ("view", extra, -_uniform_s(rng, 2 * MINUTE, HOUR, n_extra), None),
-        ("view", browse_views, _uniform_s(rng, 0, 20 * MINUTE, n_browse), None),
-        ("add_to_cart", browse_cart, _uniform_s(rng, 0, 25 * MINUTE, n_cart), None),
+        ("view", browse_views, _uniform_s(rng, 0, 20 * MINUTE, n_browse), "ahead"),
+        ("add_to_cart", browse_cart, _uniform_s(rng, 0, 25 * MINUTE, n_cart), "ahead"),
     )
     parts = []
     for event_type, occ, offset, product in batches:  # five batches
         person, channel = occasions.person[occ], occasions.channel[occ]
-        if product is None:
+        if isinstance(product, str) or product is None:
+            looks_ahead = product == "ahead"
             product = _taste_products(rng, customers, products, person)
+            if looks_ahead:
+                ahead = _next_order_product(occasions, lines, occ)
+                look = (np.arange(len(occ)) % 2 == 0) & (ahead >= 0)
+                product = np.where(look, ahead, product)
         parts.append(
             _part(
                 occasions.ts[occ] + offset,
@@ -933,6 +943,27 @@ def _session_events(
             )
         )
     return parts
+
+
+def _next_order_product(occasions: _Occasions, lines: _Lines, occ: np.ndarray) -> np.ndarray:
+    """Per browse occasion in ``occ``: the product of the customer's first purchase line
+    after it within :data:`LOOK_AHEAD_DAYS` (any channel), else -1."""
+    line_person = occasions.person[lines.occasion].astype(np.int64)
+    line_ts = occasions.ts[lines.occasion].astype(np.int64)
+    base = int(min(line_ts.min(initial=0), occasions.ts.min(initial=0)))
+    span = int(max(line_ts.max(initial=0), occasions.ts.max(initial=0))) - base + 1
+    key = line_person * span + (line_ts - base)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    person, ts = occasions.person[occ].astype(np.int64), occasions.ts[occ].astype(np.int64)
+    at = np.searchsorted(key, person * span + (ts - base), side="right")
+    found = at < len(key)
+    at = np.minimum(at, max(len(key) - 1, 0))
+    if len(key) == 0:
+        return np.full(len(occ), -1, np.int64)
+    nxt = order[at]
+    found &= (line_person[nxt] == person) & (line_ts[nxt] - ts <= LOOK_AHEAD_DAYS * DAY)
+    return np.where(found, lines.product[nxt], -1)
 
 
 def _order_events(occasions: _Occasions, lines: _Lines, ids: _Identifiers) -> list[Part]:

@@ -66,11 +66,13 @@ class BaseRecommender(BaseEstimator):
         k: int = 10,
         exclude: Exclude = None,
         context: Context = None,
+        rest_bought: bool = False,
     ) -> pd.DataFrame:
         """The ``k`` best products per customer (up to k), best first: customer_id, rank
         (1 = best), product_id, score (higher is better; compare within one customer),
         reason. Customers come back in request order (duplicates once); unknown or new
-        customers get segment popularity."""
+        customers get segment popularity. ``rest_bought``: leave out products bought
+        within the customer's usual gap, as served lists do (the model's only)."""
         if not hasattr(self, "state_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
         if k < 1:
@@ -80,7 +82,9 @@ class BaseRecommender(BaseEstimator):
         codes = cat.customer_codes(ids)
         store, channel = self._context(ids, context)
         excluded = self._excluded(ids, codes, exclude)
-        pos, item, score, reason, rank = self.recommend_codes(codes, store, channel, k, excluded)
+        pos, item, score, reason, rank = self.recommend_codes(
+            codes, store, channel, k, excluded, rest_bought=rest_bought
+        )
         return pd.DataFrame(
             {
                 "customer_id": pd.Series(ids.to_numpy()[pos], dtype="str"),
@@ -101,11 +105,13 @@ class BaseRecommender(BaseEstimator):
         personal: CandidateTable | None = None,
         allowed: np.ndarray | None = None,
         num_threads: int = 1,
+        rest_bought: bool = False,
     ) -> tuple[np.ndarray, ...]:
         """The array form of :meth:`recommend` (what serving and batch scoring call):
         customer codes (-1 unknown), store / channel context codes (-1 none), sorted
         excluded ``pos * n_items + item`` keys; ``personal`` / ``allowed`` / ``num_threads``
-        as in the model's ``_score``. Returns (pos, item, score,
+        / ``rest_bought`` (what serving shows: products just bought left out) as in the
+        model's ``_score``. Returns (pos, item, score,
         reason code, rank from 0), sorted by pos then rank, in chunks of ``CHUNK``
         customers."""
         if not hasattr(self, "state_"):
@@ -116,6 +122,8 @@ class BaseRecommender(BaseEstimator):
         extra: dict = {"num_threads": num_threads} if num_threads != 1 else {}
         if allowed is not None:
             extra["allowed"] = allowed
+        if rest_bought:
+            extra["rest_bought"] = True
         parts = []
         for lo in range(0, len(codes), CHUNK):
             sl = slice(lo, lo + CHUNK)

@@ -1,10 +1,16 @@
 """Stage one: a few hundred candidate products per customer, each flagged with its sources.
 
 Sources: ALS top-N among products the customer has not bought ("similar customers"),
-the customer's own purchases ("buy again", most bought recently first), and popularity
-in the customer's store, region and channel and overall (the last = "trending": most
-bought over the last ``popularity_days``). A product from several sources is one row
-with several flags.
+the customer's own purchases ("buy again", most bought recently first), the products
+they viewed or put in the cart in the last ``session_hours`` ("you looked at this", most
+recent first), and popularity in the customer's store, region and channel and overall
+(the last = "trending": most bought over the last ``popularity_days``). A product from
+several sources is one row with several flags.
+
+Served lists leave out the products a customer is resting from: bought fewer days ago
+than their usual gap between buying it (see :func:`resting`), so a product just bought
+leaves the list (issue 17). A rule of what is shown now, like an exclusion: training
+and the offline evaluation (which asks what is bought over the next days) keep them.
 """
 
 from __future__ import annotations
@@ -18,7 +24,15 @@ from training.recs.als import top_n
 from training.recs.cutoff_state import CutoffState
 from training.recs.data import Catalogue
 
-SOURCES: tuple[str, ...] = ("als", "buy_again", "store", "region", "channel", "trending")
+SOURCES: tuple[str, ...] = (
+    "als",
+    "buy_again",
+    "store",
+    "region",
+    "channel",
+    "trending",
+    "session",
+)
 BIT = {name: np.uint8(1 << i) for i, name in enumerate(SOURCES)}
 REASONS: tuple[str, ...] = (
     "buy again",
@@ -27,8 +41,10 @@ REASONS: tuple[str, ...] = (
     "popular in your region",
     "popular on your channel",
     "trending",
+    "you looked at this",
 )
-"""Why an item is recommended; the first that applies, in this order."""
+"""Why an item is recommended (codes are positions: new reasons are appended, so the
+codes in stored lists keep their meaning). See :func:`reasons` for which one applies."""
 REASON_OF_SOURCE: dict[str, int] = {
     "buy_again": 0,
     "als": 1,
@@ -36,14 +52,16 @@ REASON_OF_SOURCE: dict[str, int] = {
     "region": 3,
     "channel": 4,
     "trending": 5,
+    "session": 6,
 }
 
 
 def reasons(sources: np.ndarray, bought_before: np.ndarray) -> np.ndarray:
     """Reason code (index into REASONS) per candidate: buy again when the customer bought
-    it before, else its most personal source."""
+    it before, else "you looked at this" for a product from their session, else its most
+    personal source."""
     out = np.full(len(sources), REASON_OF_SOURCE["trending"], np.int8)
-    for name in ("channel", "region", "store", "als"):  # least to most personal
+    for name in ("channel", "region", "store", "als", "session"):  # least to most personal
         out[(sources & BIT[name]) > 0] = REASON_OF_SOURCE[name]
     out[bought_before] = REASON_OF_SOURCE["buy_again"]
     return out
@@ -57,6 +75,7 @@ class CandidateParams:
     buy_again: int = 200
     segment: int = 20
     trending: int = 30
+    session: int = 0
 
 
 @dataclass
@@ -121,15 +140,19 @@ def generate(state: CutoffState, customers: Customers, params: CandidateParams) 
 
 
 def personal(state: CutoffState, codes: np.ndarray, params: CandidateParams) -> Candidates:
-    """The request-independent sources of the customers ``codes`` (-1 unknown): ALS and
-    buy again. ``pos`` indexes ``codes``; rows are not merged (see :func:`merge`).
+    """The request-independent sources of the customers ``codes`` (-1 unknown): ALS, buy
+    again and the session. ``pos`` indexes ``codes``; rows are not merged (see
+    :func:`merge`).
 
     The online snapshot precomputes these for every customer, so a request only adds
     :func:`contextual` rows and re-ranks."""
     parts = _Parts()
     known = codes >= 0
     if state.user_factors is not None and params.als > 0:
-        warm = np.flatnonzero(known & state.active[np.maximum(codes, 0)])
+        has_factors = known & state.active[np.maximum(codes, 0)]
+        if state.als_customers is not None:  # a live overlay: new customers have none
+            has_factors &= state.als_customers[np.maximum(codes, 0)]
+        warm = np.flatnonzero(has_factors)
         if len(warm):
             items, _ = top_n(
                 state.user_factors,
@@ -149,7 +172,46 @@ def personal(state: CutoffState, codes: np.ndarray, params: CandidateParams) -> 
             first = np.searchsorted(owner, owner, side="left")
             keep = (np.arange(len(owner)) - first) < params.buy_again
             parts.add(owner[keep], state.bought.col_of(at[keep]), "buy_again")
+    session = getattr(state, "session", None)  # None: a state pickled before issue 17
+    if params.session > 0 and session is not None:
+        owner, at = session.slices(np.where(known, codes, -1))
+        if len(at):
+            order = np.lexsort((session.col_of(at), session.columns["hours_ago"][at], owner))
+            owner, at = owner[order], at[order]
+            first = np.searchsorted(owner, owner, side="left")
+            keep = (np.arange(len(owner)) - first) < params.session
+            parts.add(owner[keep], session.col_of(at[keep]), "session")
     return parts.candidates()
+
+
+def resting(state: CutoffState, codes: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """bool per (customer code, item) pair: the customer bought the product fewer days
+    ago than their usual gap between buying it (their own when they bought it on two
+    days or more, else the product's median gap over its repeat buyers; a product
+    nobody rebuys has no gap and never rests)."""
+    at = state.bought.find(codes, items)
+    got = at >= 0
+    out = np.zeros(len(codes), bool)
+    if not got.any():
+        return out
+    b = state.bought.columns
+    days = b["days_bought"][at[got]].astype(np.float32)
+    since = b["days_since_last_bought"][at[got]].astype(np.float32)
+    first = b["first_day_ago"][at[got]].astype(np.float32)
+    own = np.where(days >= 2, (first - since) / np.maximum(days - 1, 1), np.nan)
+    item_gap = getattr(state, "item_gap", None)  # None: a state pickled before issue 17
+    typical = item_gap[items[got]] if item_gap is not None else np.nan
+    gap = np.where(np.isnan(own), typical, own)
+    out[got] = since < gap  # NaN gap: False
+    return out
+
+
+def without_resting(state: CutoffState, codes: np.ndarray, cand: Candidates) -> Candidates:
+    """``cand`` (``pos`` indexes ``codes``) without the customers' resting products."""
+    if len(cand) == 0:
+        return cand
+    keep = ~resting(state, codes[cand.pos], cand.item)
+    return Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
 
 
 def contextual(state: CutoffState, customers: Customers, params: CandidateParams) -> Candidates:

@@ -3,17 +3,22 @@
 A :class:`CutoffState` is built from events before the cutoff only (``ts < as_of``, within
 the lookback): ALS factors, the customer x product purchase table, item popularity,
 segment popularity (store, region, channel) and each customer's profile (usual store and
-channel, category mix). The fitted recommender keeps the state of its last cutoff: it
-is all it needs at prediction time.
+channel, category mix, the products they looked at in the last hours). The fitted
+recommender keeps the state of its last cutoff: it is all it needs at prediction time.
+
+The customer parts (:data:`CUSTOMER_FIELDS`, :func:`customer_parts`) read only each
+customer's own events, so the live loop rebuilds them for the customers events touch
+and keeps the product parts of the snapshot (:func:`with_customers`; issue 17).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from features.contract.schema import EVENT_TYPES
 from training.recs.als import ALSParams, fit_als
 from training.recs.data import DAY_S, N_CHANNELS, PURCHASE, History, to_seconds
 from training.recs.interactions import bm25, interaction_matrix
@@ -31,6 +36,7 @@ class StateParams:
     event_weights: dict[str, float] | None = None
     bm25_k1: float = 100.0
     bm25_b: float = 0.8
+    session_hours: int = 48
 
 
 @dataclass
@@ -60,6 +66,10 @@ class CutoffState:
     user_factors: np.ndarray | None = None
     item_factors: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    # Issue 17 (None in states pickled before it):
+    session: PairTable | None = None  # customer x item views / carts in the session window
+    item_gap: np.ndarray | None = None  # float32 per item: median repurchase gap, days
+    als_customers: np.ndarray | None = None  # bool per customer with ALS factors (None: all)
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -82,27 +92,11 @@ def build_cutoff_state(
     t = to_seconds(as_of)
     rows = history.before(as_of, params.lookback_days)
     buy = rows[history.event_type[rows] == PURCHASE]
-    cust = history.customer[buy]
     n_c, n_i = cat.n_customers, cat.n_items
-
-    active = np.zeros(n_c, bool)
-    active[history.customer[rows]] = True
-    day = history.ts[buy] // DAY_S
-    cust_days = np.unique(cust.astype(np.int64) * 1_000_000 + day)
-    purchase_days = np.bincount(cust_days // 1_000_000, minlength=n_c).astype(np.int32)
-    recent_days = cust_days[(cust_days % 1_000_000) >= t // DAY_S - RECENT_DAYS]
-    trips_28d = np.bincount(recent_days // 1_000_000, minlength=n_c).astype(np.int32)
-    lines = np.bincount(cust, minlength=n_c).astype(np.int32)
-    last = np.full(n_c, np.iinfo(np.int64).min, np.int64)
-    np.maximum.at(last, cust, history.ts[buy])
-    since = np.where(lines > 0, (t - last) / DAY_S, params.lookback_days).astype(np.float32)
-
-    store_rows = buy[history.store[buy] >= 0]
-    main_store = _mode(history.customer[store_rows], history.store[store_rows], n_c, cat.n_stores)
-    main_channel = _mode(cust, history.channel[buy], n_c, N_CHANNELS).astype(np.int8)
-    item_cat = cat.item_category[history.item[buy]]
-    has_cat = item_cat >= 0
-    category_lines = PairTable.count(cust[has_cat], item_cat[has_cat], max(len(cat.categories), 1))
+    adopters, adoption_share, customer_new_share = _adoption(
+        history, buy, t - params.popularity_days * DAY_S, n_c, n_i
+    )
+    customer = customer_parts(history, rows, t, params, customer_new_share)
     seconds["profile"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -137,13 +131,9 @@ def build_cutoff_state(
         seg_top[name] = top_per_row(
             table.row_of(pos), table.col_of(pos), table.columns["count"], n_seg, depth
         )
-    adopters, adoption_share, customer_new_share = _adoption(
-        history, buy, t - params.popularity_days * DAY_S, n_c, n_i
+    items = item_table(
+        history, pd.Timestamp(t, unit="s", tz="UTC"), windows_for(params.lookback_days)
     )
-    windows = windows_for(params.lookback_days)
-    as_of_ts = pd.Timestamp(t, unit="s", tz="UTC")
-    items = item_table(history, as_of_ts, windows)
-    bought = customer_item_table(history, rows, as_of_ts, windows)
     seconds["popularity"] = time.perf_counter() - t0
 
     user_f = item_f = None
@@ -161,16 +151,7 @@ def build_cutoff_state(
     return CutoffState(
         as_of_s=t,
         params=params,
-        bought=bought,
         items=items,
-        active=active,
-        purchase_days=purchase_days,
-        trips_28d=trips_28d,
-        lines=lines,
-        days_since_purchase=since,
-        main_store=main_store,
-        main_channel=main_channel,
-        category_lines=category_lines,
         trending=trend[0][keep],
         trending_count=trend_count[0][keep],
         segment_counts=seg_counts,
@@ -178,11 +159,135 @@ def build_cutoff_state(
         segment_top=seg_top,
         adopters=adopters,
         adoption_share=adoption_share,
-        customer_new_share=customer_new_share,
         user_factors=user_f,
         item_factors=item_f,
         seconds=seconds,
+        item_gap=_item_gaps(customer["bought"], n_i),
+        **customer,
     )
+
+
+CUSTOMER_FIELDS: tuple[str, ...] = (
+    "bought",
+    "active",
+    "purchase_days",
+    "trips_28d",
+    "lines",
+    "days_since_purchase",
+    "main_store",
+    "main_channel",
+    "category_lines",
+    "customer_new_share",
+    "session",
+)
+"""The fields of a :class:`CutoffState` that read each customer's own events alone."""
+
+
+def customer_parts(
+    history: History,
+    rows: np.ndarray,
+    t: int,
+    params: StateParams,
+    customer_new_share: np.ndarray | None = None,
+) -> dict[str, object]:
+    """The :data:`CUSTOMER_FIELDS` as of ``t`` (seconds) from ``rows`` (the lookback's
+    rows of ``history``, time order), indexed by the history's customer codes.
+    ``customer_new_share``: already computed (the full build shares it with the product
+    parts), else computed here."""
+    cat = history.catalogue
+    n_c, n_i = cat.n_customers, cat.n_items
+    buy = rows[history.event_type[rows] == PURCHASE]
+    cust = history.customer[buy]
+    active = np.zeros(n_c, bool)
+    active[history.customer[rows]] = True
+    day = history.ts[buy] // DAY_S
+    cust_days = np.unique(cust.astype(np.int64) * 1_000_000 + day)
+    purchase_days = np.bincount(cust_days // 1_000_000, minlength=n_c).astype(np.int32)
+    recent_days = cust_days[(cust_days % 1_000_000) >= t // DAY_S - RECENT_DAYS]
+    trips_28d = np.bincount(recent_days // 1_000_000, minlength=n_c).astype(np.int32)
+    lines = np.bincount(cust, minlength=n_c).astype(np.int32)
+    last = np.full(n_c, np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(last, cust, history.ts[buy])
+    since = np.where(lines > 0, (t - last) / DAY_S, params.lookback_days).astype(np.float32)
+    store_rows = buy[history.store[buy] >= 0]
+    main_store = _mode(history.customer[store_rows], history.store[store_rows], n_c, cat.n_stores)
+    main_channel = _mode(cust, history.channel[buy], n_c, N_CHANNELS).astype(np.int8)
+    item_cat = cat.item_category[history.item[buy]]
+    has_cat = item_cat >= 0
+    category_lines = PairTable.count(cust[has_cat], item_cat[has_cat], max(len(cat.categories), 1))
+    if customer_new_share is None:
+        since_s = t - params.popularity_days * DAY_S
+        customer_new_share = _adoption(history, buy, since_s, n_c, n_i)[2]
+    as_of = pd.Timestamp(t, unit="s", tz="UTC")
+    return {
+        "bought": customer_item_table(history, rows, as_of, windows_for(params.lookback_days)),
+        "active": active,
+        "purchase_days": purchase_days,
+        "trips_28d": trips_28d,
+        "lines": lines,
+        "days_since_purchase": since,
+        "main_store": main_store,
+        "main_channel": main_channel,
+        "category_lines": category_lines,
+        "customer_new_share": customer_new_share,
+        "session": _session_table(history, rows, t, params.session_hours),
+    }
+
+
+def with_customers(
+    state: CutoffState, parts: dict[str, object], factor_rows: np.ndarray, t: int
+) -> CutoffState:
+    """``state``'s product parts with other customers' :data:`CUSTOMER_FIELDS` (``parts``
+    from :func:`customer_parts` over their events as of ``t``): what the live loop ranks
+    a few customers with. ``factor_rows``: each new customer's row of ``state``'s ALS
+    user factors (-1: none; such a customer gets no ALS candidates)."""
+    users = None
+    if state.user_factors is not None:
+        users = state.user_factors[np.maximum(factor_rows, 0)]
+    has = factor_rows >= 0
+    return replace(state, **parts, as_of_s=t, user_factors=users, als_customers=has, seconds={})
+
+
+VIEW = EVENT_TYPES.index("view")
+CART = EVENT_TYPES.index("add_to_cart")
+
+
+def _session_table(history: History, rows: np.ndarray, t: int, hours: int) -> PairTable:
+    """One row per (customer, product) viewed or put in the cart in the ``hours`` before
+    ``t``: views, carts and hours_ago (since the latest of them)."""
+    n_i = history.catalogue.n_items
+    recent = rows[history.ts[rows] >= t - hours * 3600]
+    recent = recent[history.event_type[recent] != PURCHASE]  # views and add_to_carts
+    keys = history.customer[recent].astype(np.int64) * n_i + history.item[recent]
+    uniq, inv = np.unique(keys, return_inverse=True)
+    kind = history.event_type[recent]
+    last = np.full(len(uniq), np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(last, inv, history.ts[recent])
+    columns = {
+        "views": np.bincount(inv, kind == VIEW, len(uniq)).astype(np.float32),
+        "carts": np.bincount(inv, kind == CART, len(uniq)).astype(np.float32),
+        "hours_ago": ((t - last) / 3600).astype(np.float32),
+    }
+    return PairTable(uniq, n_i, columns)
+
+
+def _item_gaps(bought: PairTable, n_items: int) -> np.ndarray:
+    """float32 per item: the median over its repeat buyers of their days between buying
+    it (NaN: nobody bought it on two days), what a product's rest lasts for a customer
+    who bought it once (:func:`training.recs.candidates.resting`)."""
+    b = bought.columns
+    days = b["days_bought"].astype(np.float32)
+    multi = np.flatnonzero(days >= 2)
+    gap = (b["first_day_ago"][multi] - b["days_since_last_bought"][multi]) / (days[multi] - 1)
+    item = bought.col_of(multi)
+    out = np.full(n_items, np.nan, np.float32)
+    if len(item):
+        order = np.lexsort((gap, item))
+        item, gap = item[order], gap[order]
+        start = np.flatnonzero(np.r_[True, item[1:] != item[:-1]])
+        size = np.diff(np.r_[start, len(item)])
+        out[item[start]] = (gap[start + (size - 1) // 2] + gap[start + size // 2]) / 2
+    return out
 
 
 def _adoption(

@@ -9,13 +9,13 @@ re-encode. Returns are ignored (3 % of lines on synthetic data, none in Complete
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from features.contract.schema import CHANNELS, EVENT_TYPES
-from features.encode import encode_events, to_us
+from features.encode import encode_events, timestamps_us, to_us
 from features.ids import factorize
 
 PRODUCT_EVENTS: tuple[str, ...] = ("purchase", "add_to_cart", "view")
@@ -124,6 +124,38 @@ class History:
             channel=enc.channel[order].astype(np.int8),
             store=enc.store[order].astype(np.int32),
             quantity=qty,
+        )
+
+    @classmethod
+    def of_customers(
+        cls, catalogue: Catalogue, events: pd.DataFrame, customer_ids: pd.Index
+    ) -> History:
+        """The product events of ``customer_ids`` (contract frame, customer ids resolved)
+        with a fitted catalogue's product and store codes; customer codes are positions in
+        ``customer_ids``, which the returned catalogue holds (home stores carried over).
+        Products the catalogue lacks are left out. What the live loop ranks with."""
+        kinds = pd.Index(EVENT_TYPES).get_indexer(events["event_type"].astype("str"))
+        cust = customer_ids.get_indexer(pd.Index(events["customer_id"], dtype="str"))
+        item = catalogue.item_codes(events["product_id"].astype("str"))
+        product_event = np.isin(kinds, [EVENT_TYPES.index(e) for e in PRODUCT_EVENTS])
+        rows = np.flatnonzero(product_event & (cust >= 0) & (item >= 0))
+        ts = timestamps_us(events["ts"].iloc[rows]) // 1_000_000
+        order = rows[np.argsort(ts, kind="stable")]
+        frame = events.iloc[order]
+        qty = frame["quantity"].to_numpy(dtype=np.float32, na_value=np.nan)
+        known = catalogue.customer_codes(customer_ids)
+        home = np.where(known >= 0, catalogue.home_store[np.maximum(known, 0)], -1)
+        own = replace(catalogue, customer_ids=customer_ids, home_store=home.astype(np.int32))
+        return cls(
+            catalogue=own,
+            events=frame,
+            customer=cust[order].astype(np.int32),
+            item=item[order].astype(np.int32),
+            ts=np.sort(ts, kind="stable"),
+            event_type=kinds[order].astype(np.int8),
+            channel=pd.Index(CHANNELS).get_indexer(frame["channel"].astype("str")).astype(np.int8),
+            store=catalogue.store_codes(frame["store_id"]).astype(np.int32),
+            quantity=np.where(np.isnan(qty), np.float32(1), qty).astype(np.float32),
         )
 
     def before(self, as_of: pd.Timestamp | str, lookback_days: int) -> np.ndarray:

@@ -13,6 +13,7 @@ No event at or after T is read, so the weeks after T are a clean test window.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 
@@ -33,9 +34,15 @@ from training.recs.candidates import (
     merge,
     reasons,
     resolve_customers,
+    without_resting,
 )
 from training.recs.coldstart import popularity_rows
-from training.recs.cutoff_state import StateParams, build_cutoff_state
+from training.recs.cutoff_state import (
+    StateParams,
+    build_cutoff_state,
+    customer_parts,
+    with_customers,
+)
 from training.recs.data import PURCHASE, History
 from training.recs.ranker import RankingData, fit_ranker, ranking_data
 from training.recs.ranker_features import FEATURES, feature_matrix
@@ -68,6 +75,9 @@ class Recommender(BaseRecommender):
     """
 
     name = "model"
+    # What a model pickled before issue 17 behaves as (its pickle lacks these attributes):
+    session_hours = 48
+    candidates_session = 0
 
     def __init__(
         self,
@@ -87,6 +97,8 @@ class Recommender(BaseRecommender):
         candidates_buy_again: int = 200,
         candidates_segment: int = 20,
         candidates_trending: int = 30,
+        session_hours: int = 48,
+        candidates_session: int = 20,
         ranker_params: Mapping[str, object] | None = None,
         max_train_customers: int | None = 5_000,
         max_train_negatives: int | None = 100,
@@ -110,6 +122,8 @@ class Recommender(BaseRecommender):
         self.candidates_buy_again = candidates_buy_again
         self.candidates_segment = candidates_segment
         self.candidates_trending = candidates_trending
+        self.session_hours = session_hours
+        self.candidates_session = candidates_session
         self.ranker_params = ranker_params
         self.max_train_customers = max_train_customers
         self.max_train_negatives = max_train_negatives
@@ -126,6 +140,7 @@ class Recommender(BaseRecommender):
             event_weights=dict(self.event_weights) if self.event_weights else None,
             bm25_k1=self.bm25_k1,
             bm25_b=self.bm25_b,
+            session_hours=self.session_hours,
         )
 
     def _als_params(self) -> ALSParams:
@@ -143,6 +158,7 @@ class Recommender(BaseRecommender):
             buy_again=self.candidates_buy_again,
             segment=self.candidates_segment,
             trending=self.candidates_trending,
+            session=self.candidates_session,
         )
 
     def personal_candidates(self, codes: np.ndarray | None = None) -> CandidateTable:
@@ -273,6 +289,31 @@ class Recommender(BaseRecommender):
         self.as_of_ = as_of
         return self
 
+    def for_customers(
+        self, events: pd.DataFrame, customer_ids: pd.Index, as_of: pd.Timestamp
+    ) -> Recommender:
+        """This fitted model with the customer parts of its state rebuilt as of ``as_of``
+        from the events of ``customer_ids`` alone (contract frame, ids resolved; their
+        stored and live events): what the live loop ranks those customers with (issue 17).
+        The state counts in seconds, so ``as_of`` is rounded up to a whole second.
+        The product parts (ALS item factors, popularity) and the ranker stay as fitted;
+        customers the model never saw get no ALS candidates until the next snapshot."""
+        if not hasattr(self, "ranker_"):
+            raise NotFittedError("Recommender is not fitted: call fit() first")
+        t = -(-to_utc(as_of).value // 1_000_000_000)  # whole seconds, rounded up: the
+        as_of = pd.Timestamp(t, unit="s", tz="UTC")  # clock's last event stays before it
+        history = History.of_customers(self.catalogue_, events, customer_ids)
+        params = self.state_.params
+        rows = history.before(as_of, params.lookback_days)
+        parts = customer_parts(history, rows, t, params)
+        out = copy.copy(self)
+        out.state_ = with_customers(
+            self.state_, parts, self.catalogue_.customer_codes(customer_ids), t
+        )
+        out.catalogue_ = history.catalogue
+        out.as_of_ = as_of
+        return out
+
     def feature_importance(self) -> pd.Series:
         """Total gain per ranker feature, largest first."""
         gain = self.ranker_.booster_.feature_importance(importance_type="gain")
@@ -288,6 +329,7 @@ class Recommender(BaseRecommender):
         personal: Candidates | None = None,
         allowed: np.ndarray | None = None,
         num_threads: int = 1,
+        rest_bought: bool = False,
     ) -> Rows:
         """Ranked candidate rows of warm customers, popularity rows of the others.
 
@@ -296,7 +338,8 @@ class Recommender(BaseRecommender):
         here; the result is the same within float32 rounding. ``allowed``: bool per
         item, False = never returned (request rules such as a category filter).
         ``num_threads``: the ranker features' and LightGBM's predictions' (batch scoring
-        uses all cores; a real-time request one)."""
+        uses all cores; a real-time request one). ``rest_bought``: leave out products
+        resting after a purchase (:func:`training.recs.candidates.resting`)."""
         state, cat = self.state_, self.catalogue_
         params = self._candidate_params()
         known = customers.code >= 0
@@ -315,12 +358,14 @@ class Recommender(BaseRecommender):
                 personal.als_rank[own],
             )
             cand = merge([mine, contextual(state, sub, params)], cat.n_items)
+        if rest_bought:
+            cand = without_resting(state, sub.code, cand)
         key = warm_pos[cand.pos].astype(np.int64) * cat.n_items + cand.item
         keep = ~np.isin(key, excluded)
         if allowed is not None:
             keep &= allowed[cand.item]
         cand = Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
-        X = feature_matrix(state, cat, sub, cand, num_threads=num_threads)
+        X = feature_matrix(state, cat, sub, cand, num_threads=num_threads, names=self.features_)
         score = self.ranker_.booster_.predict(X, num_threads=num_threads).astype(np.float32)
         bought = X[:, self.features_.index("times_bought")] > 0
         reason = reasons(cand.sources, bought)

@@ -4,7 +4,8 @@ tables, customer histories, ranker) travels inside the logged model.
 Input: one row per customer: ``customer_id``, and optionally ``store_id`` / ``channel``
 (the request context: where the list will be shown). Output: the ``recommend`` frame
 (customer_id, rank, product_id, score, reason). ``params={"k": 20}`` changes the list
-length (default 10).
+length (default 10). The lists are those the service shows: products resting after a
+purchase are left out (``Recommender.recommend(rest_bought=True)``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
             for c in ctx_cols:  # missing values and empty strings mean "no context"
                 values = context[c].astype(object)
                 context[c] = values.where(values.notna() & (values != ""), None)
-        out = self.model.recommend(model_input["customer_id"].astype("str"), k=k, context=context)
+        ids = model_input["customer_id"].astype("str")
+        out = self.model.recommend(ids, k=k, context=context, rest_bought=True)
         out["reason"] = out["reason"].astype("str")
         return out

@@ -6,6 +6,8 @@ rows (the fitted model's state), so training and serving cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from training.recs.als import pair_scores
@@ -47,6 +49,9 @@ FEATURES: tuple[str, ...] = (
     "adopters_28d",
     "adoption_share",
     "customer_new_share",
+    "session_views",
+    "session_carts",
+    "session_hours_ago",
 )
 """Column order of the ranker's matrix. Meanings:
 
@@ -68,6 +73,9 @@ adopters_28d / adoption_share: customers who bought the product for the first ti
 lookback) in the popularity window, and their share of its buyers there;
 customer_new_share: share of the products the customer bought in that window that were new
 to them (novelty signals for products never bought; issue 16).
+session_views / session_carts / session_hours_ago: the customer's views and add-to-carts
+of the product in the session window and hours since the latest (0, 0, NaN outside it;
+issue 17).
 """
 
 
@@ -81,26 +89,32 @@ def feature_matrix(
     customers: Customers,
     cand: Candidates,
     num_threads: int = 1,
+    names: Sequence[str] = FEATURES,
 ) -> np.ndarray:
-    """float32 matrix (len(cand), len(FEATURES)), NaN for missing values.
+    """float32 matrix (len(cand), len(names)), NaN for missing values; ``names``: the
+    columns, in order (a model fitted before a feature existed asks for its own list).
 
     Every feature of a row reads that row alone, so blocks of rows can be built on
     ``num_threads`` threads (0: one per core; batch scoring) with the same result."""
     n_threads = threads(num_threads) if len(cand) >= PARALLEL_ROWS else 1
     if n_threads == 1:
-        return _feature_matrix(state, catalogue, customers, cand)
+        return _feature_matrix(state, catalogue, customers, cand, names)
     bounds = np.linspace(0, len(cand), n_threads + 1).astype(np.int64)
 
     def block(i: int) -> np.ndarray:
         rows = slice(bounds[i], bounds[i + 1])
         part = Candidates(cand.pos[rows], cand.item[rows], cand.sources[rows], cand.als_rank[rows])
-        return _feature_matrix(state, catalogue, customers, part)
+        return _feature_matrix(state, catalogue, customers, part, names)
 
     return np.concatenate(thread_map(block, range(n_threads), n_threads))
 
 
 def _feature_matrix(
-    state: CutoffState, catalogue: Catalogue, customers: Customers, cand: Candidates
+    state: CutoffState,
+    catalogue: Catalogue,
+    customers: Customers,
+    cand: Candidates,
+    names: Sequence[str],
 ) -> np.ndarray:
     """:func:`feature_matrix` on the calling thread."""
     lookback = float(state.params.lookback_days)
@@ -109,6 +123,8 @@ def _feature_matrix(
     cols: dict[str, np.ndarray] = {}
     if state.user_factors is not None:
         cols["als_score"] = pair_scores(state.user_factors, state.item_factors, code, item)
+        if state.als_customers is not None:  # a live overlay's new customers have no factors
+            cols["als_score"][~state.als_customers[np.maximum(code, 0)]] = np.nan
     else:
         cols["als_score"] = np.full(len(cand), np.nan, np.float32)
     cols["als_rank"] = np.where(cand.als_rank >= 0, cand.als_rank, np.nan)
@@ -181,7 +197,15 @@ def _feature_matrix(
     cols["customer_new_share"] = np.where(code >= 0, state.customer_new_share[safe], np.nan).astype(
         np.float32
     )
-    out = np.empty((len(cand), len(FEATURES)), np.float32)
-    for j, name in enumerate(FEATURES):
+    session = getattr(state, "session", None)  # None: a state pickled before issue 17
+    if session is not None:
+        cols["session_views"] = session.get("views", code, item, 0.0)
+        cols["session_carts"] = session.get("carts", code, item, 0.0)
+        cols["session_hours_ago"] = session.get("hours_ago", code, item, np.nan)
+    else:
+        cols["session_views"] = cols["session_carts"] = np.zeros(len(cand), np.float32)
+        cols["session_hours_ago"] = np.full(len(cand), np.nan, np.float32)
+    out = np.empty((len(cand), len(names)), np.float32)
+    for j, name in enumerate(names):
         out[:, j] = cols[name]
     return out
