@@ -21,6 +21,11 @@ LIST_PARTS = ("indptr", "item", "score", "reason")
 """The arrays of :class:`RankedLists`, stored as ``lists_<part>_<channel context>``."""
 
 
+REST_KEY = "lists_rest_bought"
+"""Marks stored lists built with resting products left out (snapshots before issue 17
+lack it: their lists are rebuilt at start)."""
+
+
 def serving_arrays(recommender, depth: int) -> dict[str, Any]:
     """Every customer's personal candidates and ranked lists, so that the service starts
     by reading them instead of ranking every customer (minutes on a large catalogue)."""
@@ -29,10 +34,16 @@ def serving_arrays(recommender, depth: int) -> dict[str, Any]:
     return arrays | RankedLists.build(recommender, personal, depth).to_arrays()
 
 
+def stored_lists_usable(stored: dict, depth: int) -> bool:
+    """Whether a snapshot's stored lists are what :meth:`RankedLists.build` would give."""
+    return int(stored.get("lists_depth", -1)) == depth and REST_KEY in stored
+
+
 class RankedLists:
     """Every warm customer's ranked list, ``depth`` deep, for each channel context (none,
     then each contract channel) in their default store: what a real-time request reads
-    instead of ranking when its context is the default one.
+    instead of ranking when its context is the default one. Lists are what is shown:
+    products resting after a purchase are left out (``rest_bought``).
 
     Exact, not an approximation: the ranker scores each (customer, product) row on its
     own, so filtering a deeper list gives the rows the full path would return, as long
@@ -46,14 +57,18 @@ class RankedLists:
         self.indptr, self.item, self.score, self.reason = indptr, item, score, reason
 
     @classmethod
-    def build(cls, recommender, personal: CandidateTable, depth: int) -> RankedLists:
+    def build(
+        cls, recommender, personal: CandidateTable, depth: int, only_default: bool = False
+    ) -> RankedLists:
+        """``only_default``: the list without a channel context alone (the live loop's
+        lists of touched customers; other contexts then take the full path)."""
         state, cat = recommender.state_, recommender.catalogue_
         n = cat.n_customers
         codes = np.flatnonzero(state.active[:n]).astype(np.int32)
         default_store = resolve_customers(state, cat, np.arange(n, dtype=np.int32)).store
         no_store = np.full(len(codes), -1, np.int32)
         indptr, items, scores, reasons = [], [], [], []
-        for channel in range(-1, len(CHANNELS)):
+        for channel in range(-1, 0 if only_default else len(CHANNELS)):
             pos, item, score, reason, _rank = recommender.recommend_codes(
                 codes,
                 no_store,
@@ -61,6 +76,7 @@ class RankedLists:
                 depth,
                 np.zeros(0, np.int64),
                 personal=personal,
+                rest_bought=True,
             )
             counts = np.bincount(codes[pos], minlength=n)
             ptr = np.zeros(n + 1, np.int64)
@@ -73,7 +89,11 @@ class RankedLists:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat arrays for ``np.savez`` (the snapshot stores them: start-up reads, not ranks)."""
-        out = {"lists_depth": np.array(self.depth), "lists_default_store": self.default_store}
+        out = {
+            "lists_depth": np.array(self.depth),
+            "lists_default_store": self.default_store,
+            REST_KEY: np.array(True),
+        }
         for c in range(len(self.indptr)):
             out[f"lists_indptr_{c}"] = self.indptr[c]
             out[f"lists_item_{c}"] = self.item[c]
@@ -91,10 +111,13 @@ class RankedLists:
         self, code: int, channel: int, store: int, allowed: np.ndarray | None, k: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(items, scores, reasons) of a warm customer's top k, or None when the request
-        needs the full path (another store, or too few rows left after the filters)."""
+        needs the full path (another store, a context not built, or too few rows left
+        after the filters)."""
         if store >= 0 and store != self.default_store[code]:
             return None
         c = channel + 1
+        if c >= len(self.indptr):
+            return None
         lo, hi = self.indptr[c][code], self.indptr[c][code + 1]
         item, score, reason = self.item[c][lo:hi], self.score[c][lo:hi], self.reason[c][lo:hi]
         if allowed is not None:

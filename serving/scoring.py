@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ import pyarrow as pa
 from features.contract.consent import consent_mask, consented
 from features.contract.schema import CHANNELS, CONSENT_COLUMNS
 from serving.online import OnlineSnapshot
-from serving.ranked_lists import PERSONAL_PARTS, RankedLists
+from serving.ranked_lists import PERSONAL_PARTS, RankedLists, stored_lists_usable
 from serving.rules import (
     CatalogueIndex,
     ItemRules,
@@ -47,6 +48,20 @@ class RowUpdate:
     consent: np.ndarray
     churn: np.ndarray  # calibrated churn probability per row (NaN without a churn model)
     channel: np.ndarray  # consented next-channel probabilities per row
+    ranking: LiveRanking | None = None  # their recommendations (None: no recommender)
+
+
+@dataclass
+class LiveRanking:
+    """What ranks some customers' recommendations after live events: the recommender with
+    their customer parts rebuilt from their events as of the live clock
+    (``Recommender.for_customers``), their personal candidates and their lists without
+    a channel context (other contexts rank in full). Codes index these customers."""
+
+    recommender: Any
+    personal: CandidateTable
+    lists: RankedLists
+    codes: dict[str, int]  # customer id -> code in ``recommender``
 
 
 @dataclass
@@ -105,6 +120,7 @@ class Scorer:
         self.consent = _consent(table, self.channels)
         self.n_rows = len(self.ids)  # the snapshot's customers, then those live events add
         self.added: dict[str, int] = {}  # customer id -> row, for customers added live
+        self.live_rankings: dict[str, LiveRanking] = {}  # customers that live events touched
         self._churn = self._channel = None
         self.lists = None
         if self.recommender is not None:
@@ -129,12 +145,11 @@ class Scorer:
         else:
             self.personal = None
         self.index = CatalogueIndex(rec.catalogue_, rec.state_.segment_counts["store"])
-        self.active = rec.state_.active
         if precompute_candidates or ranked_lists:  # real time: ready before the first request
             _ = self._position, self._rec_code
         if not ranked_lists:
             return
-        if int(stored.get("lists_depth", -1)) == ranked_lists:
+        if stored_lists_usable(stored, ranked_lists):
             self.lists = RankedLists.from_arrays(stored)
         else:
             self.lists = RankedLists.build(rec, self.personal, ranked_lists)
@@ -164,9 +179,16 @@ class Scorer:
 
     # ------------------------------------------------------------------ live rows
 
-    def prepare_rows(self, table: pd.DataFrame) -> RowUpdate:
+    def prepare_rows(
+        self,
+        table: pd.DataFrame,
+        events: pd.DataFrame | None = None,
+        as_of: pd.Timestamp | None = None,
+    ) -> RowUpdate:
         """Predictions and matrices for fresh feature rows (index customer_id), as the
-        snapshot's rows get them. Reads only the models: safe off the request thread."""
+        snapshot's rows get them, and with ``events`` (those customers' stored and live
+        events) their recommendations as of ``as_of``. Reads only the models: safe off
+        the request thread."""
         ids = table.index.astype("str").tolist()
         X_churn = X_channel = None
         churn = np.full(len(ids), np.nan)
@@ -183,7 +205,19 @@ class Scorer:
             X_channel = X_churn if same else _rows(table, self.channel_model.features_)
             raw = self.channel_model.predict_matrix(X_channel, num_threads=self.num_threads)
             channel = consented(raw, consent)
-        return RowUpdate(ids, X_churn, X_channel, consent, churn, channel)
+        ranking = None
+        if events is not None and self.recommender is not None and self.lists is not None:
+            ranking = self.prepare_ranking(events, pd.Index(ids, dtype="str"), as_of)
+        return RowUpdate(ids, X_churn, X_channel, consent, churn, channel, ranking)
+
+    def prepare_ranking(
+        self, events: pd.DataFrame, ids: pd.Index, as_of: pd.Timestamp
+    ) -> LiveRanking:
+        """The :class:`LiveRanking` of customers ``ids`` from their events as of ``as_of``."""
+        rec = self.recommender.for_customers(events, ids, as_of)
+        personal = rec.personal_candidates()
+        lists = RankedLists.build(rec, personal, self.lists.depth, only_default=True)
+        return LiveRanking(rec, personal, lists, dict(zip(ids, range(len(ids)), strict=True)))
 
     def apply_rows(self, update: RowUpdate) -> None:
         """Replace the rows of known customers and add new ones after the snapshot's (their
@@ -202,6 +236,8 @@ class Scorer:
         self.consent[pos] = update.consent
         self._churn[pos] = update.churn
         self._channel[pos] = update.channel
+        if update.ranking is not None:
+            self.live_rankings.update(dict.fromkeys(update.ranking.codes, update.ranking))
 
     def _add_positions(self, ids: list[str]) -> np.ndarray:
         """Positions for customers new to the scorer, growing the per-row arrays (doubling
@@ -271,24 +307,61 @@ class Scorer:
     def recommend_codes(
         self, ids: Sequence[str], k: int, rules: ItemRules, store: int, channel: int
     ) -> Recommendations:
-        """:meth:`recommend` after validation (store / channel as codes, -1: none)."""
-        if len(ids) == 1:  # the real-time case: a dict lookup instead of an index search
-            codes = np.array([self._rec_code.get(ids[0], -1)], np.int32)
-        else:
-            codes = self.catalogue.customer_codes(list(ids))
-        n = len(codes)
+        """:meth:`recommend` after validation (store / channel as codes, -1: none).
+        Customers that live events touched are ranked by their :class:`LiveRanking`."""
         allowed = rules.mask(self.index)
-        cold = ~((codes >= 0) & self.active[np.maximum(codes, 0)])
-        if n == 1 and self.lists is not None and not cold[0]:
-            hit = self.lists.lookup(int(codes[0]), channel, store, allowed, k)
+        rankings = self._rankings_of(ids)
+        if rankings is None:
+            if len(ids) == 1:  # the real-time case: a dict lookup instead of an index search
+                codes = np.array([self._rec_code.get(ids[0], -1)], np.int32)
+            else:
+                codes = self.catalogue.customer_codes(list(ids))
+            ranker = (self.recommender, self.personal, self.lists)
+            return self._ranked(ranker, codes, k, allowed, store, channel)
+        parts = []
+        for ranking, at in rankings:
+            if ranking is None:
+                codes = self.catalogue.customer_codes([ids[i] for i in at])
+                ranker = (self.recommender, self.personal, self.lists)
+            else:
+                codes = np.array([ranking.codes[ids[i]] for i in at], np.int32)
+                ranker = (ranking.recommender, ranking.personal, ranking.lists)
+            parts.append((at, self._ranked(ranker, codes, k, allowed, store, channel)))
+        return _merged(parts, len(ids))
+
+    def _rankings_of(
+        self, ids: Sequence[str]
+    ) -> list[tuple[LiveRanking | None, np.ndarray]] | None:
+        """None when no customer of ``ids`` has a live ranking, else the request's
+        positions grouped by what ranks them (None: the snapshot)."""
+        if not self.live_rankings:
+            return None
+        found = [self.live_rankings.get(i) for i in ids]
+        if all(r is None for r in found):
+            return None
+        groups: dict[int, tuple[LiveRanking | None, list[int]]] = {}
+        for i, r in enumerate(found):
+            groups.setdefault(id(r), (r, []))[1].append(i)
+        return [(r, np.array(at, np.int64)) for r, at in groups.values()]
+
+    def _ranked(
+        self, ranker: tuple, codes: np.ndarray, k: int, allowed, store: int, channel: int
+    ) -> Recommendations:
+        """Ranked rows of customers ``codes`` by ``ranker`` = (recommender, personal
+        candidates, ranked lists): a list lookup for one warm customer, else in full."""
+        recommender, personal, lists = ranker
+        n = len(codes)
+        active = recommender.state_.active
+        cold = ~((codes >= 0) & active[np.maximum(codes, 0)])
+        if n == 1 and lists is not None and not cold[0]:
+            hit = lists.lookup(int(codes[0]), channel, store, allowed, k)
             if hit is not None:
                 item, score, reason = hit
                 zeros = np.zeros(len(item), np.int64)
                 return Recommendations(zeros, item, score, reason, np.arange(len(item)), cold)
-        personal = self.personal
         if personal is None:  # batch scoring: the chunk's candidates in one go
-            personal = self.recommender.personal_candidates(codes)
-        pos, item, score, reason, rank = self.recommender.recommend_codes(
+            personal = recommender.personal_candidates(codes)
+        pos, item, score, reason, rank = recommender.recommend_codes(
             codes,
             np.full(n, store, np.int32),
             np.full(n, channel, np.int32),
@@ -297,6 +370,7 @@ class Scorer:
             personal=personal,
             allowed=allowed,
             num_threads=self.num_threads,
+            rest_bought=True,
         )
         return Recommendations(pos, item, score, reason, rank, cold)
 
@@ -357,6 +431,21 @@ _EMPTY = np.zeros(0, np.int64)
 _NO_RECOMMENDATIONS = Recommendations(
     _EMPTY, _EMPTY, np.zeros(0, np.float32), _EMPTY, _EMPTY, np.zeros(0, bool)
 )
+
+
+def _merged(parts: list[tuple[np.ndarray, Recommendations]], n: int) -> Recommendations:
+    """One request's rows from groups of its customers (``at``: their request positions),
+    sorted by position then rank."""
+    cold = np.zeros(n, bool)
+    for at, r in parts:
+        cold[at] = r.cold_start
+    pos = np.concatenate([at[r.pos] for at, r in parts])
+    columns = [np.concatenate([getattr(r, name) for _, r in parts]) for name in _ROW_FIELDS]
+    order = np.lexsort((columns[-1], pos))
+    return Recommendations(pos[order], *(c[order] for c in columns), cold)
+
+
+_ROW_FIELDS = ("item", "score", "reason", "rank")
 
 
 def _take_str(values: pa.Array, index: np.ndarray) -> pd.Series:

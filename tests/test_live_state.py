@@ -28,6 +28,7 @@ from serving.live.state import LiveState, lookback_days
 from serving.online import LIST_DEPTH, latest_snapshot, load_snapshot
 from serving.scoring import Scorer
 from training.customer_models.classifiers import model_matrix
+from training.recs.candidates import REASONS
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,29 @@ def test_online_rows_equal_the_batch_build(home, stored, data):
         allowed = consent_mask(expected.index, scorer.channels, stored["customers"])
         channel = consented(channel_model.predict_proba(expected), allowed)
         np.testing.assert_allclose(scorer.next_channel(pos), channel, rtol=1e-6)
+        assert_live_lists(scorer, taken, touched, state.clock)
+
+
+def assert_live_lists(scorer: Scorer, taken: pd.DataFrame, touched: pd.Index, clock) -> None:
+    """The touched customers' served lists (one by one: the precomputed lists; together:
+    ranked in full) are the recommender's with their customer parts rebuilt from every
+    event taken so far, as of the clock (tests/test_recs_live.py checks those parts
+    against a full build of the recommender's state)."""
+    theirs = taken[taken["customer_id"].isin(touched).to_numpy()]
+    rec = scorer.recommender.for_customers(theirs, touched, clock)
+    n = len(touched)
+    none = np.full(n, -1, np.int32)
+    codes = np.arange(n, dtype=np.int32)
+    expected = rec.recommend_codes(codes, none, none, 10, np.zeros(0, np.int64), rest_bought=True)
+    together = scorer.recommend(list(touched), k=10)
+    np.testing.assert_array_equal(together.pos, expected[0])
+    np.testing.assert_array_equal(together.item, expected[1])
+    np.testing.assert_allclose(together.score, expected[2], rtol=1e-5, atol=1e-6)
+    for i, customer in enumerate(touched):
+        one = scorer.recommend([customer], k=10)
+        mine = expected[0] == i
+        np.testing.assert_array_equal(one.item, expected[1][mine])
+        np.testing.assert_array_equal(one.reason, expected[3][mine])
 
 
 # issue 17: customers the snapshot did not know get positions, and the others keep theirs
@@ -142,7 +166,41 @@ def test_new_customers_are_added_after_the_snapshots(home, stored):
     assert scorer.positions(["LIVE-7"])[0] == pos[7]  # the one-customer lookup too
     assert not np.isnan(scorer.churn(pos)).any()
     recs = scorer.recommend(["LIVE-7"], k=5)
-    assert recs.cold_start[0] and len(recs.item) == 5  # popularity until a snapshot knows them
+    assert recs.cold_start[0] and len(recs.item) == 5  # popularity: no product event yet
+
+
+# issue 17: a new customer's product views make their list personal at once, and a store
+# purchase of a product they are offered takes it off their list while it rests
+def test_views_and_purchases_change_the_list(home, stored):
+    scorer, state, identity = fresh_state(home, stored)
+    at = scorer.as_of + pd.Timedelta(hours=1)
+    viewed = stored["products"][30:33]
+    views = [
+        {"customer_id": "LIVE-V", "ts": (at + pd.Timedelta(minutes=i)).isoformat(),
+         "channel": "web", "event_type": "view", "product_id": p}
+        for i, p in enumerate(viewed)
+    ]  # fmt: skip
+    cold = scorer.recommend(["LIVE-V"], k=50)
+    scorer.apply_rows(state.refresh(live_batch(views, identity)).update)
+    recs = scorer.recommend(["LIVE-V"], k=50)
+    assert cold.cold_start[0] and not recs.cold_start[0]
+    looked = set(scorer.item_ids[recs.item[recs.reason == REASONS.index("you looked at this")]])
+    assert looked == set(viewed)  # where in the list: the ranker's call
+    # a known customer buys in store the product they repurchase most often
+    rec = scorer.recommender
+    b = rec.state_.bought
+    pos = np.arange(len(b))
+    multi = pos[b.columns["days_bought"] >= 3]
+    code = int(b.row_of(multi[:1])[0])
+    who = str(rec.catalogue_.customer_ids[code])
+    before = scorer.recommend([who], k=50)
+    product = str(scorer.item_ids[before.item[0]])
+    buy = {"customer_id": who, "ts": (at + pd.Timedelta(minutes=5)).isoformat(),
+           "channel": "store", "store_id": "S001", "event_type": "purchase",
+           "product_id": product, "order_id": "LIVE-BUY", "quantity": 1, "amount": 3.0}  # fmt: skip
+    scorer.apply_rows(state.refresh(live_batch([buy], identity)).update)
+    after = scorer.recommend([who], k=50)
+    assert product not in set(scorer.item_ids[after.item])
 
 
 # issue 17: a live event with only a known identifier lands on that customer

@@ -59,7 +59,7 @@ def run_main_job(
         scores = _batch_scores(settings)
     try:
         port = free_port(3000)
-        answer, curl = _sample_request(snapshot, scores, port, keep_serving, settings.api_token)
+        answer, curl, demo = _sample_request(settings, snapshot, scores, port, keep_serving)
     except (SnapshotError, RuntimeError) as exc:
         raise fail(f"the service did not answer: {exc}") from None
     console.print(
@@ -72,6 +72,9 @@ def run_main_job(
         f"  batch scores (every customer): {scores}\n"
         f"\nThe service answered on port {port}:\n  {curl}\n{answer}\n"
     )
+    if demo:
+        console.print("[bold]Live events[/] (POST /events, then the same customer's list):")
+        console.print("\n".join(f"  {line}" for line in demo.lines()))
     if not keep_serving:
         console.print("Start it again with: [bold]omni serve[/] (port 3000; --help for options)")
 
@@ -90,16 +93,20 @@ def _batch_scores(settings: Settings) -> Path:
 
 
 def _sample_request(
-    snapshot: Path, scores: Path, port: int, keep_serving: bool, token: str | None
-) -> tuple[str, str]:
-    """Start `omni serve` on the snapshot, ask for one customer's list, return the answer
-    and the curl that asks the same; stop the service unless ``keep_serving``."""
+    settings: Settings, snapshot: Path, scores: Path, port: int, keep_serving: bool
+):
+    """Start `omni serve` on the snapshot, ask for one customer's list, then run the live
+    demo (:mod:`serving.live.demo`); return the answer, the curl that asks the same and
+    the demo's result; stop the service unless ``keep_serving``."""
     import pandas as pd
     import requests
 
+    from features.store.events import read_table
     from serving.bentoml_server import service_command
+    from serving.live.demo import run_demo
     from serving.process import wait_ready
 
+    token = settings.api_token
     scored = pd.read_parquet(scores / "customers.parquet", columns=["customer_id", "cold_start"])
     warm = scored.loc[~scored["cold_start"], "customer_id"]
     customer = str(warm.iloc[0] if len(warm) else scored["customer_id"].iloc[0])
@@ -121,14 +128,20 @@ def _sample_request(
             f"curl -s {url}/recommend -H 'content-type: application/json'{auth} "
             f"-d '{json.dumps(body)}'"
         )
+        with step("live demo: events in, the changed answer out"), requests.Session() as session:
+            session.headers.update(headers)
+            stores = read_table(settings.store_dir, "stores")["store_id"]
+            store = str(stores.iloc[0]) if len(stores) else None
+            products = read_table(settings.store_dir, "products")
+            demo = run_demo(session, url, customer, products, store)
         if keep_serving:
             console.print(f"serving on {url} (Ctrl-C stops it)")
             proc.wait()
-        return answer, curl
+        return answer, curl, demo
     except requests.RequestException as exc:
         raise RuntimeError(str(exc)) from None
     except KeyboardInterrupt:
-        return "", ""
+        return "", "", None
     finally:
         proc.terminate()
         try:

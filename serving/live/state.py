@@ -1,5 +1,6 @@
 """The online state between snapshots: the snapshot's rows, refreshed for every customer
-that live events touch.
+that live events touch, and their recommendations (the recommender's customer parts
+rebuilt from their events, ``Recommender.for_customers``).
 
 A customer's row is recomputed from raw events, by the feature builder batch jobs use
 (:func:`features.customer_features.build_customer_features`): the customer's stored events
@@ -58,6 +59,7 @@ class LiveState:
         self.live = self.stored.iloc[:0]
         self._live_event_ids: set[str] = set()
         self.row_as_of: dict[str, pd.Timestamp] = {}
+        self.n_applied = 0  # live events whose rows the scorer has (what /ping says)
 
     def _index_by_customer(self, events: pd.DataFrame) -> None:
         """Keep ``events`` sorted by customer, so a customer's events are one slice."""
@@ -108,10 +110,16 @@ class LiveState:
             touched = touched.union(also)
         if len(self.live) > max(FOLD_AT, len(self.stored) // 10):
             self.fold_live()
-        rows = self.rows_of(touched, self.clock)
+        touched_events = self.events_of(touched)
+        rows = self.rows_of(touched, self.clock, touched_events)
         self.row_as_of.update(dict.fromkeys(rows.index.astype("str"), self.clock))
-        update = self.scorer.prepare_rows(rows)
+        update = self.scorer.prepare_rows(rows, touched_events, self.clock)
         return Refresh(rows, update, self.clock, len(events), time.perf_counter() - t0)
+
+    def apply(self, refresh: Refresh) -> None:
+        """Give the scorer a refresh's rows (one quick step on the request thread)."""
+        self.scorer.apply_rows(refresh.update)
+        self.n_applied += refresh.n_events
 
     def events_of(self, customer_ids: pd.Index) -> pd.DataFrame:
         """Stored and live events of these customers (contract columns)."""
@@ -126,10 +134,14 @@ class LiveState:
         live = self.live[self.live["customer_id"].isin(customer_ids).to_numpy()]
         return pd.concat([stored, live], ignore_index=True)
 
-    def rows_of(self, customer_ids: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:
-        """Feature rows of these customers as of ``as_of``, by the batch feature builder."""
+    def rows_of(
+        self, customer_ids: pd.Index, as_of: pd.Timestamp, events: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        """Feature rows of these customers as of ``as_of``, by the batch feature builder
+        (``events``: theirs, when the caller has them already)."""
         customers = self.customers.loc[self.customers.index.intersection(customer_ids)]
-        events = self.events_of(customer_ids)
+        if events is None:
+            events = self.events_of(customer_ids)
         rows = build_customer_features(events, customers.reset_index(drop=True), as_of)
         return rows[rows.index.isin(customer_ids)]
 
