@@ -41,7 +41,10 @@ class Settings:
     ``Authorization: Bearer <token>``. ``max_body_bytes`` (``OMNI_MAX_BODY_BYTES``): larger
     request bodies get 413 from the service, before they are read. ``keep_snapshots``
     (``OMNI_KEEP_SNAPSHOTS``) / ``keep_scores`` (``OMNI_KEEP_SCORES``): how many online
-    snapshots / batch-scoring outputs to keep.
+    snapshots / batch-scoring outputs to keep. ``online_store`` (``OMNI_ONLINE_STORE``):
+    None for the embedded live loop (journal on local disk, one worker), or a
+    ``redis://`` URL whose Redis every worker shares (issue 17); keys start with
+    ``online_namespace`` (``OMNI_ONLINE_NAMESPACE``, default ``omni``).
     """
 
     home: Path
@@ -54,6 +57,8 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     keep_snapshots: int = KEEP_SNAPSHOTS
     keep_scores: int = KEEP_SCORES
+    online_store: str | None = field(default=None, repr=False)  # may hold a password
+    online_namespace: str = "omni"
 
     @property
     def raw_dir(self) -> Path:
@@ -120,6 +125,22 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=counts["MAX_BODY_BYTES"],
         keep_snapshots=counts["KEEP_SNAPSHOTS"],
         keep_scores=counts["KEEP_SCORES"],
+        online_store=_online_store(env.get(f"{ENV_PREFIX}ONLINE_STORE") or None),
+        online_namespace=env.get(f"{ENV_PREFIX}ONLINE_NAMESPACE") or "omni",
+    )
+
+
+ONLINE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _online_store(url: str | None) -> str | None:
+    """``OMNI_ONLINE_STORE`` checked: unset (the embedded journal) or a Redis URL."""
+    if url is None or url.startswith(ONLINE_SCHEMES):
+        return url
+    shown = url.split("@")[-1]  # never print a password
+    raise ValueError(
+        f"OMNI_ONLINE_STORE must be a Redis URL (redis://host:port/db, rediss://, unix://) "
+        f"or unset for the embedded journal, got {shown!r}"
     )
 
 

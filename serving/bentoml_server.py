@@ -30,15 +30,20 @@ to each newer one ``LATEST`` names (a snapshot named by ``OMNI_SNAPSHOT`` stays)
 
 
 def service_command(
-    snapshot: Path, port: int, host: str = "127.0.0.1", follow_latest: bool = False
+    snapshot: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    follow_latest: bool = False,
+    workers: int = 1,
 ) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that start the scoring service on ``snapshot``:
-    `bentoml serve` through this module (a metrics folder of its own), BLAS on one thread.
-    `omni serve` and the main job both start the service this way."""
+    """The command line and environment that start the scoring service on ``snapshot``
+    with ``workers`` processes: `bentoml serve` through this module (a metrics folder of
+    its own), BLAS on one thread. `omni serve` and the main job both start it this way."""
     cmd = [sys.executable, "-m", "serving.bentoml_server", "serve", SERVICE]
     cmd += ["--port", str(port), "--host", host]
     env = {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(snapshot)}
     env[FOLLOW_LATEST_ENV] = "1" if follow_latest else "0"
+    env["OMNI_WORKERS"] = str(workers)
     return cmd, env
 
 

@@ -185,6 +185,10 @@ class ScoreResponse(Snapshot):
 
 class PingResponse(Snapshot):
     ok: bool
+    worker: int = Field(description="process id of the worker that answered")
+    live_events: Nullable[int] = Field(
+        description="live events in this worker's state (null: live events are off)"
+    )
 
 
 EventType = Literal[

@@ -72,6 +72,11 @@ SNAPSHOT_CHECK_S = 5.0
 """How often the service looks for a newer snapshot (``LATEST``) to switch to."""
 SEAL_EVERY_S = 60.0
 """How often the journal's open segment is closed, for `omni events compact` to take."""
+RETRY_LIVE_S = 5.0
+"""How often a worker whose live events are off for a passing reason (Redis not
+answering, the journal held by another process) tries to turn them on."""
+WORKERS_ENV = "OMNI_WORKERS"
+"""Worker processes (`omni serve --workers`; more than one needs OMNI_ONLINE_STORE)."""
 log = logging.getLogger("omni.service")
 
 
@@ -140,7 +145,7 @@ def missing_model(key: str) -> JSONResponse:
 
 @bentoml.service(
     name=SERVICE_NAME,
-    workers=1,
+    workers=int(os.environ.get(WORKERS_ENV) or 1),
     traffic={"timeout": 10},
     logging={"access": {"request_content_length": False, "response_content_length": False}},
     metrics={"enabled": False},  # serving.request_metrics keeps them, with bounded labels
@@ -168,16 +173,17 @@ class Personalization:
             len(self.scorer.ids),
             time.perf_counter() - t0,
         )
-        self.live, self.live_error = self._open_live()
+        self.live, self.live_error, self._live_passing = self._open_live()
         self._tasks: list[asyncio.Task] = []
         self._paused = False  # the live loop waits while the service switches snapshots
         gc.collect()
         gc.freeze()  # the snapshot's objects never need collecting: no gen-2 pauses
 
-    def _open_live(self):
-        """The live loop caught up with the journal, or None and why not. Never raises: a
-        failing ``__init__`` makes BentoML restart the worker forever, and scoring from the
-        snapshot works without it (POST /events then answers 503 with the reason)."""
+    def _open_live(self, scorer=None):
+        """(live loop caught up with the journal, "", False), or (None, why not, whether
+        the reason may pass: Redis not answering, the journal held by another process).
+        Never raises: a failing ``__init__`` makes BentoML restart the worker forever, and
+        scoring from the snapshot works without it (POST /events answers 503 with why)."""
         from features.settings import get_settings
 
         t0 = time.perf_counter()
@@ -185,20 +191,24 @@ class Personalization:
             from serving.live.journal import JournalError
             from serving.live.start import LiveUnavailable, open_live
 
-            live, first = open_live(get_settings(), self.scorer)
+            live, first = open_live(get_settings(), scorer or self.scorer)
         except (LiveUnavailable, JournalError, OSError) as exc:  # said on every POST /events
             log.warning("live events unavailable: %s", exc)
-            return None, f"live events unavailable: {exc}"
+            passing = isinstance(exc, OSError) or "another process" in str(exc)
+            return None, f"live events unavailable: {exc}", passing
         except Exception as exc:  # a bug: its traceback is logged
             log.exception("live events unavailable")
-            return None, f"live events unavailable: {exc}"
+            return None, f"live events unavailable: {exc}", False
         log.info(
             "live events on: %s journaled events replayed, %s customers refreshed (%.1f s)",
             first.n_events,
             len(first.rows),
             time.perf_counter() - t0,
         )
-        return live, ""
+        note = live.journal.durability() if live.journal.shared else None
+        if note:
+            log.warning("%s", note)
+        return live, "", False
 
     @bentoml.on_startup
     async def _start_tasks(self) -> None:
@@ -206,13 +216,38 @@ class Personalization:
         loop = asyncio.get_running_loop()
         if self.live is not None:
             self._tasks.append(loop.create_task(self._apply_live()))
+        elif self._live_passing:
+            self._tasks.append(loop.create_task(self._retry_live()))
         if follows_latest(self.snapshot_dir):
             self._tasks.append(loop.create_task(self._follow_latest()))
 
+    async def _retry_live(self) -> None:
+        """Every RETRY_LIVE_S while live events are off for a passing reason: try again
+        (off the request path); once on, the live loop starts."""
+        while self.live is None:
+            await asyncio.sleep(RETRY_LIVE_S)
+            if self._paused:
+                continue
+            scorer = self.scorer
+            live, error, passing = await asyncio.to_thread(self._open_live, scorer)
+            if live is not None and scorer is not self.scorer:  # a snapshot switch meanwhile
+                live.journal.close()
+                continue
+            self.live, self.live_error, self._live_passing = live, error, passing
+            if live is not None:
+                self._tasks.append(asyncio.get_running_loop().create_task(self._apply_live()))
+            elif not passing:
+                return
+
     async def _apply_live(self) -> None:
         """Every APPLY_EVERY_S: the events taken since the last round become fresh rows
-        (computed in a thread, so requests keep being answered), then one quick swap."""
+        (computed in a thread, so requests keep being answered), then one quick swap.
+        A shared journal that does not answer is said once and read again next round:
+        scoring goes on from the state the worker has."""
+        from serving.live.redis_journal import JournalUnavailable
+
         sealed = time.monotonic()
+        down = False
         while True:
             await asyncio.sleep(APPLY_EVERY_S)
             if time.monotonic() - sealed > SEAL_EVERY_S:  # compaction takes closed segments
@@ -220,7 +255,16 @@ class Personalization:
                 await asyncio.to_thread(self.live.seal)
             if self._paused:
                 continue
-            batch = self.live.take_pending()
+            try:
+                batch = await asyncio.to_thread(self.live.take_pending)
+            except JournalUnavailable as exc:
+                if not down:
+                    log.warning("live events paused: %s", exc)
+                down = True
+                continue
+            if down:
+                log.info("live events resumed: the journal answers again")
+                down = False
             if batch is None:
                 continue
             scorer, state = self.scorer, self.live.state
@@ -230,7 +274,7 @@ class Personalization:
                 log.exception("could not apply %s live events", len(batch))
                 continue
             if scorer is self.scorer:  # else a new snapshot came in, the journal replayed
-                scorer.apply_rows(refresh.update)
+                state.apply(refresh)
 
     async def _follow_latest(self) -> None:
         """Every SNAPSHOT_CHECK_S: when ``LATEST`` names another snapshot (a build
@@ -259,14 +303,15 @@ class Personalization:
                 self._paused = False
             self.scorer, self.meta, self.snapshot_dir = scorer, _meta(scorer), path
             if state is not None:
-                self.live.state = state
+                self.live.state, self.live.cursor = state
             log.info("switched to snapshot %s (as of %s)", path.name, self.meta["as_of"])
             gc.collect()
             gc.freeze()  # as after start-up: no gen-2 pauses over the new snapshot's objects
 
     def _load_caught_up(self, settings, path: Path):
         """A real-time Scorer of the snapshot at ``path`` and, with live events on, its
-        online state with the journal replayed (both built off the request path)."""
+        online state with the journal replayed and the journal cursor after it (both
+        built off the request path)."""
         from serving.live.start import caught_up_state
         from serving.online import LIST_DEPTH, load_snapshot, mark_in_use
         from serving.scoring import Scorer
@@ -274,7 +319,8 @@ class Personalization:
         scorer = Scorer(load_snapshot(path), num_threads=1, ranked_lists=LIST_DEPTH)
         state = None
         if self.live is not None:
-            state, _ = caught_up_state(settings, scorer, self.live.journal.read())
+            journaled, cursor = self.live.journaled()
+            state = caught_up_state(settings, scorer, journaled)[0], cursor
         mark_in_use(settings, path)
         return scorer, state
 
@@ -286,6 +332,7 @@ class Personalization:
         as ``omni data load`` checks a file, on disk before the answer, and in the
         customers' predictions within a second. A retried batch is counted once."""
         from serving.live.ingest import BatchError
+        from serving.live.redis_journal import JournalUnavailable
 
         if self.live is None:
             return unavailable(self.live_error)
@@ -295,6 +342,8 @@ class Personalization:
         except BatchError as exc:
             body = ErrorResponse(error="invalid request", detail=exc.detail)
             return JSONResponse(body.model_dump(), status_code=400)
+        except JournalUnavailable as exc:  # Redis: nothing acknowledged, the client retries
+            return unavailable(f"live events unavailable: {exc}")
         except OSError as exc:  # nothing acknowledged: the client retries
             return unavailable(f"the event journal could not be written: {exc}")
         return EventsResponse(
@@ -406,7 +455,8 @@ class Personalization:
     @bentoml.api
     async def ping(self) -> PingResponse:
         """Checks the token and says which snapshot and models answer (no scoring)."""
-        return PingResponse(ok=True, **self.meta)
+        applied = None if self.live is None else self.live.state.n_applied
+        return PingResponse(ok=True, worker=os.getpid(), live_events=applied, **self.meta)
 
     # ------------------------------------------------------------------ helpers
 

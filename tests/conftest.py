@@ -117,3 +117,15 @@ def snapshot(trained_home):
     from serving.online import latest_snapshot, load_snapshot
 
     return load_snapshot(latest_snapshot(get_settings({"OMNI_HOME": str(trained_home)})))
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A fresh redis-server on a free port (skipped where the Debian package is missing)."""
+    from redis_server import REDIS, RedisServer
+
+    if not Path(REDIS).exists():
+        pytest.skip("redis-server not installed (Debian package redis-server; .ci/run installs it)")
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

@@ -39,14 +39,15 @@ def stop(proc: subprocess.Popen, grace: float = 20) -> None:
     proc.wait(timeout=20)
 
 
-def omni_serve(home: Path, logs: Path, **env: str) -> tuple[subprocess.Popen, str]:
-    """`omni serve` on ``home`` and a free port; its stdout and stderr go to
-    ``logs``/stdout.txt and ``logs``/stderr.txt. Returns the process and the base URL."""
+def omni_serve(home: Path, logs: Path, *args: str, **env: str) -> tuple[subprocess.Popen, str]:
+    """`omni serve` on ``home`` and a free port (``args``: more options); its stdout and
+    stderr go to ``logs``/stdout.txt and ``logs``/stderr.txt. Returns the process and the
+    base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     environ = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     environ |= {"OMNI_HOME": str(home), **env}
     logs.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port), *args]
     proc = start(cmd, environ, url, logs / "stdout.txt", logs / "stderr.txt")
     return proc, url

@@ -71,17 +71,37 @@ def serve(
         bool, typer.Option(help="Build a new snapshot even if the latest is current.")
     ] = False,
     models: Models = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes. More than one needs OMNI_ONLINE_STORE=redis://... so "
+            "that every worker sees every live event.",
+        ),
+    ] = 1,
 ) -> None:
     """Start the scoring service (BentoML) on the latest snapshot, rebuilding it first
     when the champions changed. Set OMNI_API_TOKEN to require a bearer token."""
     settings = ctx.obj
+    if workers > 1 and not settings.online_store:
+        raise fail(
+            f"--workers {workers} needs OMNI_ONLINE_STORE=redis://host:port/db: the embedded "
+            "journal has one writer, so live events would reach one worker only"
+        )
     with user_errors():
         path = ready_snapshot(settings, rebuild, model_keys(models))
     auth = "bearer token required" if settings.api_token else "no token (set OMNI_API_TOKEN)"
-    console.print(f"serving {path.name} on http://{host}:{port}  ({auth}); Ctrl-C stops it")
+    live = "live events in Redis" if settings.online_store else "live events journaled locally"
+    console.print(
+        f"serving {path.name} on http://{host}:{port} with {workers} worker(s), {live} "
+        f"({auth}); Ctrl-C stops it"
+    )
     from serving.bentoml_server import service_command
 
-    cmd, env = service_command(path, port, host, follow_latest=settings.snapshot is None)
+    cmd, env = service_command(
+        path, port, host, follow_latest=settings.snapshot is None, workers=workers
+    )
     sys.stdout.flush()
     # become BentoML (no parent left behind): signals such as a supervisor's SIGTERM
     # reach the server itself and stop it with its workers

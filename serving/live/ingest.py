@@ -19,6 +19,7 @@ import pandas as pd
 from features.contract.schema import EVENTS, with_every_column
 from features.contract.validate import DataError, validate_frame
 from features.store.event_ids import assign_event_ids
+from features.store.parts import RAW_CUSTOMER_ID
 from serving.live.identity import OnlineIdentity
 from serving.live.journal import Journal
 from serving.live.state import LiveState
@@ -59,23 +60,45 @@ def checked(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 class LiveEvents:
     """The ingest side of the live loop: journal, identity and the queue of events the
-    online state has not applied yet."""
+    online state has not applied yet.
 
-    def __init__(self, state: LiveState, identity: OnlineIdentity, journal: Journal) -> None:
+    With a shared journal (:class:`serving.live.redis_journal.RedisJournal`, several
+    workers) the queue is the journal itself: every worker applies every batch, its own
+    and the others', in the journal's order (``cursor``: the last entry applied), and a
+    batch is resolved under the journal's ingest lock after linking the identities of the
+    batches other workers took (``identity_cursor``), so every worker gets the same
+    customer ids as one worker taking every batch would."""
+
+    def __init__(
+        self, state: LiveState, identity: OnlineIdentity, journal: Journal, cursor: str = "0"
+    ) -> None:
         self.state = state
         self.identity = identity
         self.journal = journal
         self.pending: list[pd.DataFrame] = []
+        self.cursor = self.identity_cursor = cursor
         self._lock = threading.Lock()  # one batch at a time: ids, graph and journal agree
         self._unsealed = False
 
     def accept(self, records: list[dict[str, Any]]) -> Receipt:
-        """Check, resolve and journal a batch (synced to disk before this returns, so the
-        caller may acknowledge it), queueing its new events for the next refresh. Safe to
-        call from several threads: batches are taken one after the other."""
+        """Check, resolve and journal a batch (durable before this returns, so the caller
+        may acknowledge it), queueing its new events for the next refresh. Safe to call
+        from several threads (and workers, with a shared journal): batches are taken one
+        after the other."""
         events = checked(records)
         with self._lock:
-            return self._take(events)
+            if not self.journal.shared:
+                return self._take(events)
+            with self.journal.ingest_lock():
+                self._link_others()
+                return self._take(events)
+
+    def _link_others(self) -> None:
+        """Shared journal: link the identifiers of the batches taken since this worker's
+        last one, as the file journal's replay does at start."""
+        taken, self.identity_cursor = self.journal.read_after(self.identity_cursor)
+        if len(taken):
+            self.identity.resolve(taken.assign(customer_id=taken[RAW_CUSTOMER_ID]))
 
     def _take(self, events: pd.DataFrame) -> Receipt:
         """:meth:`accept` after the checks, under the lock."""
@@ -88,11 +111,21 @@ class LiveEvents:
         known = repeated | self.journal.known(ids) | self.state.stored_known(ids)
         new = events[~known].reset_index(drop=True)
         if len(new):
-            self.journal.append(new)
-            self.pending.append(new)
+            entry = self.journal.append(new)
+            if self.journal.shared:  # applied when read back from the journal, in order
+                self.identity_cursor = entry
+            else:
+                self.pending.append(new)
             self._unsealed = True
         customer_ids = events["customer_id"].astype(object).where(events["customer_id"].notna())
         return Receipt(len(new), int(known.sum()), customer_ids.tolist())
+
+    def journaled(self) -> tuple[pd.DataFrame, str]:
+        """Every journaled event and the cursor after them: what a new snapshot's state
+        replays (set ``cursor`` to it once that state is in use)."""
+        if self.journal.shared:
+            return self.journal.read_after("0")
+        return self.journal.read(), self.cursor
 
     def seal(self) -> None:
         """Close the journal's open segment if it holds events, so that compaction can
@@ -103,7 +136,14 @@ class LiveEvents:
                 self._unsealed = False
 
     def take_pending(self) -> pd.DataFrame | None:
-        """Every queued event, in arrival order (None: nothing new); the queue is emptied."""
+        """Every queued event, in arrival order (None: nothing new); the queue is emptied.
+        Shared journal: the entries after ``cursor``, every worker's (raises
+        ``JournalUnavailable`` when Redis does not answer; nothing is skipped)."""
+        if self.journal.shared:
+            taken, cursor = self.journal.read_after(self.cursor)
+            self.journal.mark_applied(cursor)
+            self.cursor = cursor
+            return taken if len(taken) else None
         with self._lock:
             taken, self.pending = self.pending, []
         return pd.concat(taken, ignore_index=True) if taken else None

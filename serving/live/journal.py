@@ -35,7 +35,7 @@ class JournalError(ValueError):
     """The journal cannot be used: held by another writer, or a damaged line (named)."""
 
 
-def _lines(events: pd.DataFrame) -> bytes:
+def lines(events: pd.DataFrame) -> bytes:
     """The batch as JSON lines (timestamps ISO 8601 UTC with microseconds, nulls null)."""
     frame = events.reindex(columns=COLUMNS).astype(object)
     frame["ts"] = pd.DatetimeIndex(events["ts"]).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -44,8 +44,36 @@ def _lines(events: pd.DataFrame) -> bytes:
     return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
 
 
+def parse_lines(data: bytes, where: str) -> pd.DataFrame:
+    """Journal lines (as :func:`lines` writes them) as a frame; a bad line is a
+    :class:`JournalError` naming ``where`` and the line."""
+    records = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                raise JournalError(f"{where}, line {number}: not a journal line") from None
+    return journal_frame(records)
+
+
+def journal_frame(records: list[dict]) -> pd.DataFrame:
+    """Journal records in contract dtypes (plus the raw customer id)."""
+    frame = pd.DataFrame.from_records(records, columns=COLUMNS)
+    for column in COLUMNS:
+        kind = "string" if column == RAW_CUSTOMER_ID else EVENTS.column(column).kind
+        if kind == "string":
+            frame[column] = frame[column].astype("str")
+        elif kind in ("int", "float"):
+            frame[column] = pd.to_numeric(frame[column]).astype("float64")
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.as_unit("us")
+    return as_contract_frame(frame, EVENTS)
+
+
 class Journal:
     """Append-only event journal under ``folder`` (see the module docstring)."""
+
+    shared = False  # one worker writes it (RedisJournal: every worker)
 
     def __init__(self, folder: Path, writer: bool = True) -> None:
         """``writer``: take the writer's lock (JournalError if another process holds it)
@@ -115,7 +143,7 @@ class Journal:
         if self._file is None or self._file.tell() >= SEGMENT_BYTES:
             self._close_file()
             self._open_segment()
-        self._file.write(_lines(events))
+        self._file.write(lines(events))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._ids.update(events["event_id"].astype("str"))
@@ -147,15 +175,7 @@ class Journal:
                     if path in newest and number == len(lines):
                         continue  # torn: never acknowledged
                     raise JournalError(f"{path}, line {number}: not a journal line") from None
-        frame = pd.DataFrame.from_records(records, columns=COLUMNS)
-        for column in COLUMNS:
-            kind = "string" if column == RAW_CUSTOMER_ID else EVENTS.column(column).kind
-            if kind == "string":
-                frame[column] = frame[column].astype("str")
-            elif kind in ("int", "float"):
-                frame[column] = pd.to_numeric(frame[column]).astype("float64")
-        frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.as_unit("us")
-        return as_contract_frame(frame, EVENTS)
+        return journal_frame(records)
 
     def seal(self) -> list[Path]:
         """Close the open segment (the next append starts a new one); the sealed ones."""

@@ -1,5 +1,6 @@
 """Open the live loop beside a loaded snapshot: the store's recent events and identity
-graph, the journal, and every journaled event replayed into the online state."""
+graph, the journal (local or Redis), and every journaled event replayed into the online
+state."""
 
 from __future__ import annotations
 
@@ -38,19 +39,30 @@ def open_live(settings: Settings, scorer: Scorer) -> tuple[LiveEvents, Refresh]:
             f"no events store in {settings.home}: live events need the data home the "
             "snapshot was built from (OMNI_HOME)"
         )
-    journal = Journal(settings.journal_dir)
+    journal = open_journal(settings)
     try:
         identity = OnlineIdentity(
             read_identity_graph(settings.store_dir), settings.max_identity_component
         )
-        journaled = journal.read()
+        journaled, cursor = journal.read_after("0") if journal.shared else (journal.read(), "0")
         if len(journaled):  # their identifiers link later events as they did at ingest
             identity.resolve(journaled.assign(customer_id=journaled[RAW_CUSTOMER_ID]))
         state, first = caught_up_state(settings, scorer, journaled)
     except BaseException:
         journal.close()
         raise
-    return LiveEvents(state, identity, journal), first
+    return LiveEvents(state, identity, journal, cursor), first
+
+
+def open_journal(settings: Settings, writer: bool = True):
+    """The live events' journal: in Redis when ``OMNI_ONLINE_STORE`` names one (shared by
+    every worker), else on local disk in the home (one writer; ``writer=False``: a view
+    that reads beside a running service)."""
+    if settings.online_store:
+        from serving.live.redis_journal import RedisJournal
+
+        return RedisJournal(settings.online_store, settings.online_namespace)
+    return Journal(settings.journal_dir, writer)
 
 
 def caught_up_state(
@@ -66,7 +78,7 @@ def caught_up_state(
         added_customers(settings.store_dir, scorer.snapshot.manifest.get("store_parts"))
     )
     first = state.refresh(journaled, also=stale)
-    scorer.apply_rows(first.update)
+    state.apply(first)
     return state, first
 
 
