@@ -57,18 +57,14 @@ class RankedLists:
         self.indptr, self.item, self.score, self.reason = indptr, item, score, reason
 
     @classmethod
-    def build(
-        cls, recommender, personal: CandidateTable, depth: int, only_default: bool = False
-    ) -> RankedLists:
-        """``only_default``: the list without a channel context alone (the live loop's
-        lists of touched customers; other contexts then take the full path)."""
+    def build(cls, recommender, personal: CandidateTable, depth: int) -> RankedLists:
         state, cat = recommender.state_, recommender.catalogue_
         n = cat.n_customers
         codes = np.flatnonzero(state.active[:n]).astype(np.int32)
         default_store = resolve_customers(state, cat, np.arange(n, dtype=np.int32)).store
         no_store = np.full(len(codes), -1, np.int32)
         indptr, items, scores, reasons = [], [], [], []
-        for channel in range(-1, 0 if only_default else len(CHANNELS)):
+        for channel in range(-1, len(CHANNELS)):
             pos, item, score, reason, _rank = recommender.recommend_codes(
                 codes,
                 no_store,
@@ -111,13 +107,10 @@ class RankedLists:
         self, code: int, channel: int, store: int, allowed: np.ndarray | None, k: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(items, scores, reasons) of a warm customer's top k, or None when the request
-        needs the full path (another store, a context not built, or too few rows left
-        after the filters)."""
+        needs the full path (another store, or too few rows left after the filters)."""
         if store >= 0 and store != self.default_store[code]:
             return None
         c = channel + 1
-        if c >= len(self.indptr):
-            return None
         lo, hi = self.indptr[c][code], self.indptr[c][code + 1]
         item, score, reason = self.item[c][lo:hi], self.score[c][lo:hi], self.reason[c][lo:hi]
         if allowed is not None:

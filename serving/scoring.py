@@ -34,6 +34,9 @@ from training.customer_models.classifiers import model_matrix
 from training.recs.candidates import REASONS, CandidateTable
 
 CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
+RERANK_BELOW = 4
+"""A live ranking still used by fewer than 1 / RERANK_BELOW of its customers is rebuilt
+for those (memory stays within a few times what the live customers need)."""
 
 
 @dataclass
@@ -55,13 +58,15 @@ class RowUpdate:
 class LiveRanking:
     """What ranks some customers' recommendations after live events: the recommender with
     their customer parts rebuilt from their events as of the live clock
-    (``Recommender.for_customers``), their personal candidates and their lists without
-    a channel context (other contexts rank in full). Codes index these customers."""
+    (``Recommender.for_customers``) and their personal candidates. Their lists are ranked
+    on request (half a millisecond for one customer), not in the refresh: most customers
+    an event touches are not asked for before their next event. Codes index these
+    customers."""
 
     recommender: Any
     personal: CandidateTable
-    lists: RankedLists
     codes: dict[str, int]  # customer id -> code in ``recommender``
+    alive: int = 0  # of those customers, how many it still ranks (later ones took the rest)
 
 
 @dataclass
@@ -121,6 +126,7 @@ class Scorer:
         self.n_rows = len(self.ids)  # the snapshot's customers, then those live events add
         self.added: dict[str, int] = {}  # customer id -> row, for customers added live
         self.live_rankings: dict[str, LiveRanking] = {}  # customers that live events touched
+        self.rerank: set[str] = set()  # live customers whose ranking should be rebuilt
         self._churn = self._channel = None
         self.lists = None
         if self.recommender is not None:
@@ -216,8 +222,8 @@ class Scorer:
         """The :class:`LiveRanking` of customers ``ids`` from their events as of ``as_of``."""
         rec = self.recommender.for_customers(events, ids, as_of)
         personal = rec.personal_candidates()
-        lists = RankedLists.build(rec, personal, self.lists.depth, only_default=True)
-        return LiveRanking(rec, personal, lists, dict(zip(ids, range(len(ids)), strict=True)))
+        codes = dict(zip(ids, range(len(ids)), strict=True))
+        return LiveRanking(rec, personal, codes, alive=len(ids))
 
     def apply_rows(self, update: RowUpdate) -> None:
         """Replace the rows of known customers and add new ones after the snapshot's (their
@@ -237,7 +243,26 @@ class Scorer:
         self._churn[pos] = update.churn
         self._channel[pos] = update.channel
         if update.ranking is not None:
-            self.live_rankings.update(dict.fromkeys(update.ranking.codes, update.ranking))
+            self._take_ranking(update.ranking)
+
+    def _take_ranking(self, ranking: LiveRanking) -> None:
+        """Rank ``ranking``'s customers by it. A ranking that ranks fewer than a quarter of
+        its customers any more has them ranked afresh at the next refresh
+        (:meth:`take_rerank`), so old rankings do not pile up in memory."""
+        for customer in ranking.codes:
+            old = self.live_rankings.get(customer)
+            self.live_rankings[customer] = ranking
+            if old is None or old is ranking:
+                continue
+            old.alive -= 1
+            if old.alive < len(old.codes) / RERANK_BELOW <= old.alive + 1:  # just crossed
+                left = [c for c in old.codes if self.live_rankings.get(c) is old]
+                self.rerank.update(left)
+
+    def take_rerank(self) -> pd.Index:
+        """Customers whose ranking should be rebuilt (see :meth:`_take_ranking`); emptied."""
+        taken, self.rerank = self.rerank, set()
+        return pd.Index(sorted(taken), dtype="str")
 
     def _add_positions(self, ids: list[str]) -> np.ndarray:
         """Positions for customers new to the scorer, growing the per-row arrays (doubling
@@ -325,7 +350,7 @@ class Scorer:
                 ranker = (self.recommender, self.personal, self.lists)
             else:
                 codes = np.array([ranking.codes[ids[i]] for i in at], np.int32)
-                ranker = (ranking.recommender, ranking.personal, ranking.lists)
+                ranker = (ranking.recommender, ranking.personal, None)
             parts.append((at, self._ranked(ranker, codes, k, allowed, store, channel)))
         return _merged(parts, len(ids))
 

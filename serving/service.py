@@ -18,6 +18,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -75,6 +76,10 @@ SEAL_EVERY_S = 60.0
 RETRY_LIVE_S = 5.0
 """How often a worker whose live events are off for a passing reason (Redis not
 answering, the journal held by another process) tries to turn them on."""
+SWITCH_INTERVAL_S = 0.0005
+"""How long a thread may hold the GIL before another may take it (Python's default is
+5 ms). The live loop's refresh is long-running numpy and pandas work beside the requests:
+at the default a request that arrives during a refresh waits up to 5 ms for the GIL."""
 WORKERS_ENV = "OMNI_WORKERS"
 """Worker processes (`omni serve --workers`; more than one needs OMNI_ONLINE_STORE)."""
 log = logging.getLogger("omni.service")
@@ -161,6 +166,7 @@ class Personalization:
 
         quiet_client_errors()
         threadpool_limits(1)  # one request at a time per worker: BLAS threads only contend
+        sys.setswitchinterval(SWITCH_INTERVAL_S)  # requests get the GIL soon during refreshes
         t0 = time.perf_counter()
         path = snapshot_path()
         self.snapshot_dir = path

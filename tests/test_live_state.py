@@ -264,3 +264,30 @@ def test_folding_live_events_in_changes_no_row(home, stored):
         state.rows_of(pd.Index(customers), state.clock), batch.loc[customers]
     )
     assert state.known(events["event_id"]).all()
+
+
+# issue 17: live rankings are kept per refresh; one that ranks few of its customers any
+# more has them ranked afresh, so old rankings do not pile up in memory
+def test_old_rankings_are_let_go(home, stored):
+    scorer, state, identity = fresh_state(home, stored)
+    at = scorer.as_of + pd.Timedelta(hours=1)
+    customers = scorer.ids[:8].tolist()
+
+    def views(who: list[str], minute: int) -> pd.DataFrame:
+        records = [
+            {"customer_id": c, "ts": (at + pd.Timedelta(minutes=minute)).isoformat(),
+             "channel": "web", "event_type": "view", "product_id": stored["products"][minute]}
+            for c in who
+        ]  # fmt: skip
+        return live_batch(records, identity)
+
+    scorer.apply_rows(state.refresh(views(customers, 1)).update)
+    first = scorer.live_rankings[customers[0]]
+    scorer.apply_rows(state.refresh(views(customers[1:], 2)).update)  # 1 of 8 left on it
+    assert scorer.live_rankings[customers[0]] is first
+    scorer.apply_rows(state.refresh(views(["LIVE-OTHER"], 3)).update)  # ranked afresh
+    alive = {id(r) for r in scorer.live_rankings.values()}
+    assert id(first) not in alive and len(alive) == 2
+    theirs = stored["everything"][stored["everything"]["customer_id"] == customers[0]]
+    taken = pd.concat([theirs, views(customers, 1)[EVENTS.names]], ignore_index=True)
+    assert_live_lists(scorer, taken, pd.Index([customers[0]]), state.clock)

@@ -108,6 +108,9 @@ class LiveState:
         touched = pd.Index(pd.unique(events["customer_id"].astype("str")))
         if also is not None:
             touched = touched.union(also)
+        rerank = self.scorer.take_rerank()  # live customers whose old ranking is let go
+        if len(rerank):
+            touched = touched.union(rerank)
         if len(self.live) > max(FOLD_AT, len(self.stored) // 10):
             self.fold_live()
         touched_events = self.events_of(touched)
