@@ -194,13 +194,13 @@ class Personalization:
 
         t0 = time.perf_counter()
         try:
-            from serving.live.journal import JournalError
+            from serving.live.journal import JournalBusy, JournalError
             from serving.live.start import LiveUnavailable, open_live
 
             live, first = open_live(get_settings(), scorer or self.scorer)
         except (LiveUnavailable, JournalError, OSError) as exc:  # said on every POST /events
             log.warning("live events unavailable: %s", exc)
-            passing = isinstance(exc, OSError) or "another process" in str(exc)
+            passing = isinstance(exc, (OSError, JournalBusy))
             return None, f"live events unavailable: {exc}", passing
         except Exception as exc:  # a bug: its traceback is logged
             log.exception("live events unavailable")
@@ -325,7 +325,7 @@ class Personalization:
         scorer = Scorer(load_snapshot(path), num_threads=1, ranked_lists=LIST_DEPTH)
         state = None
         if self.live is not None:
-            journaled, cursor = self.live.journaled()
+            journaled, cursor = self.live.journal.replay()  # the cursor: once switched
             state = caught_up_state(settings, scorer, journaled)[0], cursor
         mark_in_use(settings, path)
         return scorer, state

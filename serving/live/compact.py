@@ -82,13 +82,14 @@ def _compact_redis(settings: Settings, say: Callable[[str], None], t0: float) ->
 
     journal = RedisJournal(settings.online_store, settings.online_namespace)
     try:
-        events, last = journal.compactable()
+        upto = journal.applied_by_all()  # None: no worker runs, everything can go
+        events, last = journal.compactable(upto)
+        running = upto is not None
         if last is None:
-            return CompactResult(0, 0, 0, 0, journal.applied_by_all() is not None, 0.0)
+            return CompactResult(0, 0, 0, 0, running, 0.0)
         say(f"read {len(events):,} journaled events from Redis")
         added, skipped = _store(settings, events, journal.where)
         journal.remove_through(last)
-        running = journal.applied_by_all() is not None
         return CompactResult(1, len(events), added, skipped, running, time.perf_counter() - t0)
     finally:
         journal.close()

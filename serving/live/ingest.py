@@ -120,13 +120,6 @@ class LiveEvents:
         customer_ids = events["customer_id"].astype(object).where(events["customer_id"].notna())
         return Receipt(len(new), int(known.sum()), customer_ids.tolist())
 
-    def journaled(self) -> tuple[pd.DataFrame, str]:
-        """Every journaled event and the cursor after them: what a new snapshot's state
-        replays (set ``cursor`` to it once that state is in use)."""
-        if self.journal.shared:
-            return self.journal.read_after("0")
-        return self.journal.read(), self.cursor
-
     def seal(self) -> None:
         """Close the journal's open segment if it holds events, so that compaction can
         take them while the service runs."""

@@ -35,6 +35,10 @@ class JournalError(ValueError):
     """The journal cannot be used: held by another writer, or a damaged line (named)."""
 
 
+class JournalBusy(JournalError):
+    """Another process writes the journal (it may stop: a passing reason)."""
+
+
 def lines(events: pd.DataFrame) -> bytes:
     """The batch as JSON lines (timestamps ISO 8601 UTC with microseconds, nulls null)."""
     frame = events.reindex(columns=COLUMNS).astype(object)
@@ -47,14 +51,25 @@ def lines(events: pd.DataFrame) -> bytes:
 def parse_lines(data: bytes, where: str) -> pd.DataFrame:
     """Journal lines (as :func:`lines` writes them) as a frame; a bad line is a
     :class:`JournalError` naming ``where`` and the line."""
+    return journal_frame(_records(data, where))
+
+
+def _records(data: bytes, where: str, torn_tail: bool = False) -> list[dict]:
+    """The JSON records of journal lines. A bad line is a :class:`JournalError` naming
+    ``where`` and the line, except the last one when ``torn_tail`` (a writer
+    mid-append: it was never acknowledged)."""
+    chunks = data.split(b"\n")
     records = []
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if line:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                raise JournalError(f"{where}, line {number}: not a journal line") from None
-    return journal_frame(records)
+    for number, line in enumerate(chunks, start=1):
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if torn_tail and number == len(chunks):
+                continue
+            raise JournalError(f"{where}, line {number}: not a journal line") from None
+    return records
 
 
 def journal_frame(records: list[dict]) -> pd.DataFrame:
@@ -90,7 +105,7 @@ class Journal:
             except BlockingIOError:
                 os.close(self._lock_fd)
                 self._lock_fd = None
-                raise JournalError(
+                raise JournalBusy(
                     f"{self.folder} is written by another process (one service per home "
                     "takes live events)"
                 ) from None
@@ -165,17 +180,13 @@ class Journal:
         newest = self.segments()[-1:] if segments is None else []
         records: list[dict] = []
         for path in chosen:
-            lines = path.read_bytes().split(b"\n")
-            for number, line in enumerate(lines, start=1):
-                if not line:
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    if path in newest and number == len(lines):
-                        continue  # torn: never acknowledged
-                    raise JournalError(f"{path}, line {number}: not a journal line") from None
+            records += _records(path.read_bytes(), str(path), torn_tail=path in newest)
         return journal_frame(records)
+
+    def replay(self) -> tuple[pd.DataFrame, str]:
+        """Every journaled event, and the position after them (the file journal has
+        none: "0"), as :meth:`RedisJournal.replay` gives them."""
+        return self.read(), "0"
 
     def seal(self) -> list[Path]:
         """Close the open segment (the next append starts a new one); the sealed ones."""

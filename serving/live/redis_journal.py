@@ -144,7 +144,12 @@ class RedisJournal:
 
     def read(self) -> pd.DataFrame:
         """Every event in the stream, in order."""
-        return self.read_after("0")[0]
+        return self.replay()[0]
+
+    def replay(self) -> tuple[pd.DataFrame, str]:
+        """Every event in the stream, in order, and the id of the last entry (the cursor
+        to read on from)."""
+        return self.read_after("0")
 
     def read_after(self, cursor: str, limit: int | None = None) -> tuple[pd.DataFrame, str]:
         """The events of the entries after ``cursor`` (an entry id, "0": from the start),
@@ -176,10 +181,9 @@ class RedisJournal:
             return None
         return min(values, key=_entry_order)
 
-    def compactable(self) -> tuple[pd.DataFrame, str | None]:
-        """Events every running worker has applied (all of them when none runs) and the
+    def compactable(self, upto: str | None) -> tuple[pd.DataFrame, str | None]:
+        """Events up to entry ``upto`` (:meth:`applied_by_all`; None: all of them) and the
         last entry's id (None: nothing to compact)."""
-        upto = self.applied_by_all()
         with self._calls():
             entries = self.redis.xrange(self.stream, max=upto or "+")
         if not entries:

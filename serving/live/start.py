@@ -44,7 +44,7 @@ def open_live(settings: Settings, scorer: Scorer) -> tuple[LiveEvents, Refresh]:
         identity = OnlineIdentity(
             read_identity_graph(settings.store_dir), settings.max_identity_component
         )
-        journaled, cursor = journal.read_after("0") if journal.shared else (journal.read(), "0")
+        journaled, cursor = journal.replay()
         if len(journaled):  # their identifiers link later events as they did at ingest
             identity.resolve(journaled.assign(customer_id=journaled[RAW_CUSTOMER_ID]))
         state, first = caught_up_state(settings, scorer, journaled)

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from training.recs.als import top_n
 from training.recs.cutoff_state import CutoffState
 from training.recs.data import Catalogue
+from training.recs.product_tables import repurchase_gap
 
 SOURCES: tuple[str, ...] = (
     "als",
@@ -172,7 +173,7 @@ def personal(state: CutoffState, codes: np.ndarray, params: CandidateParams) -> 
             first = np.searchsorted(owner, owner, side="left")
             keep = (np.arange(len(owner)) - first) < params.buy_again
             parts.add(owner[keep], state.bought.col_of(at[keep]), "buy_again")
-    session = getattr(state, "session", None)  # None: a state pickled before issue 17
+    session = state.session  # None in a state pickled before issue 17 (the default)
     if params.session > 0 and session is not None:
         owner, at = session.slices(np.where(known, codes, -1))
         if len(at):
@@ -194,12 +195,10 @@ def resting(state: CutoffState, codes: np.ndarray, items: np.ndarray) -> np.ndar
     out = np.zeros(len(codes), bool)
     if not got.any():
         return out
-    b = state.bought.columns
-    days = b["days_bought"][at[got]].astype(np.float32)
-    since = b["days_since_last_bought"][at[got]].astype(np.float32)
-    first = b["first_day_ago"][at[got]].astype(np.float32)
-    own = np.where(days >= 2, (first - since) / np.maximum(days - 1, 1), np.nan)
-    item_gap = getattr(state, "item_gap", None)  # None: a state pickled before issue 17
+    b, pairs = state.bought.columns, at[got]
+    since = b["days_since_last_bought"][pairs].astype(np.float32)
+    own = repurchase_gap(b["days_bought"][pairs], since, b["first_day_ago"][pairs])
+    item_gap = state.item_gap  # None in a state pickled before issue 17 (the default)
     typical = item_gap[items[got]] if item_gap is not None else np.nan
     gap = np.where(np.isnan(own), typical, own)
     out[got] = since < gap  # NaN gap: False

@@ -22,7 +22,13 @@ from features.contract.schema import EVENT_TYPES
 from training.recs.als import ALSParams, fit_als
 from training.recs.data import DAY_S, N_CHANNELS, PURCHASE, History, to_seconds
 from training.recs.interactions import bm25, interaction_matrix
-from training.recs.product_tables import RECENT_DAYS, customer_item_table, item_table, windows_for
+from training.recs.product_tables import (
+    RECENT_DAYS,
+    customer_item_table,
+    item_table,
+    repurchase_gap,
+    windows_for,
+)
 from training.recs.tables import PairTable, top_per_row
 
 
@@ -276,10 +282,9 @@ def _item_gaps(bought: PairTable, n_items: int) -> np.ndarray:
     it (NaN: nobody bought it on two days), what a product's rest lasts for a customer
     who bought it once (:func:`training.recs.candidates.resting`)."""
     b = bought.columns
-    days = b["days_bought"].astype(np.float32)
-    multi = np.flatnonzero(days >= 2)
-    gap = (b["first_day_ago"][multi] - b["days_since_last_bought"][multi]) / (days[multi] - 1)
-    item = bought.col_of(multi)
+    every = repurchase_gap(b["days_bought"], b["days_since_last_bought"], b["first_day_ago"])
+    multi = np.flatnonzero(~np.isnan(every))
+    gap, item = every[multi], bought.col_of(multi)
     out = np.full(n_items, np.nan, np.float32)
     if len(item):
         order = np.lexsort((gap, item))

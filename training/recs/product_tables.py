@@ -72,6 +72,19 @@ def customer_item_table(
     return table
 
 
+def repurchase_gap(days: np.ndarray, since: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """A customer's usual days between buying a product, per pair: (days since the first
+    purchase - days since the last) / (purchase days - 1), float32; NaN under two
+    purchase days. Arguments: the table's days_bought, days_since_last_bought and
+    first_day_ago of the pairs."""
+    days = np.asarray(days, np.float32)
+    out = np.full(len(days), np.nan, np.float32)
+    multi = days >= 2
+    first, since = np.asarray(first, np.float32), np.asarray(since, np.float32)
+    out[multi] = (first[multi] - since[multi]) / (days[multi] - 1)
+    return out
+
+
 def _extra_columns(history: History, rows: np.ndarray, as_of_s: int) -> PairTable:
     """:data:`EXTRA_COLUMNS` per (customer, product) bought in the rows."""
     buy = rows[history.event_type[rows] == PURCHASE]

@@ -15,6 +15,7 @@ from training.recs.candidates import SOURCES, Candidates, Customers
 from training.recs.cutoff_state import CutoffState
 from training.recs.data import Catalogue
 from training.recs.parallel import thread_map, threads
+from training.recs.product_tables import repurchase_gap
 
 FEATURES: tuple[str, ...] = (
     "als_score",
@@ -151,12 +152,10 @@ def _feature_matrix(
         "decayed_purchases": pick("decayed", 0),
         "bought_28d": pick("bought_28d", 0),
     }
-    gap = np.full(len(cand), np.nan, np.float32)
-    multi = days >= 2
-    gap[multi] = (first[multi] - since[multi]) / (days[multi] - 1)
+    gap = repurchase_gap(days, since, first)
     cols["repurchase_gap"] = gap
     ratio = np.full(len(cand), np.nan, np.float32)
-    ok = multi & (gap > 0)
+    ok = (days >= 2) & (gap > 0)
     ratio[ok] = since[ok] / gap[ok]
     cols["gap_ratio"] = ratio
     safe = np.maximum(code, 0)
@@ -197,7 +196,7 @@ def _feature_matrix(
     cols["customer_new_share"] = np.where(code >= 0, state.customer_new_share[safe], np.nan).astype(
         np.float32
     )
-    session = getattr(state, "session", None)  # None: a state pickled before issue 17
+    session = state.session  # None in a state pickled before issue 17 (the default)
     if session is not None:
         cols["session_views"] = session.get("views", code, item, 0.0)
         cols["session_carts"] = session.get("carts", code, item, 0.0)
