@@ -80,6 +80,9 @@ SWITCH_INTERVAL_S = 0.0005
 """How long a thread may hold the GIL before another may take it (Python's default is
 5 ms). The live loop's refresh is long-running numpy and pandas work beside the requests:
 at the default a request that arrives during a refresh waits up to 5 ms for the GIL."""
+BEHIND_WAIT_S = 5.0
+"""How long POST /events waits for the online state to catch up (``MAX_BEHIND``) before
+it answers 503 (the client retries later)."""
 WORKERS_ENV = "OMNI_WORKERS"
 """Worker processes (`omni serve --workers`; more than one needs OMNI_ONLINE_STORE)."""
 log = logging.getLogger("omni.service")
@@ -272,15 +275,17 @@ class Personalization:
                 log.info("live events resumed: the journal answers again")
                 down = False
             if batch is None:
+                self.live.applied()  # a snapshot switch may have applied what was taken
                 continue
             scorer, state = self.scorer, self.live.state
             try:
                 refresh = await asyncio.to_thread(state.refresh, batch)
+                if scorer is self.scorer:  # else a new snapshot came in, the journal replayed
+                    state.apply(refresh)
             except Exception:  # journaled, so applied again at the next start
                 log.exception("could not apply %s live events", len(batch))
-                continue
-            if scorer is self.scorer:  # else a new snapshot came in, the journal replayed
-                state.apply(refresh)
+            finally:
+                self.live.applied()
 
     async def _follow_latest(self) -> None:
         """Every SNAPSHOT_CHECK_S: when ``LATEST`` names another snapshot (a build
@@ -332,6 +337,18 @@ class Personalization:
 
     # ------------------------------------------------------------------ endpoints
 
+    async def _caught_up(self) -> bool:
+        """Back-pressure: wait (up to BEHIND_WAIT_S) while the worker has taken MAX_BEHIND
+        events its online state has not applied; False if it is still behind then."""
+        from serving.live.ingest import MAX_BEHIND
+
+        waited = time.monotonic()
+        while self.live.behind >= MAX_BEHIND:
+            if time.monotonic() - waited > BEHIND_WAIT_S:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
     @bentoml.api(output_spec=EventsResponse)
     async def events(self, events: LiveEvents) -> EventsResponse | JSONResponse:
         """Live events from the channels (up to 1,000, fields of the data contract): checked
@@ -342,6 +359,9 @@ class Personalization:
 
         if self.live is None:
             return unavailable(self.live_error)
+        if not await self._caught_up():
+            behind = f"{self.live.behind:,} events taken are not applied yet"
+            return unavailable(f"live events: the online state is behind ({behind}); retry")
         try:
             records = [e.model_dump(exclude_unset=True) for e in events]
             receipt = await asyncio.to_thread(self.live.accept, records)  # off the loop

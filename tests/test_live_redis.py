@@ -154,3 +154,19 @@ def test_compaction_keeps_what_a_running_worker_has_not_applied(stored, redis_se
     assert compact(settings).events == len(batches(stored)[1])
     stored_ids = read_events(settings.store_dir)["event_id"]
     assert live.journal.known(stored_ids.iloc[-3:]).all()  # ids stay known after compaction
+
+
+def test_each_worker_counts_what_it_took_until_its_state_applies_it(stored, redis_server):
+    """Back-pressure counts a worker's own events until a refresh of its applied them
+    (the other worker's batches, read from the stream, are not its own)."""
+    first, second = worker(stored, redis_server.url), worker(stored, redis_server.url)
+    one, two = batches(stored)[:2]
+    first.accept(one)
+    second.accept(two)
+    assert (first.behind, second.behind) == (len(one), len(two))
+    apply(first)  # reads both batches from the stream
+    first.applied()
+    assert (first.behind, second.behind) == (0, len(two))
+    apply(second)
+    second.applied()
+    assert second.behind == 0

@@ -291,3 +291,28 @@ def test_old_rankings_are_let_go(home, stored):
     theirs = stored["everything"][stored["everything"]["customer_id"] == customers[0]]
     taken = pd.concat([theirs, views(customers, 1)[EVENTS.names]], ignore_index=True)
     assert_live_lists(scorer, taken, pd.Index([customers[0]]), state.clock)
+
+
+def test_taken_events_count_as_behind_until_applied(home, stored, tmp_path):
+    """Back-pressure's count: events taken after a refresh began wait for the next one."""
+    from serving.live.ingest import LiveEvents
+    from serving.live.journal import Journal
+
+    _, state, identity = fresh_state(home, stored)
+    live = LiveEvents(state, identity, Journal(tmp_path / "journal"))
+    t = state.snapshot_as_of + pd.Timedelta(minutes=1)
+    view = {"channel": "web", "event_type": "view", "product_id": stored["products"][0]}
+    batch = [{**view, "ts": t.isoformat(), "customer_id": f"BEHIND-{i}"} for i in range(3)]
+    live.accept(batch)
+    assert live.behind == 3
+    taken = live.take_pending()
+    live.accept([{**view, "ts": t.isoformat(), "customer_id": "BEHIND-LATE"}])
+    state.apply(state.refresh(taken))
+    live.applied()
+    assert live.behind == 1  # the late one is in no refresh yet
+    live.applied()  # nothing taken since: nothing changes
+    assert live.behind == 1
+    state.apply(state.refresh(live.take_pending()))
+    live.applied()
+    assert live.behind == 0
+    live.journal.close()

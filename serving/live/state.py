@@ -25,6 +25,7 @@ import pandas as pd
 from features.contract.schema import EVENTS
 from features.customer_features import build_customer_features
 from features.registry import DEFAULT_WINDOWS
+from serving.live.journal import in_set
 from serving.scoring import RowUpdate, Scorer
 
 ONE_US = pd.Timedelta(microseconds=1)
@@ -86,8 +87,7 @@ class LiveState:
 
     def known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: the event is stored (in the state's window) or already live."""
-        live = event_ids.astype("str").isin(self._live_event_ids).to_numpy()
-        return self.stored_known(event_ids) | live
+        return self.stored_known(event_ids) | in_set(event_ids, self._live_event_ids)
 
     def after_snapshot(self) -> pd.Index:
         """Customers with stored events at or after the snapshot's cutoff (loaded or
@@ -134,7 +134,7 @@ class LiveState:
         lengths = ends - starts  # each customer's rows are one run of the sorted events
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
         stored = self.stored.iloc[offsets + np.arange(lengths.sum())]
-        live = self.live[self.live["customer_id"].isin(customer_ids).to_numpy()]
+        live = self.live[in_set(self.live["customer_id"], set(customer_ids))]
         return pd.concat([stored, live], ignore_index=True)
 
     def rows_of(

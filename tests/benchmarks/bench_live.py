@@ -8,7 +8,9 @@ so each starts from an empty journal. The service runs as `omni serve` does it (
 worker, live events on, the journal on local disk). Each repeat, in this order:
 
 - quiet: ``/recommend`` at one connection (random known customers, k=10), no ingest;
-- ingest alone: one client posts batches of 1,000 new purchase events for half the time;
+- ingest alone: one client posts batches of 1,000 new purchase events for half the time
+  (in a process of its own, the request bodies built before the clock starts: the load
+  generator's work stays out of the server's numbers as far as 2 cores allow);
 - ingest: one client posts batches of 1,000 new purchase events (distinct event ids,
   known customers) as fast as they are answered, while a second client measures
   ``/recommend`` at one connection: accepted events/s and /recommend p50 / p99;
@@ -26,6 +28,8 @@ numbers. Results: bench_results/live.json.
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import shutil
 import statistics
 import subprocess
@@ -110,19 +114,12 @@ def recommend_latencies(
     return out
 
 
-def ingest(
-    url: str,
-    customers: list[str],
-    products: list[str],
-    stop: threading.Event,
-    tag: str,
-    progress: list | None = None,
-):
-    """Post batches of new purchases until ``stop``; returns (events accepted, seconds).
-    ``progress`` gets (seconds, events accepted so far) after each batch."""
-    session, rng, accepted, n = requests.Session(), np.random.default_rng(2), 0, 0
-    t0 = time.perf_counter()
-    while not stop.is_set():
+def payloads(customers: list[str], products: list[str], tag: str, n: int, first: int = 0):
+    """``n`` request bodies of ``BATCH`` new purchases each (JSON bytes, distinct event
+    ids), batches ``first`` .. ``first + n - 1``."""
+    rng = np.random.default_rng(first + 2)
+    out = []
+    for b in range(first, first + n):
         who = rng.integers(len(customers), size=BATCH)
         what = rng.integers(len(products), size=BATCH)
         events = [
@@ -131,21 +128,70 @@ def ingest(
                 "ts": f"2026-01-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
                 "channel": "web",
                 "event_type": "purchase",
-                "order_id": f"{tag}-{n}-{i // 5}",
+                "order_id": f"{tag}-{b}-{i // 5}",
                 "product_id": products[p],
                 "quantity": 1,
                 "amount": 9.5,
-                "event_id": f"{tag}-{n}-{i}",
+                "event_id": f"{tag}-{b}-{i}",
             }
             for i, (c, p) in enumerate(zip(who, what, strict=True))
         ]
-        answer = session.post(f"{url}/events", json={"events": events}, timeout=TIMEOUT)
+        out.append(json.dumps({"events": events}).encode())
+    return out
+
+
+def ingest(url: str, bodies: list[bytes], stop, progress=None) -> tuple[int, float]:
+    """Post the prepared batches until ``stop`` (or none is left); returns (events
+    accepted, seconds). ``progress`` gets (seconds, events accepted so far) per batch."""
+    session, accepted = requests.Session(), 0
+    headers = {"Content-Type": "application/json"}
+    t0 = time.perf_counter()
+    for body in bodies:
+        if stop.is_set():
+            break
+        answer = session.post(f"{url}/events", data=body, headers=headers, timeout=TIMEOUT)
         assert answer.status_code == 200, answer.text
         accepted += answer.json()["accepted"]
-        n += 1
         if progress is not None:
             progress.append((time.perf_counter() - t0, accepted))
     return accepted, time.perf_counter() - t0
+
+
+def _ingest_process(url, customers, products, tag, batches, ready, go, stop, results) -> None:
+    """The ingest client in a process of its own (a load generator's CPU and GIL apart
+    from the reader's): bodies built before ``go``, then posted until ``stop``."""
+    bodies = payloads(customers, products, tag, batches)
+    ready.set()
+    go.wait()
+    progress: list = []
+    ingest(url, bodies, stop, progress)
+    results.put(progress)
+
+
+class IngestClient:
+    """Starts :func:`_ingest_process` with enough batches for ``seconds`` at
+    ``max_rate`` events/s; :meth:`stop` returns its progress [(seconds, accepted)]."""
+
+    def __init__(self, url, customers, products, tag, seconds, max_rate=20_000) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.ready, self.go, self._stop = ctx.Event(), ctx.Event(), ctx.Event()
+        self.results = ctx.Queue()
+        batches = int(seconds * max_rate / BATCH) + 1
+        args = (url, customers, products, tag, batches, self.ready, self.go, self._stop)
+        self.proc = ctx.Process(target=_ingest_process, args=(*args, self.results))
+        self.proc.start()
+        self.ready.wait(timeout=300)
+
+    def start(self) -> None:
+        self.go.set()
+
+    def stop(self) -> list[tuple[float, int]]:
+        self._stop.set()
+        progress = self.results.get(timeout=TIMEOUT + 30)
+        self.proc.join(timeout=30)
+        if not progress:
+            raise RuntimeError("the ingest client posted nothing")
+        return progress
 
 
 def visible_latencies(url: str, n: int, tag: str, products: list[str]) -> list[float]:
@@ -179,27 +225,24 @@ def ingest_while_reading(
     tag: str,
     read_rate: float | None,
 ) -> dict:
-    """One client ingesting and one reading /recommend (back to back or at
-    ``read_rate``): the ingest rate and read latencies over ``duration``, then, while both
-    go on, event-to-visible probes (reported apart: their polling is load of its own)."""
-    stop, got, reads, progress = threading.Event(), {}, [], []
-
-    def send() -> None:
-        got["accepted"], got["s"] = ingest(url, customers, products, stop, f"i{tag}", progress)
-
-    def read() -> None:
-        recommend_latencies(url, customers, stop, read_rate, out=reads)
-
-    threads = [threading.Thread(target=send), threading.Thread(target=read)]
-    for thread in threads:
-        thread.start()
+    """One client ingesting (its own process) and one reading /recommend (back to back
+    or at ``read_rate``): the ingest rate and read latencies over ``duration``, then,
+    while both go on, event-to-visible probes (reported apart: their polling is load of
+    its own)."""
+    client = IngestClient(url, customers, products, f"i{tag}", duration + 60)
+    stop, reads = threading.Event(), []
+    reader = threading.Thread(
+        target=recommend_latencies, args=(url, customers, stop, read_rate, reads)
+    )
+    client.start()
+    reader.start()
     time.sleep(duration)
-    measured = list(progress)
     n_reads = len(reads)
     during = visible_latencies(url, 50, f"d{tag}", products)
     stop.set()
-    for thread in threads:
-        thread.join()
+    progress = client.stop()
+    reader.join()
+    measured = [p for p in progress if p[0] <= duration] or progress[:1]
     return {
         "ingest_events_per_s": measured[-1][1] / measured[-1][0],
         "ingest_recommend": percentiles(reads[:n_reads]),
@@ -226,9 +269,10 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
         result["quiet_recommend"] = percentiles(recommend_latencies(url, customers, stop))
         result["visible_quiet"] = percentiles(visible_latencies(url, 100, f"q{r}", products))
 
-        stop = threading.Event()
-        threading.Timer(duration / 2, stop.set).start()
-        accepted, seconds = ingest(url, customers, products, stop, f"a{r}")
+        client = IngestClient(url, customers, products, f"a{r}", duration / 2)
+        client.start()
+        time.sleep(duration / 2)
+        seconds, accepted = client.stop()[-1]
         result["ingest_alone_events_per_s"] = accepted / seconds
 
         for name, read_rate in (("", None), ("paced_", PACED_READS)):

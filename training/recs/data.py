@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract.schema import CHANNELS, EVENT_TYPES
-from features.encode import encode_events, timestamps_us, to_us
+from features.encode import encode_events, timestamps_us, to_us, value_codes
 from features.ids import factorize
 
 PRODUCT_EVENTS: tuple[str, ...] = ("purchase", "add_to_cart", "view")
@@ -69,6 +69,15 @@ class Catalogue:
     def store_codes(self, ids) -> np.ndarray:
         """int32 codes of store ids (-1 unknown or missing)."""
         return self.store_ids.get_indexer(pd.Index(ids, dtype="str")).astype(np.int32)
+
+
+BUILDER_COLUMNS = (
+    *("customer_id", "ts", "channel", "event_type", "product_id", "quantity", "amount"),
+    *("discount", "store_id", "order_id"),
+)
+"""The contract columns the shared feature builders read from ``History.events`` (the
+live loop keeps only these: taking identifier columns it never reads cost it a third of
+a refresh)."""
 
 
 @dataclass
@@ -134,14 +143,14 @@ class History:
         with a fitted catalogue's product and store codes; customer codes are positions in
         ``customer_ids``, which the returned catalogue holds (home stores carried over).
         Products the catalogue lacks are left out. What the live loop ranks with."""
-        kinds = pd.Index(EVENT_TYPES).get_indexer(events["event_type"].astype("str"))
+        kinds = value_codes(events["event_type"], EVENT_TYPES)
         cust = customer_ids.get_indexer(pd.Index(events["customer_id"], dtype="str"))
         item = catalogue.item_codes(events["product_id"].astype("str"))
         product_event = np.isin(kinds, [EVENT_TYPES.index(e) for e in PRODUCT_EVENTS])
         rows = np.flatnonzero(product_event & (cust >= 0) & (item >= 0))
         ts = timestamps_us(events["ts"].iloc[rows]) // 1_000_000
         order = rows[np.argsort(ts, kind="stable")]
-        frame = events.iloc[order]
+        frame = events[[c for c in BUILDER_COLUMNS if c in events.columns]].iloc[order]
         qty = frame["quantity"].to_numpy(dtype=np.float32, na_value=np.nan)
         known = catalogue.customer_codes(customer_ids)
         home = np.where(known >= 0, catalogue.home_store[np.maximum(known, 0)], -1)
@@ -153,7 +162,7 @@ class History:
             item=item[order].astype(np.int32),
             ts=np.sort(ts, kind="stable"),
             event_type=kinds[order].astype(np.int8),
-            channel=pd.Index(CHANNELS).get_indexer(frame["channel"].astype("str")).astype(np.int8),
+            channel=value_codes(frame["channel"], CHANNELS).astype(np.int8),
             store=catalogue.store_codes(frame["store_id"]).astype(np.int32),
             quantity=np.where(np.isnan(qty), np.float32(1), qty).astype(np.float32),
         )
