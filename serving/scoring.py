@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -63,10 +63,16 @@ class LiveRanking:
     an event touches are not asked for before their next event. Codes index these
     customers."""
 
-    recommender: Any
+    recommender: Any  # None in transit from the refresh process (rebuilt from ``customers``)
     personal: CandidateTable
     codes: dict[str, int]  # customer id -> code in ``recommender``
     alive: int = 0  # of those customers, how many it still ranks (later ones took the rest)
+    customers: Any = None  # their parts (``training.recs.model.CustomerUpdate``)
+
+    def portable(self) -> LiveRanking:
+        """This ranking without its recommender, which shares the snapshot's product parts
+        (to send between processes: the receiving Scorer rebuilds it from ``customers``)."""
+        return replace(self, recommender=None)
 
 
 @dataclass
@@ -212,7 +218,7 @@ class Scorer:
             raw = self.channel_model.predict_matrix(X_channel, num_threads=self.num_threads)
             channel = consented(raw, consent)
         ranking = None
-        if events is not None and self.recommender is not None and self.lists is not None:
+        if events is not None and self.recommender is not None:
             ranking = self.prepare_ranking(events, pd.Index(ids, dtype="str"), as_of)
         return RowUpdate(ids, X_churn, X_channel, consent, churn, channel, ranking)
 
@@ -220,10 +226,11 @@ class Scorer:
         self, events: pd.DataFrame, ids: pd.Index, as_of: pd.Timestamp
     ) -> LiveRanking:
         """The :class:`LiveRanking` of customers ``ids`` from their events as of ``as_of``."""
-        rec = self.recommender.for_customers(events, ids, as_of)
+        update = self.recommender.customer_update(events, ids, as_of)
+        rec = self.recommender.with_customer_update(update)
         personal = rec.personal_candidates()
         codes = dict(zip(ids, range(len(ids)), strict=True))
-        return LiveRanking(rec, personal, codes, alive=len(ids))
+        return LiveRanking(rec, personal, codes, alive=len(ids), customers=update)
 
     def apply_rows(self, update: RowUpdate) -> None:
         """Replace the rows of known customers and add new ones after the snapshot's (their
@@ -243,7 +250,11 @@ class Scorer:
         self._churn[pos] = update.churn
         self._channel[pos] = update.channel
         if update.ranking is not None:
-            self._take_ranking(update.ranking)
+            ranking = update.ranking
+            if ranking.recommender is None:  # computed in the refresh process
+                rec = self.recommender.with_customer_update(ranking.customers)
+                ranking = replace(ranking, recommender=rec)
+            self._take_ranking(ranking)
 
     def _take_ranking(self, ranking: LiveRanking) -> None:
         """Rank ``ranking``'s customers by it. A ranking that ranks fewer than a quarter of

@@ -250,15 +250,17 @@ class Personalization:
 
     async def _apply_live(self) -> None:
         """Every APPLY_EVERY_S: the events taken since the last round become fresh rows
-        (computed in a thread, so requests keep being answered), then one quick swap.
+        (computed by the refresh process, so requests keep being answered), then one
+        quick swap.
         A shared journal that does not answer is said once and read again next round:
         scoring goes on from the state the worker has."""
         from serving.live.redis_journal import JournalUnavailable
 
-        sealed = time.monotonic()
+        sealed = round_start = time.monotonic()
         down = False
-        while True:
-            await asyncio.sleep(APPLY_EVERY_S)
+        while True:  # a round starts every APPLY_EVERY_S, at once after a longer refresh
+            await asyncio.sleep(max(0.0, round_start + APPLY_EVERY_S - time.monotonic()))
+            round_start = time.monotonic()
             if time.monotonic() - sealed > SEAL_EVERY_S:  # compaction takes closed segments
                 sealed = time.monotonic()
                 await asyncio.to_thread(self.live.seal)
@@ -282,10 +284,34 @@ class Personalization:
                 refresh = await asyncio.to_thread(state.refresh, batch)
                 if scorer is self.scorer:  # else a new snapshot came in, the journal replayed
                     state.apply(refresh)
-            except Exception:  # journaled, so applied again at the next start
-                log.exception("could not apply %s live events", len(batch))
+            except Exception as exc:  # journaled, so applied again at the next start
+                if state.alive:
+                    log.error("could not apply %s live events: %s", len(batch), exc)
+                else:
+                    log.error("%s: starting a new one (the journal has every event)", exc)
+                    await self._restart_refresh(state)
             finally:
                 self.live.applied()
+
+    async def _restart_refresh(self, dead) -> None:
+        """A new refresh process for the served snapshot, the journal replayed into it
+        (the worker's scorer gets the same rows again: nothing lost, none twice)."""
+        from features.settings import get_settings
+        from serving.live.refresher import RemoteState
+
+        while True:
+            try:
+                journaled, cursor = await asyncio.to_thread(self.live.journal.replay)
+                state = await asyncio.to_thread(RemoteState, get_settings(), self.scorer, journaled)
+                break
+            except Exception as exc:
+                log.error("the live refresh could not start again: %s", exc)
+                await asyncio.sleep(RETRY_LIVE_S)
+        if self.live.state is dead:  # else a snapshot switch started one meanwhile
+            self.live.state, self.live.cursor = state, cursor
+        else:
+            await asyncio.to_thread(state.close)
+        await asyncio.to_thread(dead.close)
 
     async def _follow_latest(self) -> None:
         """Every SNAPSHOT_CHECK_S: when ``LATEST`` names another snapshot (a build
@@ -314,16 +340,17 @@ class Personalization:
                 self._paused = False
             self.scorer, self.meta, self.snapshot_dir = scorer, _meta(scorer), path
             if state is not None:
-                self.live.state, self.live.cursor = state
+                old, (self.live.state, self.live.cursor) = self.live.state, state
+                await asyncio.to_thread(old.close)
             log.info("switched to snapshot %s (as of %s)", path.name, self.meta["as_of"])
             gc.collect()
             gc.freeze()  # as after start-up: no gen-2 pauses over the new snapshot's objects
 
     def _load_caught_up(self, settings, path: Path):
         """A real-time Scorer of the snapshot at ``path`` and, with live events on, its
-        online state with the journal replayed and the journal cursor after it (both
-        built off the request path)."""
-        from serving.live.start import caught_up_state
+        online state (a new refresh process) with the journal replayed and the journal
+        cursor after it (both built off the request path)."""
+        from serving.live.refresher import RemoteState
         from serving.online import LIST_DEPTH, load_snapshot, mark_in_use
         from serving.scoring import Scorer
 
@@ -331,7 +358,7 @@ class Personalization:
         state = None
         if self.live is not None:
             journaled, cursor = self.live.journal.replay()  # the cursor: once switched
-            state = caught_up_state(settings, scorer, journaled)[0], cursor
+            state = RemoteState(settings, scorer, journaled), cursor
         mark_in_use(settings, path)
         return scorer, state
 

@@ -327,3 +327,38 @@ def test_fuzzing_events_finds_no_server_errors(home, tmp_path):
         assert post(url, "ping", {}).status_code == 200  # still answering
     finally:
         stop(proc)
+
+
+def refresh_processes(proc) -> list:
+    import psutil
+
+    server = psutil.Process(proc.pid)
+    return [
+        p for p in server.children(recursive=True)
+        if "serving.live.refresher" in " ".join(p.cmdline())
+    ]  # fmt: skip
+
+
+# issue 17: the refresh process is derived state: killed, a new one replays the journal
+def test_a_killed_refresh_process_is_started_again_with_every_event(home, tmp_path):
+    proc, url = omni_serve(home, tmp_path / "logs")
+    customer = "C0000007"
+    try:
+        (first,) = refresh_processes(proc)
+        before = churn_of(url, customer)
+        assert post(url, "events", {"events": purchases(customer, 3, tag="K")}).status_code == 200
+        after_three = until_changed(lambda: churn_of(url, customer), before)
+        first.send_signal(signal.SIGKILL)
+        more = post(url, "events", {"events": purchases(customer, 3, tag="L", day="2026-01-02")})
+        assert more.status_code == 200  # taken while no refresh process runs: journaled
+        after_six = until_changed(lambda: churn_of(url, customer), after_three, 60)
+        (second,) = refresh_processes(proc)
+        assert second.pid != first.pid
+        assert post(url, "ping", {}).json()["live_events"] == 6  # none lost, none twice
+    finally:
+        stop(proc)
+    proc, url = omni_serve(home, tmp_path / "logs2")  # a fresh start gives the same answer
+    try:
+        assert churn_of(url, customer) == after_six
+    finally:
+        stop(proc)

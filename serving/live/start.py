@@ -21,6 +21,7 @@ from features.store.parts import RAW_CUSTOMER_ID
 from serving.live.identity import OnlineIdentity
 from serving.live.ingest import LiveEvents
 from serving.live.journal import Journal
+from serving.live.refresher import RemoteState
 from serving.live.state import LiveState, Refresh, lookback_days
 from serving.scoring import Scorer
 
@@ -32,7 +33,8 @@ class LiveUnavailable(RuntimeError):
 
 def open_live(settings: Settings, scorer: Scorer) -> tuple[LiveEvents, Refresh]:
     """The live loop for ``scorer``'s snapshot, caught up: events stored after the
-    snapshot's cutoff and the journal's events are applied. Returns the loop and that
+    snapshot's cutoff and the journal's events are applied (by the refresh process it
+    starts, :class:`~serving.live.refresher.RemoteState`). Returns the loop and that
     first refresh (already applied to the scorer)."""
     if not store_exists(settings.store_dir):
         raise LiveUnavailable(
@@ -47,11 +49,11 @@ def open_live(settings: Settings, scorer: Scorer) -> tuple[LiveEvents, Refresh]:
         journaled, cursor = journal.replay()
         if len(journaled):  # their identifiers link later events as they did at ingest
             identity.resolve(journaled.assign(customer_id=journaled[RAW_CUSTOMER_ID]))
-        state, first = caught_up_state(settings, scorer, journaled)
+        state = RemoteState(settings, scorer, journaled)
     except BaseException:
         journal.close()
         raise
-    return LiveEvents(state, identity, journal, cursor), first
+    return LiveEvents(state, identity, journal, cursor), state.first
 
 
 def open_journal(settings: Settings, writer: bool = True):
@@ -68,18 +70,16 @@ def open_journal(settings: Settings, writer: bool = True):
 def caught_up_state(
     settings: Settings, scorer: Scorer, journaled: pd.DataFrame
 ) -> tuple[LiveState, Refresh]:
-    """The online state of ``scorer``'s snapshot with the journaled events applied, and
-    the customers whose stored events the snapshot was built without refreshed (the first
-    refresh, applied to ``scorer``): for a service starting, or switching snapshots."""
+    """The online state of ``scorer``'s snapshot with the journaled events in, and its
+    first refresh: the journaled events' customers and those whose stored events the
+    snapshot was built without (for the caller to apply to a real-time scorer)."""
     as_of = scorer.as_of
     stored = read_events(settings.store_dir, start=as_of - pd.Timedelta(days=lookback_days()))
     state = LiveState(scorer, stored, read_table(settings.store_dir, "customers"), as_of)
     stale = state.after_snapshot().union(
         added_customers(settings.store_dir, scorer.snapshot.manifest.get("store_parts"))
     )
-    first = state.refresh(journaled, also=stale)
-    state.apply(first)
-    return state, first
+    return state, state.refresh(journaled, also=stale)
 
 
 def added_customers(store_dir: Path, snapshot_parts: list[str] | None) -> pd.Index:

@@ -17,7 +17,7 @@ clock says. Untouched customers keep their snapshot rows, as of the snapshot's c
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,13 @@ class Refresh:
     as_of: pd.Timestamp
     n_events: int  # new events in this refresh (repeats of known events left out)
     seconds: float
+
+    def portable(self) -> Refresh:
+        """This refresh as the refresh process sends it (rankings without recommender)."""
+        ranking = self.update.ranking
+        if ranking is None:
+            return self
+        return replace(self, update=replace(self.update, ranking=ranking.portable()))
 
 
 class LiveState:
@@ -83,7 +90,7 @@ class LiveState:
     def stored_known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: the store holds the event (within the state's window). Reads only
         what never changes after start, so it is safe beside a refresh in another thread."""
-        return self._stored_event_ids.get_indexer(pd.Index(event_ids.astype("str"))) >= 0
+        return ids_in(self._stored_event_ids, event_ids)
 
     def known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: the event is stored (in the state's window) or already live."""
@@ -147,6 +154,11 @@ class LiveState:
             events = self.events_of(customer_ids)
         rows = build_customer_features(events, customers.reset_index(drop=True), as_of)
         return rows[rows.index.isin(customer_ids)]
+
+
+def ids_in(index: pd.Index, event_ids: pd.Series) -> np.ndarray:
+    """bool per event id: in ``index`` (a hash lookup per id)."""
+    return index.get_indexer(pd.Index(event_ids.astype("str"))) >= 0
 
 
 def lookback_days() -> int:

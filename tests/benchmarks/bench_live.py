@@ -75,12 +75,17 @@ def start(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def worker_rss_mb(proc: subprocess.Popen) -> float:
-    """Resident memory of the largest process of the service (its worker), MB."""
+def rss_mb(proc: subprocess.Popen) -> dict[str, float]:
+    """Resident memory, MB, of the service's worker (its largest process but the refresh
+    process) and of its live refresh process."""
     import psutil
 
     server = psutil.Process(proc.pid)
-    return max(p.memory_info().rss for p in [server, *server.children(recursive=True)]) / 2**20
+    out = {"worker": 0.0, "refresh": 0.0}
+    for p in [server, *server.children(recursive=True)]:
+        role = "refresh" if "serving.live.refresher" in " ".join(p.cmdline()) else "worker"
+        out[role] = max(out[role], p.memory_info().rss / 2**20)
+    return out
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -261,7 +266,7 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
     customers = read_table(settings.store_dir, "customers")["customer_id"].tolist()
     products = read_table(settings.store_dir, "products")["product_id"].tolist()
     proc, url = start(home, work / "service.log")
-    result: dict = {"customers": len(customers), "rss_mb_at_start": worker_rss_mb(proc)}
+    result: dict = {"customers": len(customers), "rss_mb_at_start": rss_mb(proc)}
     try:
         stop = threading.Event()
         timer = threading.Timer(duration, stop.set)
@@ -280,7 +285,7 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
                 url, customers, products, duration, f"{name}{r}", read_rate
             )
             result |= {f"{name}{k}": v for k, v in measured.items()}
-        result["rss_mb_after_ingest"] = worker_rss_mb(proc)
+        result["rss_mb_after_ingest"] = rss_mb(proc)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -316,9 +321,11 @@ def main() -> None:
         "visible_quiet", "visible_during_ingest", "paced_visible_during_ingest",
     ):  # fmt: skip
         print(f"| {name} p50 / p99 ms | {med(name, 'p50_ms'):.1f} / {med(name, 'p99_ms'):.1f} |")
-    rss = med("rss_mb_at_start")
-    print(f"| worker memory at start, MB ({runs[0]['customers']:,} customers) | {rss:,.0f} |")
-    print(f"| worker memory after the ingest, MB | {med('rss_mb_after_ingest'):,.0f} |")
+    n = f"{runs[0]['customers']:,} customers"
+    for role in ("worker", "refresh"):
+        at_start, after = med("rss_mb_at_start", role), med("rss_mb_after_ingest", role)
+        print(f"| {role} process memory at start / after the ingest, MB ({n}) | "
+              f"{at_start:,.0f} / {after:,.0f} |")  # fmt: skip
     ratio = med("ingest_recommend", "p50_ms") / med("quiet_recommend", "p50_ms")
     print(f"| /recommend p50 during ingest / quiet | {ratio:.2f}x |")
     save("live", {"runs": runs, "batch": BATCH, "duration_s": args.duration})

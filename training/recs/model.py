@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ from training.recs.cutoff_state import (
     customer_parts,
     with_customers,
 )
-from training.recs.data import PURCHASE, History
+from training.recs.data import PURCHASE, Catalogue, History
 from training.recs.ranker import RankingData, fit_ranker, ranking_data
 from training.recs.ranker_features import FEATURES, feature_matrix
 
@@ -63,6 +64,17 @@ def as_history(events, customers=None, products=None, stores=None) -> History:
     if isinstance(events, History):
         return events
     return History.from_frames(events, customers, products, stores)
+
+
+@dataclass
+class CustomerUpdate:
+    """Some customers' parts of a recommender's state as of ``t`` (seconds), from their
+    events (:meth:`Recommender.customer_update`), and the catalogue that codes them."""
+
+    parts: dict[str, object]
+    catalogue: Catalogue
+    factor_rows: np.ndarray  # each customer's row of the ALS user factors (-1: none)
+    t: int
 
 
 class Recommender(BaseRecommender):
@@ -298,6 +310,13 @@ class Recommender(BaseRecommender):
         The state counts in seconds, so ``as_of`` is rounded up to a whole second.
         The product parts (ALS item factors, popularity) and the ranker stay as fitted;
         customers the model never saw get no ALS candidates until the next snapshot."""
+        return self.with_customer_update(self.customer_update(events, customer_ids, as_of))
+
+    def customer_update(
+        self, events: pd.DataFrame, customer_ids: pd.Index, as_of: pd.Timestamp
+    ) -> CustomerUpdate:
+        """The work of :meth:`for_customers`: the customers' parts, as plain arrays (the
+        live refresh computes them in its own process and sends them to the worker)."""
         if not hasattr(self, "ranker_"):
             raise NotFittedError("Recommender is not fitted: call fit() first")
         t = -(-to_utc(as_of).value // 1_000_000_000)  # whole seconds, rounded up: the
@@ -305,13 +324,20 @@ class Recommender(BaseRecommender):
         history = History.of_customers(self.catalogue_, events, customer_ids)
         params = self.state_.params
         rows = history.before(as_of, params.lookback_days)
-        parts = customer_parts(history, rows, t, params)
-        out = copy.copy(self)
-        out.state_ = with_customers(
-            self.state_, parts, self.catalogue_.customer_codes(customer_ids), t
+        return CustomerUpdate(
+            parts=customer_parts(history, rows, t, params),
+            catalogue=history.catalogue,
+            factor_rows=self.catalogue_.customer_codes(customer_ids),
+            t=t,
         )
-        out.catalogue_ = history.catalogue
-        out.as_of_ = as_of
+
+    def with_customer_update(self, update: CustomerUpdate) -> Recommender:
+        """This model ranking the customers of ``update`` (a copy; quick: the product
+        parts are shared)."""
+        out = copy.copy(self)
+        out.state_ = with_customers(self.state_, update.parts, update.factor_rows, update.t)
+        out.catalogue_ = update.catalogue
+        out.as_of_ = pd.Timestamp(update.t, unit="s", tz="UTC")
         return out
 
     def feature_importance(self) -> pd.Series:
