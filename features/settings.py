@@ -18,6 +18,11 @@ KEEP_SNAPSHOTS = 3
 KEEP_SCORES = 2
 """Versions of a batch-scoring output kept (``OMNI_KEEP_SCORES``): the newest and the one
 before, which a reader that started on it can finish."""
+LIVE_MAX_BEHIND = 2_000
+"""Live events a service worker takes at most before its online state has applied them
+(``OMNI_LIVE_MAX_BEHIND``): past it, POST /events waits for the next refresh. Smaller
+keeps answers fresher, larger takes events faster: measured on 2 cores, 2,000 gave events
+visible within 0.94 s (p99) at 3,600 events/s, 5,000 gave 2.0 s at 5,400 events/s."""
 MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
@@ -45,6 +50,7 @@ class Settings:
     None for the embedded live loop (journal on local disk, one worker), or a
     ``redis://`` URL whose Redis every worker shares (issue 17); keys start with
     ``online_namespace`` (``OMNI_ONLINE_NAMESPACE``, default ``omni``).
+    ``live_max_behind`` (``OMNI_LIVE_MAX_BEHIND``): see :data:`LIVE_MAX_BEHIND`.
     """
 
     home: Path
@@ -59,6 +65,7 @@ class Settings:
     keep_scores: int = KEEP_SCORES
     online_store: str | None = field(default=None, repr=False)  # may hold a password
     online_namespace: str = "omni"
+    live_max_behind: int = LIVE_MAX_BEHIND
 
     @property
     def raw_dir(self) -> Path:
@@ -125,6 +132,7 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=counts["MAX_BODY_BYTES"],
         keep_snapshots=counts["KEEP_SNAPSHOTS"],
         keep_scores=counts["KEEP_SCORES"],
+        live_max_behind=counts["LIVE_MAX_BEHIND"],
         online_store=_online_store(env.get(f"{ENV_PREFIX}ONLINE_STORE") or None),
         online_namespace=env.get(f"{ENV_PREFIX}ONLINE_NAMESPACE") or "omni",
     )
@@ -148,6 +156,7 @@ _COUNTS = {
     "MAX_BODY_BYTES": MAX_BODY_BYTES,
     "KEEP_SNAPSHOTS": KEEP_SNAPSHOTS,
     "KEEP_SCORES": KEEP_SCORES,
+    "LIVE_MAX_BEHIND": LIVE_MAX_BEHIND,
 }
 
 

@@ -19,17 +19,12 @@ import pandas as pd
 
 from features.contract.schema import EVENTS, with_every_column
 from features.contract.validate import DataError, validate_frame
+from features.settings import LIVE_MAX_BEHIND
 from features.store.event_ids import assign_event_ids
 from features.store.parts import RAW_CUSTOMER_ID
 from serving.live.identity import OnlineIdentity
 from serving.live.journal import Journal
 from serving.live.state import LiveState
-
-MAX_BEHIND = 5_000
-"""Events a worker takes at most before its online state has applied them: past it, POST
-/events waits (back-pressure) instead of letting the state fall ever further behind (at
-10,000 events/s taken and 6,000 applied, answers went 20 s stale and the worker grew by
-3 GB in 20 s)."""
 
 
 class BatchError(ValueError):
@@ -87,6 +82,7 @@ class LiveEvents:
         self._lock = threading.Lock()  # one batch at a time: ids, graph and journal agree
         self._unsealed = False
         self.behind = 0  # events this worker took that no applied refresh holds yet
+        self.max_behind = LIVE_MAX_BEHIND  # the service's back-pressure (OMNI_LIVE_MAX_BEHIND)
         self._own: deque[tuple[str, int]] = deque()  # shared journal: (entry, events)
         self._taken = 0  # file journal: events in the refresh being computed
 

@@ -53,7 +53,9 @@ def open_live(settings: Settings, scorer: Scorer) -> tuple[LiveEvents, Refresh]:
     except BaseException:
         journal.close()
         raise
-    return LiveEvents(state, identity, journal, cursor), state.first
+    live = LiveEvents(state, identity, journal, cursor)
+    live.max_behind = settings.live_max_behind
+    return live, state.first
 
 
 def open_journal(settings: Settings, writer: bool = True):

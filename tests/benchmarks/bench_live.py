@@ -21,8 +21,9 @@ worker, live events on, the journal on local disk). Each repeat, in this order:
   5 ms until the list is personal (no longer cold start): the time from the 2xx of
   ``/events`` to the first answer that reflects it, p50 / p99 (alone, and during ingest).
 
-Client and server share the machine's 2 cores; the load average is printed beside the
-numbers. Results: bench_results/live.json.
+The service reads the environment: ``OMNI_LIVE_MAX_BEHIND=5000`` measures the
+back-pressure setting for throughput. Client and server share the machine's 2 cores;
+the load average is printed beside the numbers. Results: bench_results/live.json.
 """
 
 from __future__ import annotations
