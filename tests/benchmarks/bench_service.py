@@ -171,10 +171,19 @@ def start_service(snapshot: Path, port: int, log: Path) -> subprocess.Popen:
 
 
 def worker_rss_mb(proc: subprocess.Popen) -> float:
+    """Resident memory of the service's largest process but its live refresh process
+    (bench_live.py reports that one), MB."""
     import psutil
 
     parent = psutil.Process(proc.pid)
-    return max(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]) / 2**20
+    return (
+        max(
+            p.memory_info().rss
+            for p in [parent, *parent.children(recursive=True)]
+            if "serving.live.refresher" not in " ".join(p.cmdline())
+        )
+        / 2**20
+    )
 
 
 LUA = """
