@@ -78,11 +78,12 @@ RETRY_LIVE_S = 5.0
 answering, the journal held by another process) tries to turn them on."""
 SWITCH_INTERVAL_S = 0.0005
 """How long a thread may hold the GIL before another may take it (Python's default is
-5 ms). The live loop's refresh is long-running numpy and pandas work beside the requests:
-at the default a request that arrives during a refresh waits up to 5 ms for the GIL."""
+5 ms). The live loop's ingest (checks, identities, journal) is numpy and pandas work in
+threads beside the requests: at the default a request that arrives meanwhile waits up to
+5 ms for the GIL. (The refresh itself runs in a process of its own.)"""
 BEHIND_WAIT_S = 5.0
-"""How long POST /events waits for the online state to catch up (``MAX_BEHIND``) before
-it answers 503 (the client retries later)."""
+"""How long POST /events waits for the online state to catch up (``OMNI_LIVE_MAX_BEHIND``)
+before it answers 503 (the client retries later)."""
 WORKERS_ENV = "OMNI_WORKERS"
 """Worker processes (`omni serve --workers`; more than one needs OMNI_ONLINE_STORE)."""
 log = logging.getLogger("omni.service")
@@ -297,12 +298,12 @@ class Personalization:
         """A new refresh process for the served snapshot, the journal replayed into it
         (the worker's scorer gets the same rows again: nothing lost, none twice)."""
         from features.settings import get_settings
-        from serving.live.refresher import RemoteState
 
         while True:
             try:
-                journaled, cursor = await asyncio.to_thread(self.live.journal.replay)
-                state = await asyncio.to_thread(RemoteState, get_settings(), self.scorer, journaled)
+                state, cursor = await asyncio.to_thread(
+                    self._replayed_state, get_settings(), self.scorer
+                )
                 break
             except Exception as exc:
                 log.error("the live refresh could not start again: %s", exc)
@@ -350,17 +351,21 @@ class Personalization:
         """A real-time Scorer of the snapshot at ``path`` and, with live events on, its
         online state (a new refresh process) with the journal replayed and the journal
         cursor after it (both built off the request path)."""
-        from serving.live.refresher import RemoteState
         from serving.online import LIST_DEPTH, load_snapshot, mark_in_use
         from serving.scoring import Scorer
 
         scorer = Scorer(load_snapshot(path), num_threads=1, ranked_lists=LIST_DEPTH)
-        state = None
-        if self.live is not None:
-            journaled, cursor = self.live.journal.replay()  # the cursor: once switched
-            state = RemoteState(settings, scorer, journaled), cursor
+        state = None if self.live is None else self._replayed_state(settings, scorer)
         mark_in_use(settings, path)
         return scorer, state
+
+    def _replayed_state(self, settings, scorer):
+        """A new refresh process for ``scorer`` with the journal replayed into it, and the
+        journal cursor after what it replayed (the worker's cursor once it is in use)."""
+        from serving.live.refresher import RemoteState
+
+        journaled, cursor = self.live.journal.replay()
+        return RemoteState(settings, scorer, journaled), cursor
 
     # ------------------------------------------------------------------ endpoints
 

@@ -72,7 +72,12 @@ class LiveEvents:
     customer ids as one worker taking every batch would."""
 
     def __init__(
-        self, state: LiveState, identity: OnlineIdentity, journal: Journal, cursor: str = "0"
+        self,
+        state: LiveState,
+        identity: OnlineIdentity,
+        journal: Journal,
+        cursor: str = "0",
+        max_behind: int = LIVE_MAX_BEHIND,
     ) -> None:
         self.state = state
         self.identity = identity
@@ -82,7 +87,7 @@ class LiveEvents:
         self._lock = threading.Lock()  # one batch at a time: ids, graph and journal agree
         self._unsealed = False
         self.behind = 0  # events this worker took that no applied refresh holds yet
-        self.max_behind = LIVE_MAX_BEHIND  # the service's back-pressure (OMNI_LIVE_MAX_BEHIND)
+        self.max_behind = max_behind  # the service's back-pressure (OMNI_LIVE_MAX_BEHIND)
         self._own: deque[tuple[str, int]] = deque()  # shared journal: (entry, events)
         self._taken = 0  # file journal: events in the refresh being computed
 

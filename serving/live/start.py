@@ -53,8 +53,7 @@ def open_live(settings: Settings, scorer: Scorer) -> tuple[LiveEvents, Refresh]:
     except BaseException:
         journal.close()
         raise
-    live = LiveEvents(state, identity, journal, cursor)
-    live.max_behind = settings.live_max_behind
+    live = LiveEvents(state, identity, journal, cursor, settings.live_max_behind)
     return live, state.first
 
 
