@@ -15,7 +15,6 @@ answered 4xx and logged as one WARNING line without the request's content.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -27,6 +26,8 @@ import numpy as np
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
+from features.settings import get_settings
+from serving.collector import Activity, IdleCollector, freeze
 from serving.guards import BearerAuth, JsonBodyGuard, ReadableErrors, describe_error
 from serving.published_schema import PublishedSchema
 from serving.request_metrics import RequestMetrics
@@ -86,12 +87,35 @@ BEHIND_WAIT_S = 5.0
 before it answers 503 (the client retries later)."""
 WORKERS_ENV = "OMNI_WORKERS"
 """Worker processes (`omni serve --workers`; more than one needs OMNI_ONLINE_STORE)."""
+ACTIVITY = Activity()
+"""Requests this worker has seen: the request middleware counts, the collector reads."""
 log = logging.getLogger("omni.service")
+
+
+def service_config() -> dict:
+    """BentoML's configuration of the service, from the settings (read at import).
+
+    BentoML's access log is off: :class:`RequestMetrics` writes the same lines, for every
+    error and a sample of the rest (``OMNI_ACCESS_LOG_EVERY``). Its metrics are off too
+    (kept by the same middleware with bounded labels). Without ``OMNI_TRACING`` no request
+    makes OpenTelemetry spans: BentoML records three per request even when it exports
+    none, which cost 44% of a bare service's throughput on 2 cores.
+    """
+    settings = get_settings()
+    config = {
+        "name": SERVICE_NAME,
+        "workers": int(os.environ.get(WORKERS_ENV) or 1),
+        "traffic": {"timeout": 10},
+        "logging": {"access": {"enabled": False}},
+        "metrics": {"enabled": False},
+    }
+    if not settings.tracing:
+        config["tracing"] = {"excluded_urls": [".*"]}  # a pattern every URL matches
+    return config
 
 
 def snapshot_path() -> Path:
     """``OMNI_SNAPSHOT``, else the bento's bundled snapshot, else the home's latest."""
-    from features.settings import get_settings
     from serving.online import latest_snapshot
 
     settings = get_settings()
@@ -152,13 +176,7 @@ def missing_model(key: str) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=404)
 
 
-@bentoml.service(
-    name=SERVICE_NAME,
-    workers=int(os.environ.get(WORKERS_ENV) or 1),
-    traffic={"timeout": 10},
-    logging={"access": {"request_content_length": False, "response_content_length": False}},
-    metrics={"enabled": False},  # serving.request_metrics keeps them, with bounded labels
-)
+@bentoml.service(**service_config())
 class Personalization:
     """Recommendations, next best channel and churn risk from the online snapshot."""
 
@@ -186,16 +204,14 @@ class Personalization:
         self.live, self.live_error, self._live_passing = self._open_live()
         self._tasks: list[asyncio.Task] = []
         self._paused = False  # the live loop waits while the service switches snapshots
-        gc.collect()
-        gc.freeze()  # the snapshot's objects never need collecting: no gen-2 pauses
+        self.collector = IdleCollector(ACTIVITY, get_settings().gc_mode)
+        self.collector.start()  # the snapshot frozen, automatic collection off
 
     def _open_live(self, scorer=None):
         """(live loop caught up with the journal, "", False), or (None, why not, whether
         the reason may pass: Redis not answering, the journal held by another process).
         Never raises: a failing ``__init__`` makes BentoML restart the worker forever, and
         scoring from the snapshot works without it (POST /events answers 503 with why)."""
-        from features.settings import get_settings
-
         t0 = time.perf_counter()
         try:
             from serving.live.journal import JournalBusy, JournalError
@@ -223,7 +239,9 @@ class Personalization:
     @bentoml.on_startup
     async def _start_tasks(self) -> None:
         """The background tasks of a worker: the live loop, and following ``LATEST``."""
+        freeze()  # what BentoML built around the service since __init__: never garbage
         loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self.collector.run()))
         if self.live is not None:
             self._tasks.append(loop.create_task(self._apply_live()))
         elif self._live_passing:
@@ -297,8 +315,6 @@ class Personalization:
     async def _restart_refresh(self, dead) -> None:
         """A new refresh process for the served snapshot, the journal replayed into it
         (the worker's scorer gets the same rows again: nothing lost, none twice)."""
-        from features.settings import get_settings
-
         while True:
             try:
                 state, cursor = await asyncio.to_thread(
@@ -318,7 +334,6 @@ class Personalization:
         """Every SNAPSHOT_CHECK_S: when ``LATEST`` names another snapshot (a build
         finished), load it beside the current one, replay the journal into it and switch
         in one step; a snapshot that fails to load is reported once and left."""
-        from features.settings import get_settings
         from serving.online import SnapshotError, latest_snapshot
 
         settings, refused = get_settings(), None
@@ -344,8 +359,7 @@ class Personalization:
                 old, (self.live.state, self.live.cursor) = self.live.state, state
                 await asyncio.to_thread(old.close)
             log.info("switched to snapshot %s (as of %s)", path.name, self.meta["as_of"])
-            gc.collect()
-            gc.freeze()  # as after start-up: no gen-2 pauses over the new snapshot's objects
+            freeze()  # as after start-up: the new snapshot's objects are never walked
 
     def _load_caught_up(self, settings, path: Path):
         """A real-time Scorer of the snapshot at ``path`` and, with live events on, its
@@ -567,7 +581,11 @@ ENDPOINTS = frozenset(api.route for api in Personalization.apis.values())
 # outermost first: every request counted, the published schema completed, then the token,
 # the body, BentoML's validation answers
 Personalization.add_asgi_middleware(
-    RequestMetrics, endpoints=ENDPOINTS | INFRA, service=SERVICE_NAME
+    RequestMetrics,
+    endpoints=ENDPOINTS | INFRA,
+    service=SERVICE_NAME,
+    access_every=get_settings().access_log_every,
+    activity=ACTIVITY,
 )
 Personalization.add_asgi_middleware(PublishedSchema, endpoints=ENDPOINTS)
 Personalization.add_asgi_middleware(BearerAuth, paths=ENDPOINTS)
