@@ -5,6 +5,7 @@ tests/benchmarks/bench_service.py; here, the decisions that produce them."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import logging
 import weakref
@@ -13,7 +14,8 @@ import pytest
 
 from features.settings import get_settings
 from serving import collector
-from serving.collector import Activity, IdleCollector, collection_due
+from serving.collector import Activity, IdleCollector, full_collection_due
+from serving.request_context import FreshContextAnswers
 from serving.request_metrics import RequestMetrics
 
 
@@ -34,22 +36,24 @@ def collector_off():
 
 @pytest.fixture
 def fast_clock(monkeypatch):
-    monkeypatch.setattr(collector, "CHECK_EVERY_S", 0.01)
-    monkeypatch.setattr(collector, "IDLE_S", 0.1)
-    monkeypatch.setattr(collector, "IDLE_MIN_GROWTH", 1_000)
+    monkeypatch.setattr(collector, "YOUNG_EVERY_S", 0.01)
+    monkeypatch.setattr(collector, "IDLE_S", 0.2)
 
 
-def test_a_collection_is_due_when_idle_with_garbage_or_after_large_growth():
-    limit = collector.GROWTH_LIMIT
-    assert collection_due(limit, quiet_s=0.0) == "growth"  # under load, a leak's sake
-    assert collection_due(limit - 1, quiet_s=0.0) is None  # busy: requests first
-    assert collection_due(collector.IDLE_MIN_GROWTH, quiet_s=collector.IDLE_S) == "idle"
-    assert collection_due(collector.IDLE_MIN_GROWTH - 1, quiet_s=60.0) is None  # nothing new
+def test_the_oldest_generation_waits_for_idle_or_large_growth():
+    grown = collector.GROWTH_MB
+    assert full_collection_due(0.0, served=True, grown_mb=grown) == "growth"  # a leak's sake
+    assert full_collection_due(0.0, served=True, grown_mb=grown - 1) is None  # busy
+    assert full_collection_due(collector.IDLE_S, served=True, grown_mb=0) == "idle"
+    assert full_collection_due(60.0, served=False, grown_mb=0) is None  # nothing new since
 
 
-def _garbage(n: int) -> weakref.ref:
-    """``n`` unreachable cycles; a weak reference to one of them."""
+def _garbage(n: int, old: bool = False) -> weakref.ref:
+    """``n`` unreachable cycles (in the oldest generation if ``old``); a weak reference to
+    one of them."""
     cycles = [Cycle() for _ in range(n)]
+    if old:
+        gc.collect(1)  # still referenced: promoted to the oldest generation
     probe = weakref.ref(cycles[-1])
     del cycles
     return probe
@@ -64,7 +68,18 @@ async def _busy(activity: Activity, seconds: float) -> None:
         await asyncio.sleep(0.005)
 
 
-def test_cycles_wait_while_requests_arrive_and_go_once_the_worker_is_idle(
+def _run(worker: IdleCollector, scenario) -> object:
+    async def main():
+        task = asyncio.create_task(worker.run())
+        try:
+            return await scenario()
+        finally:
+            task.cancel()
+
+    return asyncio.run(main())
+
+
+def test_young_cycles_go_between_requests_and_old_ones_once_the_worker_is_idle(
     collector_off, fast_clock
 ):
     activity = Activity()
@@ -73,39 +88,42 @@ def test_cycles_wait_while_requests_arrive_and_go_once_the_worker_is_idle(
     assert not gc.isenabled()
 
     async def scenario():
-        task = asyncio.create_task(worker.run())
-        probe = _garbage(5_000)
-        await _busy(activity, 0.5)  # five idle periods long, never idle
-        survived_load = probe() is not None
-        await asyncio.sleep(0.3)  # idle
-        task.cancel()
-        return survived_load, probe() is None
+        young, old = _garbage(5_000), _garbage(5_000, old=True)
+        await _busy(activity, 0.5)  # never idle for IDLE_S
+        seen_under_load = (young() is None, old() is None)
+        await asyncio.sleep(0.5)  # idle
+        return seen_under_load, old() is None
 
-    survived_load, freed = asyncio.run(scenario())
-    assert survived_load, "collected while requests kept arriving"
-    assert freed, "not collected once the worker was idle"
-    assert worker.collections == {"idle": 1, "growth": 0}
+    (young_freed, old_freed_under_load), old_freed_idle = _run(worker, scenario)
+    assert young_freed, "the young generation was not collected while requests arrived"
+    assert not old_freed_under_load, "the oldest generation was collected under load"
+    assert old_freed_idle, "the oldest generation was not collected once idle"
+    assert worker.collections["middle"] >= 2 and worker.collections["idle"] == 1
+    assert worker.collections["growth"] == 0
 
 
-def test_growth_past_the_limit_is_collected_under_load_and_logged(
+def test_growth_under_load_gets_a_full_collection_and_a_warning(
     collector_off, fast_clock, monkeypatch, caplog
 ):
-    monkeypatch.setattr(collector, "GROWTH_LIMIT", 20_000)
+    monkeypatch.setattr(collector, "GROWTH_MB", 20.0)
     activity = Activity()
     worker = IdleCollector(activity)
     worker.start()
 
     async def scenario():
-        task = asyncio.create_task(worker.run())
-        probe = _garbage(30_000)
-        await _busy(activity, 0.2)
-        task.cancel()
+        await _busy(activity, 0.05)  # the collector's baseline is taken first
+        held = Cycle()
+        held.ballast = bytearray(64 * 2**20)  # 64 MB only a full collection frees
+        probe = weakref.ref(held)
+        gc.collect(1)  # promoted to the oldest generation, then dropped
+        del held
+        await _busy(activity, 0.3)
         return probe() is None
 
-    with caplog.at_level(logging.INFO, logger="omni.collector"):
-        freed = asyncio.run(scenario())
+    with caplog.at_level(logging.WARNING, logger="omni.collector"):
+        freed = _run(worker, scenario)
     assert freed and worker.collections["growth"] == 1
-    assert "garbage collection (growth)" in caplog.text
+    assert "garbage collection under load" in caplog.text
 
 
 def test_auto_mode_keeps_pythons_collector(collector_off):
@@ -113,6 +131,26 @@ def test_auto_mode_keeps_pythons_collector(collector_off):
     worker.start()
     assert gc.isenabled()
     asyncio.run(asyncio.wait_for(worker.run(), 1))  # returns at once: nothing to run
+
+
+# ------------------------------------------------------------------ fresh context
+
+
+def test_the_last_message_of_an_answer_is_sent_from_a_fresh_context():
+    request_value = contextvars.ContextVar("request_value", default=None)
+    seen = []
+
+    async def app(scope, receive, send):
+        request_value.set("this request")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def server_send(message):  # where a server resumes reading the connection
+        seen.append((message["type"], request_value.get()))
+
+    scope = {"type": "http", "method": "POST", "path": "/ping", "scheme": "http"}
+    asyncio.run(FreshContextAnswers(app)(scope, None, server_send))
+    assert seen == [("http.response.start", "this request"), ("http.response.body", None)]
 
 
 # ------------------------------------------------------------------ sampled access log

@@ -1,25 +1,29 @@
-"""Benchmark: `/recommend` against a trivial endpoint of the same service, over HTTP.
+"""Benchmark: `/recommend` against a trivial endpoint of the same service and a bare
+BentoML service, over HTTP.
 
     python tests/benchmarks/bench_service.py [--home DIR] [--repeat 3] [--duration 10]
+                                              [--soak 600]
 
 Data: Complete Journey (92k products, 2,469 households), loaded and trained once into
 ``--home`` (default bench_results/service_home; about ten minutes the first time), then
-an online snapshot. The service runs as `omni serve` does it (bentoml serve, one worker,
-BLAS threads 1, GC frozen after start-up) and wrk (``apt-get install wrk``) loads it over
-loopback. Interleaved, ``--repeat`` times each:
+an online snapshot. Three servers run side by side, each as `omni serve` runs it
+(bentoml serve, one worker, BLAS threads 1), and wrk (``apt-get install wrk``) loads
+them over loopback, one at a time, interleaved, ``--repeat`` times each:
 
-The service precomputes, per snapshot, every customer's churn and channel predictions
-and ranked lists in each channel context (see serving/scoring.py); the breakdown shows
-both the live model calls and what a request does.
-
-- trivial: ``POST /ping`` (token check, no scoring; the same middleware and worker);
+- bare /ping: ``bare_service.py``, one async endpoint returning a pydantic model with
+  BentoML's defaults (access log, metrics, tracing spans) and a frozen start-up: the
+  reference for what BentoML itself costs;
+- trivial: the service's ``POST /ping`` (token check, no scoring; the same middleware);
 - recommend: ``POST /recommend`` with all three models, k=10 and the full rules: random
   customers, channel web / app / email / store (store requests carry the customer's
   usual store, or 1 in 5 another store, which takes the full ranking path), 2 excluded
-  products each, 1 in 10 customers unknown (cold start).
+  products each, 1 in 10 customers unknown (cold start);
+- recommend, gc auto: the same on a service with Python's automatic collector
+  (``OMNI_GC=auto``), to show what the collector policy changes (issue 21).
 
 At 8 connections: throughput and p50 / p99; at 1 connection: p50 / p99. Also the
-in-process cost of one request broken down by stage, and the worker's memory.
+in-process cost of one request broken down by stage, the workers' memory after each
+round, and with ``--soak`` the service's memory every 30 s of sustained load.
 """
 
 from __future__ import annotations
@@ -152,21 +156,33 @@ def breakdown(scorer, bodies: list[dict]) -> dict:
     return {name: statistics.median(v) for name, v in stages.items()}
 
 
-def start_service(snapshot: Path, port: int, log: Path) -> subprocess.Popen:
+SERVICE = "serving.service:Personalization"
+BARE = f"{Path(__file__).with_name('bare_service.py')}:Bare"
 
-    env = {**os.environ, "OMNI_SNAPSHOT": str(snapshot), "OMNI_API_TOKEN": "bench"}
-    env |= {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:Personalization"]
+
+def start_service(
+    target: str, snapshot: Path, port: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``bentoml serve target`` as `omni serve` runs it (BLAS threads 1, a token, the
+    bench home so that the live loop runs), ready to answer."""
+    env = {
+        **os.environ,
+        "OMNI_SNAPSHOT": str(snapshot),
+        "OMNI_HOME": str(snapshot.parents[1]),
+        "OMNI_API_TOKEN": "bench",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        **(env or {}),
+    }
+    cmd = [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port)]
     with open(log, "w") as out:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [*cmd, "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     from serving.process import wait_ready
 
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc, limit=300)
     except RuntimeError as exc:
-        sys.exit(f"service did not start: {exc}\n{log.read_text()[-2000:]}")
+        sys.exit(f"{target} did not start: {exc}\n{log.read_text()[-2000:]}")
     return proc
 
 
@@ -238,11 +254,41 @@ def non_2xx(out: str) -> int:
     return int(errors.group(1)) if errors else 0
 
 
+RUNS = {  # name: (service, path)
+    "bare /ping": ("bare", "/ping"),
+    "trivial": ("service", "/ping"),
+    "recommend": ("service", "/recommend"),
+    "recommend, gc auto": ("auto", "/recommend"),
+}
+SERVICES = {"bare": (BARE, {}), "service": (SERVICE, {}), "auto": (SERVICE, {"OMNI_GC": "auto"})}
+FEATURES = ("spans", "access_log", "metrics")
+"""BentoML's per-request features: each is measured as a bare service without it."""
+SERVICES |= {f"bare without {f}": (BARE, {"BARE_WITHOUT": f}) for f in FEATURES}
+
+
+def soak(url: str, script: Path, proc: subprocess.Popen, seconds: int) -> list[dict]:
+    """wrk at 8 connections for ``seconds`` in 30 s stretches, the worker's memory after
+    each: whether it stays flat under sustained load."""
+    samples, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        run = wrk(url, script, 8, 30)
+        samples.append({"s": round(time.monotonic() - t0), "rss_mb": worker_rss_mb(proc), **run})
+        print(f"  soak {samples[-1]['s']:>4} s: RSS {samples[-1]['rss_mb']:.0f} MB", flush=True)
+    return samples
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", type=Path, default=RESULTS_DIR / "service_home")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        help="then /recommend at 8 connections for this many seconds, memory sampled "
+        "every 30 s (issue 21: 600)",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -264,29 +310,47 @@ def main() -> None:
     print("in-process cost of one /recommend, median µs:")
     for name, us in stages.items():
         print(f"  {name:<42} {us:8.1f}")
+    del scorer
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        port = free_port(0)
-        url = f"http://127.0.0.1:{port}"
-        proc = start_service(snapshot, port, folder / "serve.log")
+        procs, urls = {}, {}
         try:
+            for name, (target, env) in SERVICES.items():
+                port = free_port(0)
+                urls[name] = f"http://127.0.0.1:{port}"
+                procs[name] = start_service(target, snapshot, port, folder / f"{name}.log", env)
             scripts = {
-                "trivial": _lua("/ping", ["{}"], folder),
-                "recommend": _lua("/recommend", [json.dumps(b) for b in bodies], folder),
+                "/ping": _lua("/ping", ["{}"], folder),
+                "/recommend": _lua("/recommend", [json.dumps(b) for b in bodies], folder),
             }
-            for script in scripts.values():  # warm-up
-                wrk(url, script, 8, 2)
-            runs: dict[str, dict[str, list[dict]]] = {n: {"c8": [], "c1": []} for n in scripts}
+            for service, path in RUNS.values():  # warm-up
+                wrk(urls[service], scripts[path], 8, 2)
+            runs: dict[str, dict[str, list[dict]]] = {n: {"c8": [], "c1": []} for n in RUNS}
+            rss: list[dict] = []
+            costs: dict[str, list[float]] = {}
             for i in range(args.repeat):
-                for name, script in scripts.items():
-                    runs[name]["c8"].append(wrk(url, script, 8, args.duration))
-                    runs[name]["c1"].append(wrk(url, script, 1, args.duration))
+                for name, (service, path) in RUNS.items():
+                    runs[name]["c8"].append(wrk(urls[service], scripts[path], 8, args.duration))
+                    runs[name]["c1"].append(wrk(urls[service], scripts[path], 1, args.duration))
+                for feature in FEATURES:
+                    name = f"bare without {feature}"
+                    costs.setdefault(feature, []).append(
+                        wrk(urls[name], scripts["/ping"], 8, args.duration)["rps"]
+                    )
+                rss.append({n: worker_rss_mb(procs[n]) for n in ("bare", "service", "auto")})
                 print(f"  round {i + 1}/{args.repeat} done", flush=True)
-            rss = worker_rss_mb(proc)
+            soaked = (
+                soak(urls["service"], scripts["/recommend"], procs["service"], args.soak)
+                if args.soak
+                else []
+            )
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            for proc in procs.values():
+                proc.terminate()
+            for proc in procs.values():
+                proc.wait(timeout=30)
+        collections = (folder / "service.log").read_text().count("garbage collection under load")
 
     def med(name: str, conn: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[name][conn])
@@ -302,36 +366,76 @@ def main() -> None:
         }
         for name in runs
     }
-    t, r = table["trivial"], table["recommend"]
+    b, t, r = table["bare /ping"], table["trivial"], table["recommend"]
     goals = {
         "throughput_ratio": r["rps_c8"] / t["rps_c8"],
-        "p99_ratio_c8": r["p99_ms_c8"] / t["p99_ms_c8"],
+        "trivial_vs_bare": t["rps_c8"] / b["rps_c8"],
+        "p99_ms_c8": r["p99_ms_c8"],
+        "p99_ms_c1": r["p99_ms_c1"],
         "p50_ms_c1": r["p50_ms_c1"],
     }
     heads = ("req/s @8", "p50 @8", "p99 @8", "p50 @1", "p99 @1")
-    print(f"\nmedians of {args.repeat} runs of {args.duration} s each (ms; {load_note()})")
-    print(f"{'endpoint':<10} " + " ".join(f"{h:>9}" for h in heads))
+    print(
+        f"\nmedians of {args.repeat} interleaved runs of {args.duration} s each (ms; {load_note()})"
+    )
+    print(f"{'endpoint':<20} " + " ".join(f"{h:>9}" for h in heads))
     for name, row in table.items():
         print(
-            f"{name:<10} {row['rps_c8']:9.0f} {row['p50_ms_c8']:9.2f} {row['p99_ms_c8']:9.2f}"
+            f"{name:<20} {row['rps_c8']:9.0f} {row['p50_ms_c8']:9.2f} {row['p99_ms_c8']:9.2f}"
             f" {row['p50_ms_c1']:9.2f} {row['p99_ms_c1']:9.2f}"
         )
     print(
-        f"\n/recommend throughput = {goals['throughput_ratio']:.0%} of trivial (goal >= 60%); "
-        f"p99 @8 = {goals['p99_ratio_c8']:.2f}x trivial (goal <= 1.5x); "
-        f"p50 @1 = {goals['p50_ms_c1']:.2f} ms (goal < 5 ms); worker RSS {rss:.0f} MB"
+        f"\n/recommend p99 @8 = {goals['p99_ms_c8']:.1f} ms (goal < 20), "
+        f"p99 @1 = {goals['p99_ms_c1']:.1f} ms (goal < 10), "
+        f"p50 @1 = {goals['p50_ms_c1']:.2f} ms (goal < 5); "
+        f"throughput = {goals['throughput_ratio']:.0%} of trivial (goal >= 60%); "
+        f"trivial = {goals['trivial_vs_bare']:.0%} of bare BentoML (goal >= 80%)"
     )
+    bare_us = 1e6 / b["rps_c8"]
+    feature_cost = {
+        f: {
+            "rps_without": statistics.median(v),
+            "us_per_request": bare_us - 1e6 / statistics.median(v),
+            "share_of_bare": 1 - b["rps_c8"] / statistics.median(v),
+        }
+        for f, v in costs.items()
+    }
+    print(
+        "what BentoML's per-request features cost the bare service (req/s @8 without it; "
+        "µs a request; share of its throughput): "
+        + "; ".join(
+            f"{f} {c['rps_without']:.0f}, {c['us_per_request']:.0f} µs, {c['share_of_bare']:.0%}"
+            for f, c in feature_cost.items()
+        )
+    )
+    print(
+        "worker RSS after each round, MB: "
+        + "; ".join(", ".join(f"{n} {v:.0f}" for n, v in row.items()) for row in rss)
+    )
+    if soaked:
+        first, *_, last = soaked if len(soaked) > 1 else soaked * 2
+        sizes = [x["rss_mb"] for x in soaked]
+        spread = (max(sizes) - min(sizes)) / min(sizes)
+        goals["soak_rss_spread"] = spread
+        print(
+            f"soak: {last['s']} s of /recommend at 8 connections: RSS {first['rss_mb']:.0f} -> "
+            f"{last['rss_mb']:.0f} MB, spread {spread:.1%} (goal within 5%); "
+            f"p99 per 30 s {min(x['p99_ms'] for x in soaked):.1f}-"
+            f"{max(x['p99_ms'] for x in soaked):.1f} ms; "
+            f"collections forced by growth: {collections}"
+        )
     save(
         "service",
         {
             "machine": machine(),
             "snapshot": snapshot.name,
-            "customers": len(scorer.ids),
-            "products": int(scorer.catalogue.n_items),
             "stages_us": stages,
             "table": table,
             "goals": goals,
-            "worker_rss_mb": rss,
+            "bentoml_feature_cost": feature_cost,
+            "rss_mb_by_round": rss,
+            "soak": soaked,
+            "forced_collections": collections,
             "runs": runs,
         },
     )
