@@ -26,7 +26,7 @@ visible within 1.03 s (p99) at 3,500 events/s, 5,000 gave 2.0 s at 5,400 events/
 ACCESS_LOG_EVERY = 100
 """The service logs every answer of 400 or more and every ``ACCESS_LOG_EVERY``-th other
 one (``OMNI_ACCESS_LOG_EVERY``; 1 logs them all, as BentoML does). A line per request cost
-the service 17% of its throughput on 2 cores; the request metrics count every one."""
+a bare service 19% of its throughput on 2 cores; the request metrics count every one."""
 MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",

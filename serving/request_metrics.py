@@ -9,7 +9,7 @@ of the service's endpoints is counted as ``endpoint="other"``.
 
 The access log is BentoML's line (logger ``bentoml.access``, same format), written here
 for every answer of 400 or more and every ``access_every``-th other one: BentoML's own
-middleware writes one per request, which cost 17% of the throughput of a bare service on
+middleware writes one per request, which cost 19% of the throughput of a bare service on
 2 cores (``OMNI_ACCESS_LOG_EVERY=1`` logs every request again).
 
 Prometheus multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by BentoML in its
