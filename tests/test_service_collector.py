@@ -36,8 +36,9 @@ def collector_off():
 
 @pytest.fixture
 def fast_clock(monkeypatch):
+    """Young collections every 10 ms; idle after the default 1 s (a shorter one was taken
+    for idle when other threads of the full test session held the interpreter)."""
     monkeypatch.setattr(collector, "YOUNG_EVERY_S", 0.01)
-    monkeypatch.setattr(collector, "IDLE_S", 0.2)
 
 
 def test_the_oldest_generation_waits_for_idle_or_large_growth():
@@ -90,16 +91,19 @@ def test_young_cycles_go_between_requests_and_old_ones_once_the_worker_is_idle(
     async def scenario():
         young, old = _garbage(5_000), _garbage(5_000, old=True)
         await _busy(activity, 0.5)  # never idle for IDLE_S
-        seen_under_load = (young() is None, old() is None)
-        await asyncio.sleep(0.5)  # idle
-        return seen_under_load, old() is None
+        under_load = dict(worker.collections)
+        young_freed = young() is None
+        await asyncio.sleep(collector.IDLE_S + 0.5)  # idle
+        return young_freed, under_load, old() is None
 
-    (young_freed, old_freed_under_load), old_freed_idle = _run(worker, scenario)
+    young_freed, under_load, old_freed = _run(worker, scenario)
     assert young_freed, "the young generation was not collected while requests arrived"
-    assert not old_freed_under_load, "the oldest generation was collected under load"
-    assert old_freed_idle, "the oldest generation was not collected once idle"
-    assert worker.collections["middle"] >= 2 and worker.collections["idle"] == 1
-    assert worker.collections["growth"] == 0
+    assert under_load["middle"] >= 2, under_load
+    # (the old cycles' survival under load is not checked: another thread of the test
+    # session may collect; the collector's own counts say what it did)
+    assert under_load["idle"] == under_load["growth"] == 0, "a full collection under load"
+    assert old_freed, "the oldest generation was not collected once idle"
+    assert worker.collections["idle"] == 1 and worker.collections["growth"] == 0
 
 
 def test_growth_under_load_gets_a_full_collection_and_a_warning(
