@@ -46,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from harness import RESULTS_DIR, load_note, machine, omni, save
 
+from serving.collector import FORCED
+
 K = 10
 
 
@@ -310,6 +312,7 @@ def main() -> None:
     print("in-process cost of one /recommend, median µs:")
     for name, us in stages.items():
         print(f"  {name:<42} {us:8.1f}")
+    customers, products = len(scorer.ids), int(scorer.catalogue.n_items)
     del scorer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -350,7 +353,7 @@ def main() -> None:
                 proc.terminate()
             for proc in procs.values():
                 proc.wait(timeout=30)
-        collections = (folder / "service.log").read_text().count("garbage collection under load")
+        collections = (folder / "service.log").read_text().count(FORCED)
 
     def med(name: str, conn: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[name][conn])
@@ -413,7 +416,7 @@ def main() -> None:
         + "; ".join(", ".join(f"{n} {v:.0f}" for n, v in row.items()) for row in rss)
     )
     if soaked:
-        first, *_, last = soaked if len(soaked) > 1 else soaked * 2
+        first, last = soaked[0], soaked[-1]
         sizes = [x["rss_mb"] for x in soaked]
         spread = (max(sizes) - min(sizes)) / min(sizes)
         goals["soak_rss_spread"] = spread
@@ -429,6 +432,8 @@ def main() -> None:
         {
             "machine": machine(),
             "snapshot": snapshot.name,
+            "customers": customers,
+            "products": products,
             "stages_us": stages,
             "table": table,
             "goals": goals,
