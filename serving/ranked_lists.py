@@ -113,9 +113,61 @@ class RankedLists:
         c = channel + 1
         lo, hi = self.indptr[c][code], self.indptr[c][code + 1]
         item, score, reason = self.item[c][lo:hi], self.score[c][lo:hi], self.reason[c][lo:hi]
-        if allowed is not None:
-            keep = allowed[item]
-            item, score, reason = item[keep], score[keep], reason[keep]
-        if len(item) < k and hi - lo >= self.depth:
+        return allowed_top(item, score, reason, allowed, k, complete=hi - lo < self.depth)
+
+
+class PopularLists:
+    """The list a customer without history gets in each (store, channel) context, ranked
+    by the recommender's own path on first use and kept: it depends on the context alone,
+    so a new customer's request filters it (~20 µs) instead of ranking (~0.7 ms).
+
+    Exact, as :class:`RankedLists`: it is as deep as the full path reads popularity when a
+    request filters (``popular_depth``), and unfiltered its first k rows are the full
+    path's (each segment is read in order); a test checks both agree."""
+
+    def __init__(self, recommender, personal: CandidateTable | None) -> None:
+        self.recommender, self.personal = recommender, personal
+        self.depth = recommender.state_.params.popular_depth
+        self._lists: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def lookup(
+        self, store: int, channel: int, allowed: np.ndarray | None, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(items, scores, reasons) of an unknown customer's top k in this context, or
+        None when the caller must rank in full (too few rows left after the filters)."""
+        if k > self.depth:
             return None
-        return item[:k], score[:k], reason[:k]
+        ranked = self._lists.get((store, channel))
+        if ranked is None:
+            ranked = self._lists[(store, channel)] = self._rank(store, channel)
+        return allowed_top(*ranked, allowed, k, complete=len(ranked[0]) < self.depth)
+
+    def _rank(self, store: int, channel: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        _pos, item, score, reason, _rank = self.recommender.recommend_codes(
+            np.array([-1], np.int32),
+            np.array([store], np.int32),
+            np.array([channel], np.int32),
+            self.depth,
+            np.zeros(0, np.int64),
+            personal=self.personal,
+            rest_bought=True,
+        )
+        return item, score, reason
+
+
+def allowed_top(
+    item: np.ndarray,
+    score: np.ndarray,
+    reason: np.ndarray,
+    allowed: np.ndarray | None,
+    k: int,
+    complete: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The first k rows of a ranked list that ``allowed`` keeps, or None when fewer are
+    left and the list was cut short (not ``complete``): rows past its end might qualify."""
+    if allowed is not None:
+        keep = allowed[item]
+        item, score, reason = item[keep], score[keep], reason[keep]
+    if len(item) < k and not complete:
+        return None
+    return item[:k], score[:k], reason[:k]

@@ -21,7 +21,7 @@ import pyarrow as pa
 from features.contract.consent import consent_mask, consented
 from features.contract.schema import CHANNELS, CONSENT_COLUMNS
 from serving.online import OnlineSnapshot
-from serving.ranked_lists import PERSONAL_PARTS, RankedLists, stored_lists_usable
+from serving.ranked_lists import PERSONAL_PARTS, PopularLists, RankedLists, stored_lists_usable
 from serving.rules import (
     CatalogueIndex,
     ItemRules,
@@ -161,6 +161,7 @@ class Scorer:
             _ = self._position, self._rec_code
         if not ranked_lists:
             return
+        self.popular = PopularLists(rec, self.personal)
         if stored_lists_usable(stored, ranked_lists):
             self.lists = RankedLists.from_arrays(stored)
         else:
@@ -384,13 +385,17 @@ class Scorer:
         self, ranker: tuple, codes: np.ndarray, k: int, allowed, store: int, channel: int
     ) -> Recommendations:
         """Ranked rows of customers ``codes`` by ``ranker`` = (recommender, personal
-        candidates, ranked lists): a list lookup for one warm customer, else in full."""
+        candidates, ranked lists): a list lookup for one warm or unknown customer, else in
+        full."""
         recommender, personal, lists = ranker
         n = len(codes)
         active = recommender.state_.active
         cold = ~((codes >= 0) & active[np.maximum(codes, 0)])
-        if n == 1 and lists is not None and not cold[0]:
-            hit = lists.lookup(int(codes[0]), channel, store, allowed, k)
+        if n == 1 and lists is not None and (codes[0] < 0 or not cold[0]):
+            if cold[0]:  # unknown customer: the context's popularity list
+                hit = self.popular.lookup(store, channel, allowed, k)
+            else:
+                hit = lists.lookup(int(codes[0]), channel, store, allowed, k)
             if hit is not None:
                 item, score, reason = hit
                 zeros = np.zeros(len(item), np.int64)

@@ -143,6 +143,23 @@ def test_rules_hold_and_fast_path_equals_full_path(fast, live, data):
         assert (np.diff(scores) <= 0).all()
 
 
+def test_unknown_customers_read_popular_lists_equal_to_the_full_path(fast, live):
+    # issue 21: a new customer's list is its context's popularity list, filtered
+    top = live.recommend(["never-seen"], 40).item
+    exclude = list(live.item_ids[top[:5]])
+    category = [next(iter(live.index.category))]
+    for channel in (None, *CHANNELS):
+        for store_id in (None, *list(live.index.store)[:3]):
+            for k, ex, cats in ((1, [], None), (10, exclude, None), (40, [], category)):
+                a = fast.recommend(["never-seen"], k, channel, store_id, ex, cats)
+                b = live.recommend(["never-seen"], k, channel, store_id, ex, cats)
+                assert a.cold_start[0] and b.cold_start[0]
+                assert list(a.item) == list(b.item) and list(a.reason) == list(b.reason)
+                assert np.array_equal(a.score, b.score)
+    assert (None, -1) not in fast.popular._lists  # keyed by codes
+    assert (-1, -1) in fast.popular._lists  # the lists were read, not ranked
+
+
 def test_precomputed_predictions_equal_model_calls(fast, live):
     # issue 15: precomputed in one batch, computed per request: within tolerance
     pos = np.array([3, -1, 0, len(live.ids) - 1, 7])
