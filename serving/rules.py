@@ -58,6 +58,16 @@ def risk_band(probability: np.ndarray) -> np.ndarray:
     return names[at]
 
 
+def band_of(probability: float) -> str:
+    """:func:`risk_band` of one probability (a request's answer: no arrays)."""
+    if probability != probability:  # NaN
+        return "unknown"
+    for bound, name in RISK_BANDS:
+        if probability < bound:
+            return name
+    return RISK_BANDS[-1][1]
+
+
 class CatalogueIndex:
     """Id -> code dictionaries of the recommender's catalogue (a request looks up a few
     ids: a dict is ~50x cheaper than a pandas index search per call), plus each store's
@@ -146,6 +156,8 @@ def store_assortments(store_counts) -> dict[int, np.ndarray]:
 
 
 def channel_ranking(proba: np.ndarray, classes: Sequence[str]) -> list[tuple[str, float]]:
-    """(channel, probability) best first, consented channels only (probability > 0)."""
-    order = np.argsort(-proba, kind="stable")
-    return [(classes[j], float(proba[j])) for j in order if proba[j] > 0]
+    """(channel, probability) best first (ties in ``classes`` order), consented channels
+    only (probability > 0). In Python: a request's handful of channels."""
+    values = proba.tolist()
+    order = sorted(range(len(values)), key=lambda j: -values[j])
+    return [(classes[j], values[j]) for j in order if values[j] > 0]

@@ -44,8 +44,8 @@ from serving.rules import (
     MissingModel,
     RequestError,
     UnknownReference,
+    band_of,
     channel_ranking,
-    risk_band,
 )
 from serving.schemas import (
     Categories,
@@ -460,7 +460,7 @@ class Personalization:
             channel=channel,
             store_id=store_id,
             cold_start=bool(recs.cold_start[0]),
-            items=self._items(recs, np.arange(len(recs.pos))),
+            items=self._items(recs, slice(None)),
             churn=_churn(churn[0]),
             next_best_channel=self._channels(proba[0]),
             **self.meta,
@@ -527,7 +527,7 @@ class Personalization:
                 "cold_start": bool(recs.cold_start[i]),
                 "churn": _churn(churn[i]),
                 "next_best_channel": self._channels(proba[i]),
-                "items": self._items(recs, np.arange(bounds[i], bounds[i + 1])),
+                "items": self._items(recs, slice(bounds[i], bounds[i + 1])),
             }
             for i, c in enumerate(ids)
         ]
@@ -541,15 +541,15 @@ class Personalization:
 
     # ------------------------------------------------------------------ helpers
 
-    def _items(self, recs, rows: np.ndarray) -> list[dict]:
-        ids = self.scorer.item_ids
+    def _items(self, recs, rows: slice) -> list[dict]:
+        """The answer's items of rows ``rows`` (Python values taken in one call per
+        column: a request's few rows cost less than numpy scalars would)."""
+        ids = self.scorer.item_ids[recs.item[rows]].tolist()
+        scores = recs.score[rows].tolist()
+        reasons = recs.reason[rows].tolist()
         return [
-            {
-                "product_id": ids[recs.item[r]],
-                "score": float(recs.score[r]),
-                "reason": REASONS[recs.reason[r]],
-            }
-            for r in rows
+            {"product_id": i, "score": s, "reason": REASONS[r]}
+            for i, s, r in zip(ids, scores, reasons, strict=True)
         ]
 
     def _channels(self, proba: np.ndarray) -> list[dict]:
@@ -577,8 +577,9 @@ def follows_latest(path: Path) -> bool:
 
 
 def _churn(probability: float) -> dict:
-    band = risk_band(np.array([probability]))[0]
-    return {"probability": None if np.isnan(probability) else float(probability), "band": band}
+    probability = float(probability)
+    unknown = probability != probability  # NaN: no history
+    return {"probability": None if unknown else probability, "band": band_of(probability)}
 
 
 def _ids(one: str | None, many: list[str] | None) -> list[str]:
