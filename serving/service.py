@@ -32,9 +32,10 @@ from pathlib import Path
 import bentoml
 import numpy as np
 from pydantic import ValidationError
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from features.settings import get_settings
+from serving.answers import json_answer
 from serving.collector import Activity, IdleCollector, freeze
 from serving.guards import BearerAuth, JsonBodyGuard, ReadableErrors, describe_error
 from serving.published_schema import PublishedSchema
@@ -405,7 +406,7 @@ class Personalization:
         return True
 
     @bentoml.api(output_spec=EventsResponse)
-    async def events(self, events: LiveEvents) -> EventsResponse | JSONResponse:
+    async def events(self, events: LiveEvents) -> Response:
         """Live events from the channels (up to 1,000, fields of the data contract): checked
         as ``omni data load`` checks a file, on disk before the answer, and in the
         customers' predictions within a second. A retried batch is counted once."""
@@ -427,7 +428,8 @@ class Personalization:
             return unavailable(f"live events unavailable: {exc}")
         except OSError as exc:  # nothing acknowledged: the client retries
             return unavailable(f"the event journal could not be written: {exc}")
-        return EventsResponse(
+        return json_answer(
+            EventsResponse,
             accepted=receipt.accepted,
             duplicates=receipt.duplicates,
             customer_ids=receipt.customer_ids,
@@ -442,7 +444,7 @@ class Personalization:
         store_id: Nullable[StoreId] = None,
         exclude: Nullable[Exclude] = None,
         categories: Nullable[Categories] = None,
-    ) -> RecommendResponse | JSONResponse:
+    ) -> Response:
         """Ranked products for one customer in one channel (and store), with a reason per
         item, the customer's churn risk and next-best-channel ranking."""
         s = self.scorer
@@ -455,7 +457,8 @@ class Personalization:
         pos = s.positions([customer_id])
         churn = s.churn(pos)
         proba = s.next_channel(pos)
-        return RecommendResponse(
+        return json_answer(
+            RecommendResponse,
             customer_id=customer_id,
             channel=channel,
             store_id=store_id,
@@ -469,7 +472,7 @@ class Personalization:
     @bentoml.api(input_spec=CustomersRequest, output_spec=ChannelResponse)
     async def next_best_channel(
         self, customer_id: str | None = None, customer_ids: list[str] | None = None
-    ) -> ChannelResponse | JSONResponse:
+    ) -> Response:
         """Consented channels with probabilities, best first, for one customer or a list."""
         if self.scorer.channel_model is None:
             return missing_model("next_best_channel")
@@ -480,12 +483,12 @@ class Personalization:
             {"customer_id": c, "known": bool(p >= 0), "channels": self._channels(proba[i])}
             for i, (c, p) in enumerate(zip(ids, pos, strict=True))
         ]
-        return ChannelResponse(results=results, **self.meta)
+        return json_answer(ChannelResponse, results=results, **self.meta)
 
     @bentoml.api(input_spec=CustomersRequest, output_spec=ChurnResponse)
     async def churn_risk(
         self, customer_id: str | None = None, customer_ids: list[str] | None = None
-    ) -> ChurnResponse | JSONResponse:
+    ) -> Response:
         """Churn probability and risk band for one customer or a list."""
         if self.scorer.churn_model is None:
             return missing_model("churn")
@@ -496,7 +499,7 @@ class Personalization:
             {"customer_id": c, "known": bool(p >= 0), "churn": _churn(churn[i])}
             for i, (c, p) in enumerate(zip(ids, pos, strict=True))
         ]
-        return ChurnResponse(results=results, **self.meta)
+        return json_answer(ChurnResponse, results=results, **self.meta)
 
     @bentoml.api(output_spec=ScoreResponse)
     async def score(
@@ -505,7 +508,7 @@ class Personalization:
         k: K = 10,
         channel: Nullable[Channel] = None,
         store_id: Nullable[StoreId] = None,
-    ) -> ScoreResponse | JSONResponse:
+    ) -> Response:
         """All three predictions for a list of customers: the numbers of the single
         calls and of batch scoring."""
         s = self.scorer
@@ -531,13 +534,15 @@ class Personalization:
             }
             for i, c in enumerate(ids)
         ]
-        return ScoreResponse(results=results, **self.meta)
+        return json_answer(ScoreResponse, results=results, **self.meta)
 
-    @bentoml.api
-    async def ping(self) -> PingResponse:
+    @bentoml.api(output_spec=PingResponse)
+    async def ping(self) -> Response:
         """Checks the token and says which snapshot and models answer (no scoring)."""
         applied = None if self.live is None else self.live.state.n_applied
-        return PingResponse(ok=True, worker=os.getpid(), live_events=applied, **self.meta)
+        return json_answer(
+            PingResponse, ok=True, worker=os.getpid(), live_events=applied, **self.meta
+        )
 
     # ------------------------------------------------------------------ helpers
 

@@ -22,6 +22,13 @@ from serving.bentoml_server import service_command
 from serving.online import LIST_DEPTH, MODEL_NAMES, load_snapshot, write_snapshot
 from serving.process import free_port
 from serving.ranked_lists import serving_arrays
+from serving.schemas import (
+    ChannelResponse,
+    ChurnResponse,
+    PingResponse,
+    RecommendResponse,
+    ScoreResponse,
+)
 from serving.scoring import Scorer
 from training.customer_models.classifiers import ChurnModel, NextChannelModel
 from training.customer_models.labelled_sets import labelled_sets
@@ -124,6 +131,27 @@ def test_unknown_customers_and_bad_requests(server, batch):
     ping = requests.post(f"{server}/ping", json={}, timeout=TIMEOUT)
     assert ping.status_code == 200
     assert ping.json()["model_versions"] == {k: "1" for k in MODEL_NAMES}
+
+
+def test_answers_are_their_models_json_in_one_body_with_a_length(server, batch):
+    # issue 21: endpoints send their answer whole (not chunked); the bytes are what the
+    # answer's model gives for the same values
+    known = str(batch.snapshot.features.index[0])
+    calls = [
+        ("/recommend", {"customer_id": known, "k": 3, "channel": "store"}, RecommendResponse),
+        ("/recommend", {"customer_id": "nobody"}, RecommendResponse),
+        ("/score", {"customer_ids": [known, "nobody"], "k": 2}, ScoreResponse),
+        ("/churn_risk", {"customer_ids": [known, "nobody"]}, ChurnResponse),
+        ("/next_best_channel", {"customer_id": known}, ChannelResponse),
+        ("/ping", {}, PingResponse),
+    ]
+    for path, body, model in calls:
+        r = requests.post(f"{server}{path}", json=body, timeout=TIMEOUT)
+        assert r.status_code == 200, (path, r.text)
+        assert r.headers["content-type"] == "application/json"
+        assert r.headers["content-length"] == str(len(r.content))
+        assert "transfer-encoding" not in r.headers
+        assert model.model_validate_json(r.content).model_dump_json().encode() == r.content
 
 
 @pytest.fixture(scope="module")
