@@ -7,6 +7,7 @@ and the scorer (:mod:`serving.scoring`, which reads them) both import it, not ea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,9 @@ PERSONAL_PARTS = ("indptr", "item", "sources", "als_rank")
 LIST_PARTS = ("indptr", "item", "score", "reason")
 """The arrays of :class:`RankedLists`, stored as ``lists_<part>_<channel context>``."""
 
+
+Allows = Callable[[np.ndarray], np.ndarray]
+"""A request's filter over item codes: bool per item (see ``ItemRules.allows``)."""
 
 REST_KEY = "lists_rest_bought"
 """Marks stored lists built with resting products left out (snapshots before issue 17
@@ -104,7 +108,7 @@ class RankedLists:
         return cls(int(arrays["lists_depth"]), arrays["lists_default_store"], *parts)
 
     def lookup(
-        self, code: int, channel: int, store: int, allowed: np.ndarray | None, k: int
+        self, code: int, channel: int, store: int, allows: Allows | None, k: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(items, scores, reasons) of a warm customer's top k, or None when the request
         needs the full path (another store, or too few rows left after the filters)."""
@@ -113,7 +117,7 @@ class RankedLists:
         c = channel + 1
         lo, hi = self.indptr[c][code], self.indptr[c][code + 1]
         item, score, reason = self.item[c][lo:hi], self.score[c][lo:hi], self.reason[c][lo:hi]
-        return allowed_top(item, score, reason, allowed, k, complete=hi - lo < self.depth)
+        return allowed_top(item, score, reason, allows, k, complete=hi - lo < self.depth)
 
 
 class PopularLists:
@@ -131,7 +135,7 @@ class PopularLists:
         self._lists: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def lookup(
-        self, store: int, channel: int, allowed: np.ndarray | None, k: int
+        self, store: int, channel: int, allows: Allows | None, k: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(items, scores, reasons) of an unknown customer's top k in this context, or
         None when the caller must rank in full (too few rows left after the filters)."""
@@ -140,7 +144,7 @@ class PopularLists:
         ranked = self._lists.get((store, channel))
         if ranked is None:
             ranked = self._lists[(store, channel)] = self._rank(store, channel)
-        return allowed_top(*ranked, allowed, k, complete=len(ranked[0]) < self.depth)
+        return allowed_top(*ranked, allows, k, complete=len(ranked[0]) < self.depth)
 
     def _rank(self, store: int, channel: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         _pos, item, score, reason, _rank = self.recommender.recommend_codes(
@@ -159,14 +163,15 @@ def allowed_top(
     item: np.ndarray,
     score: np.ndarray,
     reason: np.ndarray,
-    allowed: np.ndarray | None,
+    allows: Allows | None,
     k: int,
     complete: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The first k rows of a ranked list that ``allowed`` keeps, or None when fewer are
-    left and the list was cut short (not ``complete``): rows past its end might qualify."""
-    if allowed is not None:
-        keep = allowed[item]
+    """The first k rows of a ranked list that ``allows`` keeps (None: all), or None when
+    fewer are left and the list was cut short (not ``complete``): rows past its end might
+    qualify."""
+    if allows is not None:
+        keep = allows(item)
         item, score, reason = item[keep], score[keep], reason[keep]
     if len(item) < k and not complete:
         return None

@@ -346,7 +346,6 @@ class Scorer:
     ) -> Recommendations:
         """:meth:`recommend` after validation (store / channel as codes, -1: none).
         Customers that live events touched are ranked by their :class:`LiveRanking`."""
-        allowed = rules.mask(self.index)
         rankings = self._rankings_of(ids)
         if rankings is None:
             if len(ids) == 1:  # the real-time case: a dict lookup instead of an index search
@@ -354,7 +353,7 @@ class Scorer:
             else:
                 codes = self.catalogue.customer_codes(list(ids))
             ranker = (self.recommender, self.personal, self.lists)
-            return self._ranked(ranker, codes, k, allowed, store, channel)
+            return self._ranked(ranker, codes, k, rules, store, channel)
         parts = []
         for ranking, at in rankings:
             if ranking is None:
@@ -363,7 +362,7 @@ class Scorer:
             else:
                 codes = np.array([ranking.codes[ids[i]] for i in at], np.int32)
                 ranker = (ranking.recommender, ranking.personal, None)
-            parts.append((at, self._ranked(ranker, codes, k, allowed, store, channel)))
+            parts.append((at, self._ranked(ranker, codes, k, rules, store, channel)))
         return _merged(parts, len(ids))
 
     def _rankings_of(
@@ -382,7 +381,7 @@ class Scorer:
         return [(r, np.array(at, np.int64)) for r, at in groups.values()]
 
     def _ranked(
-        self, ranker: tuple, codes: np.ndarray, k: int, allowed, store: int, channel: int
+        self, ranker: tuple, codes: np.ndarray, k: int, rules: ItemRules, store: int, channel: int
     ) -> Recommendations:
         """Ranked rows of customers ``codes`` by ``ranker`` = (recommender, personal
         candidates, ranked lists): a list lookup for one warm or unknown customer, else in
@@ -392,10 +391,11 @@ class Scorer:
         active = recommender.state_.active
         cold = ~((codes >= 0) & active[np.maximum(codes, 0)])
         if n == 1 and lists is not None and (codes[0] < 0 or not cold[0]):
+            allows = functools.partial(rules.allows, self.index) if rules.filters else None
             if cold[0]:  # unknown customer: the context's popularity list
-                hit = self.popular.lookup(store, channel, allowed, k)
+                hit = self.popular.lookup(store, channel, allows, k)
             else:
-                hit = lists.lookup(int(codes[0]), channel, store, allowed, k)
+                hit = lists.lookup(int(codes[0]), channel, store, allows, k)
             if hit is not None:
                 item, score, reason = hit
                 zeros = np.zeros(len(item), np.int64)
@@ -409,7 +409,7 @@ class Scorer:
             k,
             np.zeros(0, np.int64),
             personal=personal,
-            allowed=allowed,
+            allowed=rules.mask(self.index),
             num_threads=self.num_threads,
             rest_bought=True,
         )

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.contract.schema import CHANNELS, CONSENT_COLUMNS
-from serving.rules import MAX_EXCLUDE, RequestError, channel_ranking, risk_band
+from serving.rules import MAX_EXCLUDE, RequestError, channel_ranking, item_rules, risk_band
 from serving.scoring import Scorer
 from training.recs.candidates import REASONS
 
@@ -158,6 +158,24 @@ def test_unknown_customers_read_popular_lists_equal_to_the_full_path(fast, live)
                 assert np.array_equal(a.score, b.score)
     assert (None, -1) not in fast.popular._lists  # keyed by codes
     assert (-1, -1) in fast.popular._lists  # the lists were read, not ranked
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_rules_checked_on_a_few_items_equal_the_catalogue_mask(live, data):
+    # issue 21: a list lookup checks its rows instead of building the catalogue-wide mask
+    _customer, _k, channel, store_id, exclude, cats = data.draw(requests(live))
+    rules, _store = item_rules(live.index, channel, store_id, exclude, cats)
+    n = live.index.n_items
+    items = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=60)), np.int64)
+    items = np.r_[items, live.index.item_codes(exclude)[:3]]  # the excluded ones too
+    if channel == "store" and store_id is not None:  # and some the store sold
+        items = np.r_[items, live.index.store_items.get(rules.store_only, items)[:20]]
+    items = items[items >= 0]
+    mask = rules.mask(live.index)
+    expected = np.ones(len(items), bool) if mask is None else mask[items]
+    assert rules.filters == (mask is not None)
+    assert np.array_equal(rules.allows(live.index, items), expected)
 
 
 def test_precomputed_predictions_equal_model_calls(fast, live):
