@@ -187,7 +187,10 @@ def store_assortments(store_counts) -> dict[int, np.ndarray]:
 
 def channel_ranking(proba: np.ndarray, classes: Sequence[str]) -> list[tuple[str, float]]:
     """(channel, probability) best first (ties in ``classes`` order), consented channels
-    only (probability > 0). In Python: a request's handful of channels."""
+    only (probability > 0); none for an unknown customer (NaN). In Python: a request's
+    handful of channels."""
     values = proba.tolist()
+    if any(v != v for v in values):  # NaN
+        return []
     order = sorted(range(len(values)), key=lambda j: -values[j])
     return [(classes[j], values[j]) for j in order if values[j] > 0]

@@ -324,6 +324,18 @@ class Scorer:
             out[known] = consented(raw, self.consent[p])
         return out
 
+    def predictions_of(self, customer_id: str) -> tuple[float, np.ndarray]:
+        """One customer's churn probability and channel probabilities (NaN: unknown), as
+        :meth:`churn` and :meth:`next_channel` give them: a request's reads, by scalar
+        lookups in a real-time scorer."""
+        if self._churn is None:
+            pos = self.positions([customer_id])
+            return float(self.churn(pos)[0]), self.next_channel(pos)[0]
+        at = self._position.get(customer_id, -1)
+        if at < 0:
+            return float("nan"), np.full(len(self.channels), np.nan)
+        return float(self._churn[at]), self._channel[at]
+
     def recommend(
         self,
         ids: Sequence[str],
@@ -349,19 +361,23 @@ class Scorer:
         rankings = self._rankings_of(ids)
         if rankings is None:
             if len(ids) == 1:  # the real-time case: a dict lookup instead of an index search
-                codes = np.array([self._rec_code.get(ids[0], -1)], np.int32)
+                code = self._rec_code.get(ids[0], -1)
+                listed = self._listed(code, k, rules, store, channel)
+                if listed is not None:
+                    return listed
+                codes = np.array([code], np.int32)
             else:
                 codes = self.catalogue.customer_codes(list(ids))
-            ranker = (self.recommender, self.personal, self.lists)
+            ranker = (self.recommender, self.personal)
             return self._ranked(ranker, codes, k, rules, store, channel)
         parts = []
         for ranking, at in rankings:
             if ranking is None:
                 codes = self.catalogue.customer_codes([ids[i] for i in at])
-                ranker = (self.recommender, self.personal, self.lists)
+                ranker = (self.recommender, self.personal)
             else:
                 codes = np.array([ranking.codes[ids[i]] for i in at], np.int32)
-                ranker = (ranking.recommender, ranking.personal, None)
+                ranker = (ranking.recommender, ranking.personal)
             parts.append((at, self._ranked(ranker, codes, k, rules, store, channel)))
         return _merged(parts, len(ids))
 
@@ -380,26 +396,37 @@ class Scorer:
             groups.setdefault(id(r), (r, []))[1].append(i)
         return [(r, np.array(at, np.int64)) for r, at in groups.values()]
 
+    def _listed(
+        self, code: int, k: int, rules: ItemRules, store: int, channel: int
+    ) -> Recommendations | None:
+        """One customer's rows read from the precomputed lists (a warm customer's own, an
+        unknown customer's context popularity), or None when the request needs the full
+        path. In Python scalars: a request's few numpy calls cost more than its work."""
+        if self.lists is None:
+            return None
+        allows = functools.partial(rules.allows, self.index) if rules.filters else None
+        if code < 0:
+            hit = self.popular.lookup(store, channel, allows, k)
+        elif self.recommender.state_.active[code]:
+            hit = self.lists.lookup(code, channel, store, allows, k)
+        else:  # known but inactive: their home store's popularity, ranked in full
+            return None
+        if hit is None:
+            return None
+        item, score, reason = hit
+        n = len(item)
+        rows = np.arange(n)
+        return Recommendations(rows * 0, item, score, reason, rows, np.array([code < 0]))
+
     def _ranked(
         self, ranker: tuple, codes: np.ndarray, k: int, rules: ItemRules, store: int, channel: int
     ) -> Recommendations:
         """Ranked rows of customers ``codes`` by ``ranker`` = (recommender, personal
-        candidates, ranked lists): a list lookup for one warm or unknown customer, else in
-        full."""
-        recommender, personal, lists = ranker
+        candidates), in full."""
+        recommender, personal = ranker
         n = len(codes)
         active = recommender.state_.active
         cold = ~((codes >= 0) & active[np.maximum(codes, 0)])
-        if n == 1 and lists is not None and (codes[0] < 0 or not cold[0]):
-            allows = functools.partial(rules.allows, self.index) if rules.filters else None
-            if cold[0]:  # unknown customer: the context's popularity list
-                hit = self.popular.lookup(store, channel, allows, k)
-            else:
-                hit = lists.lookup(int(codes[0]), channel, store, allows, k)
-            if hit is not None:
-                item, score, reason = hit
-                zeros = np.zeros(len(item), np.int64)
-                return Recommendations(zeros, item, score, reason, np.arange(len(item)), cold)
         if personal is None:  # batch scoring: the chunk's candidates in one go
             personal = recommender.personal_candidates(codes)
         pos, item, score, reason, rank = recommender.recommend_codes(

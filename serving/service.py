@@ -454,9 +454,7 @@ class Personalization:
             return client_error(exc)
         except MissingModel as exc:
             return missing_model(str(exc))
-        pos = s.positions([customer_id])
-        churn = s.churn(pos)
-        proba = s.next_channel(pos)
+        churn, proba = s.predictions_of(customer_id)
         return json_answer(
             RecommendResponse,
             customer_id=customer_id,
@@ -464,8 +462,8 @@ class Personalization:
             store_id=store_id,
             cold_start=bool(recs.cold_start[0]),
             items=self._items(recs, slice(None)),
-            churn=_churn(churn[0]),
-            next_best_channel=self._channels(proba[0]),
+            churn=_churn(churn),
+            next_best_channel=self._channels(proba),
             **self.meta,
         )
 
@@ -558,9 +556,7 @@ class Personalization:
         ]
 
     def _channels(self, proba: np.ndarray) -> list[dict]:
-        if np.isnan(proba).any():
-            return []
-        ranked = channel_ranking(proba, self.scorer.channels)
+        ranked = channel_ranking(proba, self.scorer.channels)  # [] for NaN: unknown
         return [{"channel": c, "probability": p} for c, p in ranked]
 
 

@@ -35,3 +35,7 @@ def test_channel_ranking_is_best_first_ties_in_class_order_consented_only(values
     order = np.argsort(-proba, kind="stable")  # the array reference
     expected = [(classes[j], float(proba[j])) for j in order if proba[j] > 0]
     assert channel_ranking(proba, classes) == expected
+
+
+def test_channel_ranking_of_an_unknown_customer_is_empty():
+    assert channel_ranking(np.array([np.nan, np.nan]), ["web", "app"]) == []

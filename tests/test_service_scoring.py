@@ -188,6 +188,16 @@ def test_precomputed_predictions_equal_model_calls(fast, live):
     assert np.isnan(fast.churn(pos)[1]) and np.isnan(fast.next_channel(pos)[1]).all()
 
 
+def test_one_customers_predictions_equal_the_array_calls(fast, live):
+    # issue 21: a request reads one customer's predictions by scalar lookups
+    for scorer in (fast, live):
+        for customer in (str(live.ids[0]), str(live.ids[-1]), "never-seen"):
+            pos = scorer.positions([customer])
+            churn, proba = scorer.predictions_of(customer)
+            assert np.array_equal([churn], scorer.churn(pos), equal_nan=True)
+            assert np.array_equal(proba, scorer.next_channel(pos)[0], equal_nan=True)
+
+
 def test_batch_scorer_equals_the_service_scorer(snapshot, live):
     # batch scoring computes each chunk's personal candidates (one ALS top-n call for the
     # chunk) where the service reads them precomputed (issue: batch scoring speed)
