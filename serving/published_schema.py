@@ -27,9 +27,12 @@ def _error(description: str) -> dict[str, Any]:
 def complete_schema(
     spec: dict[str, Any], endpoints: Collection[str], token_required: bool, max_body_bytes: int
 ) -> dict[str, Any]:
-    """``spec`` with, on every endpoint: a required JSON body, the 413 / 415 answers, the
-    404 for an unknown store or category, the 503 of /events, and (with a token) the bearer
-    scheme and 401."""
+    """``spec`` with the package's version, and on every endpoint: a required JSON body, the
+    413 / 415 answers, the 404 for an unknown store or category, the 503 of /events, and
+    (with a token) the bearer scheme and 401."""
+    from features.version import package_version
+
+    spec.setdefault("info", {})["version"] = package_version()
     components = spec.setdefault("components", {})
     components.setdefault("schemas", {})["ErrorResponse"] = ErrorResponse.model_json_schema()
     answers = {

@@ -30,7 +30,7 @@ from serving.guards import ASGIApp, Message, Receive, Scope, Send
 
 NAMESPACE = "bentoml_service"
 OTHER = "other"
-LABELS = ("endpoint", "http_response_code", "service_name")
+LABELS = ("endpoint", "http_response_code", "service_name", "service_version")
 access_log = logging.getLogger("bentoml.access")
 
 
@@ -50,7 +50,7 @@ def _metrics() -> SimpleNamespace:
         in_progress=Gauge(
             "request_in_progress",
             "Total number of HTTP requests in progress now",
-            ("endpoint", "service_name"),
+            ("endpoint", "service_name", "service_version"),
             namespace=NAMESPACE,
             multiprocess_mode="livesum",
         ),
@@ -84,9 +84,12 @@ class RequestMetrics:
         access_every: int = 1,
         activity: Activity | None = None,
     ) -> None:
+        from features.version import package_version
+
         self.app = app
         self.endpoints = frozenset(endpoints)
         self.service = service
+        self.version = package_version()  # BentoML's label; its own says "not available"
         self.access_every = access_every
         self.activity = activity or Activity()
         self._children: dict[tuple, tuple] = {}  # metric children by label values, made once
@@ -129,13 +132,14 @@ class RequestMetrics:
     def _in_progress(self, endpoint: str):
         key = (endpoint,)
         if key not in self._children:
-            self._children[key] = _metrics().in_progress.labels(endpoint, self.service)
+            metric = _metrics().in_progress
+            self._children[key] = metric.labels(endpoint, self.service, self.version)
         return self._children[key]
 
     def _answered(self, endpoint: str, status: int) -> tuple:
         key = (endpoint, status)
         if key not in self._children:
-            labels = (endpoint, str(status), self.service)
+            labels = (endpoint, str(status), self.service, self.version)
             metrics = _metrics()
             self._children[key] = (
                 metrics.total.labels(*labels),

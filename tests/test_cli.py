@@ -45,6 +45,15 @@ def test_every_command_has_help(tmp_path):
         assert "Usage" in res.stdout
 
 
+def test_version_is_the_package_version(tmp_path):
+    # issue 19: `omni --version`, as the service's OpenAPI document and metrics say it
+    from importlib import metadata
+
+    res = _omni("--version", home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"omni {metadata.version('omni-personalize')}\n"
+
+
 def test_bad_file_is_a_clean_error(tmp_path, raw_events):
     src = tmp_path / "src"
     src.mkdir()

@@ -36,6 +36,14 @@ def anonymous(app):
     return TestClient(app, raise_server_exceptions=False)
 
 
+def test_openapi_document_carries_the_package_version(anonymous):
+    # issue 19: BentoML says "None" for a service that is not a built bento
+    from features.version import package_version
+
+    spec = anonymous.get("/docs.json").json()
+    assert spec["info"]["version"] == package_version() != "0+unknown"
+
+
 def test_recommend_answers_with_all_three_predictions(client, snapshot):
     customer = str(snapshot.features.index[0])
     r = client.post("/recommend", json={"customer_id": customer, "channel": "web", "k": 5})

@@ -15,6 +15,8 @@ import pytest
 import requests
 from service_helpers import omni_serve, stop
 
+from features.version import package_version
+
 pytestmark = pytest.mark.slow
 TIMEOUT = 10
 TOKEN = "tok-Qv7LeakProbe31"  # distinctive: the log test greps for it
@@ -157,6 +159,7 @@ def _request_series(url: str) -> dict[tuple[str, str], float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "bentoml_service_request_total":
+                assert sample.labels["service_version"] == package_version()  # issue 19
                 key = (sample.labels["endpoint"], sample.labels["http_response_code"])
                 counts[key] = counts.get(key, 0) + sample.value
     return counts

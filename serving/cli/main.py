@@ -44,9 +44,23 @@ app.command()(bento)
 app.command()(run)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from features.version import package_version
+
+        typer.echo(f"omni {package_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
+    version: Annotated[  # acted on by its callback
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
     home: Annotated[
         Path | None,
         typer.Option(
