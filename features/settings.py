@@ -59,6 +59,8 @@ class Settings:
     ``gc_mode`` (``OMNI_GC``): ``idle`` (default) or ``auto``, see :mod:`serving.collector`.
     ``tracing`` (``OMNI_TRACING=1``): OpenTelemetry spans for the service's requests, for an
     operator who exports traces (BentoML's ``tracing`` config); off, requests make none.
+    ``gate_min_improvement`` (``OMNI_GATE_MIN_IMPROVEMENT``): how much a new model must
+    beat the champion's gate metric by to be promoted (absolute, default 0: any gain).
     """
 
     home: Path
@@ -77,6 +79,7 @@ class Settings:
     access_log_every: int = ACCESS_LOG_EVERY
     gc_mode: str = "idle"
     tracing: bool = False
+    gate_min_improvement: float = 0.0
 
     @property
     def raw_dir(self) -> Path:
@@ -147,6 +150,7 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         access_log_every=counts["ACCESS_LOG_EVERY"],
         gc_mode=_choice(env, "GC", ("idle", "auto"), "idle"),
         tracing=_flag(env, "TRACING"),
+        gate_min_improvement=_non_negative(env, "GATE_MIN_IMPROVEMENT"),
         online_store=_online_store(env.get(f"{ENV_PREFIX}ONLINE_STORE") or None),
         online_namespace=env.get(f"{ENV_PREFIX}ONLINE_NAMESPACE") or "omni",
     )
@@ -189,6 +193,18 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     if text not in choices:
         raise ValueError(f"{ENV_PREFIX}{name} must be one of {', '.join(choices)}, got {text!r}")
     return text
+
+
+def _non_negative(env: Mapping[str, str], name: str) -> float:
+    """A number setting (``OMNI_<name>``) of 0 or more, 0 if unset."""
+    text = (env.get(f"{ENV_PREFIX}{name}") or "0").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{ENV_PREFIX}{name} must be a number of 0 or more, got {text!r}")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

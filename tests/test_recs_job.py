@@ -36,6 +36,14 @@ def test_job_logs_registers_and_the_logged_model_scores(settings, synth):
     for base in ("popularity", "buy_again_popularity", "implicit_als"):
         assert f"baseline_{base}_{GATE_METRIC}" in logged
     assert run.data.params["horizon_days"] == "14"
+    # issue 19: the ranker's LightGBM hyperparameters and the data as a dataset input
+    ranker = {k: v for k, v in run.data.params.items() if k.startswith("lgbm_")}
+    assert ranker.keys() == {f"lgbm_{k}" for k in result.model.ranker_.get_params()}
+    assert ranker["lgbm_objective"] == "lambdarank"
+    (used,) = run.inputs.dataset_inputs
+    assert used.dataset.digest == run.data.params["events_fingerprint"]
+    assert {t.key: t.value for t in used.tags}["test_cutoff"] == f"{result.split.test:%Y-%m-%d}"
+    assert run.data.metrics["seconds_fit_model"] > 0
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
     # issue 16: the ALS search is logged, one step per candidate, plus a JSON artifact
     client = mlflow.MlflowClient()

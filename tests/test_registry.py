@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from features.settings import get_settings
 from serving.cli.main import app
 from training.model_io import log_python_model
 from training.model_registry import (
@@ -68,6 +70,34 @@ def test_gate_first_is_champion_worse_is_challenger_better_is_champion(mlflow_se
     assert (better.version, better.alias, better.previous_champion) == (4, CHAMPION, 1)
     assert better.reason == "v4 test_roc_auc 0.83 beat champion v1 0.8"
     assert _aliases(mlflow_settings) == {CHAMPION: 4}  # the old challenger challenged v1
+
+
+def test_gate_takes_a_minimum_improvement(mlflow_settings, model_uri):
+    # issue 19: OMNI_GATE_MIN_IMPROVEMENT, in the gate metric's units
+    strict = dataclasses.replace(mlflow_settings, gate_min_improvement=0.02)
+    _gate(strict, model_uri, 0.80)
+    small = _gate(strict, model_uri, 0.81)
+    assert small.alias == CHALLENGER
+    assert small.reason == (
+        "v2 test_roc_auc 0.81 did not beat champion v1 0.8 by more than 0.02 "
+        "(OMNI_GATE_MIN_IMPROVEMENT)"
+    )
+    assert _gate(strict, model_uri, 0.83).alias == CHAMPION
+    assert get_settings({"OMNI_GATE_MIN_IMPROVEMENT": "0.005"}).gate_min_improvement == 0.005
+    for bad in ("-0.1", "a lot", "inf", "nan"):
+        with pytest.raises(ValueError, match="OMNI_GATE_MIN_IMPROVEMENT must be a number"):
+            get_settings({"OMNI_GATE_MIN_IMPROVEMENT": bad})
+
+
+def test_lower_is_better_metrics_with_a_minimum_improvement(mlflow_settings, model_uri):
+    run_id, uri = model_uri
+    strict = dataclasses.replace(mlflow_settings, gate_min_improvement=0.02)
+    gate = lambda v: register_with_gate(  # noqa: E731
+        strict, "churn", run_id, uri, "test_log_loss", v, higher_is_better=False
+    )
+    assert gate(0.40).promoted
+    assert not gate(0.39).promoted  # better, but by less than 0.02
+    assert gate(0.37).promoted
 
 
 def test_lower_is_better_metrics(mlflow_settings, model_uri):

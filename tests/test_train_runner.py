@@ -37,6 +37,27 @@ def test_churn_run_is_logged_registered_and_loadable(settings, data):
     assert int(run.data.params["n_features"]) == len(first.result.model.features_)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(first.run_id)}
     assert {"roc.png", "calibration.png", "feature_importance.png", "features.json"} <= artifacts
+    # issue 19: every LightGBM hyperparameter (defaults too), the fit time, the dataset
+    booster = first.result.model.booster_
+    lgbm = {k: v for k, v in run.data.params.items() if k.startswith("lgbm_")}
+    assert lgbm.keys() == {f"lgbm_{k}" for k in booster.get_params()}
+    assert lgbm["lgbm_n_estimators"] == "200" and "lgbm_num_leaves" in lgbm  # given, default
+    assert 0 < run.data.metrics["seconds_fit_model"] <= run.data.metrics["seconds_job"]
+    (used,) = run.inputs.dataset_inputs
+    assert used.dataset.name == "events"
+    assert used.dataset.digest == run.data.params["events_fingerprint"]
+    assert used.dataset.source_type == "local" and "store/events" in used.dataset.source
+    assert {t.key: t.value for t in used.tags}["test_cutoff"] == f"{split.test:%Y-%m-%d}"
+    # issue 19: a run name that says what it is, descriptions written at registration
+    assert run.info.run_name == f"churn test {split.test:%Y-%m-%d} {split.horizon_days}d"
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.note.content"].startswith("Churn risk: the probability")
+    assert client.get_registered_model("churn").description.startswith("Churn risk")
+    card = client.get_model_version("churn", str(first.decision.version)).description
+    assert "Gate: test_average_precision" in card and first.decision.reason in card
+    assert run.data.params["events_fingerprint"] in card
+    assert f"test_cutoff {split.test:%Y-%m-%d}" in card
 
     # The registered champion scores exactly like the fitted model.
     loaded = mlflow.pyfunc.load_model("models:/churn@champion")

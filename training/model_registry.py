@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from features.settings import Settings
+from training.job_names import MODEL_PURPOSES
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -138,7 +139,15 @@ def register_with_gate(
     }
     version = int(mlflow.register_model(model_uri, name, tags=tags).version)
     alias, reason = _decide(
-        name, version, metric, float(value), higher_is_better, holdout, champion, champion_value
+        name,
+        version,
+        metric,
+        float(value),
+        higher_is_better,
+        holdout,
+        champion,
+        champion_value,
+        settings.gate_min_improvement,
     )
     previous = int(champion.version) if champion is not None else None
     if alias == CHAMPION:
@@ -149,7 +158,36 @@ def register_with_gate(
         client.set_registered_model_alias(name, CHALLENGER, str(version))
     client.set_model_version_tag(name, str(version), TAG_DECISION, alias)
     client.set_model_version_tag(name, str(version), TAG_REASON, reason)
+    card = model_card(name, metric, float(value), holdout, reason, run_id)
+    client.update_model_version(name, str(version), description=card)
+    if name in MODEL_PURPOSES and not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=MODEL_PURPOSES[name])
     return GateDecision(name, version, alias, reason, previous)
+
+
+def model_card(
+    name: str,
+    metric: str,
+    value: float,
+    holdout: Mapping[str, Any] | None,
+    reason: str,
+    run_id: str,
+) -> str:
+    """A version's description (Markdown): what it predicts and for whom, its gate metric
+    and decision, and the data and cutoffs it was trained and tested on."""
+    from training.tracking import param_text
+
+    holdout = dict(holdout or {})
+    data = holdout.pop("data_fingerprint", None)
+    lines = [
+        MODEL_PURPOSES.get(name, name),
+        "",
+        f"- Gate: {metric} {_fmt(value)}: {reason}.",
+        "- Cutoffs: " + (", ".join(f"{k} {param_text(v)}" for k, v in holdout.items()) or "n/a"),
+        f"- Data: events with fingerprint {data or 'n/a'} (the run's dataset input).",
+        f"- Run: {run_id}.",
+    ]
+    return "\n".join(lines)
 
 
 def _decide(
@@ -161,8 +199,10 @@ def _decide(
     holdout: Mapping[str, Any] | None,
     champion: ModelVersion | None,
     champion_value: float | None,
+    min_improvement: float = 0.0,
 ) -> tuple[str, str]:
-    """(alias, reason) for a new version against the current champion."""
+    """(alias, reason) for a new version against the current champion: promoted when it
+    beats it by more than ``min_improvement`` (``OMNI_GATE_MIN_IMPROVEMENT``)."""
     new = f"v{version} {metric} {_fmt(value)}"
     if champion is None:
         return CHAMPION, f"{new}: first {name} champion"
@@ -185,9 +225,13 @@ def _decide(
         old_text = f"{old} {_fmt(champion_value)}"
     else:
         old_text = f"{old} {_fmt(champion_value)} (re-scored on this holdout)"
-    better = value > champion_value if higher_is_better else value < champion_value
+    gain = value - champion_value if higher_is_better else champion_value - value
+    better = gain > min_improvement
     verb = "beat" if better else "did not beat"
-    return (CHAMPION if better else CHALLENGER), f"{new} {verb} {old_text}"
+    by = ""
+    if min_improvement:
+        by = f" by more than {_fmt(min_improvement)} (OMNI_GATE_MIN_IMPROVEMENT)"
+    return (CHAMPION if better else CHALLENGER), f"{new} {verb} {old_text}{by}"
 
 
 def _holdout_difference(new: str, old: str) -> str:

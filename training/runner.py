@@ -81,9 +81,13 @@ def log_and_register(
     if name not in REGISTERED_NAMES.values():
         raise ValueError(f"no registered model for a {name!r} result")
     wrapper = ChurnPyfunc(result.model) if name == "churn" else NextChannelPyfunc(result.model)
-    with tracking.tracked_run(settings, name, params=result.params) as run:
-        fingerprint = tracking.log_dataset(events)
-        tracking.log_metrics(result.metrics)
+    title = tracking.run_name(name, result.split)
+    with tracking.tracked_run(settings, name, params=result.params, run_name=title) as run:
+        split = result.split.as_params()
+        fingerprint = tracking.log_dataset(events, source=settings.events_dir, cutoffs=split)
+        tracking.log_lightgbm_params(result.model.booster_)
+        seconds = {"seconds_fit_model": result.fit_seconds, "seconds_job": result.seconds}
+        tracking.log_metrics({**result.metrics, **seconds})
         tracking.log_features(result.model.features_, result.split.as_params())
         for file, figure in result.figures.items():
             tracking.log_figure(figure, file)

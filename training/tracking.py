@@ -28,6 +28,7 @@ import socket
 import stat
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -36,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from features.atomic import pid_alive
 from features.settings import MLFLOW_HTTP_DEFAULTS, Settings
+from training.job_names import MODEL_PURPOSES
 
 if TYPE_CHECKING:
     import mlflow
@@ -71,6 +73,10 @@ RUNTIME_LIBRARIES: tuple[str, ...] = (
     "mlflow",
 )
 """Libraries a logged model needs at prediction time (pinned by :func:`pip_requirements`)."""
+
+
+NOTE = "mlflow.note.content"
+"""The tag MLflow shows as an experiment's or a run's description."""
 
 
 def experiment_name(job: str) -> str:
@@ -191,16 +197,26 @@ def ensure_experiment(settings: Settings, job: str) -> str:
     client = mlflow.MlflowClient(uri)
     name = experiment_name(job)
     exp = client.get_experiment_by_name(name)
+    note = {NOTE: MODEL_PURPOSES[job]} if job in MODEL_PURPOSES else {}
     if exp is None:
         try:
-            return client.create_experiment(name, artifact_location=_artifact_location(uri, name))
+            location = _artifact_location(uri, name)
+            return client.create_experiment(name, artifact_location=location, tags=note)
         except MlflowException:  # another job created it meanwhile
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
+    if note and NOTE not in exp.tags:  # an experiment made before descriptions
+        client.set_experiment_tag(exp.experiment_id, NOTE, note[NOTE])
     return exp.experiment_id
+
+
+def run_name(model: str, split: Any) -> str:
+    """A run's name in the MLflow UI: the model, its test cutoff and horizon, e.g.
+    ``churn test 2017-10-03 60d``."""
+    return f"{model} test {split.test:%Y-%m-%d} {split.horizon_days}d"
 
 
 @contextlib.contextmanager
@@ -393,8 +409,16 @@ def dataset_fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def log_dataset(frame: pd.DataFrame, name: str = "events") -> str:
-    """Log a frame's fingerprint (tag and param ``<name>_fingerprint``), rows and time range.
+def log_dataset(
+    frame: pd.DataFrame,
+    name: str = "events",
+    source: Path | None = None,
+    cutoffs: Mapping[str, str] | None = None,
+) -> str:
+    """Log a frame's fingerprint (tag and param ``<name>_fingerprint``), rows and time range,
+    and the frame as the run's MLflow dataset input (``mlflow.log_input``: this name, the
+    fingerprint as digest, ``source`` as where it was read, the ``cutoffs`` as its tags), so
+    the run page and the runs table show what the run trained on.
 
     Returns the fingerprint, e.g. to put in the holdout definition of a registered model.
     """
@@ -407,7 +431,29 @@ def log_dataset(frame: pd.DataFrame, name: str = "events") -> str:
         params[f"{name}_first_ts"] = frame["ts"].min().isoformat()
         params[f"{name}_last_ts"] = frame["ts"].max().isoformat()
     mlflow.log_params(params)
+    tags = {"rows": str(len(frame)), **(cutoffs or {})}
+    mlflow.log_input(_dataset(name, fingerprint, source), context="training", tags=tags)
     return fingerprint
+
+
+def _dataset(name: str, digest: str, source: Path | None):
+    """An MLflow dataset of metadata only: the data stays in the store, not in MLflow."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    uri = (source or Path(".")).resolve().as_uri()
+    with warnings.catch_warnings():  # MLflow registers its local source twice ("" and
+        warnings.simplefilter("ignore", UserWarning)  # "file") and warns that it picked one
+        return MetaDataset(resolve_dataset_source(uri), name=name, digest=digest)
+
+
+def log_lightgbm_params(estimator: Any) -> None:
+    """Log every hyperparameter of a LightGBM scikit-learn estimator, defaults included,
+    as ``lgbm_<name>`` params: two runs compare on all of them in the MLflow UI."""
+    import mlflow
+
+    params = estimator.get_params()
+    mlflow.log_params({f"lgbm_{k}": param_text(v) for k, v in sorted(params.items())})
 
 
 def pip_requirements() -> list[str]:

@@ -202,8 +202,13 @@ def log_and_register(
     from training.recs.pyfunc import RecommenderPyfunc
 
     model = result.model
-    with tracking.tracked_run(settings, JOB_NAME, params=result.params) as run:
-        fingerprint = tracking.log_dataset(events) if events is not None else "n/a"
+    title = tracking.run_name(REGISTERED_NAME, result.split)
+    with tracking.tracked_run(settings, JOB_NAME, params=result.params, run_name=title) as run:
+        split = result.split.as_params()
+        fingerprint = "n/a"
+        if events is not None:
+            fingerprint = tracking.log_dataset(events, source=settings.events_dir, cutoffs=split)
+        tracking.log_lightgbm_params(model.ranker_)
         tracking.log_evaluation(result.metrics, result.baseline_metrics)
         tracking.log_metrics({f"seconds_{k}": v for k, v in result.seconds.items()})
         tracking.log_features(model.features_, result.split.as_params())
