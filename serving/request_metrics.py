@@ -155,6 +155,9 @@ class RequestMetrics:
             await send({"type": "http.response.start", "status": 405, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
+        from serving.served_metrics import served
+
+        served().scraped()  # the snapshot's age, now
         body, content_type = await anyio.to_thread.run_sync(exposition)
         headers = [
             (b"content-type", content_type.encode()),

@@ -67,6 +67,7 @@ from serving.schemas import (
     ScoreResponse,
     StoreId,
 )
+from serving.served_metrics import served
 from training.recs.candidates import REASONS
 
 SNAPSHOT_ENV = "OMNI_SNAPSHOT"
@@ -250,6 +251,8 @@ class Personalization:
     async def _start_tasks(self) -> None:
         """The background tasks of a worker: the live loop, and following ``LATEST``."""
         freeze()  # what BentoML built around the service since __init__: never garbage
+        self.served = served()
+        self.served.serving(self.meta["model_versions"], _created(self.scorer))
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.collector.run()))
         if self.live is not None:
@@ -365,6 +368,7 @@ class Personalization:
             finally:
                 self._paused = False
             self.scorer, self.meta, self.snapshot_dir = scorer, _meta(scorer), path
+            self.served.serving(self.meta["model_versions"], _created(scorer))
             if state is not None:
                 old, (self.live.state, self.live.cursor) = self.live.state, state
                 await asyncio.to_thread(old.close)
@@ -455,6 +459,7 @@ class Personalization:
         except MissingModel as exc:
             return missing_model(str(exc))
         churn, proba = s.predictions_of(customer_id)
+        self.served.answered("/recommend", recs.cold_start, recs.reason)
         return json_answer(
             RecommendResponse,
             customer_id=customer_id,
@@ -477,6 +482,7 @@ class Personalization:
         ids = _ids(customer_id, customer_ids)
         pos = self.scorer.positions(ids)
         proba = self.scorer.next_channel(pos)
+        self.served.answered("/next_best_channel", pos < 0, _NONE)
         results = [
             {"customer_id": c, "known": bool(p >= 0), "channels": self._channels(proba[i])}
             for i, (c, p) in enumerate(zip(ids, pos, strict=True))
@@ -493,6 +499,7 @@ class Personalization:
         ids = _ids(customer_id, customer_ids)
         pos = self.scorer.positions(ids)
         churn = self.scorer.churn(pos)
+        self.served.answered("/churn_risk", pos < 0, _NONE)
         results = [
             {"customer_id": c, "known": bool(p >= 0), "churn": _churn(churn[i])}
             for i, (c, p) in enumerate(zip(ids, pos, strict=True))
@@ -521,6 +528,7 @@ class Personalization:
         churn = s.churn(pos)
         proba = s.next_channel(pos)
         bounds = np.searchsorted(recs.pos, np.arange(len(ids) + 1))
+        self.served.answered("/score", recs.cold_start, recs.reason)
         results = [
             {
                 "customer_id": c,
@@ -558,6 +566,14 @@ class Personalization:
     def _channels(self, proba: np.ndarray) -> list[dict]:
         ranked = channel_ranking(proba, self.scorer.channels)  # [] for NaN: unknown
         return [{"channel": c, "probability": p} for c, p in ranked]
+
+
+_NONE = np.zeros(0, np.int8)  # no items in the answer
+
+
+def _created(scorer) -> str | None:
+    """When the scorer's snapshot was built (ISO, from its manifest)."""
+    return scorer.snapshot.manifest.get("created")
 
 
 def _meta(scorer) -> dict:

@@ -7,6 +7,8 @@ The slow tier serves the real models of `omni run` (tests/test_service_http.py).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -152,6 +154,68 @@ def test_answers_are_their_models_json_in_one_body_with_a_length(server, batch):
         assert r.headers["content-length"] == str(len(r.content))
         assert "transfer-encoding" not in r.headers
         assert model.model_validate_json(r.content).model_dump_json().encode() == r.content
+
+
+def _served(url: str) -> dict[tuple, float]:
+    """The service's own metrics: {(name, labels...): value} of the omni_* samples."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{url}/metrics", timeout=TIMEOUT).text
+    return {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("omni_")
+    }
+
+
+def test_metrics_count_answers_items_by_reason_and_name_the_models(server, batch):
+    # issue 19: answers by endpoint and cold/warm, items by reason, the served versions,
+    # the snapshot's age
+    before = _served(server)
+    known = [str(i) for i in batch.snapshot.features.index[:2]]
+    items, cold = [], 0
+    for customer in [*known, "nobody"]:
+        body = {"customer_id": customer, "k": 3}
+        answer = requests.post(f"{server}/recommend", json=body, timeout=TIMEOUT).json()
+        items += answer["items"]
+        cold += answer["cold_start"]
+    body = {"customer_ids": [*known, "nobody"]}
+    assert requests.post(f"{server}/churn_risk", json=body, timeout=TIMEOUT).status_code == 200
+    after = _served(server)
+
+    def grew(*key) -> float:
+        return after.get(key, 0) - before.get(key, 0)
+
+    answers = "omni_answers_total"
+    recommend, churn = ("endpoint", "/recommend"), ("endpoint", "/churn_risk")
+    assert cold >= 1  # "nobody"
+    assert grew(answers, ("customer", "cold"), recommend) == cold
+    assert grew(answers, ("customer", "warm"), recommend) == 3 - cold
+    assert grew(answers, ("customer", "cold"), churn) == 1
+    assert grew(answers, ("customer", "warm"), churn) == 2
+    served = {}
+    for item in items:
+        served[item["reason"]] = served.get(item["reason"], 0) + 1
+    for reason, count in served.items():
+        assert grew("omni_items_served_total", ("reason", reason)) == count
+    for model in MODEL_NAMES:
+        assert after[("omni_model_info", ("model", model), ("version", "1"))] == 1
+    assert 0 < after[("omni_snapshot_age_seconds",)] < 3600
+
+
+def test_the_docs_python_client_example_runs(server, batch, capsys):
+    # issue 19: the docs' bentoml.SyncHTTPClient example, as written, against a real server
+    text = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text()
+    block = text.split("<!-- client-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    customer = str(batch.snapshot.features.index[0])
+    code = block.replace('"http://localhost:3000"', repr(server))
+    code = code.replace('"C0000001"', repr(customer))
+    exec(compile(code, "docs/service.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 + 2  # three items, the churn line, the bands
+    assert lines[3].startswith("churn: ") and "cold start: " in lines[3]
+    assert lines[4] == str({customer: lines[3].split()[1], "someone new": "unknown"})
 
 
 @pytest.fixture(scope="module")
