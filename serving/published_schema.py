@@ -14,6 +14,7 @@ from collections.abc import Collection
 from typing import Any
 
 from serving.guards import ASGIApp, Message, Receive, Scope, Send
+from serving.openapi_examples import ANSWERS, DESCRIPTION, REQUESTS, TITLE
 from serving.schemas import ErrorResponse
 
 DOCS = "/docs.json"
@@ -27,12 +28,14 @@ def _error(description: str) -> dict[str, Any]:
 def complete_schema(
     spec: dict[str, Any], endpoints: Collection[str], token_required: bool, max_body_bytes: int
 ) -> dict[str, Any]:
-    """``spec`` with the package's version, and on every endpoint: a required JSON body, the
-    413 / 415 answers, the 404 for an unknown store or category, the 503 of /events, and
-    (with a token) the bearer scheme and 401."""
+    """``spec`` with our title, description and version, and on every endpoint: a request
+    and an answer example, a required JSON body, the 413 / 415 answers, the 404 for an
+    unknown store or category, the 503 of /events, and (with a token) the bearer scheme
+    and 401."""
     from features.version import package_version
 
-    spec.setdefault("info", {})["version"] = package_version()
+    info = spec.setdefault("info", {})
+    info.update(title=TITLE, description=DESCRIPTION, version=package_version())
     components = spec.setdefault("components", {})
     components.setdefault("schemas", {})["ErrorResponse"] = ErrorResponse.model_json_schema()
     answers = {
@@ -46,6 +49,10 @@ def complete_schema(
     for path in endpoints:
         operation = spec["paths"][path]["post"]
         operation["requestBody"]["required"] = True
+        body = operation["requestBody"].setdefault("content", {})
+        body.setdefault("application/json", {})["example"] = REQUESTS[path]
+        answer = operation["responses"]["200"].setdefault("content", {})
+        answer.setdefault("application/json", {})["example"] = ANSWERS[path]
         operation["responses"].update(answers)
         if path == "/events":
             operation["responses"]["503"] = _error(

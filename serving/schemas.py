@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
-from features.contract.schema import MAX_ID_LENGTH
+from features.contract.schema import CHANNELS, EVENT_TYPES, MAX_ID_LENGTH, TABLES
 from serving.rules import MAX_CATEGORIES, MAX_CUSTOMERS, MAX_EVENTS, MAX_EXCLUDE, MAX_K
 
 T = TypeVar("T")
@@ -58,19 +58,58 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
-Channel = Literal["web", "app", "store", "email", "sms", "push", "direct_mail", "call_center"]
-CustomerId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+Channel = Annotated[
+    Literal[CHANNELS],  # the data contract's channels, in its order
+    Field(description="A channel of the data contract; in a request, the channel asking."),
+]
+CustomerId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="The unified customer id; an unknown id gets a cold-start answer.",
+    ),
+]
 ProductId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-StoreId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+StoreId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="The store asking (point of sale) or the store context; in the store "
+        "channel, only products it sold recently are recommended.",
+    ),
+]
 K = Annotated[
     int,
     Field(ge=1, le=MAX_K, description=f"List length, 1 to {MAX_K}."),
     BeforeValidator(_json_integer),
 ]
-CustomerIds = Annotated[list[CustomerId], Field(min_length=1, max_length=MAX_CUSTOMERS)]
-Exclude = Annotated[list[ProductId], Field(max_length=MAX_EXCLUDE)]
+CustomerIds = Annotated[
+    list[CustomerId],
+    Field(
+        min_length=1,
+        max_length=MAX_CUSTOMERS,
+        description=f"Unified customer ids, 1 to {MAX_CUSTOMERS:,}; unknown ones get "
+        "cold-start answers.",
+    ),
+]
+Exclude = Annotated[
+    list[ProductId],
+    Field(
+        max_length=MAX_EXCLUDE,
+        description="Product ids never to return (in the basket, out of stock, ...).",
+    ),
+]
 Category = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-Categories = Annotated[list[Category], Field(min_length=1, max_length=MAX_CATEGORIES)]
+Categories = Annotated[
+    list[Category],
+    Field(
+        min_length=1,
+        max_length=MAX_CATEGORIES,
+        description="Only products of these categories (null: any).",
+    ),
+]
 
 
 def _null_not_published(schema: dict[str, Any]) -> None:
@@ -91,8 +130,16 @@ class CustomersRequest(BaseModel):
         extra="forbid", json_schema_extra={"minProperties": 1, "maxProperties": 1}
     )
 
-    customer_id: CustomerId | None = Field(default=None, json_schema_extra=_null_not_published)
-    customer_ids: CustomerIds | None = Field(default=None, json_schema_extra=_null_not_published)
+    customer_id: CustomerId | None = Field(
+        default=None,
+        description="One customer (or give customer_ids).",
+        json_schema_extra=_null_not_published,
+    )
+    customer_ids: CustomerIds | None = Field(
+        default=None,
+        description=f"Up to {MAX_CUSTOMERS:,} customers (or give customer_id).",
+        json_schema_extra=_null_not_published,
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CustomersRequest:
@@ -110,7 +157,7 @@ class CustomersRequest(BaseModel):
 class Item(BaseModel):
     """One recommended product."""
 
-    product_id: str
+    product_id: str = Field(description="The product, as the products table names it.")
     score: float = Field(description="Ranker score; compare within one list only.")
     reason: str = Field(description="buy again, similar customers, popular in your store, ...")
 
@@ -119,83 +166,92 @@ class ChurnRisk(BaseModel):
     """Probability of no purchase in the model's horizon, and its band."""
 
     probability: Nullable[float] = Field(description="null for a customer without history")
-    band: Literal["low", "medium", "high", "unknown"]
+    band: Literal["low", "medium", "high", "unknown"] = Field(
+        description="low < 0.3 <= medium < 0.6 <= high; unknown without history"
+    )
 
 
 class ChannelScore(BaseModel):
     """A consented channel and the probability that the next conversion comes through it."""
 
-    channel: str
-    probability: float
+    channel: str = Field(description="A channel the customer consented to.")
+    probability: float = Field(description="Consented channels' probabilities sum to 1.")
 
 
 class Snapshot(BaseModel):
     """Which data and models produced an answer."""
 
     as_of: str = Field(description="Features and factors use only events before this time.")
-    model_versions: dict[str, str]
+    model_versions: dict[str, str] = Field(
+        description="Registered model name -> version that answered."
+    )
 
 
 class RecommendResponse(Snapshot):
     """Ranked products for one customer, with the customer's other two predictions."""
 
-    customer_id: str
+    customer_id: str = Field(description="As asked.")
     channel: Nullable[str] = Field(description="as asked (null: none given)")
     store_id: Nullable[str] = Field(description="as asked (null: none given)")
     cold_start: bool = Field(description="True: no history, the list is popularity.")
-    items: list[Item]
-    churn: ChurnRisk
-    next_best_channel: list[ChannelScore]
+    items: list[Item] = Field(description="Best first, at most k, each with its reason.")
+    churn: ChurnRisk = Field(description="The customer's churn risk.")
+    next_best_channel: list[ChannelScore] = Field(description="Consented channels, best first.")
 
 
 class ChannelResult(BaseModel):
-    customer_id: str
-    known: bool
-    channels: list[ChannelScore]
+    customer_id: str = Field(description="As asked.")
+    known: bool = Field(description="False: no history, no channels.")
+    channels: list[ChannelScore] = Field(description="Consented channels, best first.")
 
 
 class ChannelResponse(Snapshot):
-    results: list[ChannelResult]
+    results: list[ChannelResult] = Field(description="One per customer asked, in order.")
 
 
 class ChurnResult(BaseModel):
-    customer_id: str
-    known: bool
-    churn: ChurnRisk
+    customer_id: str = Field(description="As asked.")
+    known: bool = Field(description="False: no history (band unknown).")
+    churn: ChurnRisk = Field(description="The customer's churn risk.")
 
 
 class ChurnResponse(Snapshot):
-    results: list[ChurnResult]
+    results: list[ChurnResult] = Field(description="One per customer asked, in order.")
 
 
 class CustomerScore(BaseModel):
     """All three predictions for one customer."""
 
-    customer_id: str
-    known: bool
-    cold_start: bool
-    churn: ChurnRisk
-    next_best_channel: list[ChannelScore]
-    items: list[Item]
+    customer_id: str = Field(description="As asked.")
+    known: bool = Field(description="False: no history (churn and channels unknown).")
+    cold_start: bool = Field(description="True: the list is popularity.")
+    churn: ChurnRisk = Field(description="The customer's churn risk.")
+    next_best_channel: list[ChannelScore] = Field(description="Consented channels, best first.")
+    items: list[Item] = Field(description="Best first, at most k, each with its reason.")
 
 
 class ScoreResponse(Snapshot):
-    results: list[CustomerScore]
+    results: list[CustomerScore] = Field(description="One per distinct customer, in order.")
 
 
 class PingResponse(Snapshot):
-    ok: bool
+    ok: bool = Field(description="True: the token (if any) was right and models are loaded.")
     worker: int = Field(description="process id of the worker that answered")
     live_events: Nullable[int] = Field(
         description="live events in this worker's state (null: live events are off)"
     )
 
 
-EventType = Literal[
-    "purchase", "return", "view", "add_to_cart", "store_visit",
-    "message_sent", "open", "click", "redeem",
-]  # fmt: skip
+EventType = Literal[EVENT_TYPES]  # the data contract's event types
 Text = Annotated[str, Field(max_length=MAX_ID_LENGTH)]
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+"""An integer the events store can hold (JSON allows any size)."""
+
+
+def _note(column: str) -> str:
+    """An events column's description in the data contract (docs/contract.md)."""
+    (found,) = [c.description for c in TABLES["events"].columns if c.name == column]
+    return found
 
 
 class LiveEvent(BaseModel):
@@ -207,23 +263,31 @@ class LiveEvent(BaseModel):
 
     ts: str = Field(description="When it happened, ISO 8601 (UTC unless it has an offset).")
     channel: Channel
-    event_type: EventType
-    customer_id: Text | None = None
-    event_id: Text | None = None
-    order_id: Text | None = None
-    product_id: Text | None = None
-    store_id: Text | None = None
-    quantity: int | None = None
-    amount: float | None = None
-    discount: float | None = None
-    campaign_id: Text | None = None
-    email_hash: Text | None = None
-    loyalty_id: Text | None = None
-    device_id: Text | None = None
-    phone_hash: Text | None = None
+    event_type: EventType = Field(description=_note("event_type"))
+    customer_id: Text | None = Field(None, description=_note("customer_id"))
+    event_id: Text | None = Field(None, description=_note("event_id"))
+    order_id: Text | None = Field(None, description=_note("order_id"))
+    product_id: Text | None = Field(None, description=_note("product_id"))
+    store_id: Text | None = Field(None, description=_note("store_id"))
+    quantity: Int64 | None = Field(None, description=_note("quantity"))
+    amount: float | None = Field(None, description=_note("amount"))
+    discount: float | None = Field(None, description=_note("discount"))
+    campaign_id: Text | None = Field(None, description=_note("campaign_id"))
+    email_hash: Text | None = Field(None, description=_note("email_hash"))
+    loyalty_id: Text | None = Field(None, description=_note("loyalty_id"))
+    device_id: Text | None = Field(None, description=_note("device_id"))
+    phone_hash: Text | None = Field(None, description=_note("phone_hash"))
 
 
-LiveEvents = Annotated[list[LiveEvent], Field(min_length=1, max_length=MAX_EVENTS)]
+LiveEvents = Annotated[
+    list[LiveEvent],
+    Field(
+        min_length=1,
+        max_length=MAX_EVENTS,
+        description=f"1 to {MAX_EVENTS:,} events; all are taken or none (a 400 names the "
+        "first bad one by its index and field).",
+    ),
+]
 
 
 class EventsResponse(BaseModel):
@@ -240,5 +304,5 @@ class ErrorResponse(BaseModel):
     """A refused request (4xx): what went wrong, and the details naming the field. The
     shape of BentoML's published error schemas (``InvalidArgument``, ``NotFound``)."""
 
-    error: str
-    detail: str
+    error: str = Field(description="invalid request, unauthorized, not found, ...")
+    detail: str = Field(description="What was wrong, naming the field.")

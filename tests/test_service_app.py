@@ -44,6 +44,53 @@ def test_openapi_document_carries_the_package_version(anonymous):
     assert spec["info"]["version"] == package_version() != "0+unknown"
 
 
+def test_openapi_document_is_a_contract_a_channel_engineer_can_code_against(anonymous):
+    # issue 19: our title; per endpoint a request and an answer example, each valid for the
+    # endpoint's models; a description on every request field; the contract's channels
+    from features.contract.schema import CHANNELS
+    from serving.openapi_examples import ANSWERS, REQUESTS, TITLE
+    from serving.service import ENDPOINTS, Personalization
+
+    spec = anonymous.get("/docs.json").json()
+    assert spec["info"]["title"] == TITLE and "BentoML" not in spec["info"]["description"]
+    assert set(REQUESTS) == set(ANSWERS) == set(ENDPOINTS)
+    apis = {api.route: api for api in Personalization.apis.values()}
+    for path in ENDPOINTS:
+        operation = spec["paths"][path]["post"]
+        body = operation["requestBody"]["content"]["application/json"]
+        assert body["example"] == REQUESTS[path]
+        assert (
+            operation["responses"]["200"]["content"]["application/json"]["example"]
+            == (ANSWERS[path])
+        )
+        apis[path].input_spec.model_validate(REQUESTS[path])  # raises if it drifted
+        apis[path].output_spec.model_validate(ANSWERS[path])
+        for name, field in body["schema"].get("properties", {}).items():
+            assert field.get("description"), f"{path}: {name} has no description"
+    channel = spec["paths"]["/recommend"]["post"]["requestBody"]["content"]["application/json"]
+    assert channel["schema"]["properties"]["channel"]["enum"] == [*CHANNELS, None]
+
+
+def test_an_event_quantity_over_64_bits_is_a_400_naming_it(client):
+    # issue 19's fuzzing found a 500 here: JSON integers have no size limit
+    event = {"ts": "2026-12-01T10:00:00Z", "channel": "web", "event_type": "view"}
+    r = client.post("/events", json={"events": [{**event, "quantity": -(2**70)}]})
+    assert r.status_code == 400 and "quantity" in r.json()["detail"]
+
+
+def test_answer_models_describe_every_field():
+    from pydantic import BaseModel
+
+    from serving import schemas
+
+    models = [m for m in vars(schemas).values() if isinstance(m, type) and issubclass(m, BaseModel)]
+    for model in models:
+        if model.__module__ != schemas.__name__:
+            continue
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+
+
 def test_recommend_answers_with_all_three_predictions(client, snapshot):
     customer = str(snapshot.features.index[0])
     r = client.post("/recommend", json={"customer_id": customer, "channel": "web", "k": 5})

@@ -225,6 +225,14 @@ def test_lists_in_a_column_are_bad_rows_not_a_crash(raw_events):
     assert result.bad.set_index("_row").loc[3, "_column"] == "channel"
 
 
+def test_integers_over_64_bits_are_bad_rows_not_a_crash(raw_events):
+    # issue 19's fuzzing: a JSON event's quantity of 2**70 raised OverflowError (a 500)
+    raw_events["quantity"] = raw_events["quantity"].astype(object)
+    raw_events.at[1, "quantity"] = -(2**70)
+    result = validate_frame(raw_events, EVENTS, "e", on_error="quarantine")
+    assert result.bad.set_index("_row").loc[2, "_column"] == "quantity"
+
+
 def test_long_values_are_cut_short_in_messages(raw_events):
     # issue 14: a 200+ character id must not flood the error message
     raw_events.loc[0, "customer_id"] = "x" * 5000

@@ -291,8 +291,11 @@ def _not_single_values(raw: pd.Series) -> Check | None:
         return None
     try:
         arrow_type = pa.array(raw, from_pandas=True).type
-    except pa.ArrowException:  # cannot happen with a file's column, only with a frame
-        reason = "values of mixed kinds in this column, expected one value per row"
+    except (pa.ArrowException, OverflowError):  # not from a file's column, only a frame
+        reason = (
+            "values of mixed kinds, or integers over 64 bits, in this column; "
+            "expected one value per row"
+        )
     else:
         if pa.types.is_struct(arrow_type):
             reason = "a struct, not a single value"
