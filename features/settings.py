@@ -6,6 +6,7 @@ Nothing is read or created at import time: call :func:`get_settings` when a comm
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -123,8 +124,20 @@ def _sqlite_uri(home: Path) -> str:
 
 
 def get_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from defaults overridden by environment variables."""
+    """Build settings from defaults, overridden by the settings file (``OMNI_CONFIG``, else
+    ``omni.toml`` in the home, if there), overridden by environment variables. A bad value
+    from the file is a ValueError that names the file."""
     env = os.environ if env is None else env
+    from_file, path = config_file_env(env)
+    try:
+        return _settings({**from_file, **env})
+    except ValueError as exc:
+        if any(name in str(exc) and name not in env for name in from_file):
+            raise ValueError(f"{exc} (set in {path})") from None
+        raise
+
+
+def _settings(env: Mapping[str, str]) -> Settings:
     home = Path(env.get(f"{ENV_PREFIX}HOME", "omni_home")).expanduser().resolve()
     tracking_uri = env.get("MLFLOW_TRACKING_URI") or _sqlite_uri(home)
     try:
@@ -213,3 +226,60 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         raise ValueError(f"{ENV_PREFIX}{name} must be 1 or 0 (true / false), got {text!r}")
     return text in ("1", "true", "yes", "on")
+
+
+CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
+CONFIG_NAME = "omni.toml"
+FILE_KEYS = {
+    "home": "OMNI_HOME",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+    "seed": "OMNI_SEED",
+    "max_identity_component": "OMNI_MAX_IDENTITY_COMPONENT",
+    "spark_master": "OMNI_SPARK_MASTER",
+    "api_token": "OMNI_API_TOKEN",
+    "snapshot": "OMNI_SNAPSHOT",
+    "max_body_bytes": "OMNI_MAX_BODY_BYTES",
+    "keep_snapshots": "OMNI_KEEP_SNAPSHOTS",
+    "keep_scores": "OMNI_KEEP_SCORES",
+    "online_store": "OMNI_ONLINE_STORE",
+    "online_namespace": "OMNI_ONLINE_NAMESPACE",
+    "live_max_behind": "OMNI_LIVE_MAX_BEHIND",
+    "access_log_every": "OMNI_ACCESS_LOG_EVERY",
+    "gc": "OMNI_GC",
+    "tracing": "OMNI_TRACING",
+    "gate_min_improvement": "OMNI_GATE_MIN_IMPROVEMENT",
+}
+"""A settings file's keys and the environment variable each stands for (the variable,
+when set, wins)."""
+
+
+def config_file_env(env: Mapping[str, str]) -> tuple[dict[str, str], Path | None]:
+    """The settings file's values as environment variables, and its path: the file
+    ``OMNI_CONFIG`` names (``omni --config``; it must exist), else ``omni.toml`` in the home
+    if there is one. A key the file may not hold, or a value that is not a string, number
+    or boolean, is a ValueError naming the file and the key."""
+    named = env.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{CONFIG_ENV} / --config: no settings file at {path}")
+    else:
+        home = Path(env.get(f"{ENV_PREFIX}HOME", "omni_home")).expanduser()
+        path = home / CONFIG_NAME
+        if not path.is_file():
+            return {}, None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable TOML settings file: {exc}") from None
+    out = {}
+    for key, value in data.items():
+        if key not in FILE_KEYS or (key == "home" and not named):
+            known = ", ".join(k for k in FILE_KEYS if named or k != "home")
+            raise ValueError(f"{path}: unknown setting {key!r} (known: {known})")
+        if isinstance(value, bool):
+            value = "1" if value else "0"
+        elif not isinstance(value, str | int | float):
+            raise ValueError(f"{path}: {key} must be a string, number or boolean")
+        out[FILE_KEYS[key]] = str(value)
+    return out, path

@@ -69,17 +69,29 @@ def root(
             show_default=False,
         ),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Settings file (TOML, keys as in docs/settings.md) (env OMNI_CONFIG; "
+            "default omni.toml in the home, if there); environment variables override it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Resolve settings once per command; environment variables override defaults. The
-    home holds customers' identifiers: everything a command writes is readable by its
-    owner only (umask 077), and an existing home is closed to others (0700)."""
+    """Resolve settings once per command: defaults, then the settings file, then
+    environment variables. The home holds customers' identifiers: everything a command
+    writes is readable by its owner only (umask 077), and an existing home is closed to
+    others (0700)."""
     from features.console import fail
-    from features.settings import get_settings
+    from features.settings import CONFIG_ENV, get_settings
 
     os.umask(0o077)
+    if config is not None:  # for this process and the ones it starts (omni serve's workers)
+        os.environ[CONFIG_ENV] = str(config.expanduser().resolve())
+    env = dict(os.environ) if home is None else {**os.environ, "OMNI_HOME": str(home)}
     try:
-        settings = get_settings()
-    except ValueError as exc:  # a bad OMNI_* value: one line, exit 2
+        settings = get_settings(env)
+    except ValueError as exc:  # a bad OMNI_* value or settings file: one line, exit 2
         raise fail(str(exc)) from None
     ctx.obj = settings.with_home(home) if home is not None else settings
     close_home(ctx.obj.home)
