@@ -17,6 +17,7 @@ from serving.cli.data import app as data_app
 from serving.cli.events import app as events_app
 from serving.cli.features import app as features_app
 from serving.cli.models import models_app
+from serving.cli.monitor import monitor
 from serving.cli.run import run
 from serving.cli.score import score
 from serving.cli.serve import bento, serve
@@ -41,6 +42,7 @@ app.add_typer(snapshot_app, name="snapshot")
 app.command()(score)
 app.command()(serve)
 app.command()(bento)
+app.command()(monitor)
 app.command()(run)
 
 
