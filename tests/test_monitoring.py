@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.monitoring import FAIL_ABOVE, WARN_ABOVE, drift_report, psi
+from training.job_names import FAIL_ABOVE, WARN_ABOVE
+from training.monitoring import drift_report, psi
 
 
 def _table(rng: np.random.Generator, n: int = 4000) -> pd.DataFrame:

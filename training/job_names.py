@@ -31,3 +31,8 @@ MODEL_PURPOSES = {
 }
 """What each registered model (and its training job's experiment) predicts, for whom: the
 description MLflow shows on the experiment, the registered model and every version."""
+
+WARN_ABOVE = 0.1
+"""`omni monitor` prints every population stability index over this (worth a look)."""
+FAIL_ABOVE = 0.25
+"""`omni monitor` exits 1 when a population stability index is over this (shifted)."""

@@ -14,15 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
-if TYPE_CHECKING:  # pandas is imported where used: `omni --help` reads this module
-    import pandas as pd
-
-WARN_ABOVE = 0.1
-FAIL_ABOVE = 0.25
 FLOOR = 1e-4
 
 
@@ -77,8 +72,6 @@ def drift_report(
     PSI of each of ``features``, of the churn probability and of each channel's
     probability (for the models given), and the share of customers whose last purchase
     is missing or older than ``cold_after_days`` in each table."""
-    import pandas as pd
-
     psis = {f: psi(reference[f].to_numpy(), current[f].to_numpy()) for f in features}
     table = pd.Series(psis, dtype="float64").sort_values(ascending=False)
     scores: dict[str, float] = {}

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from features.console import console, fail, say, user_errors
-from training.monitoring import FAIL_ABOVE, WARN_ABOVE
+from training.job_names import FAIL_ABOVE, WARN_ABOVE
 
 
 def monitor(
