@@ -1,10 +1,10 @@
 """Every notebook in notebooks/ runs end to end on small synthetic data, and is committed
 without outputs (issue 6).
 
-Each notebook is executed by a real Jupyter kernel (nbclient, the venv's python3 kernel)
-against its own empty data home and MLflow SQLite store: the notebook generates the
-data itself, as on a fresh clone. A cell that raises fails the test. Parameters are
-injected after the cell tagged ``parameters``, as papermill does.
+Each notebook is executed by papermill in a real Jupyter kernel (the venv's python3
+kernel) against its own empty data home and MLflow SQLite store: the notebook generates
+the data itself, as on a fresh clone. A cell that raises fails the test. The small-data
+parameters go in through papermill, after the cell tagged ``parameters``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,17 @@ SMALL = {"SYNTH_CUSTOMERS": 600, "SYNTH_DAYS": 400}
 PARAMETERS: dict[str, dict[str, object]] = {
     "explore_data.ipynb": SMALL,
     "retrain_churn.ipynb": {
+        **SMALL,
+        "N_TRAIN_CUTOFFS": 2,
+        "FIRST_CHAMPION_PARAMS": {"n_estimators": 100},
+        "CHALLENGER_PARAMS": {"n_estimators": 100, "num_leaves": 7, "min_child_samples": 10},
+    },
+    "retrain_recommender.ipynb": {
+        **SMALL,
+        "FIRST_CHAMPION_PARAMS": {"ranker_params": {"n_estimators": 50}},
+        "CHALLENGER_PARAMS": {"ranker_params": {"n_estimators": 50, "num_leaves": 7}},
+    },
+    "retrain_channel.ipynb": {
         **SMALL,
         "N_TRAIN_CUTOFFS": 2,
         "FIRST_CHAMPION_PARAMS": {"n_estimators": 100},
@@ -62,20 +73,17 @@ def test_python3_kernel_is_this_venvs_python():
     assert KernelManager(kernel_name="python3").format_kernel_cmd()[0] == sys.executable
 
 
-def _inject(nb, values: dict[str, object]) -> None:
-    """A cell setting ``values`` right after the one tagged ``parameters`` (papermill's way),
-    which also checks the kernel imports the code under test."""
+def _with_checkout_check(nb) -> None:
+    """Append a cell checking the kernel imports this checkout's code (not an installed
+    copy), after checking the notebook has the one cell papermill injects after."""
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "a notebook has one cell tagged 'parameters'"
-    lines = [f"{name} = {value!r}" for name, value in values.items()]
-    lines += [
-        "import pathlib as _pathlib, features as _features",
+    check = (
+        "import pathlib as _pathlib, features as _features\n"
         f"assert _pathlib.Path(_features.__file__).resolve().is_relative_to({str(ROOT)!r}), "
-        "_features.__file__",
-    ]
-    cell = nbformat.v4.new_code_cell("\n".join(lines))
-    cell.metadata["tags"] = ["injected-parameters"]
-    nb.cells.insert(tagged[0] + 1, cell)
+        "_features.__file__"
+    )
+    nb.cells.append(nbformat.v4.new_code_cell(check))
 
 
 @pytest.fixture
@@ -95,18 +103,27 @@ def kernel_env(tmp_path, monkeypatch):
 
 
 def _execute(path: Path, cwd: Path) -> nbformat.NotebookNode:
-    from nbclient import NotebookClient
+    """Run the notebook with papermill, as a data scientist would (``papermill IN OUT -p
+    NAME VALUE``): the small-data parameters in a cell after the one tagged
+    ``parameters``; a cell that raises fails the test, naming it."""
+    import papermill
 
     nb = nbformat.read(path, as_version=4)
-    _inject(nb, PARAMETERS[path.name])
-    client = NotebookClient(
-        nb,
+    _with_checkout_check(nb)
+    source = cwd / path.name
+    nbformat.write(nb, source)
+    done = papermill.execute_notebook(
+        str(source),
+        str(cwd / f"{path.stem}.out.ipynb"),
+        parameters=PARAMETERS[path.name],
         kernel_name="python3",
-        timeout=CELL_TIMEOUT,
-        resources={"metadata": {"path": str(cwd)}},  # the kernel's working directory
+        cwd=str(cwd),  # the kernel's working directory
+        execution_timeout=CELL_TIMEOUT,
+        progress_bar=False,
     )
-    client.execute()  # raises CellExecutionError naming the failing cell
-    return nb
+    injected = [c for c in done.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1
+    return done
 
 
 @pytest.mark.slow
@@ -126,3 +143,29 @@ def test_retrain_churn_notebook_runs(kernel_env, tmp_path):
     assert [v.version for v in versions] == [2, 1]
     assert sum("champion" in v.aliases for v in versions) == 1
     assert versions[0].reason.startswith("v2 test_average_precision")
+
+
+@pytest.mark.slow
+def test_retrain_channel_notebook_runs(kernel_env, tmp_path):
+    # issue 19: the next-best-channel model retrained, compared and gated like churn
+    from features.settings import get_settings
+    from training.model_registry import list_models
+
+    _execute(NOTEBOOKS / "retrain_channel.ipynb", tmp_path)
+    versions = list_models(get_settings(), "next_best_channel")
+    assert [v.version for v in versions] == [2, 1]
+    assert sum("champion" in v.aliases for v in versions) == 1
+    assert versions[0].reason.startswith("v2 test_accuracy")
+
+
+@pytest.mark.slow
+def test_retrain_recommender_notebook_runs(kernel_env, tmp_path):
+    # issue 19: the recommender retrained, compared with the champion and gated
+    from features.settings import get_settings
+    from training.model_registry import list_models
+
+    _execute(NOTEBOOKS / "retrain_recommender.ipynb", tmp_path)
+    versions = list_models(get_settings(), "recommender")
+    assert [v.version for v in versions] == [2, 1]
+    assert sum("champion" in v.aliases for v in versions) == 1
+    assert versions[0].reason.startswith("v2 test_ndcg_at_10")
