@@ -23,24 +23,20 @@ CELL_TIMEOUT = 600  # seconds per cell; CI has 2 cores
 # 600 customers x 400 days covers the churn job's default windows (60-day horizon, 90-day
 # lookback) with two training cutoffs; 100 trees keep each fit to a few seconds.
 SMALL = {"SYNTH_CUSTOMERS": 600, "SYNTH_DAYS": 400}
+CUSTOMER_MODEL = {
+    **SMALL,
+    "N_TRAIN_CUTOFFS": 2,
+    "FIRST_CHAMPION_PARAMS": {"n_estimators": 100},
+    "CHALLENGER_PARAMS": {"n_estimators": 100, "num_leaves": 7, "min_child_samples": 10},
+}
 PARAMETERS: dict[str, dict[str, object]] = {
     "explore_data.ipynb": SMALL,
-    "retrain_churn.ipynb": {
-        **SMALL,
-        "N_TRAIN_CUTOFFS": 2,
-        "FIRST_CHAMPION_PARAMS": {"n_estimators": 100},
-        "CHALLENGER_PARAMS": {"n_estimators": 100, "num_leaves": 7, "min_child_samples": 10},
-    },
+    "retrain_churn.ipynb": CUSTOMER_MODEL,
+    "retrain_channel.ipynb": CUSTOMER_MODEL,
     "retrain_recommender.ipynb": {
         **SMALL,
         "FIRST_CHAMPION_PARAMS": {"ranker_params": {"n_estimators": 50}},
         "CHALLENGER_PARAMS": {"ranker_params": {"n_estimators": 50, "num_leaves": 7}},
-    },
-    "retrain_channel.ipynb": {
-        **SMALL,
-        "N_TRAIN_CUTOFFS": 2,
-        "FIRST_CHAMPION_PARAMS": {"n_estimators": 100},
-        "CHALLENGER_PARAMS": {"n_estimators": 100, "num_leaves": 7, "min_child_samples": 10},
     },
 }
 
@@ -133,39 +129,21 @@ def test_explore_data_notebook_runs(kernel_env, tmp_path):
 
 
 @pytest.mark.slow
-def test_retrain_churn_notebook_runs(kernel_env, tmp_path):
+@pytest.mark.parametrize(
+    ("notebook", "model", "gate_metric"),
+    [
+        ("retrain_churn.ipynb", "churn", "test_average_precision"),
+        ("retrain_channel.ipynb", "next_best_channel", "test_accuracy"),  # issue 19
+        ("retrain_recommender.ipynb", "recommender", "test_ndcg_at_10"),  # issue 19
+    ],
+)
+def test_retrain_notebook_runs(kernel_env, tmp_path, notebook, model, gate_metric):
     from features.settings import get_settings
     from training.model_registry import list_models
 
-    _execute(NOTEBOOKS / "retrain_churn.ipynb", tmp_path)
-    versions = list_models(get_settings(), "churn")
+    _execute(NOTEBOOKS / notebook, tmp_path)
+    versions = list_models(get_settings(), model)
     # v1 is the first champion the notebook trained; v2 the challenger, through the gate.
     assert [v.version for v in versions] == [2, 1]
     assert sum("champion" in v.aliases for v in versions) == 1
-    assert versions[0].reason.startswith("v2 test_average_precision")
-
-
-@pytest.mark.slow
-def test_retrain_channel_notebook_runs(kernel_env, tmp_path):
-    # issue 19: the next-best-channel model retrained, compared and gated like churn
-    from features.settings import get_settings
-    from training.model_registry import list_models
-
-    _execute(NOTEBOOKS / "retrain_channel.ipynb", tmp_path)
-    versions = list_models(get_settings(), "next_best_channel")
-    assert [v.version for v in versions] == [2, 1]
-    assert sum("champion" in v.aliases for v in versions) == 1
-    assert versions[0].reason.startswith("v2 test_accuracy")
-
-
-@pytest.mark.slow
-def test_retrain_recommender_notebook_runs(kernel_env, tmp_path):
-    # issue 19: the recommender retrained, compared with the champion and gated
-    from features.settings import get_settings
-    from training.model_registry import list_models
-
-    _execute(NOTEBOOKS / "retrain_recommender.ipynb", tmp_path)
-    versions = list_models(get_settings(), "recommender")
-    assert [v.version for v in versions] == [2, 1]
-    assert sum("champion" in v.aliases for v in versions) == 1
-    assert versions[0].reason.startswith("v2 test_ndcg_at_10")
+    assert versions[0].reason.startswith(f"v2 {gate_metric}")
