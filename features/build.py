@@ -62,18 +62,32 @@ def build_from_store(
     """Read the months ``as_of`` needs, build the customer features, write them to ``out``."""
     t = parse_cutoff(as_of)
     windows = check_windows(windows)
-    tell = progress or (lambda _: None)
     seconds: dict[str, float] = {}
+    table, n_events = features_from_store(store_dir, t, windows, progress, seconds)
+    return write_result(table, out, t, windows, n_events, seconds)
+
+
+def features_from_store(
+    store_dir: Path,
+    as_of: pd.Timestamp,
+    windows: Sequence[int] = DEFAULT_WINDOWS,
+    progress: Callable[[str], None] | None = None,
+    seconds: dict[str, float] | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """The customer features as of ``as_of`` from the events its longest window needs,
+    and how many events that was (``seconds`` gets the read and build times)."""
+    tell = progress or (lambda _: None)
+    seconds = {} if seconds is None else seconds
     t0 = time.perf_counter()
-    start = t - pd.Timedelta(days=windows[-1])
-    events = read_events(store_dir, start=start, end=t, columns=EVENT_COLUMNS)
+    start = as_of - pd.Timedelta(days=max(windows))
+    events = read_events(store_dir, start=start, end=as_of, columns=EVENT_COLUMNS)
     customers = read_table(store_dir, "customers")
     seconds["read"] = time.perf_counter() - t0
-    tell(f"read {len(events):,} events from {start:%Y-%m-%d} to {t:%Y-%m-%d}")
+    tell(f"read {len(events):,} events from {start:%Y-%m-%d} to {as_of:%Y-%m-%d}")
     t0 = time.perf_counter()
-    table = build_customer_features(events, customers, t, windows, progress=progress)
+    table = build_customer_features(events, customers, as_of, windows, progress=progress)
     seconds["build"] = time.perf_counter() - t0
-    return write_result(table, out, t, windows, len(events), seconds)
+    return table, len(events)
 
 
 def write_result(

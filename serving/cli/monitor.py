@@ -92,21 +92,14 @@ def _training_cutoff(settings, snapshot):
 
 def _report(settings, snapshot, cutoff, tell):
     """The drift report, and the features compared."""
-    import pandas as pd
-
-    from features.customer_features import build_customer_features
-    from features.registry import DEFAULT_WINDOWS
-    from features.store.events import read_events, read_table
+    from features.build import features_from_store
     from training.monitoring import drift_report
 
     models = snapshot.models
     churn, channel = models.get("churn"), models.get("next_best_channel")
     recommender = models.get("recommender")
     features = sorted({f for m in (churn, channel) if m is not None for f in m.features_})
-    start = cutoff - pd.Timedelta(days=max(DEFAULT_WINDOWS))
-    events = read_events(settings.store_dir, start=start, end=cutoff)
-    tell(f"read {len(events):,} events before {cutoff:%Y-%m-%d} (the training data)")
-    reference = build_customer_features(events, read_table(settings.store_dir, "customers"), cutoff)
+    reference, _ = features_from_store(settings.store_dir, cutoff, progress=tell)
     cold = recommender.lookback_days if recommender is not None else None
     report = drift_report(reference, snapshot.features, features, churn, channel, cold)
     return report, features
