@@ -277,6 +277,7 @@ class LiveEvent(BaseModel):
     loyalty_id: Text | None = Field(None, description=_note("loyalty_id"))
     device_id: Text | None = Field(None, description=_note("device_id"))
     phone_hash: Text | None = Field(None, description=_note("phone_hash"))
+    recommendation_id: Text | None = Field(None, description=_note("recommendation_id"))
 
 
 LiveEvents = Annotated[

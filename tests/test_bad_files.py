@@ -310,8 +310,12 @@ CASES: dict[str, Case] = {
     "csv-duplicate-header": Case(_duplicate_header, None, "amount", "columns 9 and 10"),
     "csv-latin1-row": Case(_latin1_row, 3, "campaign_id", "--encoding latin-1"),
     "csv-latin1-header": Case(_latin1_header, None, None, "--encoding latin-1"),
-    "csv-ragged-row": Case(_ragged_row, 2, None, "expected 15 fields, got 16"),
-    "csv-header-bare-cr": Case(_header_with_bare_cr, 1, None, "expected 4 fields, got 12"),
+    "csv-ragged-row": Case(
+        _ragged_row, 2, None, f"expected {len(EVENT_COLUMNS)} fields, got {len(EVENT_COLUMNS) + 1}"
+    ),
+    "csv-header-bare-cr": Case(  # the header's fields after "event" (its CR ends line 1)
+        _header_with_bare_cr, 1, None, f"expected 4 fields, got {len(EVENT_COLUMNS) - 3}"
+    ),
     "csv-missing-channel": Case(_without("channel"), None, "channel", "required column"),
     "csv-gz-not-gzip": Case(
         _raw_file("events.csv.gz", _good_csv_text().encode()), None, None, "cannot read"
@@ -432,7 +436,9 @@ CASES: dict[str, Case] = {
     ),
     "pq-product-id-nul": _pq_column("product_id", pa.array(["p1", "p\x002", None, "p1"]), 2, "NUL"),
     # Parquet, the file itself
-    "pq-duplicate-columns": Case(_parquet_duplicate_columns, None, "amount", "columns 9 and 16"),
+    "pq-duplicate-columns": Case(
+        _parquet_duplicate_columns, None, "amount", f"columns 9 and {len(EVENT_COLUMNS) + 1}"
+    ),
     "pq-header-only": Case(_header_only_parquet, None, None, "no events in"),
     "pq-truncated": Case(_truncated_parquet, None, None, "cannot read"),
     "pq-empty-file": Case(_raw_file("events.parquet", b""), None, None, "cannot read"),

@@ -129,6 +129,12 @@ EVENTS = TableSchema(
             "the event's own id: loading it again adds nothing; when empty, derived from "
             "the row's other columns (and the count of identical rows in the file)",
         ),
+        Column(
+            "recommendation_id",
+            "string",
+            "the recommendation_id of the /recommend answer that showed the product, on the "
+            "click, view or purchase it led to (attribution: omni report recs)",
+        ),
     ),
 )
 

@@ -1132,6 +1132,7 @@ def _events_frame(ev: dict[str, np.ndarray], names: _Names, start_us: int) -> pd
     columns["quantity"] = pa.array(quantity.astype(np.int64), mask=quantity < 0)
     del quantity
     columns["event_id"] = pa.nulls(len(person), pa.string())  # derived when loaded
+    columns["recommendation_id"] = pa.nulls(len(person), pa.string())  # no service showed any
     table = pa.table({name: columns.pop(name) for name in schema.EVENTS.names})
     return table.to_pandas(types_mapper=_pandas_types)
 
