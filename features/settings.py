@@ -28,6 +28,11 @@ ACCESS_LOG_EVERY = 100
 """The service logs every answer of 400 or more and every ``ACCESS_LOG_EVERY``-th other
 one (``OMNI_ACCESS_LOG_EVERY``; 1 logs them all, as BentoML does). A line per request cost
 a bare service 19% of its throughput on 2 cores; the request metrics count every one."""
+REC_LOG_MAX_MB = 256
+"""Largest size of the recommendation log (``OMNI_REC_LOG_MAX_MB``, see
+:mod:`serving.recommendation_log`): its oldest files go past it. Measured: 8 bytes per
+item served (Parquet, zstd; 100,000 answers of 10 items), so 256 MB holds about three
+million answers of ten items."""
 MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
@@ -57,6 +62,7 @@ class Settings:
     ``online_namespace`` (``OMNI_ONLINE_NAMESPACE``, default ``omni``).
     ``live_max_behind`` (``OMNI_LIVE_MAX_BEHIND``): see :data:`LIVE_MAX_BEHIND`.
     ``access_log_every`` (``OMNI_ACCESS_LOG_EVERY``): see :data:`ACCESS_LOG_EVERY`.
+    ``rec_log_max_mb`` (``OMNI_REC_LOG_MAX_MB``): see :data:`REC_LOG_MAX_MB`.
     ``gc_mode`` (``OMNI_GC``): ``idle`` (default) or ``auto``, see :mod:`serving.collector`.
     ``tracing`` (``OMNI_TRACING=1``): OpenTelemetry spans for the service's requests, for an
     operator who exports traces (BentoML's ``tracing`` config); off, requests make none.
@@ -78,6 +84,7 @@ class Settings:
     online_namespace: str = "omni"
     live_max_behind: int = LIVE_MAX_BEHIND
     access_log_every: int = ACCESS_LOG_EVERY
+    rec_log_max_mb: int = REC_LOG_MAX_MB
     gc_mode: str = "idle"
     tracing: bool = False
     gate_min_improvement: float = 0.0
@@ -102,6 +109,11 @@ class Settings:
     def journal_dir(self) -> Path:
         """Live events taken by the service, until compacted into the store."""
         return self.home / "journal"
+
+    @property
+    def recommendations_dir(self) -> Path:
+        """The recommendation log: what /recommend served (serving/recommendation_log.py)."""
+        return self.home / "recommendations"
 
     @property
     def features_dir(self) -> Path:
@@ -161,6 +173,7 @@ def _settings(env: Mapping[str, str]) -> Settings:
         keep_scores=counts["KEEP_SCORES"],
         live_max_behind=counts["LIVE_MAX_BEHIND"],
         access_log_every=counts["ACCESS_LOG_EVERY"],
+        rec_log_max_mb=counts["REC_LOG_MAX_MB"],
         gc_mode=_choice(env, "GC", ("idle", "auto"), "idle"),
         tracing=_flag(env, "TRACING"),
         gate_min_improvement=_non_negative(env, "GATE_MIN_IMPROVEMENT"),
@@ -189,6 +202,7 @@ _COUNTS = {
     "KEEP_SCORES": KEEP_SCORES,
     "LIVE_MAX_BEHIND": LIVE_MAX_BEHIND,
     "ACCESS_LOG_EVERY": ACCESS_LOG_EVERY,
+    "REC_LOG_MAX_MB": REC_LOG_MAX_MB,
 }
 
 
@@ -245,6 +259,7 @@ FILE_KEYS = {
     "online_namespace": "OMNI_ONLINE_NAMESPACE",
     "live_max_behind": "OMNI_LIVE_MAX_BEHIND",
     "access_log_every": "OMNI_ACCESS_LOG_EVERY",
+    "rec_log_max_mb": "OMNI_REC_LOG_MAX_MB",
     "gc": "OMNI_GC",
     "tracing": "OMNI_TRACING",
     "gate_min_improvement": "OMNI_GATE_MIN_IMPROVEMENT",

@@ -53,6 +53,7 @@ REQUESTS: dict[str, dict[str, Any]] = {
 ANSWERS: dict[str, dict[str, Any]] = {
     "/recommend": {
         **_SNAPSHOT,
+        "recommendation_id": "3f9a0c1b2d4e-1a7",
         "customer_id": "C0000001",
         "channel": "store",
         "store_id": "S012",

@@ -190,6 +190,10 @@ class Snapshot(BaseModel):
 class RecommendResponse(Snapshot):
     """Ranked products for one customer, with the customer's other two predictions."""
 
+    recommendation_id: str = Field(
+        description="This answer's id: send it back on the events it leads to (a click, "
+        "view or purchase of a product shown) so they are attributed to it."
+    )
     customer_id: str = Field(description="As asked.")
     channel: Nullable[str] = Field(description="as asked (null: none given)")
     store_id: Nullable[str] = Field(description="as asked (null: none given)")

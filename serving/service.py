@@ -39,6 +39,7 @@ from serving.answers import json_answer
 from serving.collector import Activity, IdleCollector, freeze
 from serving.guards import BearerAuth, JsonBodyGuard, ReadableErrors, describe_error
 from serving.published_schema import PublishedSchema
+from serving.recommendation_log import FLUSH_EVERY_S, Answer, RecommendationLog
 from serving.request_context import FreshContextAnswers
 from serving.request_metrics import RequestMetrics
 from serving.rules import (
@@ -213,6 +214,10 @@ class Personalization:
             time.perf_counter() - t0,
         )
         self.live, self.live_error, self._live_passing = self._open_live()
+        settings = get_settings()
+        self.rec_log = RecommendationLog(
+            settings.recommendations_dir, settings.rec_log_max_mb * 2**20
+        )
         self._tasks: list[asyncio.Task] = []
         self._paused = False  # the live loop waits while the service switches snapshots
         self.collector = IdleCollector(ACTIVITY, get_settings().gc_mode)
@@ -255,12 +260,30 @@ class Personalization:
         self.served.serving(self.meta["model_versions"], _created(self.scorer))
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.collector.run()))
+        self._tasks.append(loop.create_task(self._write_rec_log()))
         if self.live is not None:
             self._tasks.append(loop.create_task(self._apply_live()))
         elif self._live_passing:
             self._tasks.append(loop.create_task(self._retry_live()))
         if follows_latest(self.snapshot_dir):
             self._tasks.append(loop.create_task(self._follow_latest()))
+
+    async def _write_rec_log(self) -> None:
+        """Every FLUSH_EVERY_S: what /recommend served since, written to the
+        recommendation log (off the loop); and once more when the worker stops (its
+        tasks cancelled). A failed write is logged, never raised."""
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_EVERY_S)
+                await asyncio.to_thread(self._rec_log_written)
+        finally:
+            self._rec_log_written()
+
+    def _rec_log_written(self) -> None:
+        try:
+            self.rec_log.write()
+        except OSError as exc:  # the answers stay served; only their log is lost
+            log.error("recommendation log not written to %s: %s", self.rec_log.directory, exc)
 
     async def _retry_live(self) -> None:
         """Every RETRY_LIVE_S while live events are off for a passing reason: try again
@@ -460,13 +483,32 @@ class Personalization:
             return missing_model(str(exc))
         churn, proba = s.predictions_of(customer_id)
         self.served.answered("/recommend", recs.cold_start, recs.reason)
+        cold = bool(recs.cold_start[0])
+        ids, scores, reasons = self._item_values(recs, slice(None))
+        rec_id = self.rec_log.new_id()
+        version = self.meta["model_versions"].get("recommender")
+        self.rec_log.add(
+            Answer(
+                rec_id,
+                time.time(),
+                customer_id,
+                channel,
+                store_id,
+                cold,
+                version,
+                ids,
+                reasons,
+                scores,
+            )
+        )
         return json_answer(
             RecommendResponse,
+            recommendation_id=rec_id,
             customer_id=customer_id,
             channel=channel,
             store_id=store_id,
-            cold_start=bool(recs.cold_start[0]),
-            items=self._items(recs, slice(None)),
+            cold_start=cold,
+            items=_items(ids, scores, reasons),
             churn=_churn(churn),
             next_best_channel=self._channels(proba),
             **self.meta,
@@ -552,16 +594,16 @@ class Personalization:
 
     # ------------------------------------------------------------------ helpers
 
-    def _items(self, recs, rows: slice) -> list[dict]:
-        """The answer's items of rows ``rows`` (Python values taken in one call per
-        column: a request's few rows cost less than numpy scalars would)."""
+    def _item_values(self, recs, rows: slice) -> tuple[list[str], list[float], list[str]]:
+        """Product ids, scores and reasons of rows ``rows``, as Python values taken in one
+        call per column (a request's few rows cost less than numpy scalars would)."""
         ids = self.scorer.item_ids[recs.item[rows]].tolist()
-        scores = recs.score[rows].tolist()
-        reasons = recs.reason[rows].tolist()
-        return [
-            {"product_id": i, "score": s, "reason": REASONS[r]}
-            for i, s, r in zip(ids, scores, reasons, strict=True)
-        ]
+        reasons = [REASONS[r] for r in recs.reason[rows].tolist()]
+        return ids, recs.score[rows].tolist(), reasons
+
+    def _items(self, recs, rows: slice) -> list[dict]:
+        """The answer's items of rows ``rows``."""
+        return _items(*self._item_values(recs, rows))
 
     def _channels(self, proba: np.ndarray) -> list[dict]:
         ranked = channel_ranking(proba, self.scorer.channels)  # [] for NaN: unknown
@@ -569,6 +611,14 @@ class Personalization:
 
 
 _NONE = np.zeros(0, np.int8)  # no items in the answer
+
+
+def _items(ids: list[str], scores: list[float], reasons: list[str]) -> list[dict]:
+    """An answer's items from its columns."""
+    return [
+        {"product_id": i, "score": s, "reason": r}
+        for i, s, r in zip(ids, scores, reasons, strict=True)
+    ]
 
 
 def _created(scorer) -> str | None:

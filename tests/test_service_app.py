@@ -12,7 +12,7 @@ TOKEN = "test-token-123"
 
 
 @pytest.fixture(scope="module")
-def app(snapshot):
+def app(snapshot, tmp_path_factory):
     """One ASGI app per process (BentoML registers its Prometheus metrics globally), built
     with a token configured; ``client`` sends it, ``anonymous`` does not."""
     from serving.service import Personalization
@@ -20,6 +20,7 @@ def app(snapshot):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMNI_SNAPSHOT", str(snapshot.path))
         mp.setenv("OMNI_API_TOKEN", TOKEN)
+        mp.setenv("OMNI_HOME", str(tmp_path_factory.mktemp("app") / "home"))  # its logs
         app = Personalization.to_asgi()
         with TestClient(app, raise_server_exceptions=False):  # runs start-up once
             yield app

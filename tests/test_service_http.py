@@ -119,6 +119,39 @@ def _mlflow_predictions(home: Path, features: Path, ids: list[str], out: Path) -
     assert res.returncode == 0, res.stderr[-3000:]
 
 
+def test_recommend_answers_are_logged_with_their_ids(server, snapshot, trained_home):
+    # issue 19: every /recommend answer has a recommendation_id, and its items reach the
+    # recommendation log (written by the worker every few seconds)
+    from serving.recommendation_log import read_log
+
+    url, _ = server
+    answers = []
+    for i, channel in ((4, "web"), (5, None)):
+        body = {"customer_id": str(snapshot.features.index[i]), "channel": channel, "k": 4}
+        r = requests.post(f"{url}/recommend", json=body, headers=AUTH, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        answers.append(r.json())
+    ids = [a["recommendation_id"] for a in answers]
+    assert len(set(ids)) == 2
+    deadline, rows = time.monotonic() + 30, pd.DataFrame()
+    while time.monotonic() < deadline:
+        rows = read_log(trained_home / "recommendations").to_pandas()
+        rows = rows[rows["recommendation_id"].isin(ids)]
+        if rows["recommendation_id"].nunique() == 2:
+            break
+        time.sleep(0.5)
+    for answer in answers:
+        logged = rows[rows["recommendation_id"] == answer["recommendation_id"]]
+        assert logged["product_id"].tolist() == [it["product_id"] for it in answer["items"]]
+        assert logged["reason"].tolist() == [it["reason"] for it in answer["items"]]
+        assert logged["rank"].tolist() == list(range(1, len(answer["items"]) + 1))
+        assert set(logged["customer_id"]) == {answer["customer_id"]}
+        assert set(logged["cold_start"]) == {answer["cold_start"]}
+        version = answer["model_versions"]["recommender"]
+        assert set(logged["model_version"]) == {version}
+    assert rows.loc[rows["recommendation_id"] == ids[1], "channel"].isna().all()
+
+
 def test_score_equals_batch_scoring_and_the_logged_models(server, snapshot, trained_home, tmp_path):
     from serving.scoring import Scorer
 
