@@ -18,6 +18,7 @@ from serving.cli.events import app as events_app
 from serving.cli.features import app as features_app
 from serving.cli.models import models_app
 from serving.cli.monitor import monitor
+from serving.cli.report import app as report_app
 from serving.cli.run import run
 from serving.cli.score import score
 from serving.cli.serve import bento, serve
@@ -39,6 +40,7 @@ app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
 app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(report_app, name="report")
 app.command()(score)
 app.command()(serve)
 app.command()(bento)
