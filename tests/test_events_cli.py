@@ -38,7 +38,7 @@ def records(n: int, tag: str) -> list[dict]:
     return [
         {"customer_id": f"C{1 + i % 5:07d}", "ts": f"2025-12-31T{i % 24:02d}:00:00Z",
          "channel": "app", "event_type": "view", "product_id": "P000001",
-         "event_id": f"{tag}-{i}"}
+         "event_id": f"{tag}-{i}", **({"recommendation_id": f"r-{i}"} if i % 2 == 0 else {})}
         for i in range(n)
     ]  # fmt: skip
 
@@ -59,6 +59,9 @@ def test_compact_moves_the_journal_into_the_store_once(home):
     after = read_events(home.store_dir)
     assert len(after) == len(before) + 30
     assert {f"a-{i}" for i in range(30)} <= set(after["event_id"])
+    # issue 19: the id of the answer that showed the product travels with the event
+    tagged = after.set_index("event_id").loc[[f"a-{i}" for i in range(30)], "recommendation_id"]
+    assert tagged.fillna("-").tolist() == [f"r-{i}" if i % 2 == 0 else "-" for i in range(30)]
     assert Journal(home.journal_dir, writer=False).read().empty
 
     again = omni("events", "compact", home=home.home)
