@@ -4,6 +4,7 @@ same run, pyfunc model that scores like the in-memory one, champion gate."""
 from __future__ import annotations
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,6 +61,14 @@ def test_job_logs_registers_and_the_logged_model_scores(settings, synth):
     direct = result.model.recommend(request["customer_id"], k=10, rest_bought=True)
     direct["reason"] = direct["reason"].astype("str")
     pd.testing.assert_frame_equal(served.reset_index(drop=True), direct, check_dtype=False)
+
+    # issue 19: the ranker in MLflow's lightgbm flavour scores like the fitted one
+    raw = result.model.ranker_.booster_
+    booster = mlflow.lightgbm.load_model(f"runs:/{result.run_id}/ranker_booster")
+    assert booster.feature_name() == raw.feature_name() == result.model.features_
+    rows = np.random.default_rng(0).exponential(3.0, (500, raw.num_feature())).astype(np.float32)
+    assert np.ptp(raw.predict(rows)) > 0  # the rows reach different leaves
+    np.testing.assert_allclose(booster.predict(rows), raw.predict(rows))
 
     # same data, same seed: same metrics -> not better than the champion -> challenger
     again = train_recommender(settings, *args, params=params)

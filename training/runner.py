@@ -74,7 +74,7 @@ def log_and_register(
     the champion on its test cutoff, and register it through the champion gate."""
     from training import tracking
     from training.customer_models.pyfunc import ChurnPyfunc, NextChannelPyfunc
-    from training.model_io import log_python_model
+    from training.model_io import log_lightgbm_booster, log_python_model
     from training.model_registry import register_with_gate
 
     name = result.name
@@ -101,6 +101,8 @@ def log_and_register(
             input_example=example,
             output_example=wrapper.predict(None, example),
         )
+        model = result.model
+        log_lightgbm_booster(model.booster_.booster_, "booster", model.booster_features_)
         holdout = {**result.split.as_params(), "data_fingerprint": fingerprint}
         champion_value = rescore_champion(settings, name, result, say)
         decision = register_with_gate(

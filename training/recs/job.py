@@ -198,7 +198,7 @@ def log_and_register(
 ) -> RecsResult:
     """Log the run (params, metrics, plots, pyfunc model) and register through the gate."""
     from training import tracking
-    from training.model_io import log_python_model
+    from training.model_io import log_lightgbm_booster, log_python_model
     from training.recs.pyfunc import RecommenderPyfunc
 
     model = result.model
@@ -235,6 +235,7 @@ def log_and_register(
             input_example=example,
             output_example=wrapper.predict(None, example),
         )
+        log_lightgbm_booster(model.ranker_.booster_, "ranker_booster", model.features_)
         result.run_id = run.info.run_id
         if register:
             from training.model_registry import register_with_gate
