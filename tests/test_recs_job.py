@@ -53,6 +53,17 @@ def test_job_logs_registers_and_the_logged_model_scores(settings, synth):
     tuning = {a.path for a in client.list_artifacts(result.run_id, "tuning")}
     assert "tuning/als_search.json" in tuning
     assert {"plots/metric_by_k.png", "plots/feature_importance.png"} <= artifacts
+    # issue 19: every metric at each k as a step metric, charted against k in the UI
+    by_k = result.evaluations["model"].by_k
+    for metric in ("precision", "recall", "ndcg", "map", "hit_rate"):
+        for prefix in ("test_", "baseline_popularity_test_"):
+            history = client.get_metric_history(result.run_id, f"{prefix}{metric}_at_k")
+            assert sorted(m.step for m in history) == by_k["k"].tolist() == list(range(1, 21))
+        at = {
+            m.step: m.value for m in client.get_metric_history(result.run_id, f"test_{metric}_at_k")
+        }
+        assert at[10] == pytest.approx(logged[f"test_{metric}_at_10"])
+        assert [at[k] for k in by_k["k"]] == pytest.approx(by_k[metric].tolist())
 
     loaded = mlflow.pyfunc.load_model(f"models:/{REGISTERED_NAME}@champion")
     ids = list(result.model.catalogue_.customer_ids[result.model.state_.active][:5])
