@@ -106,6 +106,14 @@ def test_channel_model_applies_consent_when_served(settings, data):
     np.testing.assert_allclose(booster.predict(matrix), model.booster_.booster_.predict(matrix))
     np.testing.assert_allclose(booster.predict(matrix), model.predict_proba(rows))
 
+    # issue 19: precision, recall and support of every channel class in the run
+    logged = mlflow.get_run(outcome.run_id).data.metrics
+    per_class = outcome.result.class_metrics
+    assert per_class.keys() == {
+        f"test_{m}_{c}" for m in ("precision", "recall", "support") for c in model.classes_
+    }
+    assert {k: logged[k] for k in per_class} == pytest.approx(per_class)
+
 
 def test_retrain_on_newer_data_is_gated_on_the_new_holdout(settings, data):
     """Regression (issue 4): a retrain after new data arrives has a new test cutoff; the

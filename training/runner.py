@@ -87,7 +87,7 @@ def log_and_register(
         fingerprint = tracking.log_dataset(events, source=settings.events_dir, cutoffs=split)
         tracking.log_lightgbm_params(result.model.booster_)
         seconds = {"seconds_fit_model": result.fit_seconds, "seconds_job": result.seconds}
-        tracking.log_metrics({**result.metrics, **seconds})
+        tracking.log_metrics({**result.metrics, **result.class_metrics, **seconds})
         tracking.log_features(result.model.features_, result.split.as_params())
         for file, figure in result.figures.items():
             tracking.log_figure(figure, file)
