@@ -87,6 +87,24 @@ def test_channel_beats_baselines_on_labels(channel):
         assert m["test_accuracy"] > m[f"baseline_{baseline}_test_accuracy"] + 0.015, m
 
 
+def test_channel_per_class_metrics_are_sklearns_on_its_top_pick(channel, synthetic):
+    # issue 19: precision, recall and support per channel of the consented top pick
+    from sklearn.metrics import precision_recall_fscore_support
+
+    data, _ = synthetic
+    classes = list(channel.model.classes_)
+    proba = apply_consent(channel.model.predict_proba_frame(channel.test_X), data.customers)
+    picked = proba.columns.to_numpy()[proba.to_numpy().argmax(axis=1)]
+    y = channel.test_y.to_numpy()
+    p, r, _, n = precision_recall_fscore_support(y, picked, labels=classes, zero_division=0)
+    got = channel.class_metrics
+    assert len(classes) > 2 and len(got) == 3 * len(classes)
+    for c, *expected in zip(classes, p, r, n, strict=True):
+        assert [got[f"test_{m}_{c}"] for m in ("precision", "recall", "support")] == expected
+    assert sum(got[f"test_support_{c}"] for c in classes) == np.isin(y, classes).sum()
+    assert not set(got) & set(channel.metrics)  # kept out of the comparison tables
+
+
 def test_channel_recovers_the_planted_best_channel(channel, synthetic):
     """Against ground truth (not labels): the model's top channel is the planted best
     channel far more often than either baseline's pick."""

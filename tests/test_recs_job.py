@@ -4,6 +4,7 @@ same run, pyfunc model that scores like the in-memory one, champion gate."""
 from __future__ import annotations
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -52,6 +53,17 @@ def test_job_logs_registers_and_the_logged_model_scores(settings, synth):
     tuning = {a.path for a in client.list_artifacts(result.run_id, "tuning")}
     assert "tuning/als_search.json" in tuning
     assert {"plots/metric_by_k.png", "plots/feature_importance.png"} <= artifacts
+    # issue 19: every metric at each k as a step metric, charted against k in the UI
+    by_k = result.evaluations["model"].by_k
+    for metric in ("precision", "recall", "ndcg", "map", "hit_rate"):
+        for prefix in ("test_", "baseline_popularity_test_"):
+            history = client.get_metric_history(result.run_id, f"{prefix}{metric}_at_k")
+            assert sorted(m.step for m in history) == by_k["k"].tolist() == list(range(1, 21))
+        at = {
+            m.step: m.value for m in client.get_metric_history(result.run_id, f"test_{metric}_at_k")
+        }
+        assert at[10] == pytest.approx(logged[f"test_{metric}_at_10"])
+        assert [at[k] for k in by_k["k"]] == pytest.approx(by_k[metric].tolist())
 
     loaded = mlflow.pyfunc.load_model(f"models:/{REGISTERED_NAME}@champion")
     ids = list(result.model.catalogue_.customer_ids[result.model.state_.active][:5])
@@ -60,6 +72,14 @@ def test_job_logs_registers_and_the_logged_model_scores(settings, synth):
     direct = result.model.recommend(request["customer_id"], k=10, rest_bought=True)
     direct["reason"] = direct["reason"].astype("str")
     pd.testing.assert_frame_equal(served.reset_index(drop=True), direct, check_dtype=False)
+
+    # issue 19: the ranker in MLflow's lightgbm flavour scores like the fitted one
+    raw = result.model.ranker_.booster_
+    booster = mlflow.lightgbm.load_model(f"runs:/{result.run_id}/ranker_booster")
+    assert booster.feature_name() == raw.feature_name() == result.model.features_
+    rows = np.random.default_rng(0).exponential(3.0, (500, raw.num_feature())).astype(np.float32)
+    assert np.ptp(raw.predict(rows)) > 0  # the rows reach different leaves
+    np.testing.assert_allclose(booster.predict(rows), raw.predict(rows))
 
     # same data, same seed: same metrics -> not better than the champion -> challenger
     again = train_recommender(settings, *args, params=params)

@@ -22,6 +22,7 @@ from training.tracking import (
     log_features,
     log_figure,
     log_json,
+    log_metric_steps,
     new_figure,
     pip_requirements,
     sqlite_path,
@@ -110,6 +111,22 @@ def test_fingerprint_is_stable_across_processes_and_versions():
     )
     assert dataset_fingerprint(frame) == "752e6853df7bb399"
     assert dataset_fingerprint(frame.iloc[:0]) != dataset_fingerprint(frame.iloc[:0, :2])
+
+
+def test_metric_steps_are_one_history_per_column(mlflow_settings):
+    # issue 19: metrics by k as step metrics; 1,200 values cross MLflow's batch limit of 1,000
+    k = np.arange(1, 601)
+    frame = pd.DataFrame({"k": k, "ndcg": 1 / k, "recall": k / 600})
+    with tracked_run(mlflow_settings, "recommender"):
+        names = log_metric_steps(frame, "k", prefix="test_", suffix="_at_k")
+        run_id = mlflow.active_run().info.run_id
+    assert names == ["test_ndcg_at_k", "test_recall_at_k"]
+    client = mlflow.MlflowClient()
+    for name, column in zip(names, ("ndcg", "recall"), strict=True):
+        history = sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)
+        assert [m.step for m in history] == k.tolist()
+        assert [m.value for m in history] == frame[column].tolist()
+    assert client.get_run(run_id).data.metrics["test_ndcg_at_k"] == 1 / 600  # the last step
 
 
 def test_tracked_run_logs_everything_a_job_needs(mlflow_settings, events):

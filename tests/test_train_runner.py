@@ -8,6 +8,7 @@ import pytest
 
 from features.sources.synthetic import generate
 from features.store.identity import resolve_identities
+from training.customer_models.classifiers import model_matrix
 from training.customer_models.job import JobConfig
 from training.runner import run_customer_job
 
@@ -65,6 +66,17 @@ def test_churn_run_is_logged_registered_and_loadable(settings, data):
     served = loaded.predict(X)["churn_probability"].to_numpy()
     np.testing.assert_allclose(served, first.result.model.predict_proba(X)[:, 1])
 
+    # issue 19: the raw booster in MLflow's lightgbm flavour beside the pyfunc; it reads the
+    # features plus the BG/NBD columns (listed in its metadata) and scores before calibration
+    model, rows = first.result.model, first.result.test_X
+    uri = f"runs:/{first.run_id}/booster"
+    booster = mlflow.lightgbm.load_model(uri)
+    assert mlflow.models.get_model_info(uri).metadata["feature_names"] == model.booster_features_
+    matrix = model._booster_input(model_matrix(rows, model.features_))
+    assert booster.num_feature() == matrix.shape[1] > len(model.features_)
+    np.testing.assert_allclose(booster.predict(matrix), model.booster_.booster_.predict(matrix))
+    np.testing.assert_allclose(booster.predict(matrix), model.predict_raw(rows))
+
     # Same data, params and seed: same metrics, so the gate keeps the champion.
     second = run_customer_job(settings, "churn", events, customers, config)
     assert second.result.metrics == first.result.metrics
@@ -86,6 +98,21 @@ def test_channel_model_applies_consent_when_served(settings, data):
     assert (out["email"] == 0).all()
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
     assert isinstance(out, pd.DataFrame)
+
+    # issue 19: the booster in MLflow's lightgbm flavour gives the probabilities before consent
+    model, rows = outcome.result.model, outcome.result.test_X
+    booster = mlflow.lightgbm.load_model(f"runs:/{outcome.run_id}/booster")
+    matrix = model_matrix(rows, model.booster_features_)
+    np.testing.assert_allclose(booster.predict(matrix), model.booster_.booster_.predict(matrix))
+    np.testing.assert_allclose(booster.predict(matrix), model.predict_proba(rows))
+
+    # issue 19: precision, recall and support of every channel class in the run
+    logged = mlflow.get_run(outcome.run_id).data.metrics
+    per_class = outcome.result.class_metrics
+    assert per_class.keys() == {
+        f"test_{m}_{c}" for m in ("precision", "recall", "support") for c in model.classes_
+    }
+    assert {k: logged[k] for k in per_class} == pytest.approx(per_class)
 
 
 def test_retrain_on_newer_data_is_gated_on_the_new_holdout(settings, data):

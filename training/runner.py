@@ -74,7 +74,7 @@ def log_and_register(
     the champion on its test cutoff, and register it through the champion gate."""
     from training import tracking
     from training.customer_models.pyfunc import ChurnPyfunc, NextChannelPyfunc
-    from training.model_io import log_python_model
+    from training.model_io import log_lightgbm_booster, log_python_model
     from training.model_registry import register_with_gate
 
     name = result.name
@@ -87,7 +87,7 @@ def log_and_register(
         fingerprint = tracking.log_dataset(events, source=settings.events_dir, cutoffs=split)
         tracking.log_lightgbm_params(result.model.booster_)
         seconds = {"seconds_fit_model": result.fit_seconds, "seconds_job": result.seconds}
-        tracking.log_metrics({**result.metrics, **seconds})
+        tracking.log_metrics({**result.metrics, **result.class_metrics, **seconds})
         tracking.log_features(result.model.features_, result.split.as_params())
         for file, figure in result.figures.items():
             tracking.log_figure(figure, file)
@@ -101,6 +101,8 @@ def log_and_register(
             input_example=example,
             output_example=wrapper.predict(None, example),
         )
+        model = result.model
+        log_lightgbm_booster(model.booster_.booster_, "booster", model.booster_features_)
         holdout = {**result.split.as_params(), "data_fingerprint": fingerprint}
         champion_value = rescore_champion(settings, name, result, say)
         decision = register_with_gate(

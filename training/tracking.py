@@ -296,6 +296,31 @@ def log_metrics(metrics: Mapping[str, float], prefix: str = "", step: int | None
     mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()}, step=step)
 
 
+def log_metric_steps(
+    frame: pd.DataFrame, step: str, prefix: str = "", suffix: str = ""
+) -> list[str]:
+    """Log every column of ``frame`` but ``step`` as one metric, ``prefix + column +
+    suffix``, with one value per row at ``step=row[step]``, so that the MLflow UI charts
+    it against the steps (e.g. a metric against k). One batch per 1,000 values (MLflow's
+    limit), not a request per value. Returns the metric names."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    run_id = mlflow.active_run().info.run_id
+    now = int(time.time() * 1000)
+    steps = frame[step].to_numpy().astype(int).tolist()
+    names = [str(c) for c in frame.columns if c != step]
+    metrics = [
+        Metric(f"{prefix}{name}{suffix}", value, now, at)
+        for name in names
+        for at, value in zip(steps, frame[name].to_numpy(float).tolist(), strict=True)
+    ]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    return [f"{prefix}{name}{suffix}" for name in names]
+
+
 def log_evaluation(
     model: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]] | None = None
 ) -> dict[str, float]:

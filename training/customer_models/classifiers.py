@@ -98,6 +98,12 @@ class CustomerClassifier(ClassifierMixin, BaseEstimator):
         """:meth:`predict_proba` as a frame: the index of ``X``, one column per class."""
         return pd.DataFrame(self.predict_proba(X), index=X.index, columns=list(self.classes_))
 
+    @property
+    def booster_features_(self) -> list[str]:
+        """The LightGBM booster's input columns, in order (here ``features_``)."""
+        check_is_fitted(self)
+        return list(self.features_)
+
     def feature_importance(self) -> pd.Series:
         """Total gain per feature, largest first."""
         gain = self.booster_.booster_.feature_importance(importance_type="gain")

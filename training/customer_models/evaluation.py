@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,24 @@ def channel_metrics(y: np.ndarray, proba: pd.DataFrame) -> dict[str, float]:
         "top2_accuracy": float((top2 == y[:, None]).any(axis=1).mean()),
         "macro_f1": float(f1_score(y, top1, average="macro", zero_division=0)),
     }
+
+
+def class_metrics(y: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """Precision, recall and support of each class for one predicted class per row
+    (``precision_<class>``, ``recall_<class>``, ``support_<class>``): where the model's top
+    pick is right and which actual classes it misses, per class. Over ``classes`` only (a
+    label outside them is still a miss of the class predicted for it); 0 where undefined."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    labels = list(classes)
+    y, predicted = np.asarray(y, dtype=object), np.asarray(predicted, dtype=object)
+    precision, recall, _, support = precision_recall_fscore_support(
+        y, predicted, labels=labels, average=None, zero_division=0
+    )
+    out: dict[str, float] = {}
+    for name, values in (("precision", precision), ("recall", recall), ("support", support)):
+        out |= {f"{name}_{c}": float(v) for c, v in zip(labels, values, strict=True)}
+    return out
 
 
 def one_hot_choice(choice: np.ndarray, classes: list[str], index: pd.Index) -> pd.DataFrame:

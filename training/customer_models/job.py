@@ -22,6 +22,7 @@ from training.customer_models.evaluation import (
     channel_metrics,
     churn_figures,
     churn_metrics,
+    class_metrics,
     confusion_figure,
     importance_figure,
     one_hot_choice,
@@ -63,6 +64,9 @@ class JobResult:
     fit_seconds: float = 0.0  # the model's fit alone
     test_X: pd.DataFrame | None = field(default=None, repr=False)  # to re-score a champion
     test_y: pd.Series | None = field(default=None, repr=False)
+    # per-class test metrics (``test_precision_<class>``, ...): logged with ``metrics``, kept
+    # out of the comparison tables (the champion and the baselines have none)
+    class_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def _split(events: pd.DataFrame, config: JobConfig) -> TemporalSplit:
@@ -221,6 +225,7 @@ def train_next_channel(
         table = apply_consent(one_hot_choice(pick, classes, Xt.index), customers)
         metrics |= _prefixed(f"baseline_{name}_", channel_metrics(yt.to_numpy(), table))
     predicted = np.asarray(proba.columns, dtype=object)[proba.to_numpy().argmax(axis=1)]
+    per_class = _prefixed("", class_metrics(yt.to_numpy(), predicted, classes))
     importance = model.feature_importance()
     figures = {
         "confusion_matrix.png": confusion_figure(yt.to_numpy(), predicted, classes),
@@ -245,6 +250,7 @@ def train_next_channel(
         fit_seconds=fit_seconds,
         test_X=Xt,
         test_y=yt,
+        class_metrics=per_class,
     )
 
 

@@ -10,9 +10,10 @@ Temporal split (all UTC midnights, h = ``horizon_days``, default 14):
   of T; the ranker's training cutoffs each with ALS fitted on events before them).
 
 The run logs params, the model's and every baseline's metrics (``baseline_<name>_...``),
-metric-by-k and feature-importance plots, and the recommender as a pyfunc model; the
-registered model ``recommender`` becomes @champion only if its test NDCG@10 beats the
-champion's on the same holdout.
+the same at k = 1..20 as step metrics (``test_ndcg_at_k`` at step k), metric-by-k and
+feature-importance plots, the recommender as a pyfunc model and its ranker in MLflow's
+``lightgbm`` flavour (``ranker_booster``); the registered model ``recommender`` becomes
+@champion only if its test NDCG@10 beats the champion's on the same holdout.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def log_and_register(
 ) -> RecsResult:
     """Log the run (params, metrics, plots, pyfunc model) and register through the gate."""
     from training import tracking
-    from training.model_io import log_python_model
+    from training.model_io import log_lightgbm_booster, log_python_model
     from training.recs.pyfunc import RecommenderPyfunc
 
     model = result.model
@@ -210,6 +211,9 @@ def log_and_register(
             fingerprint = tracking.log_dataset(events, source=settings.events_dir, cutoffs=split)
         tracking.log_lightgbm_params(model.ranker_)
         tracking.log_evaluation(result.metrics, result.baseline_metrics)
+        for owner, evaluation in result.evaluations.items():  # test_ndcg_at_k at steps 1..20
+            prefix = "test_" if owner == "model" else f"baseline_{owner}_test_"
+            tracking.log_metric_steps(evaluation.by_k, "k", prefix=prefix, suffix="_at_k")
         tracking.log_metrics({f"seconds_{k}": v for k, v in result.seconds.items()})
         tracking.log_features(model.features_, result.split.as_params())
         tracking.log_figure(metric_by_k_figure(result.evaluations), "plots/metric_by_k.png")
@@ -235,6 +239,7 @@ def log_and_register(
             input_example=example,
             output_example=wrapper.predict(None, example),
         )
+        log_lightgbm_booster(model.ranker_.booster_, "ranker_booster", model.features_)
         result.run_id = run.info.run_id
         if register:
             from training.model_registry import register_with_gate
