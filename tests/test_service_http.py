@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
+import yaml
 from cli_helpers import omni
 from compare_scores import assert_same_answers
 
@@ -187,8 +188,25 @@ def test_built_bento_runs_without_mlflow(trained_home, tmp_path):
     env.pop("OMNI_SNAPSHOT", None)
     latest = (trained_home / "online" / "LATEST").read_text().strip()
     manifest = json.loads((trained_home / "online" / latest / "manifest.json").read_text())
-    # issue 19: the bento pins the versions uv.lock pins
+    # issue 19: the snapshot is a BentoML model (`bentoml models list` shows it, with its
+    # version), the bento references it, and the bento pins the versions uv.lock pins
+    listed = subprocess.run(
+        [sys.executable, "-m", "bentoml", "models", "list", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    [model] = [m["tag"] for m in json.loads(listed.stdout)]
+    assert model.startswith(f"omni_snapshot:{latest.lower()}-")
+    info = yaml.safe_load(next(bento_home.glob("models/omni_snapshot/*/model.yaml")).read_text())
+    assert info["metadata"]["snapshot"] == latest
+    assert info["metadata"]["as_of"] == manifest["as_of"]
     bento_dir = bento_home / "bentos" / Path(*tag.split(":"))
+    bento_yaml = yaml.safe_load((bento_dir / "bento.yaml").read_text())
+    assert [m["tag"] for m in bento_yaml["models"]] == [model]
+    assert not list(bento_dir.glob("src/bento_snapshot"))  # one way in: the model
     pinned: dict[str, set[str]] = {}
     for line in (bento_dir / "env" / "python" / "requirements.txt").read_text().splitlines():
         name, _, version = line.partition(";")[0].strip().partition("==")
