@@ -72,8 +72,6 @@ from serving.served_metrics import served
 from training.recs.candidates import REASONS
 
 SNAPSHOT_ENV = "OMNI_SNAPSHOT"
-BUNDLED_SNAPSHOT = Path(__file__).resolve().parent.parent / "bento_snapshot"
-"""Where a built bento carries its snapshot (``omni bento`` copies it there)."""
 SERVICE_NAME = "omni_personalization"
 INFRA = frozenset({"/", "/docs.json", "/schema.json", "/livez", "/readyz", "/healthz"})
 """BentoML's own routes: counted under their path in the request metrics."""
@@ -127,15 +125,16 @@ def service_config() -> dict:
 
 
 def snapshot_path() -> Path:
-    """``OMNI_SNAPSHOT``, else the bento's bundled snapshot, else the home's latest."""
+    """``OMNI_SNAPSHOT``, else the snapshot model of the built bento the service runs from
+    (``omni bento`` stores it), else the home's latest."""
+    from serving.bento import bento_snapshot
     from serving.online import latest_snapshot
 
     settings = get_settings()
     if settings.snapshot is not None:
         return settings.snapshot
-    if (BUNDLED_SNAPSHOT / "manifest.json").exists():
-        return BUNDLED_SNAPSHOT
-    return latest_snapshot(settings)
+    bundled = bento_snapshot(Personalization.bento)
+    return bundled if bundled is not None else latest_snapshot(settings)
 
 
 class ClientErrorLogs(logging.Filter):
@@ -265,7 +264,7 @@ class Personalization:
             self._tasks.append(loop.create_task(self._apply_live()))
         elif self._live_passing:
             self._tasks.append(loop.create_task(self._retry_live()))
-        if follows_latest(self.snapshot_dir):
+        if follows_latest():
             self._tasks.append(loop.create_task(self._follow_latest()))
 
     async def _write_rec_log(self) -> None:
@@ -635,12 +634,12 @@ def _names(service: Personalization, path: Path) -> tuple[str, str]:
     return service.snapshot_dir.name, path.name
 
 
-def follows_latest(path: Path) -> bool:
+def follows_latest() -> bool:
     """Whether the service switches to newer snapshots: `omni serve` chose its snapshot
-    from the home (not ``OMNI_SNAPSHOT`` set by the user, nor the one a bento carries)."""
+    from the home (not ``OMNI_SNAPSHOT`` set by the user, nor a built bento's)."""
     from serving.bentoml_server import FOLLOW_LATEST_ENV
 
-    return os.environ.get(FOLLOW_LATEST_ENV) == "1" and path != BUNDLED_SNAPSHOT
+    return os.environ.get(FOLLOW_LATEST_ENV) == "1" and Personalization.bento is None
 
 
 def _churn(probability: float) -> dict:

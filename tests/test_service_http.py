@@ -10,11 +10,13 @@ import subprocess
 import sys
 import textwrap
 import time
+import tomllib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
+import yaml
 from cli_helpers import omni
 from compare_scores import assert_same_answers
 
@@ -214,11 +216,40 @@ def test_built_bento_runs_without_mlflow(trained_home, tmp_path):
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     assert "✓ bentoml build" in built.stdout
     tag = built.stdout.split("bentoml serve ")[-1].split()[0]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "BENTOML_HOME": str(bento_home), "OMNI_HOME": str(tmp_path / "none")}
     env |= {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # nothing listens there
     env.pop("OMNI_SNAPSHOT", None)
+    latest = (trained_home / "online" / "LATEST").read_text().strip()
+    manifest = json.loads((trained_home / "online" / latest / "manifest.json").read_text())
+    # issue 19: the snapshot is a BentoML model (`bentoml models list` shows it, with its
+    # version), the bento references it, and the bento pins the versions uv.lock pins
+    listed = subprocess.run(
+        [sys.executable, "-m", "bentoml", "models", "list", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    [model] = [m["tag"] for m in json.loads(listed.stdout)]
+    assert model.startswith(f"omni_snapshot:{latest.lower()}-")
+    info = yaml.safe_load(next(bento_home.glob("models/omni_snapshot/*/model.yaml")).read_text())
+    assert info["metadata"]["snapshot"] == latest
+    assert info["metadata"]["as_of"] == manifest["as_of"]
+    bento_dir = bento_home / "bentos" / Path(*tag.split(":"))
+    bento_yaml = yaml.safe_load((bento_dir / "bento.yaml").read_text())
+    assert [m["tag"] for m in bento_yaml["models"]] == [model]
+    assert not list(bento_dir.glob("src/bento_snapshot"))  # one way in: the model
+    pinned: dict[str, set[str]] = {}
+    for line in (bento_dir / "env" / "python" / "requirements.txt").read_text().splitlines():
+        name, _, version = line.partition(";")[0].strip().partition("==")
+        pinned.setdefault(name.lower(), set()).add(version)
+    with open(Path(__file__).parents[1] / "uv.lock", "rb") as f:
+        lock = tomllib.load(f)["package"]
+    for name in ("numpy", "lightgbm", "implicit", "scikit-learn", "bentoml", "pandas"):
+        assert pinned.get(name) == {p["version"] for p in lock if p["name"] == name}, name
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     proc = _start(
         [sys.executable, "-m", "bentoml", "serve", tag, "--port", str(port)],
         env,
@@ -228,9 +259,12 @@ def test_built_bento_runs_without_mlflow(trained_home, tmp_path):
     try:
         r = requests.post(f"{url}/ping", json={}, timeout=TIMEOUT)
         assert r.status_code == 200, r.text
-        latest = (trained_home / "online" / "LATEST").read_text().strip()
-        manifest = json.loads((trained_home / "online" / latest / "manifest.json").read_text())
         versions = {k: str(v["version"]) for k, v in manifest["models"].items()}
         assert r.json()["ok"] and r.json()["model_versions"] == versions
+        features = trained_home / "online" / latest / "features.parquet"
+        customer = str(pd.read_parquet(features, columns=[]).index[3])
+        body = {"customer_id": customer, "channel": "email", "k": 5}
+        r = requests.post(f"{url}/recommend", json=body, timeout=TIMEOUT)
+        assert r.status_code == 200 and len(r.json()["items"]) == 5, r.text
     finally:
         _stop(proc)

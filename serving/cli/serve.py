@@ -8,9 +8,9 @@ snapshot must be caught here, with a clear message.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -18,9 +18,6 @@ import typer
 
 from features.console import console, fail, step, user_errors, warn
 from serving.cli.snapshot import Models, build_and_report, model_keys
-
-BENTO_DIR = "bento_snapshot"
-"""Where `omni bento` copies the snapshot for bentofile.yaml to include."""
 
 
 def ready_snapshot(settings, rebuild: bool, models: tuple[str, ...] | None = None) -> Path:
@@ -112,25 +109,42 @@ def bento(
     ctx: typer.Context,
     rebuild: Annotated[bool, typer.Option(help="Build a new snapshot first.")] = False,
 ) -> None:
-    """Build a bento (`bentoml build`, offline) that carries the current snapshot, so it
-    runs without the MLflow server: `bentoml serve omni_personalization:latest`."""
+    """Build a bento (`bentoml build`, offline) that runs without the MLflow server:
+    requirements pinned to uv.lock, the current snapshot stored as a BentoML model
+    (``omni_snapshot``) that the bento references. Run it: `bentoml serve <tag>`."""
+    from serving.bento import (
+        NO_TRACKING,
+        BentoError,
+        lock_drift,
+        pinned_requirements,
+        store_snapshot,
+        write_bentofile,
+    )
+
     settings = ctx.obj
     root = Path(__file__).resolve().parents[2]  # the source checkout (serving/cli/ is two down)
     if not (root / "bentofile.yaml").exists():
         raise fail(f"no bentofile.yaml in {root}: run `omni bento` from a source checkout")
+    os.environ.update(NO_TRACKING)  # for the model store here and `bentoml build`
+    try:
+        lines = pinned_requirements(root)
+    except BentoError as exc:
+        raise fail(str(exc)) from None
+    drift = lock_drift(lines)
+    if drift:
+        pins = ", ".join(drift)
+        warn(f"installed versions differ from uv.lock; the bento pins the lock's: {pins}")
     with user_errors():
         path = ready_snapshot(settings, rebuild)
-    target = root / BENTO_DIR
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(path, target)
-    with step("bentoml build"):  # raising inside the step: no ✓ for a failed build
-        out = subprocess.run(
-            [sys.executable, "-m", "bentoml", "build", "-o", "tag", str(root)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "BENTOML_DO_NOT_TRACK": "True"},
-        )
-        if out.returncode != 0:
-            raise fail(f"bentoml build failed:\n{out.stderr[-2000:]}")
+    with step("store the snapshot in BentoML's model store"):
+        model, new = store_snapshot(path)
+    console.print(f"  model {model}" + ("" if new else " (stored before, reused)"))
+    with tempfile.TemporaryDirectory(prefix="omni-bento-") as folder:
+        bentofile = write_bentofile(Path(folder), root, lines, model)
+        with step("bentoml build"):  # raising inside the step: no ✓ for a failed build
+            cmd = [sys.executable, "-m", "bentoml", "build", "-f", str(bentofile), "-o", "tag"]
+            out = subprocess.run([*cmd, str(root)], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise fail(f"bentoml build failed:\n{out.stderr[-2000:]}")
     tag = out.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     console.print(f"bento {tag} (snapshot {path.name})\n  run it: bentoml serve {tag}")
