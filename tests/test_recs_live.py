@@ -144,3 +144,63 @@ def test_session_products_are_candidates_with_their_reason(fitted):
     assert "you looked at this" in REASONS
     importance = fitted.feature_importance()
     assert {"src_session", "session_views", "session_hours_ago"} <= set(importance.index)
+
+
+def test_fold_in_solves_implicits_least_squares():
+    # issue 17: a new customer's ALS factors, by hand: x = (Y'Y + reg I + sum (c_i - 1)
+    # y_i y_i')^-1 sum c_i y_i, with c_i = alpha * weight_i (implicit's formula)
+    import scipy.sparse as sp
+
+    from training.recs.als import ALSParams, fold_in
+
+    rng = np.random.default_rng(3)
+    items = rng.normal(size=(12, 4)).astype(np.float32)
+    params = ALSParams(factors=4, regularization=0.3, alpha=2.0)
+    row = sp.csr_matrix(([1.5, 0.5, 3.0], ([0, 0, 0], [2, 5, 9])), shape=(1, 12), dtype=np.float32)
+    a = items.T @ items + params.regularization * np.eye(4)
+    b = np.zeros(4)
+    for i, weight in zip(row.indices, row.data, strict=True):
+        c = params.alpha * weight
+        a += (c - 1) * np.outer(items[i], items[i])
+        b += c * items[i]
+    np.testing.assert_allclose(fold_in(items, row, params)[0], np.linalg.solve(a, b), rtol=1e-4)
+
+
+def test_bm25_of_some_rows_with_the_matrix_norm_equals_those_rows_of_the_matrix():
+    import scipy.sparse as sp
+
+    from training.recs.interactions import bm25, bm25_norm
+
+    m = sp.random(60, 25, density=0.2, random_state=2, format="csr", dtype=np.float32) * 4
+    rows = [1, 8, 30]
+    some = bm25(m[rows], 10.0, 0.8, bm25_norm(m, 0.8))
+    np.testing.assert_allclose(some.toarray(), bm25(m, 10.0, 0.8)[rows].toarray(), rtol=1e-6)
+    assert not np.allclose(bm25(m[rows], 10.0, 0.8).toarray(), some.toarray())  # norm matters
+
+
+def test_a_new_customer_gets_als_factors_folded_in_from_their_events(fitted, synth):
+    # issue 17: a customer the snapshot never saw, with the very history of a fitted
+    # customer, gets ALS factors from those events that point where the fitted
+    # customer's do (before: none until the next snapshot); a known customer keeps theirs
+    from training.recs.candidates import personal
+
+    cat, state = fitted.catalogue_, fitted.state_
+    known = str(cat.customer_ids[5])
+    bought = synth.events[synth.events["event_type"] == "purchase"]
+    donor = bought["customer_id"].value_counts().index[0]  # the most lines: a clear taste
+    copy = _product_events(synth.events, [donor]).copy()
+    copy = copy[copy["product_id"].notna()]
+    copy["customer_id"] = "brand-new"
+    copy["event_id"] = [f"new-{i}" for i in range(len(copy))]
+    events = pd.concat([_product_events(synth.events, [known]), copy], ignore_index=True)
+    ids = pd.Index([known, "brand-new"], dtype="str")
+    live = fitted.for_customers(events, ids, fitted.as_of_ + pd.Timedelta(hours=2))
+    assert live.state_.als_customers.tolist() == [True, True]
+    users = live.state_.user_factors
+    np.testing.assert_array_equal(users[0], state.user_factors[cat.customer_codes([known])[0]])
+    fitted_donor = state.user_factors[cat.customer_codes([donor])[0]]
+    cosine = users[1] @ fitted_donor / np.linalg.norm(users[1]) / np.linalg.norm(fitted_donor)
+    assert cosine > 0.99, cosine
+    cand = personal(live.state_, np.array([1], np.int32), fitted._candidate_params())
+    assert cand.has("als").sum() > 0  # similar customers' products are candidates now
+    assert not live.recommend(["brand-new"], k=10).empty

@@ -49,6 +49,26 @@ def fit_als(
     )
 
 
+def fold_in(item_factors: np.ndarray, weighted: sp.csr_matrix, params: ALSParams) -> np.ndarray:
+    """ALS user factors (float32) of customers the model was not fitted on, from their
+    weighted rows (customers x products, weighted as the fitted matrix was), the item
+    factors held fixed: implicit's ``recalculate_user``, one least-squares solve per
+    customer (what its ``recommend(..., recalculate_user=True)`` runs)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=item_factors.shape[1],
+            regularization=params.regularization,
+            alpha=params.alpha,
+            num_threads=1,
+        )
+        model.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        users = model.recalculate_user(np.arange(weighted.shape[0]), weighted)
+    return np.ascontiguousarray(users, dtype=np.float32)
+
+
 def pair_scores(
     user_factors: np.ndarray, item_factors: np.ndarray, users: np.ndarray, items: np.ndarray
 ) -> np.ndarray:

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from features.contract.schema import EVENT_TYPES
-from training.recs.als import ALSParams, fit_als
+from training.recs.als import ALSParams, fit_als, fold_in
 from training.recs.data import DAY_S, N_CHANNELS, PURCHASE, History, to_seconds
-from training.recs.interactions import bm25, interaction_matrix
+from training.recs.interactions import bm25, bm25_norm, interaction_matrix
 from training.recs.product_tables import (
     RECENT_DAYS,
     customer_item_table,
@@ -76,6 +76,7 @@ class CutoffState:
     session: PairTable | None = None  # customer x item views / carts in the session window
     item_gap: np.ndarray | None = None  # float32 per item: median repurchase gap, days
     als_customers: np.ndarray | None = None  # bool per customer with ALS factors (None: all)
+    als_item_norm: np.ndarray | None = None  # float64 per item: BM25 norm of the ALS matrix
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -142,14 +143,12 @@ def build_cutoff_state(
     )
     seconds["popularity"] = time.perf_counter() - t0
 
-    user_f = item_f = None
+    user_f = item_f = item_norm = None
     if als is not None:
         t0 = time.perf_counter()
-        weighted = bm25(
-            interaction_matrix(history, as_of, params.lookback_days, params.event_weights),
-            params.bm25_k1,
-            params.bm25_b,
-        )
+        matrix = interaction_matrix(history, as_of, params.lookback_days, params.event_weights)
+        item_norm = bm25_norm(matrix, params.bm25_b)
+        weighted = bm25(matrix, params.bm25_k1, params.bm25_b, item_norm)
         seconds["matrix"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         user_f, item_f = fit_als(weighted, als, random_state)
@@ -167,6 +166,7 @@ def build_cutoff_state(
         adoption_share=adoption_share,
         user_factors=user_f,
         item_factors=item_f,
+        als_item_norm=item_norm,
         seconds=seconds,
         item_gap=_item_gaps(customer["bought"], n_i),
         **customer,
@@ -241,17 +241,52 @@ def customer_parts(
 
 
 def with_customers(
-    state: CutoffState, parts: dict[str, object], factor_rows: np.ndarray, t: int
+    state: CutoffState,
+    parts: dict[str, object],
+    factor_rows: np.ndarray,
+    t: int,
+    folded_at: np.ndarray | None = None,
+    folded: np.ndarray | None = None,
 ) -> CutoffState:
     """``state``'s product parts with other customers' :data:`CUSTOMER_FIELDS` (``parts``
     from :func:`customer_parts` over their events as of ``t``): what the live loop ranks
-    a few customers with. ``factor_rows``: each new customer's row of ``state``'s ALS
-    user factors (-1: none; such a customer gets no ALS candidates)."""
+    a few customers with. ``factor_rows``: each customer's row of ``state``'s ALS user
+    factors (-1: none); ``folded``: the factors of the customers at ``folded_at`` that
+    have none there, folded in from their own events (:func:`fold_in_customers`). A
+    customer with neither gets no ALS candidates."""
     users = None
+    has = factor_rows >= 0
     if state.user_factors is not None:
         users = state.user_factors[np.maximum(factor_rows, 0)]
-    has = factor_rows >= 0
+        if folded_at is not None and len(folded_at):
+            users[folded_at] = folded
+            has[folded_at] = True
     return replace(state, **parts, as_of_s=t, user_factors=users, als_customers=has, seconds={})
+
+
+def fold_in_customers(
+    state: CutoffState,
+    history: History,
+    as_of: pd.Timestamp,
+    customers: np.ndarray,
+    als: ALSParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """ALS factors of the history's customers ``customers`` (codes the fitted model has no
+    factors for) from their interactions before ``as_of``, weighted as the fitted matrix
+    was (the same weights and lookback, BM25 with its products' norm), the item factors
+    fixed (:func:`training.recs.als.fold_in`): (the codes that have interactions, their
+    factors). None of it without fitted factors or a state pickled before the norm."""
+    empty = np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    if state.item_factors is None or state.als_item_norm is None or not len(customers):
+        return empty
+    params = state.params
+    matrix = interaction_matrix(history, as_of, params.lookback_days, params.event_weights)
+    rows = matrix[customers]
+    some = np.flatnonzero(rows.getnnz(axis=1) > 0)
+    if not len(some):
+        return empty
+    weighted = bm25(rows[some], params.bm25_k1, params.bm25_b, state.als_item_norm)
+    return customers[some].astype(np.int64), fold_in(state.item_factors, weighted, als)
 
 
 VIEW = EVENT_TYPES.index("view")

@@ -54,25 +54,39 @@ def interaction_matrix(
     return m
 
 
-def bm25(matrix: sp.csr_matrix, k1: float = 100.0, b: float = 0.8) -> sp.csr_matrix:
+def bm25(
+    matrix: sp.csr_matrix, k1: float = 100.0, b: float = 0.8, norm: np.ndarray | None = None
+) -> sp.csr_matrix:
     """BM25-weighted copy of a customers x products matrix, as float32 CSR.
 
     The formula of ``implicit.nearest_neighbours.bm25_weight``, oriented as implicit's
     examples use it (products as documents, customers as terms): idf over customers,
     length normalisation by each product's total weight. One change: the average length
     is taken over products with any interaction, not over the whole catalogue, so that
-    unsold products in the index do not shift the weights.
+    unsold products in the index do not shift the weights. ``norm``: the products'
+    normalisation of another matrix (:func:`bm25_norm`), e.g. the one ALS was fitted on,
+    so that rows of customers folded in later are weighted as that matrix's rows were
+    (a customer's idf depends on their own row only).
     """
     m = matrix.T.tocoo()  # products x customers
     if m.nnz == 0:
         return matrix.astype(np.float32).tocsr()
     n_docs = float(m.shape[0])
     idf = np.log(n_docs) - np.log1p(np.bincount(m.col, minlength=m.shape[1]))
-    row_sums = np.bincount(m.row, weights=m.data, minlength=m.shape[0])
-    norm = (1.0 - b) + b * row_sums / row_sums[row_sums > 0].mean()
+    if norm is None:
+        norm = bm25_norm(matrix, b)
     data = m.data * (k1 + 1.0) / (k1 * norm[m.row] + m.data) * idf[m.col]
     out = sp.csr_matrix(
         (data.astype(np.float32), (m.col, m.row)), shape=matrix.shape, dtype=np.float32
     )
     out.sort_indices()
     return out
+
+
+def bm25_norm(matrix: sp.csr_matrix, b: float = 0.8) -> np.ndarray:
+    """Each product's BM25 length normalisation in ``matrix`` (customers x products):
+    ``1 - b + b * its total weight / the mean total of products with any`` (float64)."""
+    totals = np.bincount(matrix.indices, weights=matrix.data, minlength=matrix.shape[1])
+    sold = totals > 0
+    mean = totals[sold].mean() if sold.any() else 1.0
+    return (1.0 - b) + b * totals / mean

@@ -42,6 +42,7 @@ from training.recs.cutoff_state import (
     StateParams,
     build_cutoff_state,
     customer_parts,
+    fold_in_customers,
     with_customers,
 )
 from training.recs.data import PURCHASE, Catalogue, History
@@ -75,6 +76,8 @@ class CustomerUpdate:
     catalogue: Catalogue
     factor_rows: np.ndarray  # each customer's row of the ALS user factors (-1: none)
     t: int
+    folded_at: np.ndarray | None = None  # customers without a row whose factors were
+    folded: np.ndarray | None = None  # folded in from their own events (issue 17)
 
 
 class Recommender(BaseRecommender):
@@ -309,7 +312,10 @@ class Recommender(BaseRecommender):
         stored and live events): what the live loop ranks those customers with (issue 17).
         The state counts in seconds, so ``as_of`` is rounded up to a whole second.
         The product parts (ALS item factors, popularity) and the ranker stay as fitted;
-        customers the model never saw get no ALS candidates until the next snapshot."""
+        known customers keep their ALS factors, and customers the model never saw get
+        theirs folded in from their own interactions (implicit's ``recalculate_user``
+        against the fitted item factors), so they have ALS candidates before the next
+        snapshot refits."""
         return self.with_customer_update(self.customer_update(events, customer_ids, as_of))
 
     def customer_update(
@@ -324,18 +330,30 @@ class Recommender(BaseRecommender):
         history = History.of_customers(self.catalogue_, events, customer_ids)
         params = self.state_.params
         rows = history.before(as_of, params.lookback_days)
+        factor_rows = self.catalogue_.customer_codes(customer_ids)
+        new = np.flatnonzero(factor_rows < 0).astype(np.int32)
+        folded_at, folded = fold_in_customers(self.state_, history, as_of, new, self._als_params())
         return CustomerUpdate(
             parts=customer_parts(history, rows, t, params),
             catalogue=history.catalogue,
-            factor_rows=self.catalogue_.customer_codes(customer_ids),
+            factor_rows=factor_rows,
             t=t,
+            folded_at=folded_at,
+            folded=folded,
         )
 
     def with_customer_update(self, update: CustomerUpdate) -> Recommender:
         """This model ranking the customers of ``update`` (a copy; quick: the product
         parts are shared)."""
         out = copy.copy(self)
-        out.state_ = with_customers(self.state_, update.parts, update.factor_rows, update.t)
+        out.state_ = with_customers(
+            self.state_,
+            update.parts,
+            update.factor_rows,
+            update.t,
+            getattr(update, "folded_at", None),
+            getattr(update, "folded", None),
+        )
         out.catalogue_ = update.catalogue
         out.as_of_ = pd.Timestamp(update.t, unit="s", tz="UTC")
         return out
