@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,7 @@ class RowUpdate:
     churn: np.ndarray  # calibrated churn probability per row (NaN without a churn model)
     channel: np.ndarray  # consented next-channel probabilities per row
     ranking: LiveRanking | None = None  # their recommendations (None: no recommender)
+    removed: list[str] = field(default_factory=list)  # merged into another: forget them
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Scorer:
         self.added: dict[str, int] = {}  # customer id -> row, for customers added live
         self.live_rankings: dict[str, LiveRanking] = {}  # customers that live events touched
         self.rerank: set[str] = set()  # live customers whose ranking should be rebuilt
+        self.forgotten: set[str] = set()  # merged into others by live events (unknown now)
         self._churn = self._channel = None
         self.lists = None
         if self.recommender is not None:
@@ -188,7 +190,18 @@ class Scorer:
         if self.added:  # customers that live events made known after the snapshot
             missing = np.flatnonzero(pos < 0)
             pos[missing] = [self.added.get(ids[i], -1) for i in missing]
-        return pos
+        return self._without_forgotten(ids, pos)
+
+    def _without_forgotten(self, ids: Sequence[str], codes: np.ndarray) -> np.ndarray:
+        """``codes`` (positions or recommender codes of ``ids``) with -1 for customers
+        merged into others (:meth:`forget`)."""
+        if self.forgotten:
+            codes[pd.Index(list(ids), dtype="str").isin(list(self.forgotten))] = -1
+        return codes
+
+    def _rec_codes(self, ids: Sequence[str]) -> np.ndarray:
+        """Recommender catalogue codes of ``ids`` (-1: unknown or forgotten)."""
+        return self._without_forgotten(ids, self.catalogue.customer_codes(list(ids)))
 
     # ------------------------------------------------------------------ live rows
 
@@ -239,6 +252,8 @@ class Scorer:
         for a real-time scorer (``ranked_lists``: predictions precomputed per row)."""
         if self._churn is None:
             raise RuntimeError("live rows need a real-time Scorer (ranked_lists > 0)")
+        if update.removed:
+            self.forget(update.removed)
         pos = self.positions(update.ids)
         new = np.flatnonzero(pos < 0)
         if len(new):
@@ -256,6 +271,19 @@ class Scorer:
                 rec = self.recommender.with_customer_update(ranking.customers)
                 ranking = replace(ranking, recommender=rec)
             self._take_ranking(ranking)
+
+    def forget(self, ids: Sequence[str]) -> None:
+        """Customers identity resolution merged into others (their events are the other
+        customers' now, as the store has them after the same load): unknown from now on,
+        cold start, as batch scoring of that store would have them."""
+        for customer in ids:
+            self._position.pop(customer, None)
+            self._rec_code.pop(customer, None)
+            self.added.pop(customer, None)
+            ranking = self.live_rankings.pop(customer, None)
+            if ranking is not None:
+                ranking.alive -= 1
+        self.forgotten.update(ids)
 
     def _take_ranking(self, ranking: LiveRanking) -> None:
         """Rank ``ranking``'s customers by it. A ranking that ranks fewer than a quarter of
@@ -367,13 +395,13 @@ class Scorer:
                     return listed
                 codes = np.array([code], np.int32)
             else:
-                codes = self.catalogue.customer_codes(list(ids))
+                codes = self._rec_codes(ids)
             ranker = (self.recommender, self.personal)
             return self._ranked(ranker, codes, k, rules, store, channel)
         parts = []
         for ranking, at in rankings:
             if ranking is None:
-                codes = self.catalogue.customer_codes([ids[i] for i in at])
+                codes = self._rec_codes([ids[i] for i in at])
                 ranker = (self.recommender, self.personal)
             else:
                 codes = np.array([ranking.codes[ids[i]] for i in at], np.int32)

@@ -47,6 +47,8 @@ class OnlineIdentity:
         ``max_component``: the store's setting (None: customer ids are taken as given)."""
         self.max_component = max_component
         self._set_graph(graph)
+        self.moved: dict[str, str] = {}
+        """Customers the last :meth:`resolve` merged into another: old id -> new id."""
 
     def _set_graph(self, graph: pd.DataFrame | None) -> None:
         self.graph = graph
@@ -67,6 +69,7 @@ class OnlineIdentity:
         ``raw_customer_id``; the graph then holds their tuples. ValueError for an event
         with neither a customer id nor an identifier."""
         ids = self._lookup(events)
+        self.moved = {}
         if ids is not None:  # nothing new to link
             out = events.copy(deep=False)
             out[RAW_CUSTOMER_ID] = events["customer_id"].astype("str")
@@ -75,7 +78,9 @@ class OnlineIdentity:
         resolved, graph, _ = link_identities(
             events.copy(deep=False), self.graph, self.max_component
         )
+        before = self._keys, self._ids
         self._set_graph(graph)
+        self.moved = merged_ids(*before, self._keys, self._ids)
         resolved["customer_id"] = resolved["customer_id"].astype("str")
         resolved[RAW_CUSTOMER_ID] = resolved[RAW_CUSTOMER_ID].astype("str")
         return resolved
@@ -100,3 +105,20 @@ class OnlineIdentity:
             new = missing & (by_id < 0)  # a customer id alone, new: a customer of its own
             ids[new] = given.to_numpy(dtype=object)[new]
         return ids
+
+
+def merged_ids(
+    old_keys: pd.Index, old_ids: np.ndarray, new_keys: pd.Index, new_ids: np.ndarray
+) -> dict[str, str]:
+    """Customers a link merged into another, old id -> new id: every tuple of the old id
+    now resolves to that one new id, and no tuple resolves to the old id any more (a
+    component the over-merge guard split is not a merge: its ids stay)."""
+    if not len(old_keys):
+        return {}
+    now = new_ids[new_keys.get_indexer(old_keys)]  # a graph only grows: every key is there
+    changed = pd.DataFrame({"old": old_ids, "new": now})[old_ids != now]
+    if changed.empty:
+        return {}
+    targets = changed.groupby("old")["new"].agg(["nunique", "first"])
+    whole = targets[(targets["nunique"] == 1) & ~targets.index.isin(pd.unique(new_ids))]
+    return {str(k): str(v) for k, v in whole["first"].items()}

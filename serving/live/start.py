@@ -76,7 +76,11 @@ def caught_up_state(
     snapshot was built without (for the caller to apply to a real-time scorer)."""
     as_of = scorer.as_of
     stored = read_events(settings.store_dir, start=as_of - pd.Timedelta(days=lookback_days()))
-    state = LiveState(scorer, stored, read_table(settings.store_dir, "customers"), as_of)
+    identity = OnlineIdentity(
+        read_identity_graph(settings.store_dir), settings.max_identity_component
+    )  # the state's own copy: it follows the merges the journaled events make
+    customers = read_table(settings.store_dir, "customers")
+    state = LiveState(scorer, stored, customers, as_of, identity)
     stale = state.after_snapshot().union(
         added_customers(settings.store_dir, scorer.snapshot.manifest.get("store_parts"))
     )

@@ -25,6 +25,8 @@ import pandas as pd
 from features.contract.schema import EVENTS
 from features.customer_features import build_customer_features
 from features.registry import DEFAULT_WINDOWS
+from features.store.parts import RAW_CUSTOMER_ID
+from serving.live.identity import OnlineIdentity
 from serving.live.journal import in_set
 from serving.scoring import RowUpdate, Scorer
 
@@ -55,11 +57,22 @@ class LiveState:
     """Stored and live events by customer, and the clock their fresh rows are as of."""
 
     def __init__(
-        self, scorer: Scorer, stored: pd.DataFrame, customers: pd.DataFrame, as_of: pd.Timestamp
+        self,
+        scorer: Scorer,
+        stored: pd.DataFrame,
+        customers: pd.DataFrame,
+        as_of: pd.Timestamp,
+        identity: OnlineIdentity | None = None,
     ) -> None:
         """``stored``: the store's events from a lookback before ``as_of`` (the snapshot's
-        cutoff) on, contract columns; ``customers``: the customers table (consent)."""
+        cutoff) on, contract columns; ``customers``: the customers table (consent);
+        ``identity``: the store's identity graph, which the state links the live events'
+        identifiers into (in the order the worker took them) to follow merges: a
+        customer whose identifiers a live event joins to another's (an anonymous
+        device that logs in) is merged into them (None: merges are not followed)."""
         self.scorer = scorer
+        self.identity = identity
+        self._owner: dict[str, str] = {}  # merged-away customer id -> the one it is now
         self.snapshot_as_of = as_of
         self.clock = as_of
         self.customers = customers.set_index("customer_id", drop=False)
@@ -108,13 +121,15 @@ class LiveState:
         t0 = time.perf_counter()
         events = events[~self.known(events["event_id"])]
         events = events[events["customer_id"].notna().to_numpy()]
+        merged, gone = self._follow_merges(events)
         if len(events):
             self.live = pd.concat([self.live, events[EVENTS.names]], ignore_index=True)
             self._live_event_ids.update(events["event_id"].astype("str"))
             self.clock = max(self.clock, events["ts"].max() + ONE_US)
-        touched = pd.Index(pd.unique(events["customer_id"].astype("str")))
+        touched = pd.Index(pd.unique(events["customer_id"].astype("str"))).union(merged)
         if also is not None:
             touched = touched.union(also)
+        touched = touched.difference(gone)
         rerank = self.scorer.take_rerank()  # live customers whose old ranking is let go
         if len(rerank):
             touched = touched.union(rerank)
@@ -124,7 +139,34 @@ class LiveState:
         rows = self.rows_of(touched, self.clock, touched_events)
         self.row_as_of.update(dict.fromkeys(rows.index.astype("str"), self.clock))
         update = self.scorer.prepare_rows(rows, touched_events, self.clock)
+        update.removed = gone.tolist()
         return Refresh(rows, update, self.clock, len(events), time.perf_counter() - t0)
+
+    def _follow_merges(self, events: pd.DataFrame) -> tuple[pd.Index, pd.Index]:
+        """Link the new events' identifiers; for every customer that merges into another:
+        their stored and live events become the other's from now on. Returns (customers
+        to recompute, merged-away customers to forget)."""
+        none = pd.Index([], dtype="str")
+        if self.identity is None or not len(events):
+            return none, none
+        self.identity.resolve(events.assign(customer_id=events[RAW_CUSTOMER_ID]))
+        moved = self.identity.moved
+        if not moved:
+            return none, none
+        for old, new in self._owner.items():  # an earlier merge into one merged now
+            if new in moved:
+                self._owner[old] = moved[new]
+        self._owner.update(moved)
+        for old in moved:
+            self.row_as_of.pop(old, None)
+        live_ids = self.live["customer_id"]
+        relabel = live_ids.isin(list(moved)).to_numpy()
+        if relabel.any():
+            self.live = self.live.copy()
+            self.live.loc[relabel, "customer_id"] = live_ids[relabel].map(moved)
+        return pd.Index(sorted(set(moved.values())), dtype="str"), pd.Index(
+            sorted(moved), dtype="str"
+        )
 
     def apply(self, refresh: Refresh) -> None:
         """Give the scorer a refresh's rows (one quick step on the request thread)."""
@@ -132,7 +174,20 @@ class LiveState:
         self.n_applied += refresh.n_events
 
     def events_of(self, customer_ids: pd.Index) -> pd.DataFrame:
-        """Stored and live events of these customers (contract columns)."""
+        """Stored and live events of these customers (contract columns), those of the
+        customers merged into them included (under their id)."""
+        asked = set(customer_ids)
+        merged = [old for old, new in self._owner.items() if new in asked]
+        if merged:
+            events = self._events_of(customer_ids.union(pd.Index(merged, dtype="str")))
+            ids = events["customer_id"].astype("str")
+            owned = ids.isin(merged).to_numpy()
+            events.loc[owned, "customer_id"] = ids[owned].map(self._owner)
+            return events
+        return self._events_of(customer_ids)
+
+    def _events_of(self, customer_ids: pd.Index) -> pd.DataFrame:
+        """:meth:`events_of` by the ids the events carry."""
         wanted = customer_ids.to_numpy(dtype=object)
         at = np.searchsorted(self._stored_ids, wanted)
         found = at < len(self._stored_ids)
