@@ -110,7 +110,7 @@ def answers_table(answers: list[Answer]) -> pa.Table:
         return pa.array(values, typ).take(pa.array(np.repeat(np.arange(len(answers)), counts)))
 
     ranks = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + 1
-    chained = [list(itertools.chain.from_iterable(a[i] for a in answers)) for i in (7, 8, 9)]
+    chain = itertools.chain.from_iterable
     served = (np.array([a.served_at for a in answers]) * 1e6).astype("int64")
     columns = [
         repeated([a.recommendation_id for a in answers], pa.string()),
@@ -121,9 +121,9 @@ def answers_table(answers: list[Answer]) -> pa.Table:
         pa.array(np.repeat([a.cold_start for a in answers], counts), pa.bool_()),
         repeated([a.model_version for a in answers], pa.string()),
         pa.array(ranks, pa.int16()),
-        pa.array(chained[0], pa.string()),
-        pa.array(chained[1], pa.string()),
-        pa.array(chained[2], pa.float32()),
+        pa.array(list(chain(a.product_ids for a in answers)), pa.string()),
+        pa.array(list(chain(a.reasons for a in answers)), pa.string()),
+        pa.array(list(chain(a.scores for a in answers)), pa.float32()),
     ]
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
