@@ -219,7 +219,7 @@ class Personalization:
         )
         self._tasks: list[asyncio.Task] = []
         self._paused = False  # the live loop waits while the service switches snapshots
-        self.collector = IdleCollector(ACTIVITY, get_settings().gc_mode)
+        self.collector = IdleCollector(ACTIVITY, settings.gc_mode)
         self.collector.start()  # the snapshot frozen, automatic collection off
 
     def _open_live(self, scorer=None):

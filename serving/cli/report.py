@@ -40,7 +40,7 @@ def recs(
 
     from features.cutoffs import parse_cutoff
     from serving.live.compact import compact_first
-    from serving.rec_attribution import attributed, recs_report
+    from serving.rec_attribution import CLOCK_SKEW, attributed, recs_report
     from serving.recommendation_log import read_log
 
     settings = ctx.obj
@@ -56,7 +56,7 @@ def recs(
         if end is not None:
             shown = shown[shown["served_at"] < end].reset_index(drop=True)
         window = pd.Timedelta(days=window_days)
-        events = _tagged_events(settings, start - pd.Timedelta(days=1))
+        events = _tagged_events(settings, start - CLOCK_SKEW)  # the earliest that count
         rows, unmatched = attributed(shown, events, window)
         table = recs_report(rows, groups)
     if as_json:
@@ -94,22 +94,16 @@ def _tagged_events(settings, start):
     home has no events store yet)."""
     import pyarrow.dataset as ds
 
+    from features.contract.schema import EVENTS, empty_frame
     from features.store.events import StoreMissingError, events_dataset
 
     columns = ["recommendation_id", "product_id", "ts", "event_type", "amount"]
     try:
         dataset = events_dataset(settings.store_dir)
     except StoreMissingError:
-        return dataset_schema_frame(columns)
+        return empty_frame(EVENTS)[columns]
     flt = ds.field("recommendation_id").is_valid() & (ds.field("ts") >= start.to_pydatetime())
     return dataset.to_table(columns=columns, filter=flt).to_pandas()
-
-
-def dataset_schema_frame(columns):
-    """An empty events frame of ``columns`` with the store's types."""
-    from features.store.parts import storage_schema
-
-    return storage_schema(columns).empty_table().to_pandas()
 
 
 def _print_table(table) -> None:

@@ -347,12 +347,7 @@ class Recommender(BaseRecommender):
         parts are shared)."""
         out = copy.copy(self)
         out.state_ = with_customers(
-            self.state_,
-            update.parts,
-            update.factor_rows,
-            update.t,
-            getattr(update, "folded_at", None),
-            getattr(update, "folded", None),
+            self.state_, update.parts, update.factor_rows, update.t, update.folded_at, update.folded
         )
         out.catalogue_ = update.catalogue
         out.as_of_ = pd.Timestamp(update.t, unit="s", tz="UTC")
