@@ -53,14 +53,16 @@ class Activity:
     requests: int = 0
 
 
-def full_collection_due(quiet_s: float, served: bool, grown_mb: float) -> str | None:
+def full_collection_due(
+    quiet_s: float, served: bool, grown_mb: float, growth_mb: float = GROWTH_MB
+) -> str | None:
     """Why the oldest generation should be collected now ("idle" or "growth"), or None.
 
     ``quiet_s``: seconds since the worker last saw a new request; ``served``: whether it
     answered any since the last full collection; ``grown_mb``: resident memory gained
-    since then.
+    since then; ``growth_mb``: how much growth forces a collection under load.
     """
-    if grown_mb >= GROWTH_MB:
+    if grown_mb >= growth_mb:
         return "growth"
     if served and quiet_s >= IDLE_S:
         return "idle"
@@ -83,9 +85,12 @@ class IdleCollector:
     """Collects young generations on a clock and the oldest at the moments
     :func:`full_collection_due` names."""
 
-    def __init__(self, activity: Activity, mode: str = "idle") -> None:
+    def __init__(
+        self, activity: Activity, mode: str = "idle", growth_mb: float = GROWTH_MB
+    ) -> None:
         self.activity = activity
         self.mode = mode
+        self.growth_mb = growth_mb
         self.collections = {"young": 0, "middle": 0, "idle": 0, "growth": 0}
 
     def start(self) -> None:
@@ -106,7 +111,8 @@ class IdleCollector:
             now = time.monotonic()
             if self.activity.requests != seen:
                 seen, quiet_since, served = self.activity.requests, now, True
-            reason = full_collection_due(now - quiet_since, served, resident_mb(me) - baseline)
+            grown = resident_mb(me) - baseline
+            reason = full_collection_due(now - quiet_since, served, grown, self.growth_mb)
             if reason is not None:
                 self.collect(reason)
                 served, baseline = False, resident_mb(me)
@@ -128,7 +134,7 @@ class IdleCollector:
             log.warning(
                 "%s (the worker grew by %.0f MB or more): %s unreachable objects, %.1f ms pause",
                 FORCED,
-                GROWTH_MB,
+                self.growth_mb,
                 found,
                 pause_ms,
             )
