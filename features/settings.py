@@ -116,6 +116,12 @@ class Settings:
         return self.home / "recommendations"
 
     @property
+    def journeys_dir(self) -> Path:
+        """Journey declarations, the contact policy, the decision log and the outbox
+        (docs/journeys.md)."""
+        return self.home / "journeys"
+
+    @property
     def features_dir(self) -> Path:
         return self.home / "features"
 
