@@ -252,7 +252,8 @@ def _problems(exc: ValidationError, file: Path, journey: str | None) -> list[str
     where = f"{file}" + (f", journey '{journey}'" if journey else "")
     lines = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "tagged"))]
+        # the trigger's kind is pydantic's tag of the union, not a field: left out
+        loc = [str(p) for p in err["loc"] if str(p) not in TRIGGER_KINDS]
         field = ".".join(loc) or "(the whole entry)"
         message = err["msg"].removeprefix("Value error, ")
         lines.append(f"{where}, field '{field}': {message}")
