@@ -307,7 +307,7 @@ def build_snapshot(
     models, sources = _load_champions(settings, models)
     seconds["load_models"] = time.perf_counter() - t0
     tell("loaded the champions: " + ", ".join(f"{k} v{v['version']}" for k, v in sources.items()))
-    t = parse_cutoff(as_of, "--as-of") if as_of is not None else _after_last_event(settings)
+    t = parse_cutoff(as_of, "--as-of") if as_of is not None else after_last_event(settings)
     rec = models.get("recommender")
     lookback = max(max(DEFAULT_WINDOWS), rec.lookback_days if rec is not None else 0)
     t0 = time.perf_counter()
@@ -444,7 +444,7 @@ def prune_snapshots(settings: Settings) -> list[str]:
     return removed
 
 
-def _after_last_event(settings: Settings) -> pd.Timestamp:
+def after_last_event(settings: Settings) -> pd.Timestamp:
     """The first midnight after the newest event in the store."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds

@@ -1,0 +1,236 @@
+"""One evaluation of every enabled journey as of a moment (``omni journeys run --as-of``):
+triggers over the store, audience, channel and products by the snapshot's models, the
+contact policy over the decision log, then the run's decisions and outbox written.
+
+Nothing is written when a check fails: a journey over its share without ``confirm``, a
+journey that asks for uplift without a model. A re-run of the same moment decides
+nothing twice (a customer's trigger already in the log is skipped)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.settings import Settings
+from serving.journeys.spec import ContactPolicy, Journey, JourneyError
+
+LAST_SCORES = "last_scores.parquet"
+"""Churn probabilities of the previous run (a churn trigger fires on crossing into its
+band since then), in the journeys folder."""
+
+
+class ShareExceeded(JourneyError):
+    """A journey would contact more than the policy's share of all customers in one run."""
+
+
+@dataclass
+class RunResult:
+    """What one evaluation decided and wrote."""
+
+    run_id: str
+    as_of: pd.Timestamp
+    customers: int
+    decisions: pd.DataFrame
+    written: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """Decisions per journey and reason (the CLI's table)."""
+        d = self.decisions
+        if d.empty:
+            return pd.DataFrame(columns=["journey", "status", "reason", "customers"])
+        return (
+            d.groupby(["journey", "status", "reason"], observed=True)
+            .size()
+            .rename("customers")
+            .reset_index()
+        )
+
+
+def new_run_id(as_of: pd.Timestamp) -> str:
+    """``<as_of>-<random>``: sortable by moment, unique across re-runs."""
+    return f"{as_of:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _already_decided(history: pd.DataFrame, triggered: pd.DataFrame) -> np.ndarray:
+    """bool per triggered row: its (customer, journey, trigger_ts) is in the log."""
+    if history.empty or triggered.empty:
+        return np.zeros(len(triggered), bool)
+    keys = ["customer_id", "journey", "trigger_ts"]
+    seen = history[keys].drop_duplicates().assign(_seen=True)
+    merged = triggered[keys].merge(seen, on=keys, how="left")
+    return merged["_seen"].fillna(False).to_numpy(bool)
+
+
+def proposals_for(
+    journey: Journey,
+    triggered: pd.DataFrame,
+    scorer,
+    as_of: pd.Timestamp,
+) -> pd.DataFrame:
+    """The triggered customers the journey's audience takes, with channel, products and
+    scores: the policy's input (docs/journeys.md, step 4)."""
+    from serving.journeys.choose import choose_channels, choose_products, in_audience
+
+    features = scorer.snapshot.features
+    known = triggered["customer_id"].isin(features.index).to_numpy()
+    triggered = triggered[known].reset_index(drop=True)
+    rows = features.loc[triggered["customer_id"]]
+    triggered = triggered[in_audience(journey, rows)].reset_index(drop=True)
+    ids = triggered["customer_id"].tolist()
+    channels, probability = choose_channels(journey, scorer, ids)
+    products = choose_products(journey, scorer, ids, channels, triggered["trigger_products"])
+    delay = pd.Timedelta(hours=journey.delay_hours)
+    due = (triggered["trigger_ts"] + delay).clip(lower=as_of)
+    churn = scorer.churn(scorer.positions(ids)) if ids else np.zeros(0)
+    return triggered.assign(
+        due_ts=due,
+        priority=np.int32(journey.priority),
+        channel=pd.Series(channels, dtype="object"),
+        channel_probability=np.asarray(probability, np.float64),
+        churn_probability=np.asarray(churn, np.float64),
+        products=pd.Series(products, dtype="object"),
+        uplift=np.nan,
+        min_uplift=np.nan if journey.min_uplift is None else journey.min_uplift,
+        journey_holdout=journey.holdout,
+    )
+
+
+def evaluate(
+    settings: Settings,
+    journeys: Sequence[Journey],
+    policy: ContactPolicy,
+    as_of: pd.Timestamp,
+    confirm: Callable[[str], bool] | None = None,
+    write: bool = True,
+    say: Callable[[str], None] = print,
+) -> RunResult:
+    """Decide every enabled journey as of ``as_of`` and (``write``) log the decisions and
+    fill the outbox. When a journey would contact more than ``policy.max_share_per_run`` of
+    all customers, ``confirm`` (the CLI's question, or ``--yes``) is asked; no ``confirm``
+    or a no: :class:`ShareExceeded`, and nothing is written."""
+    from serving.batch import snapshot_for
+    from serving.journeys.decisions import read_decisions, write_decisions
+    from serving.journeys.outbox import write_outbox
+    from serving.journeys.policy import apply_policy
+    from serving.journeys.triggers import find_triggers, read_trigger_events
+    from serving.online import load_snapshot
+    from serving.scoring import Scorer
+
+    journeys = [j for j in journeys if j.enabled]
+    asking = [j.name for j in journeys if j.min_uplift is not None]
+    if asking:
+        raise JourneyError(
+            f"journeys {asking} set min_uplift, but no uplift model is trained for them yet: "
+            "remove min_uplift to run them"
+        )
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    snapshot = load_snapshot(snapshot_for(settings, as_of, say))
+    scorer = Scorer(snapshot, num_threads=0, precompute_candidates=False)
+    everyone = np.arange(len(scorer.ids))
+    churn = pd.Series(scorer.churn(everyone), index=scorer.ids)
+    previous = _previous_scores(settings.journeys_dir, as_of)
+    seconds["snapshot"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    events = read_trigger_events(settings.store_dir, journeys, as_of)
+    history = read_decisions(settings.journeys_dir)
+    history = history[history["decided_at"] < as_of]
+    seconds["read"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    parts = []
+    for journey in journeys:
+        triggered = find_triggers(journey, events, snapshot.features, as_of, churn, previous)
+        triggered = triggered[~_already_decided(history, triggered)].reset_index(drop=True)
+        if len(triggered):
+            parts.append(proposals_for(journey, triggered, scorer, as_of))
+        say(f"{journey.name}: {len(triggered):,} customers triggered")
+    seconds["propose"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    run_id = new_run_id(as_of)
+    proposals = pd.concat(parts, ignore_index=True) if parts else None
+    if proposals is None:
+        decisions = _no_decisions()
+    else:
+        purchases = _purchases(events)
+        sent = history[history["status"].isin(["sent", "delayed"])]
+        decisions = apply_policy(proposals, policy, sent, purchases, as_of, run_id)
+    seconds["policy"] = time.perf_counter() - t0
+    _check_share(decisions, len(scorer.ids), policy, confirm)
+    result = RunResult(run_id, as_of, len(scorer.ids), decisions, seconds=seconds)
+    if write:
+        t0 = time.perf_counter()
+        if len(decisions):
+            result.written["decisions"] = write_decisions(settings.journeys_dir, decisions, run_id)
+            result.written |= write_outbox(settings.journeys_dir, decisions, run_id)
+        _write_scores(settings.journeys_dir, churn, as_of)
+        seconds["write"] = time.perf_counter() - t0
+    return result
+
+
+def _check_share(
+    decisions: pd.DataFrame,
+    customers: int,
+    policy: ContactPolicy,
+    confirm: Callable[[str], bool] | None,
+) -> None:
+    if decisions.empty or customers == 0:
+        return
+    contacted = decisions[decisions["status"] != "not_sent"].groupby("journey").size()
+    over = contacted[contacted > policy.max_share_per_run * customers]
+    if not len(over):
+        return
+    listed = ", ".join(f"{j} ({n:,} = {n / customers:.0%})" for j, n in over.items())
+    question = (
+        f"journeys would contact more than {policy.max_share_per_run:.0%} of the "
+        f"{customers:,} customers in one run: {listed}"
+    )
+    if confirm is None or not confirm(question):
+        raise ShareExceeded(
+            f"{question}; nothing was written (confirm with --yes, or raise "
+            "max_share_per_run in policy.yaml)"
+        )
+
+
+def _purchases(events) -> pd.DataFrame:
+    """customer_id, ts of the read events' purchases (for the policy's suppression)."""
+    import polars as pl
+
+    frame = events if isinstance(events, pl.DataFrame) else pl.from_arrow(events)
+    return frame.filter(pl.col("event_type") == "purchase").select("customer_id", "ts").to_pandas()
+
+
+def _no_decisions() -> pd.DataFrame:
+    from serving.journeys.decisions import SCHEMA
+
+    return SCHEMA.empty_table().to_pandas()
+
+
+def _previous_scores(journeys_dir: Path, as_of: pd.Timestamp) -> pd.Series | None:
+    """The last run's churn probabilities, if that run was before ``as_of`` (a re-run of
+    an earlier moment compares with nothing rather than with its future)."""
+    path = journeys_dir / LAST_SCORES
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path)
+    if frame.empty or frame["as_of"].iloc[0] >= as_of:
+        return None
+    return frame.set_index("customer_id")["churn_probability"]
+
+
+def _write_scores(journeys_dir: Path, churn: pd.Series, as_of: pd.Timestamp) -> None:
+    from features.atomic import write_parquet_atomic
+
+    frame = pd.DataFrame(
+        {"customer_id": churn.index.astype(str), "churn_probability": churn.to_numpy()}
+    ).assign(as_of=as_of)
+    write_parquet_atomic(frame, journeys_dir / LAST_SCORES)
