@@ -73,9 +73,11 @@ def proposals_for(
     triggered: pd.DataFrame,
     scorer,
     as_of: pd.Timestamp,
+    uplift_model=None,
 ) -> pd.DataFrame:
-    """The triggered customers the journey's audience takes, with channel, products and
-    scores: the policy's input (docs/journeys.md, step 4)."""
+    """The triggered customers the journey's audience takes, with channel, products,
+    scores and (with ``uplift_model``) predicted uplift: the policy's input
+    (docs/journeys.md, step 4)."""
     from serving.journeys.choose import choose_channels, choose_products, in_audience
 
     features = scorer.snapshot.features
@@ -89,6 +91,9 @@ def proposals_for(
     delay = pd.Timedelta(hours=journey.delay_hours)
     due = (triggered["trigger_ts"] + delay).clip(lower=as_of)
     churn = scorer.churn(scorer.positions(ids)) if ids else np.zeros(0)
+    uplift = np.full(len(ids), np.nan)
+    if uplift_model is not None and ids:
+        uplift = uplift_model.predict_uplift(features.loc[ids])
     return triggered.assign(
         due_ts=due,
         priority=np.int32(journey.priority),
@@ -96,7 +101,7 @@ def proposals_for(
         channel_probability=np.asarray(probability, np.float64),
         churn_probability=np.asarray(churn, np.float64),
         products=pd.Series(products, dtype="object"),
-        uplift=np.nan,
+        uplift=uplift,
         min_uplift=np.nan if journey.min_uplift is None else journey.min_uplift,
         journey_holdout=journey.holdout,
     )
@@ -122,13 +127,16 @@ def evaluate(
     from serving.journeys.triggers import find_triggers, read_trigger_events
     from serving.online import load_snapshot
     from serving.scoring import Scorer
+    from training.uplift.job import load_uplift
 
     journeys = [j for j in journeys if j.enabled]
-    asking = [j.name for j in journeys if j.min_uplift is not None]
-    if asking:
+    uplift_models = {j.name: load_uplift(settings.journeys_dir, j.name) for j in journeys}
+    untrained = [j.name for j in journeys if j.min_uplift is not None and not uplift_models[j.name]]
+    if untrained:
         raise JourneyError(
-            f"journeys {asking} set min_uplift, but no uplift model is trained for them yet: "
-            "remove min_uplift to run them"
+            f"journeys {untrained} set min_uplift, but no uplift model is trained for them: "
+            "`omni journeys train-uplift JOURNEY` (it needs their decisions and holdout), "
+            "or remove min_uplift"
         )
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -151,7 +159,9 @@ def evaluate(
         triggered = find_triggers(journey, events, snapshot.features, as_of, churn, previous)
         triggered = triggered[~_already_decided(history, triggered)].reset_index(drop=True)
         if len(triggered):
-            parts.append(proposals_for(journey, triggered, scorer, as_of))
+            parts.append(
+                proposals_for(journey, triggered, scorer, as_of, uplift_models[journey.name])
+            )
         say(f"{journey.name}: {len(triggered):,} customers triggered")
     seconds["propose"] = time.perf_counter() - t0
 
