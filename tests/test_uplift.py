@@ -88,3 +88,38 @@ def test_a_group_without_both_outcomes_is_refused_by_name():
     outcome = outcome & treated  # the holdout never converts
     with pytest.raises(ValueError, match=r"the holdout group has .* rows and 0 conversions"):
         TwoModelUplift().fit(X, treated, outcome)
+
+
+def test_a_decision_converts_on_a_purchase_inside_its_window_only():
+    from training.uplift.job import _bought_within
+
+    t = pd.Timestamp("2026-03-01", tz="UTC")
+    day = pd.Timedelta(days=1)
+    decisions = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "c", "d"],
+            "decided_at": [t, t + 10 * day, t, t, t],
+        }
+    )
+    purchases = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "b", "c"],
+            "ts": [t + 2 * day, t - day, t + 8 * day, t],  # b: before, then too late
+        }
+    )
+    assert _bought_within(decisions, purchases, 7 * day).tolist() == [
+        True,  # a: 2 days after
+        False,  # a's second decision: no purchase after it
+        False,  # b: one before the decision, one after the window
+        True,  # c: at the decision's moment (inclusive)
+        False,  # d: never bought
+    ]
+
+
+def test_the_time_split_keeps_later_moments_for_evaluation():
+    from training.uplift.job import time_split
+
+    moments = pd.Series(pd.date_range("2026-01-01", periods=8, freq="7D", tz="UTC").repeat(3))
+    assert time_split(moments, 0.25) == pd.Timestamp("2026-02-12", tz="UTC")  # last 2 of 8
+    with pytest.raises(ValueError, match="span 1 moment"):
+        time_split(moments[:3], 0.25)
