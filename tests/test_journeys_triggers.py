@@ -199,6 +199,7 @@ def test_events_for_reads_only_what_triggers_need(tmp_path):
         ("a", 24 * 60, "purchase", "p1"),  # two months back, online
         ("a", 24 * 70, "store_visit", None, "store"),  # old store event
         ("a", -5, "purchase", "p2"),  # after as_of
+        ("a", 1, "message_sent", None, "email"),  # a type no trigger here reads
     )
     frame = events.reindex(columns=EVENTS.names)
     dims = [empty_frame(t) for t in (CUSTOMERS, PRODUCTS, STORES)]

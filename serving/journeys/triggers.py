@@ -327,13 +327,22 @@ def lookback(journey: Journey) -> pd.Timedelta | None:
     return None
 
 
+EVENT_TYPES: dict[str, tuple[str, ...]] = {
+    "cart_abandoned": ("add_to_cart", "purchase"),
+    "browse_abandoned": ("view", "add_to_cart", "purchase"),
+    "purchase": ("purchase",),
+    "first_store_visit": (),  # every store-channel event, whatever its type
+}
+"""The event types each event rule reads (besides ``first_store_visit``'s store events)."""
+
+
 def events_for(
     journeys: Sequence[Journey], store_dir: Path | str, as_of: pd.Timestamp
 ) -> pl.DataFrame:
     """The events ``journeys``' triggers read from the events store, before ``as_of``:
-    :data:`COLUMNS` of the longest lookback, plus every earlier store-channel event when
-    a ``first_store_visit`` journey needs it; read with filter pushdown (months and
-    columns), never the whole store."""
+    :data:`COLUMNS` of the event types they read within the longest lookback, plus every
+    earlier store-channel event when a ``first_store_visit`` journey needs it; read with
+    filter pushdown (months, types and columns), never the whole store."""
     import pyarrow.dataset as ds
 
     from features.store.events import events_dataset, month_key
@@ -346,10 +355,11 @@ def events_for(
     end = pa.scalar(as_of.to_pydatetime(), pa.timestamp("us", tz="UTC"))
     start_ts = as_of - max(backs)
     start = pa.scalar(start_ts.to_pydatetime(), pa.timestamp("us", tz="UTC"))
+    types = sorted({t for j in journeys for t in EVENT_TYPES.get(j.trigger.kind, ())})
     recent = (ds.field("month") >= month_key(start_ts)) & (ds.field("ts") >= start)
+    recent = recent & ds.field("event_type").cast(pa.string()).isin(types)
     if first_store:
-        store = ds.field("channel").cast(pa.string()) == STORE_CHANNEL
-        recent = recent | store
+        recent = recent | (ds.field("channel").cast(pa.string()) == STORE_CHANNEL)
     flt = (ds.field("month") <= month_key(as_of)) & (ds.field("ts") < end) & recent
     table = events_dataset(store_dir).to_table(columns=COLUMNS, filter=flt)
     return _prepared(table, as_of).collect()
