@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from features.contract.schema import (
@@ -210,3 +211,11 @@ def test_events_for_reads_only_what_triggers_need(tmp_path):
     both = events_for([CART, visits], tmp_path / "store", AS_OF).sort("ts")
     assert both["event_type"].to_list() == ["store_visit", "add_to_cart"]
     assert events_for([_journey(kind="churn_risk")], tmp_path / "store", AS_OF).is_empty()
+
+
+def test_arrow_input_and_missing_columns():
+    events = _events(("a", 10, "add_to_cart", "p1"))
+    table = pa.Table.from_pandas(events, preserve_index=False)
+    assert find_triggers(CART, table, None, AS_OF)["customer_id"].tolist() == ["a"]
+    with pytest.raises(ValueError, match="product_id"):
+        find_triggers(CART, table.drop_columns(["product_id"]), None, AS_OF)

@@ -46,13 +46,14 @@ def _utc(as_of: pd.Timestamp | str) -> pd.Timestamp:
 def _prepared(events: pl.DataFrame | pa.Table | pd.DataFrame, as_of: pd.Timestamp) -> pl.LazyFrame:
     """The trigger columns of ``events`` before ``as_of``, with a customer id, as plain
     strings and microsecond UTC times (category columns of the store become strings)."""
-    if isinstance(events, pd.DataFrame):
-        events = pa.Table.from_pandas(events[COLUMNS], preserve_index=False)
-    frame = events if isinstance(events, pl.DataFrame) else pl.from_arrow(events)
-    assert isinstance(frame, pl.DataFrame)
-    missing = [c for c in COLUMNS if c not in frame.columns]
+    names = events.column_names if isinstance(events, pa.Table) else list(events.columns)
+    missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise ValueError(f"events lack the columns {missing} that triggers read")
+    if isinstance(events, pd.DataFrame):
+        events = pa.Table.from_pandas(events[COLUMNS], preserve_index=False)
+    frame = events if isinstance(events, pl.DataFrame) else pl.from_arrow(events.select(COLUMNS))
+    assert isinstance(frame, pl.DataFrame)
     return (
         frame.lazy()
         .select(
@@ -279,7 +280,7 @@ def _frame(ids: pd.Series, journey: str, ts: pd.Series, products: list) -> pd.Da
 def find_triggers(
     journey: Journey,
     events: pl.DataFrame | pa.Table | pd.DataFrame,
-    features: pd.DataFrame,
+    features: pd.DataFrame | None,
     as_of: pd.Timestamp,
     churn: pd.Series | None = None,
     previous_churn: pd.Series | None = None,
@@ -305,6 +306,8 @@ def find_triggers(
             raise ValueError(f"journey '{journey.name}': a churn_risk trigger needs churn scores")
         ids = churn_risk(rule, churn, previous_churn)["customer_id"]
     elif rule.kind == "purchase_overdue":
+        if features is None:
+            raise ValueError(f"journey '{journey.name}': a purchase_overdue trigger needs features")
         ids = purchase_overdue(rule, features)["customer_id"]
     else:  # a kind added to spec.py without a rule here
         raise NotImplementedError(f"no trigger rule for kind '{rule.kind}'")
