@@ -16,6 +16,7 @@ import typer
 from serving.cli.data import app as data_app
 from serving.cli.events import app as events_app
 from serving.cli.features import app as features_app
+from serving.cli.journeys import app as journeys_app
 from serving.cli.models import models_app
 from serving.cli.monitor import monitor
 from serving.cli.report import app as report_app
@@ -41,6 +42,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(report_app, name="report")
+app.add_typer(journeys_app, name="journeys")
 app.command()(score)
 app.command()(serve)
 app.command()(bento)
