@@ -39,6 +39,8 @@ def test_every_command_has_help(tmp_path):
         ["run", "--help"],
         ["models", "--help"],
         ["models", "promote", "--help"],
+        ["journeys", "run", "--help"],
+        ["journeys", "train-uplift", "--help"],
     ):
         res = _omni(*args, home=tmp_path)
         assert res.returncode == 0, res.stderr

@@ -141,3 +141,15 @@ def check(
     except JourneyError as exc:  # its lines name journey and field: add the file
         raise fail("\n".join(f"{file}, {line}" for line in str(exc).splitlines())) from None
     console.print(f"ok: {len(journeys)} journey{'s' if len(journeys) != 1 else ''}")
+
+
+def _register() -> None:
+    """The commands that live in modules of their own (each one job)."""
+    from serving.cli.journeys_run import run
+    from serving.cli.journeys_uplift import train_uplift
+
+    app.command()(run)
+    app.command("train-uplift")(train_uplift)
+
+
+_register()

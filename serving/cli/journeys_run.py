@@ -30,8 +30,9 @@ def run(
         bool, typer.Option("--json", help="Print the decisions per journey as JSON.")
     ] = False,
 ) -> None:
-    """Evaluate every enabled journey of <home>/journeys as of a moment: triggers over the
-    events store, audience, channel (next best among the journey's, consented) and
+    """Decide every enabled journey as of a moment; write the decisions and the outbox.
+
+    Triggers over the events store, audience, channel (next best among the journey's, consented) and
     products (recommender or the trigger's), then the contact policy. Writes the decisions
     (journeys/decisions/) and the messages per channel (journeys/outbox/<channel>/).
     Decides nothing twice when run again for the same moment."""

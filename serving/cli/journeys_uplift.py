@@ -29,7 +29,9 @@ def train_uplift(
     ] = 0.25,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """Fit the journey's uplift model (two LightGBM models: contacted and held-out
+    """Train a journey's uplift model from its contacted and holdout decisions.
+
+    Two LightGBM models (contacted and held-out
     customers) on its earlier decisions, measure it on the later ones (Qini, uplift among
     the top k% against contacting everyone), log it to MLflow and save it under
     <home>/journeys/uplift/. `omni journeys run` then predicts each proposal's uplift, and

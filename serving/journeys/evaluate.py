@@ -124,7 +124,7 @@ def evaluate(
     from serving.journeys.decisions import read_decisions, write_decisions
     from serving.journeys.outbox import write_outbox
     from serving.journeys.policy import apply_policy
-    from serving.journeys.triggers import find_triggers, read_trigger_events
+    from serving.journeys.triggers import events_for, find_triggers
     from serving.online import load_snapshot
     from serving.scoring import Scorer
     from training.uplift.job import load_uplift
@@ -148,7 +148,8 @@ def evaluate(
     seconds["snapshot"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    events = read_trigger_events(settings.store_dir, journeys, as_of)
+    events = events_for(journeys, settings.store_dir, as_of)
+    purchases = recent_purchases(settings.store_dir, as_of, policy)
     history = read_decisions(settings.journeys_dir)
     history = history[history["decided_at"] < as_of]
     seconds["read"] = time.perf_counter() - t0
@@ -171,7 +172,6 @@ def evaluate(
     if proposals is None:
         decisions = _no_decisions()
     else:
-        purchases = _purchases(events)
         sent = history[history["status"].isin(["sent", "delayed"])]
         decisions = apply_policy(proposals, policy, sent, purchases, as_of, run_id)
     seconds["policy"] = time.perf_counter() - t0
@@ -211,12 +211,16 @@ def _check_share(
         )
 
 
-def _purchases(events) -> pd.DataFrame:
-    """customer_id, ts of the read events' purchases (for the policy's suppression)."""
-    import polars as pl
+def recent_purchases(store_dir: Path, as_of: pd.Timestamp, policy: ContactPolicy) -> pd.DataFrame:
+    """customer_id, ts of the purchases the policy's suppression looks back on (read on
+    their own: the journeys' triggers may read no purchases at all)."""
+    from features.store.events import read_events
 
-    frame = events if isinstance(events, pl.DataFrame) else pl.from_arrow(events)
-    return frame.filter(pl.col("event_type") == "purchase").select("customer_id", "ts").to_pandas()
+    start = as_of - pd.Timedelta(hours=policy.suppress_after_purchase_hours)
+    events = read_events(store_dir, start, as_of, columns=["customer_id", "ts", "event_type"])
+    return events.loc[events["event_type"] == "purchase", ["customer_id", "ts"]].reset_index(
+        drop=True
+    )
 
 
 def _no_decisions() -> pd.DataFrame:
