@@ -433,3 +433,15 @@ def test_random_run_keeps_the_rules():
     hours = pd.DatetimeIndex(local.dropna()).hour
     assert ((hours >= 8) & (hours < 21)).all()
     assert d["send_at"].isna().eq(d["status"] == "not_sent").all()
+
+
+def test_no_proposals_no_decisions():
+    d = _decide(_proposals({}).iloc[:0], _policy(caps=Caps(per_day=1), quiet_hours=NIGHT))
+    assert list(d.columns) == SCHEMA.names and d.empty
+    as_table(d)
+
+
+def test_unknown_time_zone_is_named():
+    zones = pd.Series({"c1": "Mars/Olympus"})
+    with pytest.raises(ValueError, match="Mars/Olympus"):
+        _decide(_proposals({}), customer_zones=zones)

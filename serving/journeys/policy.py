@@ -14,10 +14,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from serving.journeys.decisions import SCHEMA
 from serving.journeys.holdout import holdout_share, journey_salt
-from serving.journeys.spec import ContactPolicy
+from serving.journeys.spec import Caps, ContactPolicy
 
 NOT_SENT = (
     "no_consent",
@@ -47,11 +49,15 @@ PROPOSAL_COLUMNS = (
     "journey_holdout",
 )
 _DAY = 86_400 * 10**9
+_CAP_LOOKBACK_H = 9 * 24
+"""History older than this before as_of cannot count for a cap: every send is at or
+after as_of, its 7 local days start at most 7 days and a time-zone offset before it."""
 _HOUR = 3_600 * 10**9
 _OPEN = 0
 _CODE = {reason: i + 1 for i, reason in enumerate(NOT_SENT)}
 _REASONS = np.array(["sent", *NOT_SENT, "quiet_hours"], dtype=object)
 _QUIET = len(_REASONS) - 1
+_STATUS = np.array(["sent", "delayed", "not_sent"], dtype=object)
 
 
 def apply_policy(
@@ -76,35 +82,38 @@ def apply_policy(
     p = proposals.reset_index(drop=True)
     n = len(p)
     codes, customers = pd.factorize(p["customer_id"].astype(str))
+    ids = np.array(pa.array(customers).to_pylist(), dtype=object)
     journey = p["journey"].astype(str)
     priority = p["priority"].to_numpy(np.int64)
+    channel, channels = pd.factorize(p["channel"])  # -1: no channel
     reason = np.zeros(n, np.int8)
 
-    _mark(reason, p["channel"].isna().to_numpy(), "no_consent")
+    _mark(reason, channel < 0, "no_consent")
     if policy.global_holdout > 0:
-        glob = holdout_share(customers, policy.holdout_salt) < policy.global_holdout
+        need = np.unique(codes[reason == _OPEN])  # hash only customers still in play
+        glob = np.zeros(len(ids), bool)
+        glob[need] = holdout_share(ids[need], policy.holdout_salt) < policy.global_holdout
         _mark(reason, glob[codes], "holdout_global")
-    _mark(reason, _journey_holdout(p, journey, policy), "holdout_journey")
+    _mark(reason, _journey_holdout(p, reason, ids[codes], journey, policy), "holdout_journey")
     low = p["min_uplift"].notna() & ~(p["uplift"] > p["min_uplift"])
     _mark(reason, low.to_numpy(bool), "uplift_too_low")
 
-    contacts = _contacts(history, customers)
+    since = as_of - pd.Timedelta(hours=max(policy.suppress_after_contact_hours, _CAP_LOOKBACK_H))
+    contacts = _contacts(history, customers, channels, since)
     bought = _recent_buyers(purchases, customers, as_of, policy.suppress_after_purchase_hours)
     exempt = journey.isin(policy.purchase_exempt).to_numpy()
     _mark(reason, bought[codes] & ~exempt, "suppressed_purchase")
-    _mark(
-        reason,
-        _outranked(contacts, len(customers), codes, priority, as_of, policy),
-        "suppressed_contact",
-    )
+    outranked = _outranked(contacts, len(customers), codes, priority, as_of, policy)
+    _mark(reason, outranked, "suppressed_contact")
     _mark(reason, _losers(reason, codes, priority, journey, p["due_ts"]), "lower_priority")
 
     zone_of = _zones(customers, customer_zones, policy.timezone)
     open_rows = np.flatnonzero(reason == _OPEN)
     send = np.maximum(_ns(p["due_ts"]), as_of.value)[open_rows]
     send, delayed, day = _quiet_hours(send, zone_of[0][codes[open_rows]], zone_of[1], policy)
+    cap_channels = {ch: channels.get_loc(ch) for ch in policy.channel_caps if ch in channels}
     capped = _capped(
-        contacts, zone_of, codes[open_rows], day, p["channel"].to_numpy(object)[open_rows], policy
+        contacts, zone_of, codes[open_rows], day, channel[open_rows], cap_channels, policy
     )
     reason[open_rows[capped]] = _CODE["capped"]
     reason[open_rows[delayed & ~capped]] = _QUIET
@@ -123,19 +132,29 @@ def _utc(ts: object) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 
 
+def _positions(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Where each value is in ``index`` (-1: not there); Arrow's hash lookup, which is
+    several times faster than pandas' for strings."""
+    found = pc.index_in(pa.array(values.astype(str)), value_set=pa.array(index.astype(str)))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def _ns(values: pd.Series) -> np.ndarray:
     """UTC nanoseconds since the epoch (naive values are taken as UTC)."""
     return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8
 
 
-def _journey_holdout(p: pd.DataFrame, journey: pd.Series, policy: ContactPolicy) -> np.ndarray:
-    """Rows whose customer is in their journey's holdout (share < ``journey_holdout``)."""
+def _journey_holdout(
+    p: pd.DataFrame, reason: np.ndarray, ids: np.ndarray, journey: pd.Series, policy: ContactPolicy
+) -> np.ndarray:
+    """Undecided rows whose customer is in their journey's holdout (share below the
+    row's ``journey_holdout``); ``ids``: each row's customer id."""
     share = p["journey_holdout"].fillna(0.0).to_numpy(np.float64)
+    candidate = (reason == _OPEN) & (share > 0)
     held = np.zeros(len(p), bool)
-    for name in journey[share > 0].unique():
-        rows = np.flatnonzero((journey == name).to_numpy() & (share > 0))
-        ids = p["customer_id"].to_numpy(object)[rows]
-        held[rows] = holdout_share(ids, journey_salt(policy, name)) < share[rows]
+    for name in journey[candidate].unique():
+        rows = np.flatnonzero(candidate & (journey == name).to_numpy())
+        held[rows] = holdout_share(ids[rows], journey_salt(policy, name)) < share[rows]
     return held
 
 
@@ -148,24 +167,30 @@ def _recent_buyers(
         return bought
     ts = _ns(purchases["ts"])
     recent = (ts > as_of.value - int(hours * _HOUR)) & (ts <= as_of.value)
-    code = customers.get_indexer(purchases["customer_id"].astype(str)[recent])
+    code = _positions(purchases["customer_id"][recent], customers)
     bought[code[code >= 0]] = True
     return bought
 
 
-def _contacts(history: pd.DataFrame, customers: pd.Index) -> pd.DataFrame:
-    """Earlier contacts (sent/delayed) of this run's customers: code (their customer's),
-    send_at (UTC ns), channel, priority."""
+def _contacts(
+    history: pd.DataFrame, customers: pd.Index, channels: pd.Index, since: pd.Timestamp
+) -> pd.DataFrame:
+    """Contacts (sent/delayed) of this run's customers sent at or after ``since``: code
+    (the customer's), send_at (UTC ns), channel (code into ``channels``, -1: another),
+    priority."""
+    columns = {"code": np.int64, "send_at": np.int64, "channel": np.int64, "priority": np.int64}
     if history is None or history.empty:
-        return pd.DataFrame({"code": [], "send_at": [], "channel": [], "priority": []})
+        return pd.DataFrame({c: np.array([], t) for c, t in columns.items()})
     h = history[history["status"].isin(CONTACTED) & history["send_at"].notna()]
-    code = customers.get_indexer(h["customer_id"].astype(str))
+    send_at = _ns(h["send_at"])
+    h = h[send_at >= since.value]
+    code = _positions(h["customer_id"], customers)
     keep = code >= 0
     return pd.DataFrame(
         {
             "code": code[keep],
-            "send_at": _ns(h["send_at"])[keep],
-            "channel": h["channel"].to_numpy(object)[keep],
+            "send_at": send_at[send_at >= since.value][keep],
+            "channel": _positions(h["channel"].fillna(""), channels)[keep],
             "priority": h["priority"].to_numpy(np.int64)[keep],
         }
     )
@@ -209,19 +234,19 @@ def _zones(
     customers: pd.Index, customer_zones: pd.Series | None, default: str
 ) -> tuple[np.ndarray, list[str]]:
     """Each customer's time zone as a code into the returned list of zone names."""
-    if customer_zones is None:
-        names = pd.Series(default, index=range(len(customers)), dtype=object)
-    else:
-        zones = customer_zones[~customer_zones.index.duplicated(keep="last")]
-        zones.index = zones.index.astype(str)
-        names = zones.reindex(customers).astype(object).where(lambda z: z.notna(), default)
-    code, uniques = pd.factorize(names.to_numpy(object))
+    if customer_zones is None or customer_zones.empty:
+        return np.zeros(len(customers), np.int64), [default]
+    zones = customer_zones[~customer_zones.index.duplicated(keep="last")]
+    at = _positions(pd.Series(customers), zones.index)
+    names = np.where(at >= 0, zones.to_numpy(object)[at], default)
+    names = np.where(pd.isna(names), default, names)
+    code, uniques = pd.factorize(names)
     for zone in uniques:
         try:
             ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
             raise ValueError(f"customer_zones: unknown time zone {zone!r}") from None
-    return code, list(uniques)
+    return code.astype(np.int64), [str(z) for z in uniques]
 
 
 def _local(utc_ns: np.ndarray, zone: str) -> np.ndarray:
@@ -278,12 +303,15 @@ def _capped(
     codes: np.ndarray,
     day: np.ndarray,
     channel: np.ndarray,
+    cap_channels: dict[str, int],
     policy: ContactPolicy,
 ) -> np.ndarray:
-    """Which of these sends (one per customer: ``codes``, local ``day``, ``channel``) would
-    exceed a global or channel cap of its local day or of the 7 days ending with it,
-    counting the earlier contacts and the send itself."""
-    caps = [(policy.caps, None), *((c, ch) for ch, c in policy.channel_caps.items())]
+    """Which of these sends (one per customer: ``codes``, local ``day``, ``channel`` code)
+    would exceed a global or channel cap of its local day or of the 7 days ending with
+    it, counting the earlier contacts and the send itself. ``cap_channels``: the code of
+    each capped channel among this run's channels."""
+    caps: list[tuple[Caps, int | None]] = [(policy.caps, None)]
+    caps += [(c, cap_channels[ch]) for ch, c in policy.channel_caps.items() if ch in cap_channels]
     caps = [(c, ch) for c, ch in caps if c.per_day is not None or c.per_week is not None]
     capped = np.zeros(len(codes), bool)
     if not caps or not len(codes):
@@ -301,7 +329,7 @@ def _capped(
             hday[rows] = _local(c["send_at"].to_numpy(np.int64)[rows], zone) // _DAY
     back = day[row] - hday
     in_day, in_week = back == 0, (back >= 0) & (back < 7)
-    same = c["channel"].to_numpy(object) == channel[row]
+    same = c["channel"].to_numpy(np.int64) == channel[row]
     for cap, ch in caps:
         hit = same if ch is not None else np.ones(len(row), bool)
         applies = channel == ch if ch is not None else np.ones(len(codes), bool)
@@ -319,25 +347,24 @@ def _decisions(
 ) -> pd.DataFrame:
     """The decision log's columns from the proposals and their reasons."""
     n = len(p)
-    reasons = _REASONS[reason]
-    status = np.where(reason == _OPEN, "sent", np.where(reason == _QUIET, "delayed", "not_sent"))
+    status = _STATUS[np.where(reason == _OPEN, 0, np.where(reason == _QUIET, 1, 2))]
     out = pd.DataFrame(
         {
-            "decision_id": (f"{run_id}-" + pd.Series(np.arange(n)).astype(str)).to_numpy(object),
+            "decision_id": f"{run_id}-" + pd.Series(np.arange(n)).astype(str),
             "run_id": run_id,
             "decided_at": pd.Series(as_of, index=range(n)).dt.as_unit("ns"),
-            "customer_id": p["customer_id"].astype(str).to_numpy(object),
-            "journey": p["journey"].astype(str).to_numpy(object),
+            "customer_id": p["customer_id"].astype(str),
+            "journey": p["journey"].astype(str),
             "trigger_ts": pd.to_datetime(p["trigger_ts"], utc=True),
-            "status": status.astype(object),
-            "reason": reasons,
-            "channel": p["channel"].to_numpy(object),
+            "status": pd.Series(status, dtype=str),
+            "reason": pd.Series(_REASONS[reason], dtype=str),
+            "channel": p["channel"],
             "send_at": pd.Series(send_at).dt.tz_localize("UTC"),
-            "products": p["products"].to_numpy(object),
-            "churn_probability": p["churn_probability"].to_numpy(np.float64),
-            "channel_probability": p["channel_probability"].to_numpy(np.float64),
-            "uplift": p["uplift"].to_numpy(np.float64),
-            "priority": p["priority"].to_numpy(np.int32),
+            "products": p["products"],
+            "churn_probability": p["churn_probability"].astype(np.float64),
+            "channel_probability": p["channel_probability"].astype(np.float64),
+            "uplift": p["uplift"].astype(np.float64),
+            "priority": p["priority"].astype(np.int32),
         }
     )
     return out[SCHEMA.names]
