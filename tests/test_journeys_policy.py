@@ -123,8 +123,10 @@ def test_global_holdout_blocks_every_journey():
     assert d["channel"].tolist() == ["email"] * 3  # where it would have gone
 
 
-def test_journey_holdout_is_per_journey():
-    # in cart's holdout, not in win_back's: win_back (lower priority) still reaches them
+def test_journey_holdout_is_per_journey_and_drawn_among_those_who_would_be_sent():
+    # in cart's holdout, not in win_back's. The holdout is drawn last, among the winners:
+    # cart (higher priority) would have had them, so they hear from neither this run (a
+    # held-out customer must be like a contacted one: not reached by another journey).
     both = [
         c
         for c in _ids("omni-journeys/cart", 0.5, n=50)
@@ -136,7 +138,10 @@ def test_journey_holdout_is_per_journey():
         {"customer_id": customer, "journey": "win_back", "journey_holdout": 0.5},
     )
     d = _decide(props)
-    assert d["reason"].tolist() == ["holdout_journey", "sent"]
+    assert d["reason"].tolist() == ["holdout_journey", "lower_priority"]
+    # when win_back leads, its holdout is not drawn for this customer: it is sent
+    props.loc[1, "priority"] = 90
+    assert _decide(props)["reason"].tolist() == ["lower_priority", "sent"]
 
 
 def test_uplift_gate():
@@ -226,6 +231,19 @@ def test_precedence_of_reasons():
         purchases=purchases,
     )
     assert d["reason"].tolist() == ["suppressed_purchase", "suppressed_purchase"]
+
+
+def test_a_capped_or_suppressed_customer_is_never_counted_in_the_journeys_holdout():
+    # in the journey's holdout (share < 0.5), but capped by yesterday's message: "capped"
+    customer = _ids("omni-journeys/cart", 0.5)[0]
+    history = _history({"customer_id": customer, "send_at": "2026-03-09 23:00"})
+    as_of = _ts("2026-03-10 12:00")
+    held = {"customer_id": customer, "journey_holdout": 0.5, "due_ts": as_of}
+    d = _decide(_proposals(held), _policy(caps=Caps(per_week=1)), history, as_of=as_of)
+    assert d["reason"].tolist() == ["capped"]
+    d = _decide(_proposals(held), _policy(caps=Caps(per_week=2)), history, as_of=as_of)
+    assert d["reason"].tolist() == ["holdout_journey"]
+    assert pd.isna(d["send_at"][0]) and d["status"][0] == "not_sent"
 
 
 # --------------------------------------------------------------------------- priority

@@ -24,14 +24,17 @@ from serving.journeys.spec import Caps, ContactPolicy
 NOT_SENT = (
     "no_consent",
     "holdout_global",
-    "holdout_journey",
     "uplift_too_low",
     "suppressed_purchase",
     "suppressed_contact",
     "lower_priority",
     "capped",
+    "holdout_journey",
 )
-"""Reasons not to send, in the order they are checked (the first that applies counts)."""
+"""Reasons not to send, in the order they are checked (the first that applies counts).
+A journey's holdout is drawn last, among the proposals that would otherwise be sent: the
+held-out customers are then exactly comparable with the contacted ones (drawn earlier,
+the holdout would also hold customers the policy would have suppressed or capped)."""
 CONTACTED = ("sent", "delayed")
 """History rows with these statuses are contacts (they count for caps and suppression)."""
 PROPOSAL_COLUMNS = (
@@ -94,7 +97,6 @@ def apply_policy(
         glob = np.zeros(len(ids), bool)
         glob[need] = holdout_share(ids[need], policy.holdout_salt) < policy.global_holdout
         _mark(reason, glob[codes], "holdout_global")
-    _mark(reason, _journey_holdout(p, reason, ids[codes], journey, policy), "holdout_journey")
     low = p["min_uplift"].notna() & ~(p["uplift"] > p["min_uplift"])
     _mark(reason, low.to_numpy(bool), "uplift_too_low")
 
@@ -116,9 +118,11 @@ def apply_policy(
         contacts, zone_of, codes[open_rows], day, channel[open_rows], cap_channels, policy
     )
     reason[open_rows[capped]] = _CODE["capped"]
-    reason[open_rows[delayed & ~capped]] = _QUIET
+    _mark(reason, _journey_holdout(p, reason, ids[codes], journey, policy), "holdout_journey")
+    going = reason[open_rows] == _OPEN
+    reason[open_rows[delayed & going]] = _QUIET
     send_at = np.full(n, np.datetime64("NaT"), "datetime64[ns]")
-    send_at[open_rows[~capped]] = send[~capped].astype("datetime64[ns]")
+    send_at[open_rows[going]] = send[going].astype("datetime64[ns]")
     return _decisions(p, run_id, as_of, reason, send_at)
 
 
