@@ -93,7 +93,7 @@ def test_list_names_the_problems_of_a_bad_folder(tmp_path):
     (folder / "worse.yaml").write_text("name: [unclosed\n")
     result = _omni(home, "journeys", "list")
     assert result.exit_code == 2
-    assert "bad.yaml, journey 'bad', field 'trigger.cart_abandoned.within_hours'" in result.output
+    assert "bad.yaml, journey 'bad', field 'trigger.within_hours'" in result.output
     assert "worse.yaml" in result.output and "not valid YAML" in result.output
 
 

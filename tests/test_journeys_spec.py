@@ -69,7 +69,9 @@ def test_every_problem_names_file_journey_and_field(tmp_path):
 def test_unknown_keys_and_impossible_windows_are_refused(tmp_path):
     f = tmp_path / "j.yaml"
     f.write_text("name: j\ntrigger: {kind: cart_abandoned, within_hours: 50}\ndelay: 3\n")
-    text = str(pytest.raises(JourneyError, read_journey_file, f).value)
+    with pytest.raises(JourneyError) as caught:
+        read_journey_file(f)
+    text = str(caught.value)
     assert "field 'trigger'" in text and "lookback_hours must be larger" in text
     assert "field 'delay': Extra inputs are not permitted" in text
 
@@ -84,7 +86,7 @@ def test_broken_yaml_names_the_line(tmp_path):
 def test_a_name_used_twice_is_refused_and_nothing_is_returned(tmp_path):
     (tmp_path / "a.yaml").write_text(CART)
     (tmp_path / "b.yaml").write_text(CART)
-    with pytest.raises(JourneyError, match="field 'name': already used in .*a.yaml"):
+    with pytest.raises(JourneyError, match=r"field 'name': already used in .*a\.yaml"):
         load_journeys(tmp_path)
 
 
@@ -114,6 +116,8 @@ def test_the_policy_defaults_and_its_validation(tmp_path):
     assert policy.quiet_hours.end == time(7, 30)
     assert load_journeys(tmp_path) == []  # the policy is not a journey
     (tmp_path / "policy.yaml").write_text("timezone: Mars/Base\nchannel_caps: {web: {}}\n")
-    text = str(pytest.raises(JourneyError, load_policy, tmp_path).value)
+    with pytest.raises(JourneyError) as caught:
+        load_policy(tmp_path)
+    text = str(caught.value)
     assert "policy.yaml, field 'timezone': unknown time zone 'Mars/Base'" in text
     assert "field 'channel_caps': ['web'] are not outreach channels" in text
