@@ -150,15 +150,15 @@ def evaluate(
     t0 = time.perf_counter()
     events = events_for(journeys, settings.store_dir, as_of)
     purchases = recent_purchases(settings.store_dir, as_of, policy)
-    history = read_decisions(settings.journeys_dir)
-    history = history[history["decided_at"] < as_of]
+    logged = read_decisions(settings.journeys_dir)  # every run's: a trigger is decided once
+    history = logged[logged["decided_at"] <= as_of]  # what the policy counts: never the future
     seconds["read"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     parts = []
     for journey in journeys:
         triggered = find_triggers(journey, events, snapshot.features, as_of, churn, previous)
-        triggered = triggered[~_already_decided(history, triggered)].reset_index(drop=True)
+        triggered = triggered[~_already_decided(logged, triggered)].reset_index(drop=True)
         if len(triggered):
             parts.append(
                 proposals_for(journey, triggered, scorer, as_of, uplift_models[journey.name])
