@@ -159,11 +159,12 @@ def evaluate(
     for journey in journeys:
         triggered = find_triggers(journey, events, snapshot.features, as_of, churn, previous)
         triggered = triggered[~_already_decided(logged, triggered)].reset_index(drop=True)
+        proposed = 0
         if len(triggered):
-            parts.append(
-                proposals_for(journey, triggered, scorer, as_of, uplift_models[journey.name])
-            )
-        say(f"{journey.name}: {len(triggered):,} customers triggered")
+            part = proposals_for(journey, triggered, scorer, as_of, uplift_models[journey.name])
+            parts.append(part)
+            proposed = len(part)
+        say(f"{journey.name}: {len(triggered):,} customers triggered, {proposed:,} in its audience")
     seconds["propose"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
