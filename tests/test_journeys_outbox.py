@@ -223,3 +223,37 @@ def test_nobody_listening(tmp_path):
         post_outbox(url, file, retries=1, timeout_s=2, backoff_s=0)
     assert url in str(err.value) and str(file) in str(err.value)
     assert not delivered_marker(file).exists()
+
+
+def test_deliver_posts_each_channels_pending_files_once(tmp_path, receiver):
+    from typer.testing import CliRunner
+
+    from features.settings import get_settings
+    from serving.cli.main import app
+
+    home = tmp_path / "home"
+    journeys = home / "journeys"
+    write_outbox(journeys, _decisions(), "run1")
+    email, sms = receiver(200), receiver(503)
+    (journeys / "policy.yaml").write_text(f"webhooks: {{email: {email.url}}}\n")
+    runner = CliRunner()
+    env = {"OMNI_HOME": str(home)}
+    res = runner.invoke(app, ["journeys", "deliver"], env=env)
+    assert res.exit_code == 0, res.output
+    assert "email: 2 messages from 1 files" in res.output
+    assert email.messages == ["run-0", "run-2"]
+    again = runner.invoke(app, ["journeys", "deliver"], env=env)
+    assert "email: 0 messages from 0 files" in again.output and email.requests == 1
+    # a webhook that keeps failing: exit 1, one line naming the URL and the file
+    (journeys / "policy.yaml").write_text(f"webhooks: {{sms: {sms.url}}}\n")
+    res = runner.invoke(app, ["journeys", "deliver", "--retries", "0"], env=env)
+    assert res.exit_code == 1 and sms.url in res.output and "sms/run1.jsonl" in res.output
+    assert "Traceback" not in res.output
+    # no webhooks: exit 2 and what to add
+    (journeys / "policy.yaml").write_text("timezone: UTC\n")
+    res = runner.invoke(app, ["journeys", "deliver"], env=env)
+    assert res.exit_code == 2 and "no webhooks" in res.output
+    (journeys / "policy.yaml").write_text("webhooks: {email: 'ftp://x'}\n")
+    res = runner.invoke(app, ["journeys", "deliver"], env=env)
+    assert res.exit_code == 2 and "field 'webhooks'" in res.output
+    assert get_settings(env).journeys_dir == journeys

@@ -143,3 +143,29 @@ def _post(
         f"could not deliver {where} to {url} after {retries + 1} attempts: {problem} "
         "(posting the file again resumes here)"
     )
+
+
+def pending_files(journeys_dir: Path, channel: str) -> list[Path]:
+    """``channel``'s outbox files with lines not delivered yet, oldest run first."""
+    folder = outbox_dir(journeys_dir) / channel
+    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    return [f for f in files if delivered_count(f) < _line_count(f)]
+
+
+def _line_count(file: Path) -> int:
+    with file.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def deliver(
+    journeys_dir: Path, webhooks: dict[str, str], retries: int = 3
+) -> dict[str, tuple[int, int]]:
+    """POST every channel's pending outbox files to its webhook; channel -> (files,
+    messages) delivered. Stops at the first file that cannot be delivered
+    (:class:`OutboxError`): what went before stays delivered and is not sent again."""
+    done: dict[str, tuple[int, int]] = {}
+    for channel, url in sorted(webhooks.items()):
+        files = pending_files(journeys_dir, channel)
+        sent = sum(post_outbox(url, f, retries=retries) for f in files)
+        done[channel] = (len(files), sent)
+    return done

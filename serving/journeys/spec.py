@@ -226,6 +226,9 @@ class ContactPolicy(_Strict):
     ``--yes`` (batch) and is refused in real time."""
     attribution_days: float = Field(7.0, gt=0)
     """A purchase within this long after a decision counts for it in the report."""
+    webhooks: dict[str, str] = {}
+    """Channel -> URL its sending system takes messages at (``omni journeys deliver``
+    POSTs the outbox there); a channel without one is picked up from its outbox folder."""
 
     @field_validator("timezone")
     @classmethod
@@ -236,13 +239,21 @@ class ContactPolicy(_Strict):
             raise ValueError(f"unknown time zone {zone!r} (e.g. Europe/London)") from None
         return zone
 
-    @field_validator("channel_caps")
+    @field_validator("channel_caps", "webhooks")
     @classmethod
-    def _channels(cls, caps: dict[str, Caps]) -> dict[str, Caps]:
-        bad = [c for c in caps if c not in OUTREACH_CHANNELS]
+    def _channels(cls, per_channel: dict) -> dict:
+        bad = [c for c in per_channel if c not in OUTREACH_CHANNELS]
         if bad:
             raise ValueError(f"{bad} are not outreach channels ({', '.join(OUTREACH_CHANNELS)})")
-        return caps
+        return per_channel
+
+    @field_validator("webhooks")
+    @classmethod
+    def _urls(cls, webhooks: dict[str, str]) -> dict[str, str]:
+        bad = [f"{c}: {u!r}" for c, u in webhooks.items() if not re.match(r"^https?://\S+$", u)]
+        if bad:
+            raise ValueError(f"not http(s) URLs: {', '.join(bad)}")
+        return webhooks
 
 
 # --------------------------------------------------------------------------- loading
