@@ -214,6 +214,7 @@ class Personalization:
         )
         self.live, self.live_error, self._live_passing = self._open_live()
         settings = get_settings()
+        self.journeys = self._open_journeys(settings)
         self.rec_log = RecommendationLog(
             settings.recommendations_dir, settings.rec_log_max_mb * 2**20
         )
@@ -221,6 +222,31 @@ class Personalization:
         self._paused = False  # the live loop waits while the service switches snapshots
         self.collector = IdleCollector(ACTIVITY, settings.gc_mode)
         self.collector.start()  # the snapshot frozen, automatic collection off
+
+    def _open_journeys(self, settings):
+        """The journeys decided live (:mod:`serving.journeys.live`), or None: no journeys
+        in the home, no live events, or a shared journal (each worker would decide the
+        same events: run `omni journeys run` on a schedule instead). Never raises."""
+        from serving.journeys.live import LiveJourneys, live_journeys_folder
+
+        if self.live is None or live_journeys_folder(settings) is None:
+            return None
+        if settings.online_store:
+            log.warning(
+                "journeys are decided live with the embedded backend only (with a shared "
+                "journal every worker would decide them): run `omni journeys run` instead"
+            )
+            return None
+        try:
+            first = self.live.state.first
+            journeys = LiveJourneys(settings, self.scorer, first.as_of)
+            journaled, _ = self.live.journal.replay()
+            journeys.note(journaled, first.rows, first.as_of)
+        except Exception as exc:  # a bad journey file included: scoring goes on without
+            log.error("journeys are not decided live: %s", exc)
+            return None
+        log.info("journeys decided live: %s", ", ".join(j.name for j in journeys.journeys))
+        return journeys
 
     def _open_live(self, scorer=None):
         """(live loop caught up with the journal, "", False), or (None, why not, whether
@@ -262,6 +288,8 @@ class Personalization:
         self._tasks.append(loop.create_task(self._write_rec_log()))
         if self.live is not None:
             self._tasks.append(loop.create_task(self._apply_live()))
+        if self.journeys is not None:
+            self._tasks.append(loop.create_task(self._decide_journeys()))
         elif self._live_passing:
             self._tasks.append(loop.create_task(self._retry_live()))
         if follows_latest():
@@ -338,6 +366,8 @@ class Personalization:
                 refresh = await asyncio.to_thread(state.refresh, batch)
                 if scorer is self.scorer:  # else a new snapshot came in, the journal replayed
                     state.apply(refresh)
+                    if self.journeys is not None:
+                        self.journeys.note(batch, refresh.rows, refresh.as_of)
             except Exception as exc:  # journaled, so applied again at the next start
                 if state.alive:
                     log.error("could not apply %s live events: %s", len(batch), exc)
@@ -346,6 +376,24 @@ class Personalization:
                     await self._restart_refresh(state)
             finally:
                 self.live.applied()
+
+    async def _decide_journeys(self) -> None:
+        """Every journeys EVERY_S: the journeys decided for what live events changed
+        (off the loop); a failure is logged and the next round tries again."""
+        from serving.journeys.live import EVERY_S
+
+        while True:
+            await asyncio.sleep(EVERY_S)
+            if self._paused:
+                continue
+            try:
+                decided = await asyncio.to_thread(self.journeys.evaluate, self.scorer)
+            except Exception:
+                log.exception("journeys not decided this round")
+                continue
+            if len(decided):
+                sent = int((decided["status"] != "not_sent").sum())
+                log.info("journeys: %s decisions, %s messages", len(decided), sent)
 
     async def _restart_refresh(self, dead) -> None:
         """A new refresh process for the served snapshot, the journal replayed into it

@@ -46,8 +46,11 @@ REASONS = (
     "suppressed_contact",
     "lower_priority",
     "capped",
+    "over_share",
 )
-"""Why: the first two go with ``sent`` / ``delayed``, the rest with ``not_sent``."""
+"""Why: the first two go with ``sent`` / ``delayed``, the rest with ``not_sent``
+(``over_share``: refused in real time, the journey would contact more than the policy's
+share of all customers within a day)."""
 
 
 def decisions_dir(journeys_dir: Path) -> Path:

@@ -74,13 +74,15 @@ def proposals_for(
     scorer,
     as_of: pd.Timestamp,
     uplift_model=None,
+    features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The triggered customers the journey's audience takes, with channel, products,
     scores and (with ``uplift_model``) predicted uplift: the policy's input
-    (docs/journeys.md, step 4)."""
+    (docs/journeys.md, step 4). ``features``: the customers' rows (default: the
+    snapshot's; the live path passes the fresh ones)."""
     from serving.journeys.choose import choose_channels, choose_products, in_audience
 
-    features = scorer.snapshot.features
+    features = scorer.snapshot.features if features is None else features
     known = triggered["customer_id"].isin(features.index).to_numpy()
     triggered = triggered[known].reset_index(drop=True)
     rows = features.loc[triggered["customer_id"]]
@@ -107,6 +109,75 @@ def proposals_for(
     )
 
 
+def uplift_models_for(journeys_dir: Path, journeys: Sequence[Journey]) -> dict:
+    """Each journey's trained uplift model (None: none); :class:`JourneyError` for a
+    journey that sets ``min_uplift`` without one."""
+    from training.uplift.job import load_uplift
+
+    models = {j.name: load_uplift(journeys_dir, j.name) for j in journeys}
+    untrained = [j.name for j in journeys if j.min_uplift is not None and not models[j.name]]
+    if untrained:
+        raise JourneyError(
+            f"journeys {untrained} set min_uplift, but no uplift model is trained for them: "
+            "`omni journeys train-uplift JOURNEY` (it needs their decisions and holdout), "
+            "or remove min_uplift"
+        )
+    return models
+
+
+@dataclass
+class Inputs:
+    """What one evaluation reads: the triggers' events (:func:`triggers.events_for`'s
+    columns), feature rows and churn scores (index customer_id) with the previous ones,
+    the decision log (``logged``: every run, for triggers decided already; ``history``:
+    up to the moment, for the policy) and recent purchases (customer_id, ts)."""
+
+    events: object
+    features: pd.DataFrame
+    churn: pd.Series
+    previous_churn: pd.Series | None
+    logged: pd.DataFrame
+    history: pd.DataFrame
+    purchases: pd.DataFrame
+
+
+def decide(
+    journeys: Sequence[Journey],
+    policy: ContactPolicy,
+    scorer,
+    inputs: Inputs,
+    as_of: pd.Timestamp,
+    run_id: str,
+    uplift_models: dict | None = None,
+    say: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """The decisions of one evaluation: triggers, audience, channel and products, then the
+    policy. The batch run (every customer, the snapshot) and the live one (the customers
+    events touched, their fresh rows) both call it."""
+    from serving.journeys.policy import apply_policy
+    from serving.journeys.triggers import find_triggers
+
+    uplift_models = uplift_models or {}
+    parts = []
+    for journey in journeys:
+        triggered = find_triggers(
+            journey, inputs.events, inputs.features, as_of, inputs.churn, inputs.previous_churn
+        )
+        triggered = triggered[~_already_decided(inputs.logged, triggered)].reset_index(drop=True)
+        proposed = 0
+        if len(triggered):
+            model = uplift_models.get(journey.name)
+            part = proposals_for(journey, triggered, scorer, as_of, model, inputs.features)
+            parts.append(part)
+            proposed = len(part)
+        say(f"{journey.name}: {len(triggered):,} customers triggered, {proposed:,} in its audience")
+    if not parts:
+        return _no_decisions()
+    proposals = pd.concat(parts, ignore_index=True)
+    sent = inputs.history[inputs.history["status"].isin(["sent", "delayed"])]
+    return apply_policy(proposals, policy, sent, inputs.purchases, as_of, run_id)
+
+
 def evaluate(
     settings: Settings,
     journeys: Sequence[Journey],
@@ -123,21 +194,12 @@ def evaluate(
     from serving.batch import snapshot_for
     from serving.journeys.decisions import read_decisions, write_decisions
     from serving.journeys.outbox import write_outbox
-    from serving.journeys.policy import apply_policy
-    from serving.journeys.triggers import events_for, find_triggers
+    from serving.journeys.triggers import events_for
     from serving.online import load_snapshot
     from serving.scoring import Scorer
-    from training.uplift.job import load_uplift
 
     journeys = [j for j in journeys if j.enabled]
-    uplift_models = {j.name: load_uplift(settings.journeys_dir, j.name) for j in journeys}
-    untrained = [j.name for j in journeys if j.min_uplift is not None and not uplift_models[j.name]]
-    if untrained:
-        raise JourneyError(
-            f"journeys {untrained} set min_uplift, but no uplift model is trained for them: "
-            "`omni journeys train-uplift JOURNEY` (it needs their decisions and holdout), "
-            "or remove min_uplift"
-        )
+    uplift_models = uplift_models_for(settings.journeys_dir, journeys)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     snapshot = load_snapshot(snapshot_for(settings, as_of, say))
@@ -155,27 +217,18 @@ def evaluate(
     seconds["read"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    parts = []
-    for journey in journeys:
-        triggered = find_triggers(journey, events, snapshot.features, as_of, churn, previous)
-        triggered = triggered[~_already_decided(logged, triggered)].reset_index(drop=True)
-        proposed = 0
-        if len(triggered):
-            part = proposals_for(journey, triggered, scorer, as_of, uplift_models[journey.name])
-            parts.append(part)
-            proposed = len(part)
-        say(f"{journey.name}: {len(triggered):,} customers triggered, {proposed:,} in its audience")
-    seconds["propose"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
     run_id = new_run_id(as_of)
-    proposals = pd.concat(parts, ignore_index=True) if parts else None
-    if proposals is None:
-        decisions = _no_decisions()
-    else:
-        sent = history[history["status"].isin(["sent", "delayed"])]
-        decisions = apply_policy(proposals, policy, sent, purchases, as_of, run_id)
-    seconds["policy"] = time.perf_counter() - t0
+    decisions = decide(
+        journeys,
+        policy,
+        scorer,
+        Inputs(events, snapshot.features, churn, previous, logged, history, purchases),
+        as_of,
+        run_id,
+        uplift_models,
+        say,
+    )
+    seconds["decide"] = time.perf_counter() - t0
     _check_share(decisions, len(scorer.ids), policy, confirm)
     result = RunResult(run_id, as_of, len(scorer.ids), decisions, seconds=seconds)
     if write:
