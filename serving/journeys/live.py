@@ -255,20 +255,19 @@ def _features(scorer, rows: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
 
 def _as_trigger_events(events: pd.DataFrame) -> pl.DataFrame:
     """The triggers' columns of contract events, as the stored ones are read."""
+    import pyarrow as pa
+
     from serving.journeys.triggers import COLUMNS
 
     frame = events.reindex(columns=COLUMNS)
-    return pl.DataFrame(
-        {
-            "customer_id": frame["customer_id"].astype("string").to_numpy(dtype=object),
-            "ts": pd.to_datetime(frame["ts"], utc=True).dt.as_unit("us"),
-            **{
-                c: frame[c].astype("string").to_numpy(dtype=object)
-                for c in ("channel", "event_type", "product_id")
-            },
-        },
-        schema={c: pl.Datetime("us", "UTC") if c == "ts" else pl.String for c in COLUMNS},
-    )
+    columns = {
+        c: pa.array(frame[c].astype(object).where(frame[c].notna(), None), pa.string())
+        for c in COLUMNS
+        if c != "ts"
+    }
+    ts = pd.to_datetime(frame["ts"], utc=True).dt.as_unit("us")
+    columns["ts"] = pa.array(ts, pa.timestamp("us", tz="UTC"))
+    return pl.from_arrow(pa.table({c: columns[c] for c in COLUMNS}))
 
 
 def live_journeys_folder(settings: Settings) -> Path | None:
