@@ -195,7 +195,7 @@ class LiveJourneys:
             self.uplift_models,
             say=lambda _m: None,
         )
-        decisions = self._within_share(decisions, clock)
+        decisions = within_share(decisions, self.history, self.policy, self.customers, clock)
         self.previous_churn = pd.concat(
             [self.previous_churn[~self.previous_churn.index.isin(ids)], churn]
         )
@@ -216,33 +216,40 @@ class LiveJourneys:
             keep = keep | (pl.col("channel") == "store")
         self.events = self.events.filter(keep)
 
-    def _within_share(self, decisions: pd.DataFrame, clock: pd.Timestamp) -> pd.DataFrame:
-        """Refuse (``over_share``) this round's contacts of a journey that would pass the
-        policy's share of all customers within a day."""
-        if decisions.empty:
-            return decisions
-        contact = decisions["status"] != "not_sent"
-        day = self.history[
-            (self.history["decided_at"] > clock - pd.Timedelta(days=1))
-            & (self.history["status"] != "not_sent")
-        ]
-        before = day.groupby("journey").size()
-        now = decisions[contact].groupby("journey").size()
-        total = now.add(before.reindex(now.index, fill_value=0))
-        over = total[total > self.policy.max_share_per_run * self.customers].index
-        if len(over):
-            refused = contact & decisions["journey"].isin(over)
-            decisions = decisions.copy()
-            decisions.loc[refused, ["status", "reason"]] = ["not_sent", "over_share"]
-            decisions.loc[refused, "send_at"] = pd.NaT
-            log.error(
-                "journeys %s would contact more than %.0f%% of the customers within a day: "
-                "%s contacts refused (over_share)",
-                list(over),
-                self.policy.max_share_per_run * 100,
-                int(refused.sum()),
-            )
+
+def within_share(
+    decisions: pd.DataFrame,
+    history: pd.DataFrame,
+    policy: ContactPolicy,
+    customers: int,
+    clock: pd.Timestamp,
+) -> pd.DataFrame:
+    """``decisions`` with this round's contacts of a journey refused (``over_share``)
+    when with the journey's contacts of the last day they pass the policy's share of
+    ``customers``."""
+    if decisions.empty:
         return decisions
+    contact = decisions["status"] != "not_sent"
+    day = history[
+        (history["decided_at"] > clock - pd.Timedelta(days=1)) & (history["status"] != "not_sent")
+    ]
+    before = day.groupby("journey").size()
+    now = decisions[contact].groupby("journey").size()
+    total = now.add(before.reindex(now.index, fill_value=0))
+    over = total[total > policy.max_share_per_run * customers].index
+    if len(over):
+        refused = contact & decisions["journey"].isin(over)
+        decisions = decisions.copy()
+        decisions.loc[refused, ["status", "reason"]] = ["not_sent", "over_share"]
+        decisions.loc[refused, "send_at"] = pd.NaT
+        log.error(
+            "journeys %s would contact more than %.0f%% of the customers within a day: "
+            "%s contacts refused (over_share)",
+            list(over),
+            policy.max_share_per_run * 100,
+            int(refused.sum()),
+        )
+    return decisions
 
 
 def _features(scorer, rows: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
