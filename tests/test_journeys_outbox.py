@@ -257,3 +257,18 @@ def test_deliver_posts_each_channels_pending_files_once(tmp_path, receiver):
     res = runner.invoke(app, ["journeys", "deliver"], env=env)
     assert res.exit_code == 2 and "field 'webhooks'" in res.output
     assert get_settings(env).journeys_dir == journeys
+
+
+def test_a_run_logged_but_killed_before_its_outbox_gets_it_written():
+    import tempfile
+
+    from serving.journeys.outbox import repair_outbox
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_decisions(folder, _decisions(), "run1")  # the kill: no outbox written
+        write_decisions(folder, _decisions().iloc[3:], "run2")  # nothing to send
+        assert repair_outbox(folder) == ["run1"]
+        email = _read(folder / "outbox" / "email" / "run1.jsonl")
+        assert [m["decision_id"] for m in email] == ["run-0", "run-2"]
+        assert repair_outbox(folder) == []  # done once

@@ -193,7 +193,7 @@ def evaluate(
     or a no: :class:`ShareExceeded`, and nothing is written."""
     from serving.batch import snapshot_for
     from serving.journeys.decisions import read_decisions, write_decisions
-    from serving.journeys.outbox import write_outbox
+    from serving.journeys.outbox import repair_outbox, write_outbox
     from serving.journeys.triggers import events_for
     from serving.online import load_snapshot
     from serving.scoring import Scorer
@@ -212,6 +212,8 @@ def evaluate(
     t0 = time.perf_counter()
     events = events_for(journeys, settings.store_dir, as_of)
     purchases = recent_purchases(settings.store_dir, as_of, policy)
+    for run in repair_outbox(settings.journeys_dir):
+        say(f"outbox of run {run} written (the run was logged, then interrupted)")
     logged = read_decisions(settings.journeys_dir)  # every run's: a trigger is decided once
     history = logged[logged["decided_at"] <= as_of]  # what the policy counts: never the future
     seconds["read"] = time.perf_counter() - t0

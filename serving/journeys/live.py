@@ -62,6 +62,10 @@ class LiveJourneys:
         self._signature = self._files_signature()
         self.error = ""
         self._load_models()
+        from serving.journeys.outbox import repair_outbox
+
+        for run in repair_outbox(self.folder):
+            log.warning("outbox of run %s written (the run was logged, then interrupted)", run)
         since = clock - pd.Timedelta(days=HISTORY_DAYS)
         self.logged = read_decisions(self.folder)
         self.history = self.logged[self.logged["decided_at"] >= since]

@@ -163,9 +163,30 @@ def deliver(
     """POST every channel's pending outbox files to its webhook; channel -> (files,
     messages) delivered. Stops at the first file that cannot be delivered
     (:class:`OutboxError`): what went before stays delivered and is not sent again."""
+    repair_outbox(journeys_dir)
     done: dict[str, tuple[int, int]] = {}
     for channel, url in sorted(webhooks.items()):
         files = pending_files(journeys_dir, channel)
         sent = sum(post_outbox(url, f, retries=retries) for f in files)
         done[channel] = (len(files), sent)
     return done
+
+
+def repair_outbox(journeys_dir: Path) -> list[str]:
+    """Write the outbox files of logged runs that lack them (a run is logged first, then
+    its outbox: a kill in between leaves the messages decided but not yet out). Returns
+    the run ids repaired."""
+    import pyarrow.parquet as pq
+
+    from serving.journeys.decisions import decisions_dir
+
+    runs = sorted(decisions_dir(journeys_dir).glob("*.parquet"))
+    have = {p.stem for p in outbox_dir(journeys_dir).glob("*/*.jsonl")}
+    repaired = []
+    for path in runs:
+        if path.stem in have:
+            continue
+        decisions = pq.read_table(path).to_pandas()
+        if write_outbox(journeys_dir, decisions, path.stem):
+            repaired.append(path.stem)
+    return repaired
