@@ -1,0 +1,128 @@
+"""The journeys report (issue 18): conversion within the attribution window, contacted vs
+journey holdout, Newcombe interval, incremental purchases and revenue."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.journeys.report import (
+    attributed_outcomes,
+    cumulative_uplift,
+    journey_report,
+    newcombe,
+    plot_cumulative,
+    report_metrics,
+)
+
+T0 = pd.Timestamp("2026-11-01", tz="UTC")
+WEEK = pd.Timedelta(days=7)
+
+
+def _decision(customer: str, status: str, reason: str, day: int = 0, journey: str = "winback"):
+    return {
+        "customer_id": customer,
+        "journey": journey,
+        "channel": "email",
+        "status": status,
+        "reason": reason,
+        "decided_at": T0 + pd.Timedelta(days=day),
+    }
+
+
+def _tiny() -> tuple[pd.DataFrame, pd.DataFrame]:
+    decisions = pd.DataFrame(
+        [
+            _decision("a", "sent", "sent"),
+            _decision("b", "delayed", "quiet_hours"),
+            _decision("c", "sent", "sent"),
+            _decision("d", "not_sent", "holdout_journey"),
+            _decision("e", "not_sent", "holdout_journey"),
+            _decision("f", "not_sent", "capped"),  # neither group
+        ]
+    )
+    purchases = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "c", "d", "e", "f"],
+            "ts": [
+                T0 + pd.Timedelta(days=1),  # a: two purchases in the window
+                T0 + pd.Timedelta(days=2),
+                T0 + WEEK,  # b: at the window's end: outside
+                T0 - pd.Timedelta(hours=1),  # c: before the decision: does not count
+                T0 + pd.Timedelta(days=6),  # d: inside
+                T0 + pd.Timedelta(days=30),  # e: long after
+                T0 + pd.Timedelta(days=1),
+            ],
+            "amount": [10.0, 30.0, 99.0, 99.0, 20.0, 5.0, 7.0],
+        }
+    )
+    return decisions, purchases
+
+
+def test_conversion_counts_the_window_only_and_once_per_decision():
+    decisions, purchases = _tiny()
+    rows = attributed_outcomes(decisions, purchases, WEEK).set_index("customer_id")
+    assert list(rows.index) == ["a", "b", "c", "d", "e"]
+    assert rows["converted"].to_dict() == {"a": True, "b": False, "c": False, "d": True, "e": False}
+    assert rows["revenue"].to_dict() == {"a": 40.0, "b": 0.0, "c": 0.0, "d": 20.0, "e": 0.0}
+    assert rows["group"].to_dict() == {
+        "a": "contacted",
+        "b": "contacted",
+        "c": "contacted",
+        "d": "holdout",
+        "e": "holdout",
+    }
+
+
+def test_report_by_hand():
+    decisions, purchases = _tiny()
+    (row,) = journey_report(decisions, purchases, WEEK).to_dict("records")
+    assert (row["journey"], row["channel"]) == ("winback", "email")
+    assert (row["contacted"], row["holdout"]) == (3, 2)
+    assert row["conversion_contacted"] == pytest.approx(1 / 3)
+    assert row["conversion_holdout"] == pytest.approx(1 / 2)
+    assert row["uplift"] == pytest.approx(1 / 3 - 1 / 2)
+    assert row["incremental_purchases"] == pytest.approx((1 / 3 - 1 / 2) * 3)
+    assert row["revenue_per_customer_contacted"] == pytest.approx(40 / 3)
+    assert row["revenue_per_customer_holdout"] == pytest.approx(10.0)
+    assert row["incremental_revenue"] == pytest.approx((40 / 3 - 10) * 3)
+    # Welch: sample variances of [40, 0, 0] and [20, 0]
+    half = 1.959964 * math.sqrt(np.var([40, 0, 0], ddof=1) / 3 + np.var([20, 0], ddof=1) / 2)
+    assert row["revenue_ci_low"] == pytest.approx(40 / 3 - 10 - half, rel=1e-5)
+    assert row["revenue_ci_high"] == pytest.approx(40 / 3 - 10 + half, rel=1e-5)
+    assert row["ci_low"] < row["uplift"] < row["ci_high"]
+
+
+def test_newcombe_by_hand():
+    # Newcombe (1998), table II example 1: 56/70 vs 48/80 -> 0.0524 .. 0.3339
+    low, high = newcombe(np.array([56]), np.array([70]), np.array([48]), np.array([80]))
+    assert low[0] == pytest.approx(0.0524, abs=5e-4)
+    assert high[0] == pytest.approx(0.3339, abs=5e-4)
+
+
+def test_groups_without_holdout_have_no_difference():
+    decisions, purchases = _tiny()
+    decisions = decisions[decisions["reason"] != "holdout_journey"]
+    (row,) = journey_report(decisions, purchases, WEEK).to_dict("records")
+    assert row["holdout"] == 0 and math.isnan(row["uplift"]) and math.isnan(row["ci_low"])
+
+
+def test_cumulative_and_plot(tmp_path):
+    decisions, purchases = _tiny()
+    later = decisions.assign(decided_at=decisions["decided_at"] + pd.Timedelta(days=1))
+    frame = cumulative_uplift(pd.concat([decisions, later]), purchases, WEEK)
+    assert list(frame["period"].dt.day) == [1, 2]
+    assert list(frame["contacted"]) == [3, 6] and list(frame["holdout"]) == [2, 4]
+    assert frame["uplift"].iloc[0] == pytest.approx(1 / 3 - 1 / 2)
+    path = plot_cumulative(frame, tmp_path / "uplift.png")
+    assert path.stat().st_size > 1000
+
+
+def test_metrics_are_flat_names():
+    decisions, purchases = _tiny()
+    metrics = report_metrics(journey_report(decisions, purchases, WEEK))
+    assert metrics["winback.email.contacted"] == 3.0
+    assert metrics["winback.email.uplift"] == pytest.approx(-1 / 6)
