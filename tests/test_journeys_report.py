@@ -126,3 +126,48 @@ def test_metrics_are_flat_names():
     metrics = report_metrics(journey_report(decisions, purchases, WEEK))
     assert metrics["winback.email.contacted"] == 3.0
     assert metrics["winback.email.uplift"] == pytest.approx(-1 / 6)
+
+
+def test_report_recovers_the_planted_uplift():
+    # issue 18: the synthetic generator plants a known response to the win-back journey
+    from features.sources.synthetic import generate
+
+    data = generate(n_customers=3000, days=180, seed=7, journey_response=True)
+    person = data.truth["event_person"]["person_id"]
+    buys = data.events.loc[data.events["event_type"].eq("purchase"), ["ts", "amount"]]
+    buys = buys.assign(customer_id=person[buys.index].to_numpy())
+    truth = data.truth["customers"].set_index("customer_id")
+    decisions = data.truth["journey_decisions"]
+    decisions = decisions.assign(
+        tier=truth["tier"].reindex(decisions["customer_id"]).astype(str).to_numpy(),
+        on_best_channel=truth["best_channel"]
+        .reindex(decisions["customer_id"])
+        .astype(str)
+        .to_numpy()
+        == decisions["channel"].to_numpy(),
+    )
+    report = journey_report(
+        decisions, buys, pd.Timedelta(days=7), by=("journey", "tier", "on_best_channel")
+    )
+    planted = data.truth["journey_response"]
+    both = report.merge(planted, on=["journey", "tier", "on_best_channel"], validate="1:1")
+    assert len(both) == 8 and (both["holdout"] > 150).all()
+    inside = (both["ci_low"] <= both["expected_uplift"]) & (
+        both["expected_uplift"] <= both["ci_high"]
+    )
+    assert inside.all(), both[["tier", "on_best_channel", "expected_uplift", "ci_low", "ci_high"]]
+    large = both["planted_lift"] >= 0.1
+    assert large.sum() == 3 and (both.loc[large, "ci_low"] > 0).all()
+    gold = both["tier"].eq("gold")
+    assert ((both.loc[gold, "ci_low"] < 0) & (both.loc[gold, "ci_high"] > 0)).all()
+    # the contacted got their message_sent, the holdout none
+    sent = data.events[data.events["campaign_id"].eq("JR-winback")]
+    assert len(sent) == decisions["status"].eq("sent").sum()
+
+
+def test_journey_response_off_leaves_the_output_alone():
+    from features.sources.synthetic import generate
+
+    plain = generate(n_customers=300, days=60, seed=3)
+    assert "journey_decisions" not in plain.truth
+    assert not plain.events["campaign_id"].eq("JR-winback").any()
