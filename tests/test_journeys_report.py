@@ -171,3 +171,75 @@ def test_journey_response_off_leaves_the_output_alone():
     plain = generate(n_customers=300, days=60, seed=3)
     assert "journey_decisions" not in plain.truth
     assert not plain.events["campaign_id"].eq("JR-winback").any()
+
+
+def _cli(tmp_path, monkeypatch, decisions=None):
+    import typer
+    from typer.testing import CliRunner
+
+    from features.settings import get_settings
+    from serving.cli import journeys_report
+    from serving.journeys.decisions import SCHEMA, write_decisions
+
+    settings = get_settings({"OMNI_HOME": str(tmp_path / "home")})
+    if decisions is not None:
+        full = decisions.reset_index(drop=True).assign(
+            decision_id=lambda d: "r1-" + d.index.astype(str),
+            run_id="r1",
+            trigger_ts=decisions["decided_at"].to_numpy(),
+            send_at=pd.NaT,
+            products=[[] for _ in range(len(decisions))],
+            churn_probability=np.nan,
+            channel_probability=np.nan,
+            uplift=np.nan,
+            priority=np.int32(0),
+        )
+        write_decisions(settings.journeys_dir, full[SCHEMA.names], "r1")
+    _, purchases = _tiny()
+    monkeypatch.setattr(journeys_report, "_purchases", lambda _s, _start: purchases)
+    app = typer.Typer()
+    app.command()(journeys_report.report)
+    return lambda *args: CliRunner().invoke(app, list(args), obj=settings)
+
+
+def test_cli_report_json_table_and_plot(tmp_path, monkeypatch):
+    import json
+
+    decisions, _ = _tiny()
+    run = _cli(tmp_path, monkeypatch, decisions)
+    res = run("--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["window_days"] == 7.0 and doc["decisions"] == 6  # the policy's default
+    (row,) = doc["rows"]
+    assert (row["contacted"], row["holdout"]) == (3, 2)
+    res = run("--by", "journey", "--plot", str(tmp_path / "p.png"), "--window-days", "1.5")
+    assert res.exit_code == 0, res.output
+    assert "winback" in res.stdout and (tmp_path / "p.png").exists()
+
+
+def test_cli_report_without_decisions_or_with_bad_options(tmp_path, monkeypatch):
+    run = _cli(tmp_path, monkeypatch)
+    res = run()
+    assert res.exit_code == 1 and "no journey decisions" in res.output
+    assert run("--by", "tier").exit_code == 2
+    assert run("--since", "2026-12-02", "--until", "2026-12-01").exit_code == 2
+
+
+def test_cli_report_logs_to_mlflow(tmp_path, monkeypatch):
+    import json
+
+    import mlflow
+
+    decisions, _ = _tiny()
+    run = _cli(tmp_path, monkeypatch, decisions)
+    res = run("--json", "--mlflow")
+    assert res.exit_code == 0, res.output
+    run_id = json.loads(res.stdout)["mlflow_run_id"]
+    from features.settings import get_settings
+
+    client = mlflow.MlflowClient(get_settings({"OMNI_HOME": str(tmp_path / "home")}).tracking_uri)
+    logged = client.get_run(run_id)
+    assert logged.data.metrics["winback.email.contacted"] == 3.0
+    names = {a.path for a in client.list_artifacts(run_id)}
+    assert names == {"journey_report.csv", "journeys_cumulative_uplift.png"}
