@@ -243,3 +243,15 @@ def test_cli_report_logs_to_mlflow(tmp_path, monkeypatch):
     assert logged.data.metrics["winback.email.contacted"] == 3.0
     names = {a.path for a in client.list_artifacts(run_id)}
     assert names == {"journey_report.csv", "journeys_cumulative_uplift.png"}
+
+
+def test_loading_synthetic_with_the_response_fills_the_decision_log(tmp_path):
+    from features.settings import get_settings
+    from features.store.ingest import load_synthetic
+    from serving.journeys.decisions import read_decisions
+
+    settings = get_settings({"OMNI_HOME": str(tmp_path / "home")})
+    load_synthetic(settings, 300, 60, seed=3, journey_response=True)
+    decisions = read_decisions(settings.journeys_dir)
+    assert len(decisions) > 100
+    assert set(decisions["reason"]) == {"sent", "holdout_journey"}
