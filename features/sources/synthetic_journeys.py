@@ -22,6 +22,8 @@ with its own generator (so the default output never changes) and adds:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -221,11 +223,9 @@ def add_journey_response(data: SourceData, seed: int) -> SourceData:
     )
 
 
-def install_decisions(source_folder, journeys_dir) -> None:
+def install_decisions(source_folder: str | Path, journeys_dir: str | Path) -> None:
     """Copy a written synthetic source's ``truth/journey_decisions.parquet`` into the
     decision log of ``journeys_dir`` (nothing when the source has none)."""
-    from pathlib import Path
-
     from serving.journeys.decisions import write_decisions
 
     file = Path(source_folder) / "truth" / "journey_decisions.parquet"
