@@ -1291,10 +1291,13 @@ def generate(
     end: str | pd.Timestamp = "2026-01-01",
     n_products: int | None = None,
     n_stores: int | None = None,
+    journey_response: bool = False,
 ) -> SourceData:
     """Generate a seeded synthetic omnichannel source covering [end - days, end) with ground truth.
 
     Same arguments, same frames. Planted structure and truth tables: see the module docstring.
+    ``journey_response`` adds a win-back journey's history with a planted response
+    (:mod:`features.sources.synthetic_journeys`); off, the output is unchanged.
     """
     n_products = min(50_000, max(500, n_customers // 2)) if n_products is None else n_products
     n_stores = max(10, n_customers // 2000) if n_stores is None else n_stores
@@ -1322,7 +1325,7 @@ def generate(
         "shared_identifiers": _shared_identifiers(ev, ids, n_stores),
         "staples": _truth_staples(customers, names),
     }
-    return SourceData(
+    data = SourceData(
         events=_events_frame(ev, names, start_us),
         customers=_customers_frame(customers, names, start_us),
         products=_products_frame(products, names),
@@ -1330,3 +1333,8 @@ def generate(
         truth=truth,
         name="synthetic",
     )
+    if journey_response:
+        from features.sources.synthetic_journeys import add_journey_response
+
+        data = add_journey_response(data, seed)
+    return data

@@ -162,14 +162,22 @@ def ingest(
 
 
 def write_synthetic(
-    settings: Settings, customers: int, days: int, seed: int, end: str
+    settings: Settings,
+    customers: int,
+    days: int,
+    seed: int,
+    end: str,
+    journey_response: bool = False,
 ) -> tuple[SourceData, Path]:
     """Generate seeded synthetic data and write it, with its ground truth, under
-    ``raw/synthetic`` in the home; returns the data and that folder."""
+    ``raw/synthetic`` in the home; returns the data and that folder. ``journey_response``:
+    with a planted journey history (features/sources/synthetic_journeys.py)."""
     from features.sources.base import write_source
     from features.sources.synthetic import generate
 
-    data = generate(n_customers=customers, days=days, seed=seed, end=end)
+    data = generate(
+        n_customers=customers, days=days, seed=seed, end=end, journey_response=journey_response
+    )
     return data, write_source(data, settings.raw_dir / "synthetic")
 
 
@@ -186,8 +194,15 @@ def load_synthetic(
     seed: int,
     end: str = "2026-01-01",
     progress: Progress | None = None,
+    journey_response: bool = False,
 ) -> IngestResult:
     """Synthetic data generated, written under the home and ingested like any source
-    (the same validation; its time range reaches ``end``)."""
-    _, raw = write_synthetic(settings, customers, days, seed, end)
-    return ingest(raw, settings, progress=progress, times=synthetic_time_range(end))
+    (the same validation; its time range reaches ``end``). ``journey_response``: with a
+    planted journey history, whose decisions go to ``<home>/journeys/decisions/``."""
+    _, raw = write_synthetic(settings, customers, days, seed, end, journey_response)
+    result = ingest(raw, settings, progress=progress, times=synthetic_time_range(end))
+    if journey_response:
+        from features.sources.synthetic_journeys import install_decisions
+
+        install_decisions(raw, settings.journeys_dir)
+    return result
