@@ -112,3 +112,28 @@ def next_channel_labels(
         }
     )
     return out.sort_values("customer_id", ignore_index=True)
+
+
+def purchased_within(
+    moments: pd.DataFrame, purchases: pd.DataFrame, window: pd.Timedelta
+) -> np.ndarray:
+    """bool per row of ``moments`` (customer_id, at): the customer's first purchase at or
+    after ``at`` (``purchases``: customer_id, ts) came before ``at + window``. An as-of
+    join, forward, by customer: what a contact or a holdout decision is credited with."""
+    left = moments[["customer_id", "at"]].reset_index(drop=True)
+    left = left.assign(_row=np.arange(len(left)), at=pd.to_datetime(left["at"], utc=True))
+    left = left.sort_values("at", kind="stable")
+    right = purchases[["customer_id", "ts"]].rename(columns={"ts": "bought_at"})
+    right = right.assign(bought_at=pd.to_datetime(right["bought_at"], utc=True))
+    right = right.assign(at=right["bought_at"]).sort_values("at", kind="stable")
+    joined = pd.merge_asof(
+        left.astype({"customer_id": str}),
+        right.astype({"customer_id": str}),
+        on="at",
+        by="customer_id",
+        direction="forward",
+    )
+    hit = joined["bought_at"].notna() & (joined["bought_at"] < joined["at"] + window)
+    out = np.zeros(len(left), bool)
+    out[joined["_row"].to_numpy()] = hit.to_numpy()
+    return out

@@ -246,12 +246,30 @@ def test_cli_report_logs_to_mlflow(tmp_path, monkeypatch):
 
 
 def test_loading_synthetic_with_the_response_fills_the_decision_log(tmp_path):
+    from typer.testing import CliRunner
+
     from features.settings import get_settings
-    from features.store.ingest import load_synthetic
+    from serving.cli.main import app
     from serving.journeys.decisions import read_decisions
 
     settings = get_settings({"OMNI_HOME": str(tmp_path / "home")})
-    load_synthetic(settings, 300, 60, seed=3, journey_response=True)
+    res = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "synth",
+            "--customers",
+            "300",
+            "--days",
+            "60",
+            "--seed",
+            "3",
+            "--journey-response",
+        ],
+        env={"OMNI_HOME": str(settings.home)},
+    )
+    assert res.exit_code == 0, res.output
+    assert "planted journey history ->" in res.output
     decisions = read_decisions(settings.journeys_dir)
     assert len(decisions) > 100
     assert set(decisions["reason"]) == {"sent", "holdout_journey"}

@@ -22,8 +22,6 @@ with its own generator (so the default output never changes) and adds:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -107,15 +105,13 @@ def _decisions(rng: np.random.Generator, data: SourceData) -> pd.DataFrame:
 
 def _organic_conversion(decisions: pd.DataFrame, data: SourceData) -> np.ndarray:
     """Whether each decided customer bought within the window without any help."""
-    from serving.journeys.report import attributed_outcomes
+    from features.labels import purchased_within
 
     person = data.truth["event_person"]["person_id"]
-    buys = data.events.loc[data.events["event_type"].eq("purchase"), ["ts", "amount"]]
+    buys = data.events.loc[data.events["event_type"].eq("purchase"), ["ts"]]
     buys = buys.assign(customer_id=person[buys.index].to_numpy())
-    everyone = decisions.assign(status="sent", reason="sent")
-    return attributed_outcomes(everyone, buys, pd.Timedelta(days=ATTRIBUTION_DAYS))[
-        "converted"
-    ].to_numpy()
+    moments = decisions[["customer_id", "decided_at"]].rename(columns={"decided_at": "at"})
+    return purchased_within(moments, buys, pd.Timedelta(days=ATTRIBUTION_DAYS))
 
 
 def add_journey_response(data: SourceData, seed: int) -> SourceData:
@@ -221,13 +217,3 @@ def add_journey_response(data: SourceData, seed: int) -> SourceData:
         truth=truth,
         name=data.name,
     )
-
-
-def install_decisions(source_folder: str | Path, journeys_dir: str | Path) -> None:
-    """Copy a written synthetic source's ``truth/journey_decisions.parquet`` into the
-    decision log of ``journeys_dir`` (nothing when the source has none)."""
-    from serving.journeys.decisions import write_decisions
-
-    file = Path(source_folder) / "truth" / "journey_decisions.parquet"
-    if file.exists():
-        write_decisions(Path(journeys_dir), pd.read_parquet(file), run_id="synthetic-history")

@@ -198,11 +198,7 @@ def load_synthetic(
 ) -> IngestResult:
     """Synthetic data generated, written under the home and ingested like any source
     (the same validation; its time range reaches ``end``). ``journey_response``: with a
-    planted journey history, whose decisions go to ``<home>/journeys/decisions/``."""
+    planted journey history in the source's truth (the decision log takes it with
+    :func:`serving.journeys.decisions.install_history`)."""
     _, raw = write_synthetic(settings, customers, days, seed, end, journey_response)
-    result = ingest(raw, settings, progress=progress, times=synthetic_time_range(end))
-    if journey_response:
-        from features.sources.synthetic_journeys import install_decisions
-
-        install_decisions(raw, settings.journeys_dir)
-    return result
+    return ingest(raw, settings, progress=progress, times=synthetic_time_range(end))

@@ -36,6 +36,14 @@ def synth(
         "2026-01-01"
     ),
     load: Annotated[bool, typer.Option(help="Also load into the events store.")] = True,
+    journey_response: Annotated[
+        bool,
+        typer.Option(
+            "--journey-response",
+            help="Add a win-back journey's history with a planted response to contact "
+            "(its decisions go to the journeys' decision log; the truth says the lift).",
+        ),
+    ] = False,
 ) -> None:
     """Generate seeded synthetic omnichannel data (with ground truth) and load it."""
     settings = _settings(ctx)
@@ -44,23 +52,36 @@ def synth(
 
         if pd.isna(pd.to_datetime(end, errors="coerce")):
             raise ValueError(f"--end {end!r} is not a date (e.g. 2026-01-01)")
-        synth_and_load(
-            settings, customers, days, settings.seed if seed is None else seed, end, load
-        )
+        seed = settings.seed if seed is None else seed
+        synth_and_load(settings, customers, days, seed, end, load, journey_response)
 
 
-def synth_and_load(settings, customers: int, days: int, seed: int, end: str, load: bool = True):
+def synth_and_load(
+    settings,
+    customers: int,
+    days: int,
+    seed: int,
+    end: str,
+    load: bool = True,
+    journey_response: bool = False,
+):
     """`omni data synth` (also the main job's first step): generate, then load, with
     progress and the store's summary. Returns the raw folder and the ingest result (None
     when not loaded)."""
     from features.store.ingest import synthetic_time_range, write_synthetic
 
     with step(f"generate {customers:,} customers x {days} days (seed {seed})"):
-        data, raw = write_synthetic(settings, customers, days, seed, end)
+        data, raw = write_synthetic(settings, customers, days, seed, end, journey_response)
     say(f"{len(data.events):,} events -> {raw} (ground truth in {raw / 'truth'})")
     if not load:
         return raw, None
-    return raw, load_and_report(settings, raw, times=synthetic_time_range(end))
+    result = load_and_report(settings, raw, times=synthetic_time_range(end))
+    if journey_response:
+        from serving.journeys.decisions import install_history
+
+        path = install_history(raw, settings.journeys_dir)
+        say(f"planted journey history -> {path}")
+    return raw, result
 
 
 @app.command("complete-journey")

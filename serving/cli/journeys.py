@@ -146,11 +146,13 @@ def check(
 def _register() -> None:
     """The commands that live in modules of their own (each one job)."""
     from serving.cli.journeys_deliver import deliver
+    from serving.cli.journeys_report import report
     from serving.cli.journeys_run import run
     from serving.cli.journeys_uplift import train_uplift
 
     app.command()(run)
     app.command()(deliver)
+    app.command()(report)
     app.command("train-uplift")(train_uplift)
 
 

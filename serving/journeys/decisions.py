@@ -96,3 +96,13 @@ def read_decisions(
         end = ds.field("decided_at") < pa.scalar(pd.Timestamp(until).to_pydatetime(), _TS)
         flt = end if flt is None else flt & end
     return ds.dataset(files, schema=SCHEMA, format="parquet").to_table(filter=flt).to_pandas()
+
+
+def install_history(source_folder: Path, journeys_dir: Path) -> Path | None:
+    """A written synthetic source's planted journey history
+    (``truth/journey_decisions.parquet``, features/sources/synthetic_journeys.py) as a
+    run of the decision log (None when the source has none)."""
+    file = Path(source_folder) / "truth" / "journey_decisions.parquet"
+    if not file.exists():
+        return None
+    return write_decisions(journeys_dir, pd.read_parquet(file), run_id="synthetic-history")

@@ -76,23 +76,11 @@ def examples(
 def _bought_within(
     decisions: pd.DataFrame, purchases: pd.DataFrame, window: pd.Timedelta
 ) -> np.ndarray:
-    """bool per decision: the customer's first purchase at or after ``decided_at`` came
-    before ``decided_at + window`` (an as-of join, forward, by customer)."""
-    left = decisions[["customer_id", "decided_at"]].reset_index(names="_row")
-    left = left.sort_values("decided_at", kind="stable")
-    right = purchases.rename(columns={"ts": "bought_at"}).sort_values("bought_at")
-    right = right.assign(decided_at=right["bought_at"])
-    joined = pd.merge_asof(
-        left,
-        right[["customer_id", "decided_at", "bought_at"]],
-        on="decided_at",
-        by="customer_id",
-        direction="forward",
-    )
-    hit = joined["bought_at"].notna() & (joined["bought_at"] < joined["decided_at"] + window)
-    out = np.zeros(len(decisions), bool)
-    out[joined["_row"].to_numpy()] = hit.to_numpy()
-    return out
+    """bool per decision: a purchase in [decided_at, decided_at + window)."""
+    from features.labels import purchased_within
+
+    moments = decisions[["customer_id", "decided_at"]].rename(columns={"decided_at": "at"})
+    return purchased_within(moments, purchases, window)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
