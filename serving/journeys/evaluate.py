@@ -95,7 +95,10 @@ def proposals_for(
     churn = scorer.churn(scorer.positions(ids)) if ids else np.zeros(0)
     uplift = np.full(len(ids), np.nan)
     if uplift_model is not None and ids:
-        uplift = uplift_model.predict_uplift(features.loc[ids])
+        from training.uplift.job import with_channel
+
+        rows = with_channel(features.loc[ids], channels)
+        uplift = uplift_model.predict_uplift(rows)
     return triggered.assign(
         due_ts=due,
         priority=np.int32(journey.priority),

@@ -65,12 +65,30 @@ def examples(
     kept = decisions.loc[features.index]
     purchases = events.loc[events["event_type"] == "purchase", ["customer_id", "ts"]]
     outcome = _bought_within(kept, purchases, window)
-    return features.assign(
-        treated=(kept["status"] != "not_sent").to_numpy(),
-        outcome=outcome,
-        decided_at=kept["decided_at"].to_numpy(),
-        customer_id=kept["customer_id"].to_numpy(),
+    extra = pd.DataFrame(
+        {
+            "treated": (kept["status"] != "not_sent").to_numpy(),
+            "outcome": outcome,
+            "decided_at": kept["decided_at"].to_numpy(),
+            "customer_id": kept["customer_id"].to_numpy(),
+        },
+        index=features.index,
     )
+    return pd.concat([with_channel(features, kept["channel"]), extra], axis=1)
+
+
+def with_channel(features: pd.DataFrame, channels) -> pd.DataFrame:
+    """``features`` with one 0/1 column per outreach channel, ``contact_<channel>``: the
+    channel the decision chose (a contact's effect depends on where it reaches the
+    customer; the holdout's rows carry the channel they would have had)."""
+    from features.contract.schema import OUTREACH_CHANNELS
+
+    chosen = np.asarray(pd.Series(channels).astype(object).to_numpy())
+    onehot = pd.DataFrame(
+        {f"contact_{c}": (chosen == c).astype(np.float32) for c in OUTREACH_CHANNELS},
+        index=features.index,
+    )
+    return pd.concat([features, onehot], axis=1)
 
 
 def _bought_within(
