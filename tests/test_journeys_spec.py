@@ -121,3 +121,22 @@ def test_the_policy_defaults_and_its_validation(tmp_path):
     text = str(caught.value)
     assert "policy.yaml, field 'timezone': unknown time zone 'Mars/Base'" in text
     assert "field 'channel_caps': ['web'] are not outreach channels" in text
+
+
+def test_a_customers_time_zone_is_checked_on_load():
+    # issue 18: caps and quiet hours count in the customer's zone; a bad one names its row
+    import pandas as pd
+
+    from features.contract.schema import CUSTOMERS
+    from features.contract.validate import DataError, validate_frame
+
+    raw = pd.DataFrame(
+        {"customer_id": ["a", "b", "c"], "time_zone": ["Europe/London", "Mars/Base", ""]}
+    )
+    result = validate_frame(raw, CUSTOMERS, "customers.csv", on_error="quarantine")
+    assert result.good["customer_id"].tolist() == ["a", "c"]
+    assert result.good["time_zone"].tolist()[0] == "Europe/London"
+    assert pd.isna(result.good["time_zone"].tolist()[1])  # empty: the shop's zone
+    with pytest.raises(DataError) as caught:
+        validate_frame(raw, CUSTOMERS, "customers.csv")
+    assert "customers.csv, row 2, column 'time_zone': unknown time zone" in str(caught.value)

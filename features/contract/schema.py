@@ -151,8 +151,16 @@ CUSTOMERS = TableSchema(
         Column("consent_sms", "bool", "may be contacted by SMS"),
         Column("consent_push", "bool", "may be contacted by push notification"),
         Column("consent_direct_mail", "bool", "may be contacted by direct mail"),
+        Column(
+            "time_zone",
+            "string",
+            "IANA time zone, e.g. Europe/London: journeys count a contact's calendar days "
+            "and quiet hours in it (empty: the shop's)",
+        ),
     ),
 )
+TIME_ZONE_COLUMNS: frozenset[str] = frozenset({"time_zone"})
+"""String columns whose values must be IANA time zone names."""
 
 PRODUCTS = TableSchema(
     name="products",

@@ -19,6 +19,7 @@ from features.contract.schema import (
     IDENTIFIER_COLUMNS,
     MAX_ID_LENGTH,
     PRODUCTS,
+    TIME_ZONE_COLUMNS,
     Column,
     TableSchema,
 )
@@ -184,7 +185,20 @@ def _convert(col: Column, raw: pd.Series, times: TimeRange) -> tuple[pd.Series, 
     empty = blank & values.notna().to_numpy()
     if empty.any():
         values = values.mask(empty)
+    if col.name in TIME_ZONE_COLUMNS:
+        return values, [(_unknown_zones(values), "unknown time zone (e.g. Europe/London)")]
     return values, _id_checks(values) if col.is_id else []
+
+
+def _unknown_zones(values: pd.Series) -> np.ndarray:
+    """bool per row: a value that is not an IANA time zone name (checked once per
+    distinct value)."""
+    from zoneinfo import available_timezones
+
+    known = available_timezones()
+    distinct = pd.unique(values.dropna())
+    bad = {v for v in distinct if v not in known}
+    return values.isin(bad).to_numpy() if bad else np.zeros(len(values), bool)
 
 
 def _to_timestamp(

@@ -142,6 +142,7 @@ class Inputs:
     logged: pd.DataFrame
     history: pd.DataFrame
     purchases: pd.DataFrame
+    zones: pd.Series | None = None  # customer_id -> IANA time zone, where the table has one
 
 
 def decide(
@@ -178,7 +179,7 @@ def decide(
         return _no_decisions()
     proposals = pd.concat(parts, ignore_index=True)
     sent = inputs.history[inputs.history["status"].isin(["sent", "delayed"])]
-    return apply_policy(proposals, policy, sent, inputs.purchases, as_of, run_id)
+    return apply_policy(proposals, policy, sent, inputs.purchases, as_of, run_id, inputs.zones)
 
 
 def evaluate(
@@ -227,7 +228,16 @@ def evaluate(
         journeys,
         policy,
         scorer,
-        Inputs(events, snapshot.features, churn, previous, logged, history, purchases),
+        Inputs(
+            events,
+            snapshot.features,
+            churn,
+            previous,
+            logged,
+            history,
+            purchases,
+            customer_zones(settings.store_dir),
+        ),
         as_of,
         run_id,
         uplift_models,
@@ -268,6 +278,18 @@ def _check_share(
             f"{question}; nothing was written (confirm with --yes, or raise "
             "max_share_per_run in policy.yaml)"
         )
+
+
+def customer_zones(store_dir: Path) -> pd.Series | None:
+    """customer_id -> time zone from the customers table (None when no customer has one:
+    the policy's shop zone for everyone)."""
+    from features.store.events import read_table
+
+    customers = read_table(store_dir, "customers")
+    if "time_zone" not in customers.columns:
+        return None
+    zones = customers.set_index("customer_id")["time_zone"].dropna()
+    return zones.astype(str) if len(zones) else None
 
 
 def recent_purchases(store_dir: Path, as_of: pd.Timestamp, policy: ContactPolicy) -> pd.DataFrame:

@@ -51,7 +51,7 @@ class LiveJourneys:
         """Read the journeys, the policy, the recent decision log and the events the
         triggers look back on (before ``clock``, the live state's moment)."""
         from serving.journeys.decisions import read_decisions
-        from serving.journeys.evaluate import recent_purchases
+        from serving.journeys.evaluate import customer_zones, recent_purchases
         from serving.journeys.spec import load_journeys, load_policy
         from serving.journeys.triggers import COLUMNS, events_for, lookback
 
@@ -81,6 +81,7 @@ class LiveJourneys:
         )
         self.clock = self.last = clock
         self.customers = len(scorer.ids)
+        self.zones = customer_zones(settings.store_dir)
         self.seconds = 0.0  # spent deciding, over all rounds (the benchmark's per-event cost)
         self.events_noted = 0
         self._lock = threading.Lock()  # note() on the event loop, evaluate() in a thread
@@ -187,7 +188,14 @@ class LiveJourneys:
         purchases = events.filter(pl.col("event_type") == "purchase").select("customer_id", "ts")
         run_id = new_run_id(clock)
         inputs = Inputs(
-            events, features, churn, previous, self.logged, self.history, purchases.to_pandas()
+            events,
+            features,
+            churn,
+            previous,
+            self.logged,
+            self.history,
+            purchases.to_pandas(),
+            self.zones,
         )
         decisions = decide(
             self.journeys,
