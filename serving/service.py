@@ -225,17 +225,11 @@ class Personalization:
 
     def _open_journeys(self, settings):
         """The journeys decided live (:mod:`serving.journeys.live`), or None: no journeys
-        in the home, no live events, or a shared journal (each worker would decide the
-        same events: run `omni journeys run` on a schedule instead). Never raises."""
+        in the home or no live events. Every worker notes what it applies; with a shared
+        journal one of them (the leader, see ``journal.leads``) decides. Never raises."""
         from serving.journeys.live import LiveJourneys, live_journeys_folder
 
         if self.live is None or live_journeys_folder(settings) is None:
-            return None
-        if settings.online_store:
-            log.warning(
-                "journeys are decided live with the embedded backend only (with a shared "
-                "journal every worker would decide them): run `omni journeys run` instead"
-            )
             return None
         try:
             first = self.live.state.first
@@ -382,11 +376,17 @@ class Personalization:
         (off the loop); a failure is logged and the next round tries again."""
         from serving.journeys.live import EVERY_S
 
+        leading = False
         while True:
             await asyncio.sleep(EVERY_S)
             if self._paused:
                 continue
+            was, leading = leading, self.live.journal.leads("journeys", 3 * EVERY_S)
+            if not leading:
+                continue
             try:
+                if not was:  # another worker may have decided until now: read its decisions
+                    await asyncio.to_thread(self.journeys.read_log)
                 decided = await asyncio.to_thread(self.journeys.evaluate, self.scorer)
             except Exception:
                 log.exception("journeys not decided this round")

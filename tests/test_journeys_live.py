@@ -115,3 +115,25 @@ def test_an_abandoned_cart_becomes_an_email_in_the_outbox(home, tmp_path, snapsh
     log = (tmp_path / "logs" / "stdout.txt").read_text()  # BentoML logs to stdout
     assert "journeys not reloaded, the previous ones stay in use" in log
     assert "broken.yaml, journey 'broken', field 'trigger'" in log
+
+
+def test_two_workers_sharing_redis_decide_each_trigger_once(home, tmp_path, snapshot, redis_server):
+    # every worker applies every event (Redis Streams); one of them, the leader, decides
+    x, y = _emailable(snapshot, 2)
+    store = {"OMNI_ONLINE_STORE": redis_server.url}
+    proc, url = omni_serve(home, tmp_path / "logs", "--workers", "2", **store)
+    try:
+        day = f"{snapshot.as_of:%Y-%m-%d}"
+        for event in (
+            _event(x, f"{day}T10:00:00Z", "add_to_cart", "P000001", "r-x-cart"),
+            _event(y, f"{day}T12:00:00Z", "view", "P000002", "r-y-view"),
+        ):  # one batch each, so both workers may take one
+            with requests.Session() as session:
+                answer = session.post(f"{url}/events", json={"events": [event]}, timeout=TIMEOUT)
+            assert answer.status_code == 200, answer.text
+        assert _decided(home, x)["journey"] == "cart_live"
+        time.sleep(2 * 5 + 1)  # two more rounds of both workers
+        d = read_decisions(get_settings({"OMNI_HOME": str(home)}).journeys_dir)
+        assert (d["customer_id"] == x).sum() == 1, d[["customer_id", "run_id"]]
+    finally:
+        stop(proc)

@@ -1149,6 +1149,7 @@ def _customers_frame(customers: _Customers, names: _Names, start_us: int) -> pd.
                 schema.CONSENT_COLUMNS[AFFINITY_CHANNELS[ch]]: pa.array(customers.able[:, ch])
                 for ch in OUTREACH
             },
+            "time_zone": pa.nulls(customers.n, pa.string()),  # every customer in the shop's
         }
     )
     return table.select(schema.CUSTOMERS.names).to_pandas()

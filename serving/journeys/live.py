@@ -50,7 +50,6 @@ class LiveJourneys:
     def __init__(self, settings: Settings, scorer, clock: pd.Timestamp) -> None:
         """Read the journeys, the policy, the recent decision log and the events the
         triggers look back on (before ``clock``, the live state's moment)."""
-        from serving.journeys.decisions import read_decisions
         from serving.journeys.evaluate import customer_zones, recent_purchases
         from serving.journeys.spec import load_journeys, load_policy
         from serving.journeys.triggers import COLUMNS, events_for, lookback
@@ -66,9 +65,8 @@ class LiveJourneys:
 
         for run in repair_outbox(self.folder):
             log.warning("outbox of run %s written (the run was logged, then interrupted)", run)
-        since = clock - pd.Timedelta(days=HISTORY_DAYS)
-        self.logged = read_decisions(self.folder)
-        self.history = self.logged[self.logged["decided_at"] >= since]
+        self.clock = clock
+        self.read_log()
         stored = events_for(self.journeys, settings.store_dir, clock)
         bought = recent_purchases(settings.store_dir, clock, self.policy)
         self.events = pl.concat(
@@ -88,6 +86,15 @@ class LiveJourneys:
         self._max_lookback = max(
             [pd.Timedelta(0), *(b for b in map(lookback, self.journeys) if b is not None)]
         )
+
+    def read_log(self) -> None:
+        """The decision log as written so far (by this worker or, with a shared journal,
+        by the one that decided before it): triggers decided there are not decided again."""
+        from serving.journeys.decisions import read_decisions
+
+        logged = read_decisions(self.folder)
+        since = self.clock - pd.Timedelta(days=HISTORY_DAYS)
+        self.logged, self.history = logged, logged[logged["decided_at"] >= since]
 
     # ----------------------------------------------------------------- journey files
 

@@ -241,6 +241,11 @@ class Journal:
             self._file.close()
             self._file = None
 
+    def leads(self, role: str, ttl_s: float) -> bool:
+        """Whether this worker holds ``role`` (see RedisJournal.leads): the writer of a
+        local journal is the only worker, so it always does."""
+        return self.writer
+
     def close(self) -> None:
         """Close the open segment and release the writer's lock."""
         self._close_file()

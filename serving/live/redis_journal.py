@@ -61,11 +61,13 @@ class RedisJournal:
         self.redis = redis.Redis.from_url(
             url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S
         )
+        self.namespace = namespace
         self.stream = f"{namespace}:events"
         self.ids_key = f"{namespace}:event_ids"
         self.lock_key = f"{namespace}:ingest"
         self.cursor_prefix = f"{namespace}:cursor:"
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._leases: dict = {}  # role -> its Redis lock (see leads)
         with self._calls():
             self.redis.ping()
 
@@ -201,6 +203,25 @@ class RedisJournal:
     def seal(self) -> list:
         """Nothing to close: entries are compacted once every worker applied them."""
         return []
+
+    def leads(self, role: str, ttl_s: float) -> bool:
+        """Whether this worker holds ``role`` (e.g. deciding the journeys, which one
+        worker of all does): taken when free, kept by renewing it within ``ttl_s``; a
+        worker that stops renewing (killed) loses it to another after ``ttl_s``. Redis not
+        answering: not the leader (nothing is decided twice)."""
+        import redis
+
+        lock = self._leases.get(role)
+        if lock is None:
+            lock = self.redis.lock(f"{self.namespace}:lead:{role}", timeout=ttl_s, blocking=False)
+            self._leases[role] = lock
+        try:
+            if lock.owned():
+                lock.reacquire()
+                return True
+            return bool(lock.acquire(blocking=False))
+        except redis.RedisError:  # LockError is one
+            return False
 
     def close(self) -> None:
         """Forget this worker's cursor and close the connections."""
