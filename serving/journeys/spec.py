@@ -37,7 +37,18 @@ class _Strict(BaseModel):
 # --------------------------------------------------------------------------- triggers
 
 
-class CartAbandoned(_Strict):
+class _Waits(_Strict):
+    """A trigger that waits ``within_hours`` after an event and chases events up to
+    ``lookback_hours`` old: the wait must fit in the look-back."""
+
+    @model_validator(mode="after")
+    def _window(self) -> _Waits:
+        if self.lookback_hours <= self.within_hours:  # type: ignore[attr-defined]
+            raise ValueError("lookback_hours must be larger than within_hours")
+        return self
+
+
+class CartAbandoned(_Waits):
     """An ``add_to_cart`` with no purchase of any product within ``within_hours`` after it;
     carts older than ``lookback_hours`` are not chased. Content: the abandoned products."""
 
@@ -45,14 +56,8 @@ class CartAbandoned(_Strict):
     within_hours: float = Field(4.0, gt=0)
     lookback_hours: float = Field(48.0, gt=0)
 
-    @model_validator(mode="after")
-    def _window(self) -> CartAbandoned:
-        if self.lookback_hours <= self.within_hours:
-            raise ValueError("lookback_hours must be larger than within_hours")
-        return self
 
-
-class BrowseAbandoned(_Strict):
+class BrowseAbandoned(_Waits):
     """At least ``min_views`` product views with no cart or purchase within
     ``within_hours`` after the last one; older than ``lookback_hours``: not chased."""
 
@@ -60,12 +65,6 @@ class BrowseAbandoned(_Strict):
     within_hours: float = Field(6.0, gt=0)
     lookback_hours: float = Field(48.0, gt=0)
     min_views: int = Field(2, ge=1)
-
-    @model_validator(mode="after")
-    def _window(self) -> BrowseAbandoned:
-        if self.lookback_hours <= self.within_hours:
-            raise ValueError("lookback_hours must be larger than within_hours")
-        return self
 
 
 class ChurnRisk(_Strict):

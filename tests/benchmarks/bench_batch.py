@@ -120,15 +120,20 @@ def child_raw(home: Path) -> None:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def batch_home_arguments(doc: str, contenders: tuple[str, ...]) -> argparse.Namespace:
+    """The options of a benchmark on this home (bench_journeys.py has them too)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--home", type=Path, default=RESULTS_DIR / "batch_home")
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--contender", choices=("ours", "raw"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    ap.add_argument("--contender", choices=contenders, help=argparse.SUPPRESS)
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = batch_home_arguments(__doc__, ("ours", "raw"))
     home = args.home.resolve()
     if args.child:
         (child_ours if args.contender == "ours" else child_raw)(home)

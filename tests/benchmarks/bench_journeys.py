@@ -19,7 +19,6 @@ Goal (issue 18): the journeys under 60 s for 1M customers.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -30,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_batch import prepare
-from harness import RESULTS_DIR, child_report, load_note, run_child, save
+from bench_batch import batch_home_arguments, prepare
+from harness import child_report, load_note, run_child, save
 
 
 def install_examples(home: Path) -> None:
@@ -84,14 +83,7 @@ def child_scoring(home: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--home", type=Path, default=RESULTS_DIR / "batch_home")
-    ap.add_argument("--customers", type=int, default=1_000_000)
-    ap.add_argument("--days", type=int, default=60)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--contender", choices=("journeys", "scoring"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = batch_home_arguments(__doc__, ("journeys", "scoring"))
     home = args.home.resolve()
     if args.child:
         (child_journeys if args.contender == "journeys" else child_scoring)(home)
