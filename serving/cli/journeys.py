@@ -24,10 +24,6 @@ def examples_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "journeys" / "examples"
 
 
-def _yaml_files(folder: Path) -> list[Path]:
-    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
-
-
 @app.command()
 def init(ctx: typer.Context) -> None:
     """Copy the example journeys and contact policy into the home's journeys folder.
@@ -35,10 +31,10 @@ def init(ctx: typer.Context) -> None:
     Only when it holds no journeys yet: nothing is ever overwritten."""
     import shutil
 
-    from serving.journeys.spec import POLICY_FILE
+    from serving.journeys.spec import journey_files, yaml_files
 
     folder = ctx.obj.journeys_dir
-    present = [f for f in _yaml_files(folder) if f.name != POLICY_FILE] if folder.is_dir() else []
+    present = journey_files(folder)
     if present:
         raise fail(
             f"{folder} already holds journeys ({', '.join(f.name for f in present)}): "
@@ -46,7 +42,7 @@ def init(ctx: typer.Context) -> None:
         )
     folder.mkdir(parents=True, exist_ok=True)
     copied = []
-    for source in _yaml_files(examples_dir()):
+    for source in yaml_files(examples_dir()):
         target = folder / source.name
         if target.exists():  # only policy.yaml can be there: keep the user's
             console.print(f"  kept the existing {target}")

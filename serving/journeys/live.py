@@ -99,7 +99,9 @@ class LiveJourneys:
     # ----------------------------------------------------------------- journey files
 
     def _files_signature(self) -> tuple:
-        files = sorted([*self.folder.glob("*.yaml"), *self.folder.glob("*.yml")])
+        from serving.journeys.spec import yaml_files
+
+        files = yaml_files(self.folder)  # the policy's too: a change of it is reloaded
         return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
 
     def _load_models(self) -> None:
@@ -298,8 +300,7 @@ def _as_trigger_events(events: pd.DataFrame) -> pl.DataFrame:
 
 def live_journeys_folder(settings: Settings) -> Path | None:
     """The journeys folder when it holds journeys (the worker then evaluates them live)."""
+    from serving.journeys.spec import journey_files
+
     folder = settings.journeys_dir
-    if not folder.is_dir():
-        return None
-    files = [f for f in [*folder.glob("*.yaml"), *folder.glob("*.yml")] if f.name != "policy.yaml"]
-    return folder if files else None
+    return folder if journey_files(folder) else None

@@ -311,6 +311,17 @@ def read_journey_file(file: Path | str) -> list[Journey]:
     return journeys
 
 
+def yaml_files(folder: Path | str) -> list[Path]:
+    """The ``*.yaml`` / ``*.yml`` files of ``folder``, sorted (none when it is missing)."""
+    folder = Path(folder)
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
+
+
+def journey_files(folder: Path | str) -> list[Path]:
+    """The journey files of ``folder``: its YAML files but the policy."""
+    return [f for f in yaml_files(folder) if f.name != POLICY_FILE]
+
+
 def load_journeys(folder: Path | str) -> list[Journey]:
     """Every journey in ``folder``'s ``*.yaml`` / ``*.yml`` files (not the policy), sorted
     by name; :class:`JourneyError` listing every problem of every file, or a name used
@@ -321,9 +332,7 @@ def load_journeys(folder: Path | str) -> list[Journey]:
     journeys: list[Journey] = []
     problems: list[str] = []
     seen: dict[str, Path] = {}
-    for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        if file.name == POLICY_FILE:
-            continue
+    for file in journey_files(folder):
         try:
             found = read_journey_file(file)
         except JourneyError as exc:
