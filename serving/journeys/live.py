@@ -52,7 +52,7 @@ class LiveJourneys:
         triggers look back on (before ``clock``, the live state's moment)."""
         from serving.journeys.evaluate import customer_zones, recent_purchases
         from serving.journeys.spec import load_journeys, load_policy
-        from serving.journeys.triggers import COLUMNS, events_for, lookback
+        from serving.journeys.triggers import COLUMNS, events_for, lookback, trigger_events
 
         self.settings = settings
         self.folder = settings.journeys_dir
@@ -69,9 +69,8 @@ class LiveJourneys:
         self.read_log()
         stored = events_for(self.journeys, settings.store_dir, clock)
         bought = recent_purchases(settings.store_dir, clock, self.policy)
-        self.events = pl.concat(
-            [stored, _as_trigger_events(bought.assign(event_type="purchase"))], how="diagonal"
-        ).select(COLUMNS)
+        bought = bought.reindex(columns=COLUMNS).assign(event_type="purchase")
+        self.events = pl.concat([stored, trigger_events(bought)])
         self.touched: set[str] = set()
         self.rows = scorer.snapshot.features.iloc[:0]
         self.previous_churn = pd.Series(
@@ -144,7 +143,9 @@ class LiveJourneys:
 
     def note(self, events: pd.DataFrame, rows: pd.DataFrame, clock: pd.Timestamp) -> None:
         """An applied refresh: its events (customer ids resolved) and fresh rows."""
-        new = _as_trigger_events(events) if len(events) else None
+        from serving.journeys.triggers import trigger_events
+
+        new = trigger_events(events) if len(events) else None
         with self._lock:
             if new is not None:
                 self.events = pl.concat([self.events, new], how="vertical")
@@ -279,23 +280,6 @@ def _features(scorer, rows: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
     stored = scorer.snapshot.features
     rest = ids.difference(fresh.index).intersection(stored.index)
     return pd.concat([fresh, stored.loc[rest]]) if len(rest) else fresh
-
-
-def _as_trigger_events(events: pd.DataFrame) -> pl.DataFrame:
-    """The triggers' columns of contract events, as the stored ones are read."""
-    import pyarrow as pa
-
-    from serving.journeys.triggers import COLUMNS
-
-    frame = events.reindex(columns=COLUMNS)
-    columns = {
-        c: pa.array(frame[c].astype(object).where(frame[c].notna(), None), pa.string())
-        for c in COLUMNS
-        if c != "ts"
-    }
-    ts = pd.to_datetime(frame["ts"], utc=True).dt.as_unit("us")
-    columns["ts"] = pa.array(ts, pa.timestamp("us", tz="UTC"))
-    return pl.from_arrow(pa.table({c: columns[c] for c in COLUMNS}))
 
 
 def live_journeys_folder(settings: Settings) -> Path | None:

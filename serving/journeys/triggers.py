@@ -43,9 +43,10 @@ def _utc(as_of: pd.Timestamp | str) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
-def _prepared(events: pl.DataFrame | pa.Table | pd.DataFrame, as_of: pd.Timestamp) -> pl.LazyFrame:
-    """The trigger columns of ``events`` before ``as_of``, with a customer id, as plain
-    strings and microsecond UTC times (category columns of the store become strings)."""
+def trigger_events(events: pl.DataFrame | pa.Table | pd.DataFrame) -> pl.DataFrame:
+    """The trigger columns of contract events (pandas, Arrow or Polars) with a customer
+    id, as plain strings and microsecond UTC times (category columns of the store become
+    strings): what the rules read, and what the live journeys keep."""
     names = events.column_names if isinstance(events, pa.Table) else list(events.columns)
     missing = [c for c in COLUMNS if c not in names]
     if missing:
@@ -54,19 +55,16 @@ def _prepared(events: pl.DataFrame | pa.Table | pd.DataFrame, as_of: pd.Timestam
         events = pa.Table.from_pandas(events[COLUMNS], preserve_index=False)
     frame = events if isinstance(events, pl.DataFrame) else pl.from_arrow(events.select(COLUMNS))
     assert isinstance(frame, pl.DataFrame)
-    return (
-        frame.lazy()
-        .select(
-            pl.col("customer_id").cast(pl.String),
-            pl.col("ts").cast(_US),
-            *(pl.col(c).cast(pl.String) for c in ("channel", "event_type", "product_id")),
-        )
-        .filter(
-            (pl.col("ts") < as_of.to_pydatetime())
-            & pl.col("customer_id").is_not_null()
-            & (pl.col("customer_id") != "")
-        )
-    )
+    return frame.select(
+        pl.col("customer_id").cast(pl.String),
+        pl.col("ts").cast(_US),
+        *(pl.col(c).cast(pl.String) for c in ("channel", "event_type", "product_id")),
+    ).filter(pl.col("customer_id").is_not_null() & (pl.col("customer_id") != ""))
+
+
+def _prepared(events: pl.DataFrame | pa.Table | pd.DataFrame, as_of: pd.Timestamp) -> pl.LazyFrame:
+    """:func:`trigger_events` before ``as_of``."""
+    return trigger_events(events).lazy().filter(pl.col("ts") < as_of.to_pydatetime())
 
 
 def _products(rows: pl.LazyFrame) -> pl.LazyFrame:
