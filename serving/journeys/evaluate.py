@@ -256,6 +256,22 @@ def evaluate(
     return result
 
 
+def contacts_over_share(
+    decisions: pd.DataFrame,
+    customers: int,
+    policy: ContactPolicy,
+    earlier: pd.DataFrame | None = None,
+) -> pd.Series:
+    """Contacts per journey (``decisions``' plus those of ``earlier`` decisions) for the
+    journeys past ``policy.max_share_per_run`` of ``customers``: the batch run asks before
+    writing them, the live one refuses them."""
+    contacts = decisions[decisions["status"] != "not_sent"].groupby("journey").size()
+    if earlier is not None and len(contacts):
+        before = earlier[earlier["status"] != "not_sent"].groupby("journey").size()
+        contacts = contacts.add(before.reindex(contacts.index, fill_value=0))
+    return contacts[contacts > policy.max_share_per_run * customers]
+
+
 def _check_share(
     decisions: pd.DataFrame,
     customers: int,
@@ -264,8 +280,7 @@ def _check_share(
 ) -> None:
     if decisions.empty or customers == 0:
         return
-    contacted = decisions[decisions["status"] != "not_sent"].groupby("journey").size()
-    over = contacted[contacted > policy.max_share_per_run * customers]
+    over = contacts_over_share(decisions, customers, policy)
     if not len(over):
         return
     listed = ", ".join(f"{j} ({n:,} = {n / customers:.0%})" for j, n in over.items())

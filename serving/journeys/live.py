@@ -249,18 +249,14 @@ def within_share(
     """``decisions`` with this round's contacts of a journey refused (``over_share``)
     when with the journey's contacts of the last day they pass the policy's share of
     ``customers``."""
+    from serving.journeys.evaluate import contacts_over_share
+
     if decisions.empty:
         return decisions
-    contact = decisions["status"] != "not_sent"
-    day = history[
-        (history["decided_at"] > clock - pd.Timedelta(days=1)) & (history["status"] != "not_sent")
-    ]
-    before = day.groupby("journey").size()
-    now = decisions[contact].groupby("journey").size()
-    total = now.add(before.reindex(now.index, fill_value=0))
-    over = total[total > policy.max_share_per_run * customers].index
+    day = history[history["decided_at"] > clock - pd.Timedelta(days=1)]
+    over = contacts_over_share(decisions, customers, policy, earlier=day).index
     if len(over):
-        refused = contact & decisions["journey"].isin(over)
+        refused = (decisions["status"] != "not_sent") & decisions["journey"].isin(over)
         decisions = decisions.copy()
         decisions.loc[refused, ["status", "reason"]] = ["not_sent", "over_share"]
         decisions.loc[refused, "send_at"] = pd.NaT
