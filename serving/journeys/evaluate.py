@@ -75,11 +75,14 @@ def proposals_for(
     as_of: pd.Timestamp,
     uplift_model=None,
     features: pd.DataFrame | None = None,
+    churn: pd.Series | None = None,
 ) -> pd.DataFrame:
     """The triggered customers the journey's audience takes, with channel, products,
     scores and (with ``uplift_model``) predicted uplift: the policy's input
     (docs/journeys.md, step 4). ``features``: the customers' rows (default: the
-    snapshot's; the live path passes the fresh ones)."""
+    snapshot's; the live path passes the fresh ones); ``churn``: their churn
+    probabilities by customer_id, as the evaluation computed them (default: the
+    scorer's)."""
     from serving.journeys.choose import choose_channels, choose_products, in_audience
 
     features = scorer.snapshot.features if features is None else features
@@ -92,7 +95,10 @@ def proposals_for(
     products = choose_products(journey, scorer, ids, channels, triggered["trigger_products"])
     delay = pd.Timedelta(hours=journey.delay_hours)
     due = (triggered["trigger_ts"] + delay).clip(lower=as_of)
-    churn = scorer.churn(scorer.positions(ids)) if ids else np.zeros(0)
+    if churn is None:
+        churn = scorer.churn(scorer.positions(ids)) if ids else np.zeros(0)
+    else:
+        churn = churn.reindex(ids).to_numpy(np.float64)
     uplift = np.full(len(ids), np.nan)
     if uplift_model is not None and ids:
         from training.uplift.job import with_channel
@@ -171,7 +177,9 @@ def decide(
         proposed = 0
         if len(triggered):
             model = uplift_models.get(journey.name)
-            part = proposals_for(journey, triggered, scorer, as_of, model, inputs.features)
+            part = proposals_for(
+                journey, triggered, scorer, as_of, model, inputs.features, inputs.churn
+            )
             parts.append(part)
             proposed = len(part)
         say(f"{journey.name}: {len(triggered):,} customers triggered, {proposed:,} in its audience")
