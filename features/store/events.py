@@ -19,7 +19,7 @@ switch: the store ends as if everything had been loaded at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -144,13 +144,18 @@ def read_events(
     start: datetime | str | None = None,
     end: datetime | str | None = None,
     columns: list[str] | None = None,
+    event_types: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Events with ``start <= ts < end`` (either bound optional), reading only their months."""
+    """Events with ``start <= ts < end`` (either bound optional) and, if given, of
+    ``event_types``, reading only their months."""
     store_dir = Path(store_dir)
     flt = None
+    if event_types is not None:
+        flt = ds.field("event_type").cast(pa.string()).isin(list(event_types))
     if start is not None:
         start = to_utc(start)
-        flt = (ds.field("month") >= month_key(start)) & (ds.field("ts") >= pa.scalar(start))
+        cond = (ds.field("month") >= month_key(start)) & (ds.field("ts") >= pa.scalar(start))
+        flt = cond if flt is None else flt & cond
     if end is not None:
         end = to_utc(end)
         cond = (ds.field("month") <= month_key(end)) & (ds.field("ts") < pa.scalar(end))

@@ -122,18 +122,14 @@ def report(
 def _purchases(settings, start):
     """The store's purchases (customer_id, ts, amount) from ``start`` on; none when the
     home has no events store yet."""
-    import pyarrow.dataset as ds
-
     from features.contract.schema import EVENTS, empty_frame
-    from features.store.events import StoreMissingError, events_dataset
+    from features.store.events import StoreMissingError, read_events
 
     columns = ["customer_id", "ts", "amount"]
     try:
-        dataset = events_dataset(settings.store_dir)
+        return read_events(settings.store_dir, start, columns=columns, event_types=["purchase"])
     except StoreMissingError:
         return empty_frame(EVENTS)[columns]
-    flt = (ds.field("event_type") == "purchase") & (ds.field("ts") >= start.to_pydatetime())
-    return dataset.to_table(columns=columns, filter=flt).to_pandas()
 
 
 def _print_table(table, groups) -> None:

@@ -321,10 +321,8 @@ def recent_purchases(store_dir: Path, as_of: pd.Timestamp, policy: ContactPolicy
     from features.store.events import read_events
 
     start = as_of - pd.Timedelta(hours=policy.suppress_after_purchase_hours)
-    events = read_events(store_dir, start, as_of, columns=["customer_id", "ts", "event_type"])
-    return events.loc[events["event_type"] == "purchase", ["customer_id", "ts"]].reset_index(
-        drop=True
-    )
+    columns = ["customer_id", "ts"]
+    return read_events(store_dir, start, as_of, columns=columns, event_types=["purchase"])
 
 
 def _no_decisions() -> pd.DataFrame:
