@@ -6,6 +6,7 @@ Column names are the contract (see ``docs/contract.md``). Every source
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -232,6 +233,13 @@ def empty_frame(table: TableSchema):
     return table.arrow_schema().empty_table().to_pandas()
 
 
+@functools.cache
+def _pandas_dtypes(table: TableSchema) -> dict:
+    """Each column's pandas dtype in :func:`empty_frame` (kept: building that frame costs
+    milliseconds, which every live batch paid in :func:`with_every_column`)."""
+    return empty_frame(table).dtypes.to_dict()
+
+
 def as_contract_frame(df, table: TableSchema = EVENTS):
     """Give a frame the contract's pandas dtypes: fixed category lists, UTC timestamps.
 
@@ -247,10 +255,11 @@ def as_contract_frame(df, table: TableSchema = EVENTS):
         values = out[col.name]
         if col.kind == "category" and col.allowed:
             if isinstance(values.dtype, pd.CategoricalDtype):
-                out[col.name] = values.cat.set_categories(list(col.allowed))
+                if tuple(values.cat.categories) != col.allowed:  # as validated: kept
+                    out[col.name] = values.cat.set_categories(list(col.allowed))
             else:
                 out[col.name] = pd.Categorical(values, categories=list(col.allowed))
-        elif col.kind == "timestamp":
+        elif col.kind == "timestamp" and str(getattr(values.dtype, "tz", None)) != "UTC":
             out[col.name] = pd.to_datetime(values, utc=True)
     return out
 
@@ -260,10 +269,10 @@ def with_every_column(df, table: TableSchema = EVENTS):
     live events names only the fields it has); other columns are kept after them."""
     import pandas as pd
 
-    empty = empty_frame(table)
+    dtypes = _pandas_dtypes(table)
     out = as_contract_frame(df, table).copy(deep=False)
     for name in table.names:
         if name not in out.columns:
-            out[name] = pd.Series(index=out.index, dtype=empty[name].dtype)
+            out[name] = pd.Series(index=out.index, dtype=dtypes[name])
     extra = [c for c in out.columns if c not in table.names]
     return out[[*table.names, *extra]]

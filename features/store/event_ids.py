@@ -151,12 +151,17 @@ def derive_event_ids(events: pd.DataFrame) -> pd.Series:
 
 
 def assign_event_ids(events: pd.DataFrame) -> pd.DataFrame:
-    """``events`` with ``event_id`` filled: the source's where given, derived elsewhere."""
+    """``events`` with ``event_id`` filled: the source's where given, derived elsewhere.
+    (Nothing is derived when every row has one: the live endpoint's clients mostly send
+    them, and deriving costs about 10 ms of a batch's fixed overhead.)"""
     out = events.copy(deep=False)
-    derived = derive_event_ids(events)
     if "event_id" in events.columns:
         given = events["event_id"].astype("str")
-        out["event_id"] = given.where(given.notna(), derived).astype("str")
+        if given.notna().all():
+            out["event_id"] = given
+            return out
+        derived = derive_event_ids(events)  # over every row: the occurrence numbers count
+        out["event_id"] = given.where(given.notna(), derived).astype("str")  # them all
     else:
-        out["event_id"] = derived
+        out["event_id"] = derive_event_ids(events)
     return out
