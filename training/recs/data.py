@@ -144,12 +144,15 @@ class History:
         ``customer_ids``, which the returned catalogue holds (home stores carried over).
         Products the catalogue lacks are left out. What the live loop ranks with."""
         kinds = value_codes(events["event_type"], EVENT_TYPES)
-        cust = customer_ids.get_indexer(pd.Index(events["customer_id"], dtype="str"))
-        item = catalogue.item_codes(events["product_id"].astype("str"))
-        product_event = np.isin(kinds, [EVENT_TYPES.index(e) for e in PRODUCT_EVENTS])
-        rows = np.flatnonzero(product_event & (cust >= 0) & (item >= 0))
+        rows = np.flatnonzero(np.isin(kinds, [EVENT_TYPES.index(e) for e in PRODUCT_EVENTS]))
+        # ids looked up for product events only (a live refresh: 40% of the rows)
+        cust = customer_ids.get_indexer(pd.Index(events["customer_id"].iloc[rows], dtype="str"))
+        item = catalogue.item_codes(events["product_id"].iloc[rows].astype("str"))
+        ok = (cust >= 0) & (item >= 0)
+        rows, cust, item = rows[ok], cust[ok], item[ok]
         ts = timestamps_us(events["ts"].iloc[rows]) // 1_000_000
-        order = rows[np.argsort(ts, kind="stable")]
+        by_time = np.argsort(ts, kind="stable")
+        order = rows[by_time]
         frame = events[[c for c in BUILDER_COLUMNS if c in events.columns]].iloc[order]
         qty = frame["quantity"].to_numpy(dtype=np.float32, na_value=np.nan)
         known = catalogue.customer_codes(customer_ids)
@@ -158,9 +161,9 @@ class History:
         return cls(
             catalogue=own,
             events=frame,
-            customer=cust[order].astype(np.int32),
-            item=item[order].astype(np.int32),
-            ts=np.sort(ts, kind="stable"),
+            customer=cust[by_time].astype(np.int32),
+            item=item[by_time].astype(np.int32),
+            ts=ts[by_time],
             event_type=kinds[order].astype(np.int8),
             channel=value_codes(frame["channel"], CHANNELS).astype(np.int8),
             store=catalogue.store_codes(frame["store_id"]).astype(np.int32),
