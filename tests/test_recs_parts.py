@@ -311,3 +311,17 @@ def test_top_k_orders_like_lexsort_with_duplicates_ties_and_signed_zeros():
         args = (pos, item, score.astype(np.float32), reason, excluded, n_items, k)
         for got, want in zip(_top_k(*args), by_lexsort(*args), strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+def test_catalogue_positions_are_pandas_get_indexer_with_missing_ids_unknown():
+    # issue 17: the catalogue's id lookups run on Arrow (6x faster on a live refresh);
+    # they answer what pandas' get_indexer did: the position, -1 unknown or missing
+    from training.recs.data import positions
+
+    index = pd.Index(["P2", "P10", "P1"], dtype="str")
+    ids = pd.Series(["P1", None, "P3", "P10", "P1", ""], dtype="str")
+    got = positions(index, ids)
+    assert got.tolist() == [2, -1, -1, 1, 2, -1]
+    assert got.tolist() == index.get_indexer(pd.Index(ids, dtype="str")).tolist()
+    assert got.dtype == np.int32 and got.flags.writeable
+    assert positions(index, []).tolist() == [] and positions(index[:0], ["P1"]).tolist() == [-1]
