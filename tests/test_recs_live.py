@@ -204,3 +204,51 @@ def test_a_new_customer_gets_als_factors_folded_in_from_their_events(fitted, syn
     cand = personal(live.state_, np.array([1], np.int32), fitted._candidate_params())
     assert cand.has("als").sum() > 0  # similar customers' products are candidates now
     assert not live.recommend(["brand-new"], k=10).empty
+
+
+def test_a_known_customers_factors_follow_their_views_after_the_cutoff(fitted, synth):
+    # issue 17: a known customer who views products of a category their fitted factors
+    # point away from gets factors refolded from all their interactions, and those
+    # products enter their "similar customers" candidates (before: the snapshot's factors
+    # until the next refit); a known customer with nothing new keeps theirs exactly
+    from training.recs.candidates import personal
+
+    cat, state = fitted.catalogue_, fitted.state_
+    active = np.flatnonzero(state.active)
+    code, other = int(active[7]), int(active[8])
+    who, still = str(cat.customer_ids[code]), str(cat.customer_ids[other])
+    scores = state.item_factors @ state.user_factors[code]
+    far = int(pd.Series(scores).groupby(cat.item_category).mean().idxmin())
+    items = np.flatnonzero(cat.item_category == far)
+    items = items[np.argsort(scores[items])][:5]  # that category's farthest products
+    at = fitted.as_of_ + pd.Timedelta(hours=1)
+    views = pd.DataFrame(
+        {
+            "event_id": [f"view-{i}" for i in range(10)],
+            "customer_id": who,
+            "ts": [at + pd.Timedelta(minutes=i) for i in range(10)],
+            "channel": "web",
+            "event_type": "view",
+            "product_id": [str(p) for p in cat.item_ids[items]] * 2,
+        }
+    )
+    views = views.reindex(columns=synth.events.columns).astype(synth.events.dtypes.to_dict())
+    events = pd.concat([_product_events(synth.events, [who, still]), views], ignore_index=True)
+    ids = pd.Index([who, still], dtype="str")
+    live = fitted.for_customers(events, ids, at + pd.Timedelta(hours=1))
+    users = live.state_.user_factors
+    np.testing.assert_array_equal(users[1], state.user_factors[other])
+
+    def cosine(user: np.ndarray) -> float:
+        viewed = state.item_factors[items]
+        return float((viewed @ user / np.linalg.norm(viewed, axis=1)).mean() / np.linalg.norm(user))
+
+    assert cosine(state.user_factors[code]) < 0 < cosine(users[0])
+    params = fitted._candidate_params()
+    before = personal(state, np.array([code], np.int32), params)
+    after = personal(live.state_, np.array([0], np.int32), params)
+    als_before, als_after = before.item[before.has("als")], after.item[after.has("als")]
+    assert not np.isin(items, als_before).any()
+    assert np.isin(items, als_after).sum() >= 3
+    in_far = [(cat.item_category[als] == far).sum() for als in (als_before, als_after)]
+    assert in_far[1] > in_far[0] + 3, in_far

@@ -101,6 +101,31 @@ def test_als_recovers_two_blocks_and_top_n_skips_excluded():
     )
 
 
+def test_top_n_skips_what_implicit_skips_given_the_scipy_matrix():
+    # issue 17: top_n hands implicit's topk a light view of the exclusion rows (scipy's
+    # row indexing cost more than the top-k); the lists are bit for bit those of topk
+    # given the matrix itself, ties (products with zero factors) and empty rows included
+    from implicit.cpu.topk import topk
+
+    rng = np.random.default_rng(4)
+    user_f = rng.normal(size=(400, 16)).astype(np.float32)
+    item_f = rng.normal(size=(300, 16)).astype(np.float32)
+    item_f[40:70] = 0
+    users = rng.integers(0, 400, 250)
+    exclude = sp.random(250, 300, density=0.1, format="csr", random_state=3, dtype=np.float32)
+    nothing = sp.diags((np.arange(250) != 7).astype(np.float32))  # customer 7 bought nothing
+    exclude = sp.csr_matrix(nothing @ exclude)
+    exclude.eliminate_zeros()
+    assert exclude[7].nnz == 0
+    items, scores = top_n(user_f, item_f, users, 40, exclude=exclude, num_threads=2)
+    want, want_scores = topk(item_f, user_f[users], 40, filter_query_items=exclude)
+    skipped = want_scores == -np.finfo(np.float32).max
+    assert not skipped.any()  # 300 products, at most ~45 excluded: every slot filled
+    np.testing.assert_array_equal(items, want)
+    np.testing.assert_array_equal(scores, want_scores)
+    assert not exclude[np.arange(250)[:, None], items].toarray().any()
+
+
 def test_top_n_batch_equals_one_by_one():
     # issue 15: a batch and one-by-one calls agree within float32 rounding (a BLAS
     # product rounds a user's scores by the shape of its block), not bit for bit;
@@ -286,3 +311,17 @@ def test_top_k_orders_like_lexsort_with_duplicates_ties_and_signed_zeros():
         args = (pos, item, score.astype(np.float32), reason, excluded, n_items, k)
         for got, want in zip(_top_k(*args), by_lexsort(*args), strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+def test_catalogue_positions_are_pandas_get_indexer_with_missing_ids_unknown():
+    # issue 17: the catalogue's id lookups run on Arrow (6x faster on a live refresh);
+    # they answer what pandas' get_indexer did: the position, -1 unknown or missing
+    from training.recs.data import positions
+
+    index = pd.Index(["P2", "P10", "P1"], dtype="str")
+    ids = pd.Series(["P1", None, "P3", "P10", "P1", ""], dtype="str")
+    got = positions(index, ids)
+    assert got.tolist() == [2, -1, -1, 1, 2, -1]
+    assert got.tolist() == index.get_indexer(pd.Index(ids, dtype="str")).tolist()
+    assert got.dtype == np.int32 and got.flags.writeable
+    assert positions(index, []).tolist() == [] and positions(index[:0], ["P1"]).tolist() == [-1]

@@ -21,7 +21,7 @@ import pandas as pd
 from features.contract.schema import EVENT_TYPES
 from training.recs.als import ALSParams, fit_als, fold_in
 from training.recs.data import DAY_S, N_CHANNELS, PURCHASE, History, to_seconds
-from training.recs.interactions import bm25, bm25_norm, interaction_matrix
+from training.recs.interactions import bm25, bm25_norm, event_weights, interaction_matrix
 from training.recs.product_tables import (
     RECENT_DAYS,
     customer_item_table,
@@ -251,8 +251,9 @@ def with_customers(
     """``state``'s product parts with other customers' :data:`CUSTOMER_FIELDS` (``parts``
     from :func:`customer_parts` over their events as of ``t``): what the live loop ranks
     a few customers with. ``factor_rows``: each customer's row of ``state``'s ALS user
-    factors (-1: none); ``folded``: the factors of the customers at ``folded_at`` that
-    have none there, folded in from their own events (:func:`fold_in_customers`). A
+    factors (-1: none); ``folded``: the factors of the customers at ``folded_at`` (none
+    there, or interactions since ``state``'s cutoff), folded in from their own events
+    (:func:`fold_in_customers`), in place of any fitted ones. A
     customer with neither gets no ALS candidates."""
     users = None
     has = factor_rows >= 0
@@ -264,6 +265,22 @@ def with_customers(
     return replace(state, **parts, as_of_s=t, user_factors=users, als_customers=has, seconds={})
 
 
+def customers_to_fold(
+    state: CutoffState, history: History, rows: np.ndarray, factor_rows: np.ndarray
+) -> np.ndarray:
+    """Codes of the history's customers whose ALS factors :func:`fold_in_customers` must
+    compute: those without a row of ``state``'s factors (``factor_rows`` < 0) and those
+    with product interactions (events the ALS matrix weighs) in ``rows`` at or after
+    ``state``'s cutoff, whose fitted factors miss them. The others keep their fitted
+    factors exactly."""
+    weights = event_weights(state.params.event_weights)
+    after = rows[history.ts[rows] >= state.as_of_s]
+    after = after[weights[history.event_type[after]] > 0]
+    fold = factor_rows < 0
+    fold[history.customer[after]] = True
+    return np.flatnonzero(fold).astype(np.int32)
+
+
 def fold_in_customers(
     state: CutoffState,
     history: History,
@@ -271,10 +288,10 @@ def fold_in_customers(
     customers: np.ndarray,
     als: ALSParams,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """ALS factors of the history's customers ``customers`` (codes the fitted model has no
-    factors for) from their interactions before ``as_of``, weighted as the fitted matrix
-    was (the same weights and lookback, BM25 with its products' norm), the item factors
-    fixed (:func:`training.recs.als.fold_in`): (the codes that have interactions, their
+    """ALS factors of the history's customers ``customers`` (:func:`customers_to_fold`)
+    from all their interactions before ``as_of``, weighted as the fitted matrix was (the
+    same weights and lookback, BM25 with its products' norm), the item factors fixed
+    (:func:`training.recs.als.fold_in`): (the codes that have interactions, their
     factors). None of it without fitted factors or a state pickled before the norm."""
     empty = np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
     if state.item_factors is None or state.als_item_norm is None or not len(customers):

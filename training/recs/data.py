@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contract.schema import CHANNELS, EVENT_TYPES
 from features.encode import encode_events, timestamps_us, to_us, value_codes
@@ -60,15 +62,27 @@ class Catalogue:
 
     def customer_codes(self, ids) -> np.ndarray:
         """int32 codes of customer ids (-1 for ids the catalogue has never seen)."""
-        return self.customer_ids.get_indexer(pd.Index(ids, dtype="str")).astype(np.int32)
+        return positions(self.customer_ids, ids)
 
     def item_codes(self, ids) -> np.ndarray:
         """int32 codes of product ids (-1 unknown)."""
-        return self.item_ids.get_indexer(pd.Index(ids, dtype="str")).astype(np.int32)
+        return positions(self.item_ids, ids)
 
     def store_codes(self, ids) -> np.ndarray:
         """int32 codes of store ids (-1 unknown or missing)."""
-        return self.store_ids.get_indexer(pd.Index(ids, dtype="str")).astype(np.int32)
+        return positions(self.store_ids, ids)
+
+
+def positions(index: pd.Index, ids) -> np.ndarray:
+    """int32 position of each of ``ids`` in ``index`` (distinct string ids), -1 for ids it
+    lacks and missing ones: Arrow's hash lookup, which reads the Arrow strings pandas
+    holds as they are (pandas' ``get_indexer`` first converted them to Python objects:
+    43 ms instead of 7 ms for a live refresh's 277,000 product ids)."""
+    values = pa.array(pd.Index(ids, dtype="str").array)
+    found = pc.index_in(
+        values, value_set=pa.array(pd.Index(index, dtype="str").array), skip_nulls=True
+    )
+    return found.fill_null(-1).to_numpy().astype(np.int32)  # a writable copy
 
 
 BUILDER_COLUMNS = (
@@ -144,12 +158,15 @@ class History:
         ``customer_ids``, which the returned catalogue holds (home stores carried over).
         Products the catalogue lacks are left out. What the live loop ranks with."""
         kinds = value_codes(events["event_type"], EVENT_TYPES)
-        cust = customer_ids.get_indexer(pd.Index(events["customer_id"], dtype="str"))
-        item = catalogue.item_codes(events["product_id"].astype("str"))
-        product_event = np.isin(kinds, [EVENT_TYPES.index(e) for e in PRODUCT_EVENTS])
-        rows = np.flatnonzero(product_event & (cust >= 0) & (item >= 0))
+        rows = np.flatnonzero(np.isin(kinds, [EVENT_TYPES.index(e) for e in PRODUCT_EVENTS]))
+        # ids looked up for product events only (a live refresh: 40% of the rows)
+        cust = positions(customer_ids, events["customer_id"].iloc[rows])
+        item = catalogue.item_codes(events["product_id"].iloc[rows].astype("str"))
+        ok = (cust >= 0) & (item >= 0)
+        rows, cust, item = rows[ok], cust[ok], item[ok]
         ts = timestamps_us(events["ts"].iloc[rows]) // 1_000_000
-        order = rows[np.argsort(ts, kind="stable")]
+        by_time = np.argsort(ts, kind="stable")
+        order = rows[by_time]
         frame = events[[c for c in BUILDER_COLUMNS if c in events.columns]].iloc[order]
         qty = frame["quantity"].to_numpy(dtype=np.float32, na_value=np.nan)
         known = catalogue.customer_codes(customer_ids)
@@ -158,9 +175,9 @@ class History:
         return cls(
             catalogue=own,
             events=frame,
-            customer=cust[order].astype(np.int32),
-            item=item[order].astype(np.int32),
-            ts=np.sort(ts, kind="stable"),
+            customer=cust[by_time].astype(np.int32),
+            item=item[by_time].astype(np.int32),
+            ts=ts[by_time],
             event_type=kinds[order].astype(np.int8),
             channel=value_codes(frame["channel"], CHANNELS).astype(np.int8),
             store=catalogue.store_codes(frame["store_id"]).astype(np.int32),

@@ -42,6 +42,7 @@ from training.recs.cutoff_state import (
     StateParams,
     build_cutoff_state,
     customer_parts,
+    customers_to_fold,
     fold_in_customers,
     with_customers,
 )
@@ -76,8 +77,8 @@ class CustomerUpdate:
     catalogue: Catalogue
     factor_rows: np.ndarray  # each customer's row of the ALS user factors (-1: none)
     t: int
-    folded_at: np.ndarray | None = None  # customers without a row whose factors were
-    folded: np.ndarray | None = None  # folded in from their own events (issue 17)
+    folded_at: np.ndarray | None = None  # customers whose factors were folded in from
+    folded: np.ndarray | None = None  # their own events (new, or moved since: issue 17)
 
 
 class Recommender(BaseRecommender):
@@ -311,11 +312,12 @@ class Recommender(BaseRecommender):
         from the events of ``customer_ids`` alone (contract frame, ids resolved; their
         stored and live events): what the live loop ranks those customers with (issue 17).
         The state counts in seconds, so ``as_of`` is rounded up to a whole second.
-        The product parts (ALS item factors, popularity) and the ranker stay as fitted;
-        known customers keep their ALS factors, and customers the model never saw get
-        theirs folded in from their own interactions (implicit's ``recalculate_user``
-        against the fitted item factors), so they have ALS candidates before the next
-        snapshot refits."""
+        The product parts (ALS item factors, popularity) and the ranker stay as fitted.
+        Customers the model never saw, and known ones with product interactions since its
+        cutoff, get ALS factors folded in from all their interactions (implicit's
+        ``recalculate_user`` against the fitted item factors), so their "similar
+        customers" candidates follow what they do before the next snapshot refits; the
+        other known customers keep their fitted factors exactly."""
         return self.with_customer_update(self.customer_update(events, customer_ids, as_of))
 
     def customer_update(
@@ -331,8 +333,8 @@ class Recommender(BaseRecommender):
         params = self.state_.params
         rows = history.before(as_of, params.lookback_days)
         factor_rows = self.catalogue_.customer_codes(customer_ids)
-        new = np.flatnonzero(factor_rows < 0).astype(np.int32)
-        folded_at, folded = fold_in_customers(self.state_, history, as_of, new, self._als_params())
+        fold = customers_to_fold(self.state_, history, rows, factor_rows)
+        folded_at, folded = fold_in_customers(self.state_, history, as_of, fold, self._als_params())
         return CustomerUpdate(
             parts=customer_parts(history, rows, t, params),
             catalogue=history.catalogue,
