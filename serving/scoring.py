@@ -139,6 +139,9 @@ class Scorer:
         self.lists = None
         if self.recommender is not None:
             self._load_recommender(snapshot.arrays or {}, ranked_lists, precompute_candidates)
+        # the arrays it uses are its own now; the rest (the lists, in a scorer without
+        # them: the live refresh process) would be a few KB a customer held for nothing
+        self.snapshot = replace(snapshot, arrays=None)
         if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
             everyone = np.arange(len(self.ids))
             self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
@@ -152,7 +155,7 @@ class Scorer:
         self.catalogue = rec.catalogue_
         self.item_ids = np.asarray(rec.catalogue_.item_ids, dtype=object)
         self._item_ids = pa.array(self.item_ids.tolist(), pa.string())  # for Arrow takes
-        if "personal_indptr" in stored:
+        if "personal_indptr" in stored and (precompute_candidates or ranked_lists):
             self.personal = CandidateTable(*(stored[f"personal_{n}"] for n in PERSONAL_PARTS))
         elif precompute_candidates or ranked_lists:
             self.personal = rec.personal_candidates()

@@ -149,6 +149,43 @@ def read_events(
     """Events with ``start <= ts < end`` (either bound optional) and, if given, of
     ``event_types``, reading only their months."""
     store_dir = Path(store_dir)
+    flt = _events_filter(start, end, event_types)
+    wanted = columns or EVENTS.names
+
+    def read(manifest: Manifest) -> pa.Table:
+        dataset = parts_dataset(store_dir, manifest, EVENTS.names)  # the filter needs ts
+        return dataset.to_table(columns=wanted, filter=flt)
+
+    frame = _while_stable(store_dir, read).to_pandas()
+    return as_contract_frame(frame[wanted], EVENTS)
+
+
+def map_event_batches(
+    store_dir: Path | str,
+    fn: Callable[[pd.DataFrame], T],
+    start: datetime | str | None = None,
+    columns: list[str] | None = None,
+    batch_rows: int = 1_000_000,
+) -> list[T]:
+    """``fn`` of each batch of the events :func:`read_events` reads (the same rows and
+    dtypes, at most ``batch_rows`` at a time), for a caller that keeps the events in a
+    compact form: the store's events are never all in memory as one frame at once."""
+    store_dir = Path(store_dir)
+    flt = _events_filter(start, None, None)
+    wanted = columns or EVENTS.names
+
+    def read(manifest: Manifest) -> list[T]:
+        dataset = parts_dataset(store_dir, manifest, EVENTS.names)
+        batches = dataset.to_batches(columns=wanted, filter=flt, batch_size=batch_rows)
+        return [fn(as_contract_frame(b.to_pandas()[wanted], EVENTS)) for b in batches]
+
+    return _while_stable(store_dir, read)
+
+
+def _events_filter(
+    start: datetime | str | None, end: datetime | str | None, event_types: Sequence[str] | None
+) -> ds.Expression | None:
+    """The dataset filter of :func:`read_events` (month pruning, then ``ts``)."""
     flt = None
     if event_types is not None:
         flt = ds.field("event_type").cast(pa.string()).isin(list(event_types))
@@ -160,14 +197,7 @@ def read_events(
         end = to_utc(end)
         cond = (ds.field("month") <= month_key(end)) & (ds.field("ts") < pa.scalar(end))
         flt = cond if flt is None else flt & cond
-    wanted = columns or EVENTS.names
-
-    def read(manifest: Manifest) -> pa.Table:
-        dataset = parts_dataset(store_dir, manifest, EVENTS.names)  # the filter needs ts
-        return dataset.to_table(columns=wanted, filter=flt)
-
-    frame = _while_stable(store_dir, read).to_pandas()
-    return as_contract_frame(frame[wanted], EVENTS)
+    return flt
 
 
 def read_table(store_dir: Path | str, name: str) -> pd.DataFrame:

@@ -22,15 +22,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from features.contract.schema import EVENTS
 from features.customer_features import build_customer_features
 from features.registry import DEFAULT_WINDOWS
 from features.store.parts import RAW_CUSTOMER_ID
 from serving.live.identity import OnlineIdentity
 from serving.live.journal import in_set
+from serving.live.stored_events import COLUMNS, StoredEvents
 from serving.scoring import RowUpdate, Scorer
 
 ONE_US = pd.Timedelta(microseconds=1)
+_NO_EVENTS = (
+    StoredEvents([]).of(pd.Index([], dtype="str")).assign(event_id=pd.Series([], dtype="str"))
+)
 FOLD_AT = 50_000
 """Live events kept apart from the stored ones at most (or a tenth of those, if more)."""
 
@@ -59,13 +62,14 @@ class LiveState:
     def __init__(
         self,
         scorer: Scorer,
-        stored: pd.DataFrame,
+        stored: pd.DataFrame | StoredEvents,
         customers: pd.DataFrame,
         as_of: pd.Timestamp,
         identity: OnlineIdentity | None = None,
     ) -> None:
         """``stored``: the store's events from a lookback before ``as_of`` (the snapshot's
-        cutoff) on, contract columns; ``customers``: the customers table (consent);
+        cutoff) on, encoded (:class:`StoredEvents`; a contract frame is encoded here);
+        ``customers``: the customers table (consent);
         ``identity``: the store's identity graph, which the state links the live events'
         identifiers into (in the order the worker took them) to follow merges: a
         customer whose identifiers a live event joins to another's (an anonymous
@@ -76,34 +80,26 @@ class LiveState:
         self.snapshot_as_of = as_of
         self.clock = as_of
         self.customers = customers.set_index("customer_id", drop=False)
-        self._index_by_customer(stored[stored["customer_id"].notna().to_numpy()])
-        self.live = self.stored.iloc[:0]
+        if isinstance(stored, pd.DataFrame):
+            stored = StoredEvents.of_frame(stored[stored["customer_id"].notna().to_numpy()])
+        self.stored = stored
+        self.live = _NO_EVENTS  # events since the last fold (contract frame, COLUMNS)
         self._live_event_ids: set[str] = set()
         self.row_as_of: dict[str, pd.Timestamp] = {}
         self.n_applied = 0  # live events whose rows the scorer has (what /ping says)
-
-    def _index_by_customer(self, events: pd.DataFrame) -> None:
-        """Keep ``events`` sorted by customer, so a customer's events are one slice."""
-        events = events.sort_values("customer_id", kind="stable", ignore_index=True)
-        ids = events["customer_id"].to_numpy(dtype=object)
-        starts = np.unique(ids, return_index=True)[1]
-        self.stored = events[EVENTS.names]
-        self._stored_ids, self._starts = ids[starts], starts
-        self._ends = np.append(starts[1:], len(ids))
-        self._stored_event_ids = pd.Index(events["event_id"].astype("str"))
 
     def fold_live(self) -> None:
         """Move the live events in with the stored ones (refresh does it once they are
         many: looking a customer up among live events scans them all, a slice of the
         sorted ones does not)."""
-        self._index_by_customer(pd.concat([self.stored, self.live], ignore_index=True))
-        self.live = self.stored.iloc[:0]
+        self.stored = self.stored.with_events(self.live)
+        self.live = _NO_EVENTS
         self._live_event_ids = set()
 
     def stored_known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: the store holds the event (within the state's window). Reads only
         what never changes after start, so it is safe beside a refresh in another thread."""
-        return ids_in(self._stored_event_ids, event_ids)
+        return self.stored.event_ids.contains(event_ids)
 
     def known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: the event is stored (in the state's window) or already live."""
@@ -112,8 +108,7 @@ class LiveState:
     def after_snapshot(self) -> pd.Index:
         """Customers with stored events at or after the snapshot's cutoff (loaded or
         compacted after it was built): their snapshot rows are stale."""
-        late = self.stored["ts"] >= self.snapshot_as_of
-        return pd.Index(pd.unique(self.stored.loc[late, "customer_id"].astype("str")))
+        return self.stored.customers_since(self.snapshot_as_of)
 
     def refresh(self, events: pd.DataFrame, also: pd.Index | None = None) -> Refresh:
         """Add live events (customer ids resolved, ``event_id`` set) and recompute the
@@ -123,7 +118,7 @@ class LiveState:
         events = events[events["customer_id"].notna().to_numpy()]
         merged, gone = self._follow_merges(events)
         if len(events):
-            self.live = pd.concat([self.live, events[EVENTS.names]], ignore_index=True)
+            self.live = pd.concat([self.live, events[list(COLUMNS)]], ignore_index=True)
             self._live_event_ids.update(events["event_id"].astype("str"))
             self.clock = max(self.clock, events["ts"].max() + ONE_US)
         touched = pd.Index(pd.unique(events["customer_id"].astype("str"))).union(merged)
@@ -174,8 +169,8 @@ class LiveState:
         self.n_applied += refresh.n_events
 
     def events_of(self, customer_ids: pd.Index) -> pd.DataFrame:
-        """Stored and live events of these customers (contract columns), those of the
-        customers merged into them included (under their id)."""
+        """Stored and live events of these customers (the builders' columns), those of
+        the customers merged into them included (under their id)."""
         asked = set(customer_ids)
         merged = [old for old, new in self._owner.items() if new in asked]
         if merged:
@@ -188,16 +183,9 @@ class LiveState:
 
     def _events_of(self, customer_ids: pd.Index) -> pd.DataFrame:
         """:meth:`events_of` by the ids the events carry."""
-        wanted = customer_ids.to_numpy(dtype=object)
-        at = np.searchsorted(self._stored_ids, wanted)
-        found = at < len(self._stored_ids)
-        found[found] = self._stored_ids[at[found]] == wanted[found]
-        starts, ends = self._starts[at[found]], self._ends[at[found]]
-        lengths = ends - starts  # each customer's rows are one run of the sorted events
-        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        stored = self.stored.iloc[offsets + np.arange(lengths.sum())]
+        stored = self.stored.of(customer_ids)
         live = self.live[in_set(self.live["customer_id"], set(customer_ids))]
-        return pd.concat([stored, live], ignore_index=True)
+        return pd.concat([stored, live[stored.columns]], ignore_index=True)
 
     def rows_of(
         self, customer_ids: pd.Index, as_of: pd.Timestamp, events: pd.DataFrame | None = None
@@ -209,11 +197,6 @@ class LiveState:
             events = self.events_of(customer_ids)
         rows = build_customer_features(events, customers.reset_index(drop=True), as_of)
         return rows[rows.index.isin(customer_ids)]
-
-
-def ids_in(index: pd.Index, event_ids: pd.Series) -> np.ndarray:
-    """bool per event id: in ``index`` (a hash lookup per id)."""
-    return index.get_indexer(pd.Index(event_ids.astype("str"))) >= 0
 
 
 def lookback_days() -> int:

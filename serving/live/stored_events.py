@@ -1,0 +1,228 @@
+"""The store's recent events as the online state keeps them: encoded, one run per customer.
+
+A refresh reads the events of the customers it recomputes, a few thousand runs out of
+all of them. Held as a pandas frame with every contract column (text as Python-backed
+strings), a year of synthetic history took about 70 KB of the refresh process's memory a
+customer. Here only the columns the feature builder and the recommender read
+(``BUILDER_COLUMNS``) are kept, each as the smallest integer codes into its distinct
+values (text values in one Arrow array; timestamps as 32-bit seconds when they are whole
+seconds), sorted by customer with each customer's start and end; a refresh decodes its
+customers' rows only, into the frame :func:`features.store.events.read_events` would give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.contract.schema import CHANNELS, EVENT_TYPES
+from serving.live.id_set import EventIdSet
+from training.recs.data import BUILDER_COLUMNS
+
+TEXT = ("order_id", "product_id", "store_id")
+NUMBERS = ("quantity", "amount", "discount")
+CATEGORIES = {"channel": CHANNELS, "event_type": EVENT_TYPES}
+COLUMNS = (*BUILDER_COLUMNS, "event_id")
+"""What is read from the store: the columns the builders read, and the ids (for duplicates)."""
+US = 1_000_000
+_EMPTY = pd.DataFrame(
+    {
+        "customer_id": pd.Series([], dtype="str"),
+        "ts": pd.Series([], dtype="datetime64[us, UTC]"),
+        **{name: pd.Categorical([], categories=list(v)) for name, v in CATEGORIES.items()},
+        **{name: pd.Series([], dtype="str") for name in (*TEXT, "event_id")},
+        **{name: pd.Series([], dtype=np.float64) for name in NUMBERS},
+    }
+)
+
+
+@dataclass
+class _Encoded:
+    """Events as codes (in row order, not yet sorted): ``cust`` and ``codes`` index
+    ``values`` (-1: missing), ``ts`` in UTC microseconds."""
+
+    cust: np.ndarray
+    ts: np.ndarray
+    codes: dict[str, np.ndarray]
+    values: dict[str, pd.Index]  # customer_id, TEXT and NUMBERS: the distinct values
+    event_ids: EventIdSet
+
+
+def encode(events: pd.DataFrame) -> _Encoded:
+    """Contract events (customer ids and event ids present) as codes (see
+    :class:`_Encoded`)."""
+    missing = [c for c in COLUMNS if c not in events.columns]
+    if missing:
+        raise ValueError(f"stored events lack column(s): {', '.join(missing)}")
+    if events["customer_id"].isna().any():
+        raise ValueError("stored events need a customer_id (resolved) on every row")
+    codes, values = {}, {}
+    for name in ("customer_id", *TEXT, *NUMBERS):
+        code, values[name] = pd.factorize(events[name])
+        codes[name] = code.astype(_code_type(len(values[name])))
+    for name, allowed in CATEGORIES.items():
+        column = events[name]
+        if not isinstance(column.dtype, pd.CategoricalDtype) or tuple(
+            column.cat.categories
+        ) != tuple(allowed):
+            raise ValueError(f"stored events' {name} must be the contract's categorical")
+        codes[name] = column.cat.codes.to_numpy().astype(np.int8)
+    ts = events["ts"].to_numpy("datetime64[us]").view(np.int64)
+    event_ids = EventIdSet.of(events["event_id"])
+    return _Encoded(codes.pop("customer_id"), ts, codes, values, event_ids)
+
+
+class StoredEvents:
+    """Encoded events sorted by customer (see the module doc): :meth:`of` decodes the rows
+    of some customers; :meth:`with_events` adds more (re-encoding every run once)."""
+
+    def __init__(self, parts: Sequence[_Encoded]) -> None:
+        """One sorted whole of encoded ``parts`` (their codes mapped onto shared values)."""
+        parts = list(parts) or [encode(_EMPTY)]
+        ids = _union([p.values["customer_id"] for p in parts]).sort_values()
+        cust = _remapped(parts, "customer_id", ids, lambda p: p.cust)
+        order = np.argsort(cust, kind="stable")  # stable: each run keeps the read order
+        cust = cust[order]
+        self.ids = ids.to_numpy(dtype=object)
+        self.starts = np.flatnonzero(np.r_[True, cust[1:] != cust[:-1]]) if len(cust) else cust
+        self.ends = np.append(self.starts[1:], len(cust)).astype(np.int64)
+        self.starts = self.starts.astype(np.int64)
+        del cust
+        ts = np.concatenate([p.ts for p in parts])[order]
+        whole = len(ts) == 0 or (
+            not (ts % US).any() and (ts.max() - ts.min()) // US < np.iinfo(np.int32).max
+        )
+        self._ts_base = int(ts.min()) if len(ts) else 0
+        self._ts_step = US if whole else 1  # microseconds per unit of ``_ts``
+        self._ts = ((ts - self._ts_base) // self._ts_step).astype(np.int32 if whole else np.int64)
+        del ts
+        self._codes: dict[str, np.ndarray] = {}
+        self._values: dict[str, pa.Array | np.ndarray] = {}
+        for name in (*TEXT, *NUMBERS):
+            values = _union([p.values[name] for p in parts])
+            self._codes[name] = _remapped(parts, name, values, lambda p, n=name: p.codes[n])[order]
+            self._values[name] = (
+                pa.array(values.to_numpy(dtype=object), pa.string())
+                if name in TEXT
+                else values.to_numpy(dtype=np.float64)
+            )
+        for name in CATEGORIES:
+            self._codes[name] = np.concatenate([p.codes[name] for p in parts])[order]
+        self.event_ids = EventIdSet.union([p.event_ids for p in parts])
+
+    @classmethod
+    def read(cls, store_dir: Path, start: pd.Timestamp) -> StoredEvents:
+        """The store's events from ``start`` on with a customer id (read and encoded a
+        batch at a time: the whole never sits in memory as a frame)."""
+        from features.store.events import map_event_batches
+
+        def batch(events: pd.DataFrame) -> _Encoded:
+            return encode(events[events["customer_id"].notna().to_numpy()])
+
+        stored = cls(map_event_batches(store_dir, batch, start=start, columns=list(COLUMNS)))
+        pa.default_memory_pool().release_unused()  # the batches' buffers back to the system
+        return stored
+
+    @classmethod
+    def of_frame(cls, events: pd.DataFrame) -> StoredEvents:
+        """``events`` (contract frame, customer ids and event ids present) encoded."""
+        return cls([encode(events)])
+
+    def __len__(self) -> int:
+        return len(self._ts)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays, event ids included (the customer ids' strings left out)."""
+        arrays = [self.starts, self.ends, self._ts, *self._codes.values(), *self._values.values()]
+        return sum(a.nbytes for a in arrays) + 8 * len(self.ids) + self.event_ids.nbytes
+
+    def with_events(self, events: pd.DataFrame) -> StoredEvents:
+        """These events and ``events`` (contract frame, customer ids and event ids
+        present) in one."""
+        return StoredEvents([self._as_encoded(), encode(events)])
+
+    def customers_since(self, t: pd.Timestamp) -> pd.Index:
+        """Customers with an event at or after ``t``."""
+        at = (t.value // 1_000 - self._ts_base) / self._ts_step
+        rows = np.flatnonzero(self._ts >= at)
+        runs = np.unique(np.searchsorted(self.starts, rows, side="right") - 1)
+        return pd.Index(self.ids[runs], dtype="str")
+
+    def of(self, customer_ids: pd.Index) -> pd.DataFrame:
+        """The events of these customers (``BUILDER_COLUMNS``, the dtypes of a store read),
+        each customer's rows together."""
+        wanted = customer_ids.to_numpy(dtype=object)
+        at = np.searchsorted(self.ids, wanted)
+        found = at < len(self.ids)
+        found[found] = self.ids[at[found]] == wanted[found]
+        runs = at[found]
+        starts, ends = self.starts[runs], self.ends[runs]
+        lengths = ends - starts  # each customer's rows are one run of the sorted events
+        rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        return self._frame(rows, np.repeat(self.ids[runs], lengths))
+
+    def _frame(self, rows: np.ndarray, customer_ids: np.ndarray) -> pd.DataFrame:
+        """Rows ``rows`` decoded (their customer ids given)."""
+        ts = self._ts[rows].astype(np.int64) * self._ts_step + self._ts_base
+        out = {
+            "customer_id": pd.Series(customer_ids, dtype="str"),
+            "ts": pd.Series(ts.view("datetime64[us]")).dt.tz_localize("UTC"),
+        }
+        for name, allowed in CATEGORIES.items():
+            dtype = pd.CategoricalDtype(list(allowed))
+            out[name] = pd.Series(pd.Categorical.from_codes(self._codes[name][rows], dtype=dtype))
+        for name in TEXT:
+            codes = self._codes[name][rows]
+            taken = self._values[name].take(pa.array(codes, mask=codes < 0))
+            out[name] = pd.Series(taken, dtype="str")
+        for name in NUMBERS:
+            codes = self._codes[name][rows]
+            values = self._values[name]
+            out[name] = np.where(
+                codes >= 0, values[np.maximum(codes, 0)] if len(values) else 0, np.nan
+            )
+        return pd.DataFrame(out)[list(BUILDER_COLUMNS)]
+
+    def _as_encoded(self) -> _Encoded:
+        """Every row, as codes (for :meth:`with_events`)."""
+        lengths = self.ends - self.starts
+        cust = np.repeat(np.arange(len(self.ids), dtype=np.int32), lengths)
+        ts = self._ts.astype(np.int64) * self._ts_step + self._ts_base
+        values: dict[str, pd.Index] = {"customer_id": pd.Index(self.ids, dtype="str")}
+        for name in TEXT:
+            values[name] = pd.Index(self._values[name].to_pandas(), dtype="str")
+        for name in NUMBERS:
+            values[name] = pd.Index(self._values[name], dtype=np.float64)
+        return _Encoded(cust, ts, dict(self._codes), values, self.event_ids)
+
+
+def _union(indexes: list[pd.Index]) -> pd.Index:
+    """The distinct values of ``indexes``, in the order they first appear."""
+    if not indexes:
+        return pd.Index([], dtype="str")
+    return indexes[0].append(indexes[1:]).unique() if len(indexes) > 1 else indexes[0]
+
+
+def _remapped(parts, name: str, values: pd.Index, codes_of) -> np.ndarray:
+    """The parts' codes of column ``name`` (``codes_of(part)``) as codes into ``values``,
+    concatenated, in the smallest integer type (-1 stays -1)."""
+    code_type = _code_type(len(values))
+    out = []
+    for p in parts:  # a part is a batch of a million rows: a few hundred at most
+        to = np.append(values.get_indexer(p.values[name]), -1).astype(code_type)
+        out.append(to[codes_of(p)])  # code -1 takes the appended -1
+    return np.concatenate(out)
+
+
+def _code_type(n: int) -> type:
+    """The smallest signed integer type that holds codes 0..n-1 and -1."""
+    for t in (np.int8, np.int16, np.int32):
+        if n <= np.iinfo(t).max:
+            return t
+    return np.int64

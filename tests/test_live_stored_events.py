@@ -1,0 +1,113 @@
+"""issue 17 (memory): the online state's encoded store events and event-id set give back
+exactly what they were given."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract.schema import CHANNELS, EVENT_TYPES, with_every_column
+from serving.live.id_set import EventIdSet, fingerprints
+from serving.live.stored_events import StoredEvents
+from training.recs.data import BUILDER_COLUMNS
+
+
+def events(n: int, seed: int, sub_second: bool = False) -> pd.DataFrame:
+    """``n`` contract events of a few customers, with missing values in every optional
+    column and (``sub_second``) timestamps off whole seconds."""
+    rng = np.random.default_rng(seed)
+    ts = pd.Timestamp("2025-06-01", tz="UTC") + pd.to_timedelta(
+        rng.integers(0, 300 * 86_400, n), unit="s"
+    )
+    if sub_second:
+        ts = ts + pd.to_timedelta(rng.integers(0, 1_000_000, n), unit="us")
+
+    def maybe(values: np.ndarray) -> list:
+        return [v if rng.random() < 0.6 else None for v in values]
+
+    frame = pd.DataFrame(
+        {
+            "customer_id": rng.choice([f"C{i:03d}" for i in range(9)], n),
+            "ts": ts,
+            "channel": rng.choice(CHANNELS, n),
+            "event_type": rng.choice(EVENT_TYPES, n),
+            "order_id": maybe(rng.choice([f"O{i}" for i in range(40)], n)),
+            "product_id": maybe(rng.choice([f"P{i}" for i in range(300)], n)),
+            "store_id": maybe(rng.choice(["S1", "S2", "S3"], n)),
+            "quantity": maybe(rng.integers(1, 4, n).astype(float)),
+            "amount": maybe(rng.normal(20, 10, n).round(2)),
+            "discount": maybe(rng.choice([0.0, 1.5, 2.25], n)),
+            "campaign_id": maybe(rng.choice(["K1", "K2"], n)),
+            "event_id": [f"e{seed}-{i}" for i in range(n)],
+        }
+    )
+    return with_every_column(frame)
+
+
+def by_customer(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as the state slices it: the builders' columns, stably sorted by customer."""
+    out = frame.sort_values("customer_id", kind="stable", ignore_index=True)
+    return out[list(BUILDER_COLUMNS)]
+
+
+@pytest.mark.parametrize("sub_second", [False, True])
+def test_decoding_gives_back_the_frame(sub_second):
+    frame = events(500, 1, sub_second)
+    stored = StoredEvents.of_frame(frame)
+    everyone = pd.Index(sorted(frame["customer_id"].unique()), dtype="str")
+    pd.testing.assert_frame_equal(stored.of(everyone), by_customer(frame))
+    some = pd.Index(["C004", "nobody", "C001"], dtype="str")  # any order, unknown ids skipped
+    expected = by_customer(frame[frame["customer_id"].isin(["C001", "C004"])])
+    pd.testing.assert_frame_equal(stored.of(some).sort_values("customer_id", kind="stable")
+                                  .reset_index(drop=True), expected)  # fmt: skip
+    assert stored.nbytes < frame.memory_usage(deep=True).sum() / 3
+    assert stored._ts.itemsize == (8 if sub_second else 4)  # whole seconds: 32 bits
+
+
+def test_batches_and_added_events_merge_into_one_whole():
+    first, second, later = events(300, 2), events(200, 3), events(50, 4, sub_second=True)
+    later["customer_id"] = later["customer_id"].str.replace("C", "N")  # new customers too
+    stored = StoredEvents([*(StoredEvents.of_frame(f)._as_encoded() for f in (first, second))])
+    stored = stored.with_events(later)
+    whole = pd.concat([first, second, later], ignore_index=True)
+    everyone = pd.Index(sorted(whole["customer_id"].unique()), dtype="str")
+    pd.testing.assert_frame_equal(stored.of(everyone), by_customer(whole))
+    assert stored.event_ids.contains(whole["event_id"]).all()
+    cut = pd.Timestamp("2026-03-01", tz="UTC")
+    since = sorted(whole.loc[whole["ts"] >= cut, "customer_id"].unique())
+    assert stored.customers_since(cut).tolist() == since
+
+
+def test_no_events():
+    stored = StoredEvents([])
+    assert len(stored) == 0
+    assert stored.of(pd.Index(["C1"], dtype="str")).columns.tolist() == list(BUILDER_COLUMNS)
+    assert not stored.event_ids.contains(pd.Series(["e"])).any()
+
+
+def test_missing_customer_or_column_is_refused():
+    frame = events(10, 5)
+    frame.loc[3, "customer_id"] = None
+    with pytest.raises(ValueError, match="customer_id"):
+        StoredEvents.of_frame(frame)
+    with pytest.raises(ValueError, match="event_id"):
+        StoredEvents.of_frame(events(10, 5).drop(columns="event_id"))
+
+
+def test_id_set_answers_as_a_set_of_strings():
+    ids = pd.Series([f"id-{i}" for i in range(10_000)])
+    held = EventIdSet.of(ids[::2])
+    asked = pd.concat([ids, pd.Series(["", "id-0 ", "ID-0"])], ignore_index=True)
+    expected = asked.isin(set(ids[::2]))
+    assert (held.contains(asked) == expected.to_numpy()).all()
+    assert held.nbytes == 12 * len(held)
+
+
+def test_id_set_tells_apart_ids_whose_first_64_bits_collide():
+    hi, lo = fingerprints(pd.Series(["a", "b", "c"]))
+    same_hi = np.array([hi[0], hi[0], hi[2]], np.uint64)  # as if "b" collided with "a"
+    held = EventIdSet(same_hi, np.array([lo[0], lo[1] ^ 1, lo[2]], np.uint32))
+    assert held.contains(pd.Series(["a", "b", "c", "d"])).tolist() == [True, False, True, False]
+    with pytest.raises(ValueError, match="missing"):
+        held.contains(pd.Series(["a", None]))
