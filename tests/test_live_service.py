@@ -362,3 +362,30 @@ def test_a_killed_refresh_process_is_started_again_with_every_event(home, tmp_pa
         assert churn_of(url, customer) == after_six
     finally:
         stop(proc)
+
+
+def test_home_given_as_an_option_reaches_the_service(home, tmp_path, monkeypatch):
+    # `omni --home DIR serve` (and `omni --home DIR run`'s closing demo) used to start the
+    # service without OMNI_HOME: it served ./omni_home's events store, here none, so live
+    # events were off ("no events store")
+    import os
+    import sys
+
+    from service_helpers import start
+
+    from serving.process import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMNI_HOME", "MLFLOW_TRACKING_URI")}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the service starts here, where no omni_home is
+    cmd = [sys.executable, "-m", "serving.cli", "--home", str(home), "serve", "--port", str(port)]
+    proc = start(cmd, env, url, tmp_path / "out.txt", tmp_path / "err.txt")
+    try:
+        ping = post(url, "ping", {}).json()
+        assert ping["live_events"] is not None, (tmp_path / "out.txt").read_text()[-2000:]
+        assert not (elsewhere / "omni_home").exists()
+    finally:
+        stop(proc)

@@ -94,9 +94,10 @@ def root(
     os.umask(0o077)
     if config is not None:  # for this process and the ones it starts (omni serve's workers)
         os.environ[CONFIG_ENV] = str(config.expanduser().resolve())
-    env = dict(os.environ) if home is None else {**os.environ, "OMNI_HOME": str(home)}
+    if home is not None:  # the same: the service `omni run` and `omni serve` start reads it
+        os.environ["OMNI_HOME"] = str(home.expanduser().resolve())
     try:
-        settings = get_settings(env)
+        settings = get_settings(os.environ)
     except ValueError as exc:  # a bad OMNI_* value or settings file: one line, exit 2
         raise fail(str(exc)) from None
     ctx.obj = settings.with_home(home) if home is not None else settings
