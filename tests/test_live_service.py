@@ -259,7 +259,7 @@ def test_two_workers_share_live_events_through_redis(home, tmp_path, redis_serve
         answers = {str(churn_of(url, customer)) for _ in range(20)}
         assert len(answers) == 1 and answers != {str(before)}  # every worker, the same
         (leader,) = refresh_processes(proc)  # one refresher for both workers
-        scored = post(url, "score", {"customer_id": customer}).json()["results"][0]
+        scored = post(url, "score", {"customer_ids": [customer]}).json()["results"][0]
         kept = RedisState(RedisJournal(redis_server.url)).customer(customer)
         assert json.loads(kept["churn"]) == scored["churn"]["probability"]  # the fresh row
         channels = json.loads(kept["channels"])

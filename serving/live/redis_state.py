@@ -103,6 +103,12 @@ class RedisState:
             entries = self.redis.xrevrange(self.stream, count=1)
         return entries[0][0].decode() if entries else "0"
 
+    def lease_holder(self) -> bytes | None:
+        """The refresh lease's token (None: free); ``JournalUnavailable`` when Redis
+        does not answer."""
+        with self.journal._calls():
+            return self.redis.get(self.lease_key)
+
     def ask_rebase(self) -> None:
         """Ask the leader for a base (a worker that starts, or switched snapshot)."""
         with self.journal._calls():
@@ -150,20 +156,27 @@ def customer_hashes(
     if not update.ids:
         return {}
     rows = refresh.rows.reindex(pd.Index(update.ids, dtype="str"))
-    features = rows.to_json(orient="records", lines=True, date_format="iso").splitlines()
-    churn = pd.Series(update.churn).to_json(orient="values")
-    churn_values = json.loads(churn)
-    proba = pd.DataFrame(np.asarray(update.channel, dtype=float), columns=channels)
-    channel = proba.to_json(orient="records", lines=True).splitlines() if channels else None
+    features = rows.to_json(
+        orient="records", lines=True, date_format="iso", double_precision=15
+    ).splitlines()
+    churn_values = _floats(np.asarray(update.churn, dtype=float))  # exact, as /score has them
+    shape = (len(update.ids), len(channels))
+    proba = _floats(np.asarray(update.channel, dtype=float).reshape(shape))
+    channel = [json.dumps(dict(zip(channels, p, strict=True))) for p in proba]
     as_of = refresh.as_of.isoformat()
     return {
         customer: {
             "features": features[i],
             "churn": json.dumps(churn_values[i]),
-            "channels": channel[i] if channel is not None else "{}",
+            "channels": channel[i],
             "as_of": as_of,
             "snapshot": snapshot,
             "covers": covers,
         }
         for i, customer in enumerate(update.ids)
     }
+
+
+def _floats(values: np.ndarray) -> list:
+    """Python floats (exact through JSON), None for NaN."""
+    return np.where(np.isnan(values), None, values.astype(object)).tolist()

@@ -77,6 +77,7 @@ class SharedState:
         self.process = None  # the refresh process, while this worker leads
         self._process_covers = "0"  # the journal position the process has applied
         self._process_events = 0  # live events the process holds (a base's count)
+        self._resync = False  # a write's outcome unknown (Redis gone): write a base next
         self._starting: threading.Thread | None = None
         self._started: tuple | None = None  # (process, covers) or (None, exception)
         self._stop = threading.Event()
@@ -124,6 +125,7 @@ class SharedState:
         """The leader's part of a round (see the module docstring)."""
         leading = self.journal.leads(ROLE, LEASE_TTL_S)
         if not leading:
+            self.store.lease_holder()  # Redis not answering: raises, the process is kept
             if self.process is not None or self._starting is not None:
                 log.warning("the refresh lease passed to another worker: stopping the refresh")
                 self._drop_process()
@@ -132,8 +134,9 @@ class SharedState:
             self._start_process()
             return
         try:
-            if self.store.rebase_asked():
+            if self._resync or self.store.rebase_asked():
                 self._publish(self.process.rebased(), base=True)
+                self._resync = False
                 return
             events, cursor = self.journal.read_after(self._process_covers)
             if not len(events):
@@ -146,9 +149,9 @@ class SharedState:
             log.warning("%s: stopping the refresh", exc)
             self._drop_process()
         except JournalUnavailable:
-            # the write may or may not have happened: a new process replays the journal
-            # and writes a base once Redis answers
-            self._drop_process()
+            # the write may or may not have happened: the next one is a base (every live
+            # customer), so nothing is missing either way
+            self._resync = True
             raise
         except Exception:
             if not self.process.alive:
