@@ -84,6 +84,9 @@ SNAPSHOT_CHECK_S = 5.0
 """How often the service looks for a newer snapshot (``LATEST``) to switch to."""
 SEAL_EVERY_S = 60.0
 """How often the journal's open segment is closed, for `omni events compact` to take."""
+SWITCH_WAIT_S = 60.0
+"""With the state in Redis, how long a worker that switches snapshot waits for the
+leader's state of it before it serves the new snapshot (it applies it once it comes)."""
 RETRY_LIVE_S = 5.0
 """How often a worker whose live events are off for a passing reason (Redis not
 answering, the journal held by another process) tries to turn them on."""
@@ -342,12 +345,22 @@ class Personalization:
                 await asyncio.to_thread(self.live.seal)
             if self._paused:
                 continue
+            shared = self.live.journal.shared
             try:
-                batch = await asyncio.to_thread(self.live.take_pending)
+                if shared:  # the state in Redis: the lease holder refreshes, all apply
+                    await self._apply_shared(self.live.state)
+                    batch = None
+                else:
+                    batch = await asyncio.to_thread(self.live.take_pending)
             except JournalUnavailable as exc:
                 if not down:
                     log.warning("live events paused: %s", exc)
                 down = True
+                continue
+            except Exception:  # the state in Redis: a bug, logged; the next round goes on
+                if not shared:
+                    raise
+                log.exception("live state round failed")
                 continue
             if down:
                 log.info("live events resumed: the journal answers again")
@@ -370,6 +383,23 @@ class Personalization:
                     await self._restart_refresh(state)
             finally:
                 self.live.applied()
+
+    async def _apply_shared(self, state) -> None:
+        """One round of the state in Redis (:class:`serving.live.shared.SharedState`):
+        lead when holding the lease, apply the state stream; the journeys note what was
+        applied (the events of each entry's journal range, read back)."""
+        from serving.live.journal import journal_frame
+
+        scorer = self.scorer
+        applied = await asyncio.to_thread(state.round)
+        if state.covers is not None:
+            self.live.cursor = state.covers
+        if self.journeys is not None and scorer is self.scorer:
+            for refresh, after, upto in applied:
+                events = journal_frame([])
+                if after is not None:
+                    events = await asyncio.to_thread(self.live.journal.read_range, after, upto)
+                self.journeys.note(events, refresh.rows, refresh.as_of)
 
     async def _decide_journeys(self) -> None:
         """Every journeys EVERY_S: the journeys decided for what live events changed
@@ -460,10 +490,14 @@ class Personalization:
     def _replayed_state(self, settings, scorer):
         """A new refresh process for ``scorer`` with the journal replayed into it, and the
         journal cursor after what it replayed (the worker's cursor once it is in use)."""
-        from serving.live.refresher import RemoteState
+        from serving.live.start import live_state
 
-        journaled, cursor = self.live.journal.replay()
-        return RemoteState(settings, scorer, journaled), cursor
+        journal = self.live.journal
+        if journal.shared:  # the leader writes a base for the new snapshot once it switches
+            state = live_state(settings, scorer, journal, None, wait_s=SWITCH_WAIT_S)
+            return state, state.covers or self.live.cursor
+        journaled, cursor = journal.replay()
+        return live_state(settings, scorer, journal, journaled), cursor
 
     # ------------------------------------------------------------------ endpoints
 

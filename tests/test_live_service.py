@@ -9,6 +9,7 @@ answers from every acknowledged event, none twice.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
 import threading
@@ -23,6 +24,8 @@ from service_helpers import omni_serve, stop
 from features.store.events import read_events
 from serving.live.journal import Journal
 from serving.live.redis_journal import RedisJournal
+from serving.live.redis_state import RedisState
+from serving.live.shared import LEASE_TTL_S
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 10  # seconds per request
@@ -255,6 +258,13 @@ def test_two_workers_share_live_events_through_redis(home, tmp_path, redis_serve
             assert time.monotonic() < deadline, pings(url)
         answers = {str(churn_of(url, customer)) for _ in range(20)}
         assert len(answers) == 1 and answers != {str(before)}  # every worker, the same
+        (leader,) = refresh_processes(proc)  # one refresher for both workers
+        scored = post(url, "score", {"customer_ids": [customer]}).json()["results"][0]
+        kept = RedisState(RedisJournal(redis_server.url)).customer(customer)
+        assert json.loads(kept["churn"]) == scored["churn"]["probability"]  # the fresh row
+        channels = json.loads(kept["channels"])
+        ranked = sorted((p, c) for c, p in channels.items() if p)
+        assert [c["channel"] for c in scored["next_best_channel"]] == [c for _, c in ranked[::-1]]
 
         redis_server.stop()
         down = post(url, "events", {"events": purchases(customer, 2, tag="D")})
@@ -270,6 +280,18 @@ def test_two_workers_share_live_events_through_redis(home, tmp_path, redis_serve
         deadline = time.monotonic() + VISIBLE_WITHIN + 1
         while {w["live_events"] for w in pings(url).values()} != {8}:
             assert time.monotonic() < deadline, pings(url)
+
+        # the leader's worker killed: another takes the lease within its TTL, replays the
+        # journal, and every acknowledged event is in every answer
+        (leader,) = refresh_processes(proc)
+        for p in (leader.parent(), leader):
+            p.send_signal(signal.SIGKILL)
+        more = post(url, "events", {"events": purchases(customer, 3, tag="L", day="2026-01-02")})
+        assert more.status_code == 200 and more.json()["accepted"] == 3
+        deadline = time.monotonic() + LEASE_TTL_S + 60
+        while {w["live_events"] for w in pings(url).values()} != {11}:
+            assert time.monotonic() < deadline, pings(url)
+        assert len(refresh_processes(proc)) == 1
     finally:
         stop(proc)
 

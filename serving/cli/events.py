@@ -63,3 +63,36 @@ def send(
     console.print(result.line())
     if result.rejected:
         raise typer.Exit(1)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="The customer.")],
+) -> None:
+    """Print a customer's live state as the refresher wrote it to Redis.
+
+    Needs OMNI_ONLINE_STORE: its feature row, churn probability and next-channel
+    probabilities, fresh from the last refresh that touched them."""
+    import json
+
+    from serving.live.redis_journal import RedisJournal
+    from serving.live.redis_state import RedisState
+
+    settings = ctx.obj
+    if not settings.online_store:
+        raise fail("the live state is in Redis only with OMNI_ONLINE_STORE set")
+    try:
+        journal = RedisJournal(settings.online_store, settings.online_namespace)
+        try:
+            kept = RedisState(journal).customer(customer_id)
+        finally:
+            journal.close()
+    except OSError as exc:  # Redis not answering: one line
+        raise fail(str(exc)) from None
+    if kept is None:
+        raise fail(f"{customer_id}: no live state in Redis (no live event changed it)")
+    for name in ("features", "channels"):
+        kept[name] = json.loads(kept[name])
+    kept["churn"] = json.loads(kept["churn"])
+    console.print_json(json.dumps(kept))

@@ -169,6 +169,13 @@ class RedisJournal:
                 last = entries[-1][0].decode()
         return parse_lines(b"".join(chunks), f"Redis stream {self.stream}"), last
 
+    def read_range(self, after: str, upto: str) -> pd.DataFrame:
+        """The events of the entries after ``after`` up to ``upto`` (entry ids), in order."""
+        with self._calls():
+            entries = self.redis.xrange(self.stream, min=f"({after}", max=upto)
+        data = b"".join(fields[b"lines"] for _, fields in entries)
+        return parse_lines(data, f"Redis stream {self.stream}")
+
     def mark_applied(self, cursor: str) -> None:
         """Record this worker's applied position (compaction keeps what is after it)."""
         with self._calls():
@@ -213,7 +220,9 @@ class RedisJournal:
 
         lock = self._leases.get(role)
         if lock is None:
-            lock = self.redis.lock(f"{self.namespace}:lead:{role}", timeout=ttl_s, blocking=False)
+            lock = self.redis.lock(
+                f"{self.namespace}:lead:{role}", timeout=ttl_s, blocking=False, thread_local=False
+            )  # renewed from any thread (the refresh lease: while its process starts)
             self._leases[role] = lock
         try:
             if lock.owned():

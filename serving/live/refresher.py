@@ -51,9 +51,16 @@ class RemoteState:
     The same calls as :class:`~serving.live.state.LiveState` (``refresh``, ``apply``,
     ``stored_known``) for :class:`~serving.live.ingest.LiveEvents` and the service."""
 
-    def __init__(self, settings: Settings, scorer: Scorer, journaled: pd.DataFrame) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        scorer: Scorer,
+        journaled: pd.DataFrame,
+        apply_first: bool = True,
+    ) -> None:
         """Start the process for ``scorer``'s snapshot with the journal's events, and wait
-        for its first refresh (:attr:`first`, applied here): the customers whose stored
+        for its first refresh (:attr:`first`, applied here unless ``apply_first`` is
+        False: the state in Redis applies it from there): the customers whose stored
         events the snapshot lacks, and every journaled one."""
         self.scorer = scorer
         self.snapshot_as_of = scorer.as_of
@@ -72,7 +79,8 @@ class RemoteState:
             start = scorer.as_of - pd.Timedelta(days=lookback_days())
             self._stored_event_ids = EventIdSet.read(settings.store_dir, start)
             self.first = self._answer(START_TIMEOUT_S)
-            self.apply(self.first)
+            if apply_first:
+                self.apply(self.first)
         except BaseException:
             self.close()
             raise
@@ -88,6 +96,15 @@ class RemoteState:
         also = rerank if also is None else also.union(rerank)
         try:
             self._conn.send((events, also))
+        except (OSError, ValueError) as exc:
+            raise self._gone() from exc
+        return self._answer()
+
+    def rebased(self) -> Refresh:
+        """Every customer live events changed, refreshed in the process
+        (:meth:`~serving.live.state.LiveState.rebased`)."""
+        try:
+            self._conn.send("rebased")
         except (OSError, ValueError) as exc:
             raise self._gone() from exc
         return self._answer()
@@ -135,8 +152,8 @@ class RemoteState:
 
 def _serve(conn: Connection) -> None:
     """The process: read what to start from, build the state (answering with its first
-    refresh), then answer each ``(events, also)`` with their refresh until ``None`` or
-    the worker is gone."""
+    refresh), then answer each ``(events, also)`` with their refresh (``"rebased"``:
+    every changed customer's) until ``None`` or the worker is gone."""
     from threadpoolctl import threadpool_limits
 
     from serving.live.start import caught_up_state
@@ -163,7 +180,8 @@ def _serve(conn: Connection) -> None:
         if message is None:
             return
         try:
-            answer = ("ok", state.refresh(*message).portable())
+            refresh = state.rebased() if message == "rebased" else state.refresh(*message)
+            answer = ("ok", refresh.portable())
         except Exception:  # the worker logs it and goes on: the events are journaled
             answer = ("error", traceback.format_exc())
 

@@ -34,8 +34,9 @@ class LiveUnavailable(RuntimeError):
 def open_live(settings: Settings, scorer: Scorer) -> tuple[LiveEvents, Refresh]:
     """The live loop for ``scorer``'s snapshot, caught up: events stored after the
     snapshot's cutoff and the journal's events are applied (by the refresh process it
-    starts, :class:`~serving.live.refresher.RemoteState`). Returns the loop and that
-    first refresh (already applied to the scorer)."""
+    starts, :class:`~serving.live.refresher.RemoteState`; with Redis, by the one the
+    lease holder runs, :class:`~serving.live.shared.SharedState`). Returns the loop and
+    that first refresh (already applied to the scorer)."""
     if not store_exists(settings.store_dir):
         raise LiveUnavailable(
             f"no events store in {settings.home}: live events need the data home the "
@@ -49,12 +50,24 @@ def open_live(settings: Settings, scorer: Scorer) -> tuple[LiveEvents, Refresh]:
         journaled, cursor = journal.replay()
         if len(journaled):  # their identifiers link later events as they did at ingest
             identity.resolve(journaled.assign(customer_id=journaled[RAW_CUSTOMER_ID]))
-        state = RemoteState(settings, scorer, journaled)
+        state = live_state(settings, scorer, journal, journaled)
     except BaseException:
         journal.close()
         raise
     live = LiveEvents(state, identity, journal, cursor, settings.live_max_behind)
+    live.cursor = getattr(state, "covers", None) or cursor
     return live, state.first
+
+
+def live_state(settings: Settings, scorer: Scorer, journal, journaled: pd.DataFrame, **kw):
+    """The worker's online state for ``scorer``: a refresh process of its own (local
+    journal), or the state stream of the Redis one (:class:`SharedState`; ``kw``: its
+    options)."""
+    if journal.shared:
+        from serving.live.shared import SharedState
+
+        return SharedState(settings, scorer, journal, **kw)
+    return RemoteState(settings, scorer, journaled)
 
 
 def open_journal(settings: Settings, writer: bool = True):

@@ -163,6 +163,17 @@ class LiveState:
             sorted(moved), dtype="str"
         )
 
+    def rebased(self) -> Refresh:
+        """A refresh of every customer live events changed since the snapshot (their rows
+        recomputed as of the clock; the merged-away ones removed): what a worker that
+        starts late applies to its snapshot scorer (issue 17, the state in Redis)."""
+        from serving.live.journal import journal_frame
+
+        everyone = pd.Index(sorted(self.row_as_of), dtype="str")
+        refresh = self.refresh(journal_frame([]), also=everyone)
+        refresh.update.removed = sorted(set(refresh.update.removed) | set(self._owner))
+        return refresh
+
     def apply(self, refresh: Refresh) -> None:
         """Give the scorer a refresh's rows (one quick step on the request thread)."""
         self.scorer.apply_rows(refresh.update)
