@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 
 from features.settings import Settings
-from features.store.events import read_events
+from serving.live.id_set import EventIdSet
 from serving.live.redis_journal import JournalUnavailable, RedisJournal
 from serving.live.redis_state import ROLE, LeaseLost, RedisState
-from serving.live.state import Refresh, ids_in, lookback_days
+from serving.live.state import Refresh, lookback_days
 from serving.live.state_codec import StateFormatError, decode
 from serving.scoring import Scorer
 
@@ -85,8 +85,7 @@ class SharedState:
         self.publish_ms: list[float] = []  # leader: the Redis write per refresh (docs)
         self.publish_bytes: list[tuple[int, int]] = []  # (bytes, customers) per write
         start = pd.Timestamp(scorer.as_of) - pd.Timedelta(days=lookback_days())
-        ids = read_events(settings.store_dir, start=start, columns=["event_id"])
-        self._stored_event_ids = pd.Index(ids["event_id"].astype("str"))
+        self._stored_event_ids = EventIdSet.read(settings.store_dir, start)
         self.cursor = self.store.last()  # applied up to here: waits for a later base
         self.store.mark_applied(self.cursor, None)  # holds the entries after it
         self.store.ask_rebase()
@@ -107,7 +106,7 @@ class SharedState:
 
     def stored_known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: the store holds the event (within the state's window)."""
-        return ids_in(self._stored_event_ids, event_ids)
+        return self._stored_event_ids.contains(event_ids)
 
     # ------------------------------------------------------------------ a round
 
