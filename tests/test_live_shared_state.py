@@ -145,3 +145,22 @@ def test_one_refresher_every_worker_applies_and_a_new_leader_takes_over(stored, 
     assert b.journal.redis.xlen(store.stream) <= 1
     for w in (b, c):
         w.state.close()
+
+
+def test_an_unreadable_state_entry_makes_the_worker_catch_up_from_a_base(stored, redis_server):  # noqa: F811
+    a = shared_worker(stored, redis_server.url)
+    b = shared_worker(stored, redis_server.url, wait_s=0)
+    first = b.accept(batches(stored)[0])
+    rounds_until([a, b], lambda: a.state.n_applied == b.state.n_applied == 4)
+    # an entry b cannot read (another version's format), then more events
+    store = RedisState(b.journal)
+    good = b.journal.redis.xrevrange(store.stream, count=1)[0][1]
+    meta = json.loads(good[b"meta"]) | {"format": 99}
+    b.journal.redis.xadd(store.stream, {**good, b"meta": json.dumps(meta).encode()})
+    second = a.accept(batches(stored)[1])
+    # b skips it, asks for a base, and ends with a's state, the later events in
+    rounds_until([a, b], lambda: b.state.n_applied == a.state.n_applied == 8)
+    touched = sorted(set(first.customer_ids) | set(second.customer_ids))
+    np.testing.assert_array_equal(churn_of(a, touched), churn_of(b, touched))
+    for w in (a, b):
+        w.state.close()

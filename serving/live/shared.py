@@ -235,8 +235,10 @@ class SharedState:
                     continue
                 try:
                     refresh = decode(fields, self.scorer)
-                except StateFormatError as exc:
-                    log.error("state entry %s skipped: %s", entry, exc)
+                except StateFormatError as exc:  # this worker's rows would drift: it
+                    log.error("state entry %s unreadable, asking for a base: %s", entry, exc)
+                    self._waiting = True  # takes the next base, as a starting worker does
+                    self.store.ask_rebase()
                     continue
                 self.scorer.apply_rows(refresh.update)
                 self.n_applied = (0 if base else self.n_applied) + refresh.n_events
