@@ -133,7 +133,8 @@ class PopularLists:
     none cut), so a filtered list is the full path's answer however few rows survive; and
     unfiltered its first k rows are the full path's (each segment is read in order). A
     test checks both agree. (Cut at ``popular_depth`` rows, store requests whose store
-    sold few of them were ranked in full: 2% of bench_service.py's mix, issue 21.)"""
+    sold few of them were ranked in full: 2% of bench_service.py's mix, issue 21.) A
+    context's list holds up to four segments x ``popular_depth`` rows (800, ~7 KB)."""
 
     def __init__(self, recommender, personal: CandidateTable | None) -> None:
         self.recommender, self.personal = recommender, personal
