@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from features.contract.schema import CHANNELS
+from training.recs.base import _top_k
 from training.recs.candidates import CandidateTable, resolve_customers
+from training.recs.coldstart import popularity_rows
 
 PERSONAL_PARTS = ("indptr", "item", "sources", "als_rank")
 """The arrays of a :class:`~training.recs.candidates.CandidateTable`, stored as
@@ -121,13 +123,18 @@ class RankedLists:
 
 
 class PopularLists:
-    """The list a customer without history gets in each (store, channel) context, ranked
-    by the recommender's own path on first use and kept: it depends on the context alone,
-    so a new customer's request filters it (~20 µs) instead of ranking (~0.7 ms).
+    """The list a customer without history gets in each (store, channel) context, built
+    on first use by the recommender's own popularity step and kept: it depends on the
+    context alone, so a new customer's request filters it (~20 µs) instead of ranking
+    (~0.7 ms).
 
-    Exact, as :class:`RankedLists`: it is as deep as the full path reads popularity when a
-    request filters (``popular_depth``), and unfiltered its first k rows are the full
-    path's (each segment is read in order); a test checks both agree."""
+    Exact: it holds every row the full path reads when a request filters (each popularity
+    segment ``popular_depth`` deep, merged and sorted as the full path's top-k sorts them,
+    none cut), so a filtered list is the full path's answer however few rows survive; and
+    unfiltered its first k rows are the full path's (each segment is read in order). A
+    test checks both agree. (Cut at ``popular_depth`` rows, store requests whose store
+    sold few of them were ranked in full: 2% of bench_service.py's mix, issue 21.) A
+    context's list holds up to four segments x ``popular_depth`` rows (800, ~7 KB)."""
 
     def __init__(self, recommender, personal: CandidateTable | None) -> None:
         self.recommender, self.personal = recommender, personal
@@ -144,17 +151,21 @@ class PopularLists:
         ranked = self._lists.get((store, channel))
         if ranked is None:
             ranked = self._lists[(store, channel)] = self._rank(store, channel)
-        return allowed_top(*ranked, allows, k, complete=len(ranked[0]) < self.depth)
+        return allowed_top(*ranked, allows, k, complete=True)
 
     def _rank(self, store: int, channel: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        _pos, item, score, reason, _rank = self.recommender.recommend_codes(
-            np.array([-1], np.int32),
-            np.array([store], np.int32),
-            np.array([channel], np.int32),
-            self.depth,
-            np.zeros(0, np.int64),
-            personal=self.personal,
-            rest_bought=True,
+        """Every popularity row of an unknown customer in this context, best first: what
+        ``Recommender._score`` reads for one under a filter, sorted by ``_top_k``."""
+        state, cat = self.recommender.state_, self.recommender.catalogue_
+        one = np.array([-1], np.int32)
+        customers = resolve_customers(
+            state, cat, one, np.array([store], np.int32), np.array([channel], np.int32)
+        )
+        pos, item, score, reason = popularity_rows(
+            state, customers, np.zeros(1, np.int64), self.depth
+        )
+        _pos, item, score, reason, _rank = _top_k(
+            pos, item, score, reason, np.zeros(0, np.int64), cat.n_items, len(item)
         )
         return item, score, reason
 

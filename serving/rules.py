@@ -123,6 +123,13 @@ class ItemRules:
             keep &= _among(items, index.store_items.get(self.store_only, _NONE))
         return keep
 
+    def allow_nothing(self, index: CatalogueIndex) -> bool:
+        """Whether no product passes: the store channel in a store that sold nothing in
+        the popularity window (a new or closed store; 281 of Complete Journey's 457)."""
+        return self.store_only is not None and not len(
+            index.store_items.get(self.store_only, _NONE)
+        )
+
     @property
     def filters(self) -> bool:
         """Whether the rules leave anything out."""

@@ -431,10 +431,14 @@ class Scorer:
         self, code: int, k: int, rules: ItemRules, store: int, channel: int
     ) -> Recommendations | None:
         """One customer's rows read from the precomputed lists (a warm customer's own, an
-        unknown customer's context popularity), or None when the request needs the full
-        path. In Python scalars: a request's few numpy calls cost more than its work."""
+        unknown customer's context popularity; none when the rules allow nothing), or None
+        when the request needs the full path. In Python scalars: a request's few numpy
+        calls cost more than its work."""
         if self.lists is None:
             return None
+        if rules.allow_nothing(self.index):  # the full path's answer: no rows
+            warm = code >= 0 and bool(self.recommender.state_.active[code])
+            return replace(_NO_RECOMMENDATIONS, cold_start=np.array([not warm]))
         allows = functools.partial(rules.allows, self.index) if rules.filters else None
         if code < 0:
             hit = self.popular.lookup(store, channel, allows, k)

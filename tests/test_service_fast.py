@@ -256,3 +256,18 @@ def test_a_churn_only_snapshot_serves_churn_and_refuses_the_rest(churn_only, bat
             assert r.json()["detail"].startswith(f"{model}: the served snapshot has no"), r.text
     finally:
         stop(proc)
+
+
+def test_endpoints_are_bound_once_per_worker():
+    # issue 21: BentoML binds an endpoint anew on every request (inspect.signature and a
+    # wrapper, ~17 µs for /recommend); a worker's instance keeps the first binding
+    from serving.service import Personalization, bind_endpoints
+
+    cls = Personalization.inner
+    fresh, bound = cls.__new__(cls), cls.__new__(cls)
+    assert fresh.recommend is not fresh.recommend  # what BentoML does per request
+    bind_endpoints(bound, Personalization.apis)
+    for name in Personalization.apis:
+        endpoint = getattr(bound, name)
+        assert endpoint is getattr(bound, name) and endpoint.local is endpoint
+        assert endpoint.func is getattr(fresh, name).func  # the same function, bound once
