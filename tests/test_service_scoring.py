@@ -241,3 +241,28 @@ def _als_list_and_other_rows(rec, codes, cand, pos):
         state.user_factors, state.item_factors, np.full(len(listed), codes[pos]), listed
     )
     return (listed, scores), sorted(zip(item[~als].tolist(), sources[~als].tolist(), strict=True))
+
+
+# issue 17: the lists' item codes take the smallest integer type the catalogue allows
+# (int16 below 32,768 products) and read back the same codes, scores and reasons.
+@pytest.mark.parametrize(("top", "dtype"), [(32_767, np.int16), (32_768, np.int32)])
+def test_ranked_lists_keep_item_codes_in_the_smallest_type(top, dtype):
+    from serving.ranked_lists import RankedLists
+
+    n_contexts = len(CHANNELS) + 1
+    item = np.array([5, top, 7, 0], np.int32)
+    score = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    reason = np.array([0, 1, 2, 0], np.int8)
+    indptr = np.array([0, 3, 4], np.int64)  # customer 0: three rows, customer 1: one
+    lists = RankedLists(
+        3, np.array([0, 0], np.int32), [indptr] * n_contexts, [item] * n_contexts,
+        [score] * n_contexts, [reason] * n_contexts,
+    )  # fmt: skip
+    assert lists.item[0].dtype == dtype and lists.indptr[0].dtype == np.int32
+    got_item, got_score, got_reason = lists.lookup(0, -1, -1, None, 2)
+    np.testing.assert_array_equal(got_item, [5, top])
+    np.testing.assert_array_equal(got_score, score[:2])
+    np.testing.assert_array_equal(got_reason, reason[:2])
+    kept = lists.lookup(0, 2, 0, lambda codes: codes != 5, 2)[0]  # a filter on the codes
+    np.testing.assert_array_equal(kept, [top, 7])
+    assert lists.lookup(1, 0, -1, None, 2) is not None  # complete: fewer rows than depth
