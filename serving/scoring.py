@@ -129,6 +129,7 @@ class Scorer:
             else:
                 self.X_channel = _rows(table, self.channel_model.features_)
             self.channels = [str(c) for c in self.channel_model.classes_]
+        self._one_matrix = self.X_channel is self.X_churn  # the models share their columns
         self.consent = _consent(table, self.channels)
         self.n_rows = len(self.ids)  # the snapshot's customers, then those live events add
         self.added: dict[str, int] = {}  # customer id -> row, for customers added live
@@ -145,6 +146,9 @@ class Scorer:
         if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
             everyone = np.arange(len(self.ids))
             self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
+            # requests and live rows read those predictions, never the matrices: a float32
+            # row per customer (~640 B at 20,000 customers, issue 17) let go
+            self.X_churn = self.X_channel = None
 
     def _load_recommender(
         self, stored: dict, ranked_lists: int, precompute_candidates: bool
@@ -230,7 +234,7 @@ class Scorer:
             X_churn = _rows(table, self.churn_model.features_)
             churn = self.churn_model.predict_matrix(X_churn, num_threads=self.num_threads)
         if self.channel_model is not None:
-            same = self.X_channel is self.X_churn
+            same = self._one_matrix
             X_channel = X_churn if same else _rows(table, self.channel_model.features_)
             raw = self.channel_model.predict_matrix(X_channel, num_threads=self.num_threads)
             channel = consented(raw, consent)
@@ -261,10 +265,6 @@ class Scorer:
         new = np.flatnonzero(pos < 0)
         if len(new):
             pos[new] = self._add_positions([update.ids[i] for i in new])
-        if update.X_churn is not None:
-            self.X_churn[pos] = update.X_churn
-        if update.X_channel is not None and self.X_channel is not self.X_churn:
-            self.X_channel[pos] = update.X_channel
         self.consent[pos] = update.consent
         self._churn[pos] = update.churn
         self._channel[pos] = update.channel
@@ -312,15 +312,10 @@ class Scorer:
         their capacity, so adding customers one batch at a time stays linear)."""
         start = self.n_rows
         self.n_rows += len(ids)
-        same = self.X_channel is self.X_churn
-        for name in ("X_churn", "X_channel", "consent", "_churn", "_channel"):
-            if name == "X_channel" and same:
-                continue
+        for name in ("consent", "_churn", "_channel"):
             value = getattr(self, name)
             if value is not None and len(value) < self.n_rows:
                 setattr(self, name, _grown(value, self.n_rows))
-        if same:
-            self.X_channel = self.X_churn
         new = np.arange(start, self.n_rows)
         rows = dict(zip(ids, new.tolist(), strict=True))
         self.added.update(rows)
