@@ -76,6 +76,24 @@ class LiveRanking:
         return replace(self, recommender=None)
 
 
+class SnapshotCodes:
+    """Customer id -> recommender code when the codes are the snapshot's feature rows: read
+    from the positions dict, where customers added live (rows past the snapshot's) have no
+    code. The ``get`` / ``pop`` of the dict it stands for."""
+
+    __slots__ = ("n", "position")
+
+    def __init__(self, position: dict[str, int], n: int) -> None:
+        self.position, self.n = position, n
+
+    def get(self, customer: str, default: int = -1) -> int:
+        code = self.position.get(customer, default)
+        return code if code < self.n else default
+
+    def pop(self, customer: str, default: int | None = None) -> int | None:
+        return self.position.pop(customer, default)
+
+
 @dataclass
 class Recommendations:
     """Ranked rows of one request: ``pos`` indexes the request's customers."""
@@ -185,9 +203,15 @@ class Scorer:
         return {**index_positions(self.ids), **self.added}
 
     @functools.cached_property
-    def _rec_code(self) -> dict[str, int]:
-        """Recommender catalogue code of each customer id (as :attr:`_position`)."""
-        return index_positions(self.catalogue.customer_ids)
+    def _rec_code(self) -> dict[str, int] | SnapshotCodes:
+        """Recommender catalogue code of each customer id (as :attr:`_position`). A
+        snapshot's catalogue lists the feature table's customers in its order, so its codes
+        are their positions and :attr:`_position` serves both (a second dict and a second
+        string per customer: 175 B a customer at 20,000, issue 17)."""
+        customers = self.catalogue.customer_ids
+        if np.array_equal(np.asarray(customers, object), np.asarray(self.ids, object)):
+            return SnapshotCodes(self._position, len(customers))
+        return index_positions(customers)
 
     def positions(self, ids: Sequence[str]) -> np.ndarray:
         """Row of each id in the feature table (-1: unknown customer)."""

@@ -266,3 +266,18 @@ def test_ranked_lists_keep_item_codes_in_the_smallest_type(top, dtype):
     kept = lists.lookup(0, 2, 0, lambda codes: codes != 5, 2)[0]  # a filter on the codes
     np.testing.assert_array_equal(kept, [top, 7])
     assert lists.lookup(1, 0, -1, None, 2) is not None  # complete: fewer rows than depth
+
+
+# issue 17: a snapshot's recommender codes are its feature rows, read from the one
+# positions dict; a customer added live (a row past the snapshot's) has no code.
+def test_recommender_codes_come_from_the_positions_dict(fast):
+    from serving.scoring import SnapshotCodes
+
+    assert isinstance(fast._rec_code, SnapshotCodes)
+    sample = fast.ids[::7].tolist()
+    expected = fast.catalogue.customer_codes(sample).tolist()
+    assert [fast._rec_code.get(c, -1) for c in sample] == expected
+    assert fast._rec_code.get("nobody", -1) == -1
+    codes = SnapshotCodes({"a": 0, "b": 1, "added-live": 2}, 2)
+    assert (codes.get("b"), codes.get("added-live"), codes.get("x")) == (1, -1, -1)
+    assert codes.pop("b") == 1 and codes.get("b") == -1 and codes.pop("b") is None
