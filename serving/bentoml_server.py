@@ -23,6 +23,11 @@ SERVICE = "serving.service:Personalization"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 """BLAS on one thread in service workers: requests are small, threads only contend."""
 
+SYSTEM_ARROW_POOL = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
+"""Arrow on the system allocator in the workers (unless the environment names another), as
+in the live refresh process: mimalloc kept the memory of start-up's reads (snapshot,
+identity graph, the store's event ids) for good, 80 MB of a worker's resident memory at
+5,000 and at 20,000 customers (issue 17, bench_live_memory.py)."""
 
 FOLLOW_LATEST_ENV = "OMNI_FOLLOW_LATEST"
 """Set to 1 by `omni serve` when it chose the snapshot itself: the service then switches
@@ -41,7 +46,7 @@ def service_command(
     its own), BLAS on one thread. `omni serve` and the main job both start it this way."""
     cmd = [sys.executable, "-m", "serving.bentoml_server", "serve", SERVICE]
     cmd += ["--port", str(port), "--host", host]
-    env = {**os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(snapshot)}
+    env = {**SYSTEM_ARROW_POOL, **os.environ, **ONE_THREAD, "OMNI_SNAPSHOT": str(snapshot)}
     env[FOLLOW_LATEST_ENV] = "1" if follow_latest else "0"
     env["OMNI_WORKERS"] = str(workers)
     return cmd, env

@@ -58,9 +58,14 @@ class RankedLists:
     """
 
     def __init__(self, depth, default_store, indptr, item, score, reason) -> None:
+        """Item codes are kept in the smallest integer type the lists' codes fit (int16
+        below 32,768 products) and offsets in int32 when they fit: about a quarter of the
+        lists' bytes, the largest structure of the service worker (issue 17)."""
         self.depth = depth
         self.default_store = default_store
-        self.indptr, self.item, self.score, self.reason = indptr, item, score, reason
+        self.indptr = [np.asarray(p, _offset_dtype(p)) for p in indptr]
+        self.item = [np.asarray(i, _code_dtype(i)) for i in item]
+        self.score, self.reason = score, reason
 
     @classmethod
     def build(cls, recommender, personal: CandidateTable, depth: int) -> RankedLists:
@@ -168,6 +173,17 @@ class PopularLists:
             pos, item, score, reason, np.zeros(0, np.int64), cat.n_items, len(item)
         )
         return item, score, reason
+
+
+def _code_dtype(codes: np.ndarray) -> type:
+    """int16 for codes of a catalogue of fewer than 32,768 products, else int32."""
+    return np.int16 if len(codes) == 0 or int(codes.max()) <= np.iinfo(np.int16).max else np.int32
+
+
+def _offset_dtype(indptr: np.ndarray) -> type:
+    """int32 for offsets into fewer than 2**31 rows, else int64."""
+    fits = len(indptr) == 0 or int(indptr[-1]) <= np.iinfo(np.int32).max
+    return np.int32 if fits else np.int64
 
 
 def allowed_top(

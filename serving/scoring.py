@@ -76,6 +76,24 @@ class LiveRanking:
         return replace(self, recommender=None)
 
 
+class SnapshotCodes:
+    """Customer id -> recommender code when the codes are the snapshot's feature rows: read
+    from the positions dict, where customers added live (rows past the snapshot's) have no
+    code. The ``get`` / ``pop`` of the dict it stands for."""
+
+    __slots__ = ("n", "position")
+
+    def __init__(self, position: dict[str, int], n: int) -> None:
+        self.position, self.n = position, n
+
+    def get(self, customer: str, default: int = -1) -> int:
+        code = self.position.get(customer, default)
+        return code if code < self.n else default
+
+    def pop(self, customer: str, default: int | None = None) -> int | None:
+        return self.position.pop(customer, default)
+
+
 @dataclass
 class Recommendations:
     """Ranked rows of one request: ``pos`` indexes the request's customers."""
@@ -129,6 +147,7 @@ class Scorer:
             else:
                 self.X_channel = _rows(table, self.channel_model.features_)
             self.channels = [str(c) for c in self.channel_model.classes_]
+        self._one_matrix = self.X_channel is self.X_churn  # the models share their columns
         self.consent = _consent(table, self.channels)
         self.n_rows = len(self.ids)  # the snapshot's customers, then those live events add
         self.added: dict[str, int] = {}  # customer id -> row, for customers added live
@@ -145,6 +164,9 @@ class Scorer:
         if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
             everyone = np.arange(len(self.ids))
             self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
+            # requests and live rows read those predictions, never the matrices: a float32
+            # row per customer (~640 B at 20,000 customers, issue 17) let go
+            self.X_churn = self.X_channel = None
 
     def _load_recommender(
         self, stored: dict, ranked_lists: int, precompute_candidates: bool
@@ -181,9 +203,15 @@ class Scorer:
         return {**index_positions(self.ids), **self.added}
 
     @functools.cached_property
-    def _rec_code(self) -> dict[str, int]:
-        """Recommender catalogue code of each customer id (as :attr:`_position`)."""
-        return index_positions(self.catalogue.customer_ids)
+    def _rec_code(self) -> dict[str, int] | SnapshotCodes:
+        """Recommender catalogue code of each customer id (as :attr:`_position`). A
+        snapshot's catalogue lists the feature table's customers in its order, so its codes
+        are their positions and :attr:`_position` serves both (a second dict and a second
+        string per customer: 175 B a customer at 20,000, issue 17)."""
+        customers = self.catalogue.customer_ids
+        if np.array_equal(np.asarray(customers, object), np.asarray(self.ids, object)):
+            return SnapshotCodes(self._position, len(customers))
+        return index_positions(customers)
 
     def positions(self, ids: Sequence[str]) -> np.ndarray:
         """Row of each id in the feature table (-1: unknown customer)."""
@@ -230,7 +258,7 @@ class Scorer:
             X_churn = _rows(table, self.churn_model.features_)
             churn = self.churn_model.predict_matrix(X_churn, num_threads=self.num_threads)
         if self.channel_model is not None:
-            same = self.X_channel is self.X_churn
+            same = self._one_matrix
             X_channel = X_churn if same else _rows(table, self.channel_model.features_)
             raw = self.channel_model.predict_matrix(X_channel, num_threads=self.num_threads)
             channel = consented(raw, consent)
@@ -261,10 +289,6 @@ class Scorer:
         new = np.flatnonzero(pos < 0)
         if len(new):
             pos[new] = self._add_positions([update.ids[i] for i in new])
-        if update.X_churn is not None:
-            self.X_churn[pos] = update.X_churn
-        if update.X_channel is not None and self.X_channel is not self.X_churn:
-            self.X_channel[pos] = update.X_channel
         self.consent[pos] = update.consent
         self._churn[pos] = update.churn
         self._channel[pos] = update.channel
@@ -312,15 +336,10 @@ class Scorer:
         their capacity, so adding customers one batch at a time stays linear)."""
         start = self.n_rows
         self.n_rows += len(ids)
-        same = self.X_channel is self.X_churn
-        for name in ("X_churn", "X_channel", "consent", "_churn", "_channel"):
-            if name == "X_channel" and same:
-                continue
+        for name in ("consent", "_churn", "_channel"):
             value = getattr(self, name)
             if value is not None and len(value) < self.n_rows:
                 setattr(self, name, _grown(value, self.n_rows))
-        if same:
-            self.X_channel = self.X_churn
         new = np.arange(start, self.n_rows)
         rows = dict(zip(ids, new.tolist(), strict=True))
         self.added.update(rows)

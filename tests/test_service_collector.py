@@ -229,3 +229,27 @@ def test_spans_only_when_tracing_is_asked_for(monkeypatch):
     assert "tracing" not in service_config()
     defaults = get_settings({})
     assert (defaults.gc_mode, defaults.access_log_every, defaults.tracing) == ("idle", 100, False)
+
+
+# issue 17: freed start-up memory between kept blocks goes back to the system.
+def test_release_free_memory_gives_back_freed_heap():
+    if collector._glibc() is None:
+        pytest.skip("malloc_trim is glibc's")
+    blocks = [bytes(4000) + bytes([i % 256]) for i in range(50_000)]  # ~200 MB of heap
+    kept = blocks[::10]  # a block kept every 40 KB: the free space is holes, not the top
+    del blocks
+    before = collector.resident_mb()
+    collector.release_free_memory()
+    after = collector.resident_mb()
+    assert len(kept) == 5_000
+    assert before - after > 100, (before, after)
+
+
+def test_workers_run_arrow_on_the_system_allocator(monkeypatch, tmp_path):
+    from serving.bentoml_server import service_command
+
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    _cmd, env = service_command(tmp_path, 3000)
+    assert env["ARROW_DEFAULT_MEMORY_POOL"] == "system"
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")  # the user's choice stands
+    assert service_command(tmp_path, 3000)[1]["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"

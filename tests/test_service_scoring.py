@@ -274,3 +274,43 @@ def test_a_store_that_sold_nothing_answers_empty_store_lists_without_ranking(
         assert a.cold_start.tolist() == b.cold_start.tolist()
     assert not fast_ranked
     assert live.recommend([str(live.ids[0])], 10, "web", store_id).item.size  # other channels
+
+
+# issue 17: the lists' item codes take the smallest integer type the catalogue allows
+# (int16 below 32,768 products) and read back the same codes, scores and reasons.
+@pytest.mark.parametrize(("top", "dtype"), [(32_767, np.int16), (32_768, np.int32)])
+def test_ranked_lists_keep_item_codes_in_the_smallest_type(top, dtype):
+    from serving.ranked_lists import RankedLists
+
+    n_contexts = len(CHANNELS) + 1
+    item = np.array([5, top, 7, 0], np.int32)
+    score = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    reason = np.array([0, 1, 2, 0], np.int8)
+    indptr = np.array([0, 3, 4], np.int64)  # customer 0: three rows, customer 1: one
+    lists = RankedLists(
+        3, np.array([0, 0], np.int32), [indptr] * n_contexts, [item] * n_contexts,
+        [score] * n_contexts, [reason] * n_contexts,
+    )  # fmt: skip
+    assert lists.item[0].dtype == dtype and lists.indptr[0].dtype == np.int32
+    got_item, got_score, got_reason = lists.lookup(0, -1, -1, None, 2)
+    np.testing.assert_array_equal(got_item, [5, top])
+    np.testing.assert_array_equal(got_score, score[:2])
+    np.testing.assert_array_equal(got_reason, reason[:2])
+    kept = lists.lookup(0, 2, 0, lambda codes: codes != 5, 2)[0]  # a filter on the codes
+    np.testing.assert_array_equal(kept, [top, 7])
+    assert lists.lookup(1, 0, -1, None, 2) is not None  # complete: fewer rows than depth
+
+
+# issue 17: a snapshot's recommender codes are its feature rows, read from the one
+# positions dict; a customer added live (a row past the snapshot's) has no code.
+def test_recommender_codes_come_from_the_positions_dict(fast):
+    from serving.scoring import SnapshotCodes
+
+    assert isinstance(fast._rec_code, SnapshotCodes)
+    sample = fast.ids[::7].tolist()
+    expected = fast.catalogue.customer_codes(sample).tolist()
+    assert [fast._rec_code.get(c, -1) for c in sample] == expected
+    assert fast._rec_code.get("nobody", -1) == -1
+    codes = SnapshotCodes({"a": 0, "b": 1, "added-live": 2}, 2)
+    assert (codes.get("b"), codes.get("added-live"), codes.get("x")) == (1, -1, -1)
+    assert codes.pop("b") == 1 and codes.get("b") == -1 and codes.pop("b") is None

@@ -96,13 +96,18 @@ def breakdown(scorer, bodies: list[dict]) -> dict:
     """Median in-process microseconds per stage of one /recommend, over ``bodies``."""
     from features.contract.consent import consented
     from serving.rules import item_rules
-    from serving.scoring import CHANNEL_CODE
+    from serving.scoring import CHANNEL_CODE, _rows
     from training.recs.base import _top_k
     from training.recs.candidates import Candidates, contextual, merge, resolve_customers
     from training.recs.ranker_features import feature_matrix
 
     rec = scorer.recommender
     state, cat = rec.state_, rec.catalogue_
+    # a real-time scorer keeps predictions, not the models' matrices (issue 17): the model
+    # call stages read matrices built here as the scorer builds them
+    features = scorer.snapshot.features
+    X_churn = _rows(features, scorer.churn_model.features_)
+    X_channel = _rows(features, scorer.channel_model.features_)
     stages: dict[str, list[float]] = {}
 
     def lap(name: str, t0: float) -> float:
@@ -118,9 +123,9 @@ def breakdown(scorer, bodies: list[dict]) -> dict:
         t = lap("features (lookup)", t)
         if pos[0] >= 0:
             t = time.perf_counter()
-            scorer.churn_model.predict_matrix(scorer.X_churn[pos], num_threads=1)
+            scorer.churn_model.predict_matrix(X_churn[pos], num_threads=1)
             t = lap("churn model call (1 row)", t)
-            raw = scorer.channel_model.predict_matrix(scorer.X_channel[pos], num_threads=1)
+            raw = scorer.channel_model.predict_matrix(X_channel[pos], num_threads=1)
             consented(raw, scorer.consent[pos])
             t = lap("channel model call + consent (1 row)", t)
         scorer.churn(pos), scorer.next_channel(pos)
