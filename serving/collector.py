@@ -26,7 +26,6 @@ start-up is still frozen).
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import logging
 import time
@@ -80,32 +79,16 @@ def freeze() -> None:
 
 
 def release_free_memory() -> None:
-    """Hand the heap that loading freed back to the system: Arrow's pool's unused memory
-    and, with glibc, the free pages of malloc's arenas (``malloc_trim``). The reads and
-    conversions of start-up (snapshot, identity graph, the store's event ids) leave
-    freed blocks between the kept ones; glibc keeps them resident (issue 17: 2.6 KB a
-    customer of the worker's resident memory at 20,000 customers). Once, after start-up
+    """Hand the heap that loading freed back to the system: Arrow's pool's unused memory.
+    With the system allocator, which `omni serve` gives its workers
+    (:data:`serving.bentoml_server.SYSTEM_ARROW_POOL`), Arrow's ``release_unused`` also
+    trims glibc's arenas: the reads and conversions of start-up (snapshot, identity
+    graph, the store's event ids) leave freed blocks between kept ones, which stayed
+    resident (issue 17: about 5 KB a customer at 20,000 customers). Once, after start-up
     and after a snapshot switch: never on a request's path."""
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-@functools.cache
-def _glibc():
-    """The C library when it is glibc (which has ``malloc_trim``), else None."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
 
 
 def resident_mb(process: psutil.Process | None = None) -> float:
