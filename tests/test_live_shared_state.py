@@ -116,13 +116,13 @@ def test_one_refresher_every_worker_applies_and_a_new_leader_takes_over(stored, 
         [channels[c] or 0.0 for c in b.state.scorer.channels],
         np.nan_to_num(b.state.scorer.next_channel(pos)[0]),
     )
-    features = json.loads(kept["features"])  # the row the churn model read
-    names = b.state.scorer.churn_model.features_
-    np.testing.assert_allclose(
-        [np.nan if features[n] is None else features[n] for n in names],
-        b.state.scorer.X_churn[pos[0]],
-        rtol=1e-6,
-    )
+    # the hash's features are the row the churn model read: from them the model gives
+    # the worker's churn (the worker keeps predictions, not the rows)
+    features = json.loads(kept["features"])
+    model = b.state.scorer.churn_model
+    row = [np.nan if features[n] is None else features[n] for n in model.features_]
+    again = model.predict_matrix(np.array([row], np.float64), num_threads=1)
+    assert again[0] == pytest.approx(float(b.state.scorer.churn(pos)[0]), rel=1e-6)
 
     # the leader dies (stops renewing its lease, its process gone)
     a.state.close()
