@@ -63,8 +63,9 @@ def test_a_refresh_survives_the_safe_formats(stored):  # noqa: F811
     back = decode(encode(refresh), scorer)
     pd.testing.assert_frame_equal(back.rows, refresh.rows)
     assert back.update.ids == refresh.update.ids and back.as_of == refresh.as_of
-    for name in ("X_churn", "consent", "churn", "channel"):
+    for name in ("consent", "churn", "channel"):
         np.testing.assert_array_equal(getattr(back.update, name), getattr(refresh.update, name))
+    assert refresh.update.X_churn is None and back.update.X_churn is None  # never sent
     sent, got = refresh.update.ranking, back.update.ranking
     assert got.codes == sent.codes and got.alive == sent.alive
     for name in ("indptr", "item", "sources", "als_rank"):

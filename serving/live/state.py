@@ -49,11 +49,17 @@ class Refresh:
     seconds: float
 
     def portable(self) -> Refresh:
-        """This refresh as the refresh process sends it (rankings without recommender)."""
+        """This refresh as the refresh process sends it: rankings without recommender,
+        and without the models' matrices (a worker keeps predictions, not the rows they
+        came from: :meth:`Scorer.apply_rows` never reads them)."""
         ranking = self.update.ranking
-        if ranking is None:
-            return self
-        return replace(self, update=replace(self.update, ranking=ranking.portable()))
+        update = replace(
+            self.update,
+            X_churn=None,
+            X_channel=None,
+            ranking=None if ranking is None else ranking.portable(),
+        )
+        return replace(self, update=update)
 
 
 class LiveState:

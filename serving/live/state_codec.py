@@ -43,11 +43,6 @@ def encode(refresh: Refresh) -> dict[str, bytes]:
     update = refresh.update
     arrays: dict[str, np.ndarray] = {"consent": update.consent, "churn": update.churn}
     arrays["channel"] = update.channel
-    if update.X_churn is not None:
-        arrays["X_churn"] = update.X_churn
-    same = update.X_channel is not None and update.X_channel is update.X_churn
-    if update.X_channel is not None and not same:
-        arrays["X_channel"] = update.X_channel
     meta: dict = {
         "format": FORMAT,
         "ids": list(update.ids),
@@ -55,7 +50,6 @@ def encode(refresh: Refresh) -> dict[str, bytes]:
         "as_of": refresh.as_of.isoformat(),
         "n_events": int(refresh.n_events),
         "seconds": float(refresh.seconds),
-        "channel_is_churn": same,
         "ranking": None,
     }
     if update.ranking is not None:
@@ -85,15 +79,13 @@ def decode(fields: dict, scorer: Scorer) -> Refresh:
         raise
     except (KeyError, ValueError, TypeError, OSError, pa.ArrowException) as exc:
         raise StateFormatError(f"not a state entry: {exc}") from None
-    X_churn = arrays.get("X_churn")
-    X_channel = X_churn if meta["channel_is_churn"] else arrays.get("X_channel")
     ranking = None
     if meta["ranking"] is not None:
         ranking = _decode_ranking(meta["ranking"], arrays, scorer)
     update = RowUpdate(
         list(meta["ids"]),
-        X_churn,
-        X_channel,
+        None,  # the models' matrices: a worker keeps predictions (Refresh.portable)
+        None,
         arrays["consent"],
         arrays["churn"],
         arrays["channel"],
