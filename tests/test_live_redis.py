@@ -18,7 +18,7 @@ from features.store.events import read_events, read_identity_graph, read_table
 from serving.live.identity import OnlineIdentity
 from serving.live.ingest import LiveEvents
 from serving.live.redis_journal import JournalUnavailable, RedisJournal
-from serving.live.state import LiveState, lookback_days
+from serving.live.state import LiveState, window_start
 from serving.online import LIST_DEPTH, latest_snapshot, load_snapshot
 from serving.scoring import Scorer
 
@@ -29,7 +29,7 @@ def stored(trained_home, tmp_path_factory):
     shutil.copytree(trained_home, copy)
     home = get_settings({"OMNI_HOME": str(copy)})
     snap = load_snapshot(latest_snapshot(home))
-    start = snap.as_of - pd.Timedelta(days=lookback_days())
+    start = window_start(snap.as_of)
     return {
         "home": home,
         "snapshot": snap,

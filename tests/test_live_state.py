@@ -24,7 +24,7 @@ from features.settings import get_settings
 from features.store.event_ids import assign_event_ids
 from features.store.events import read_events, read_identity_graph, read_table
 from serving.live.identity import OnlineIdentity
-from serving.live.state import LiveState, lookback_days
+from serving.live.state import LiveState, window_start
 from serving.online import LIST_DEPTH, latest_snapshot, load_snapshot
 from serving.scoring import Scorer
 from training.customer_models.classifiers import model_matrix
@@ -43,7 +43,7 @@ def home(trained_home, tmp_path_factory):
 def stored(home):
     """What every state starts from: the snapshot, the store's recent events and tables."""
     snap = load_snapshot(latest_snapshot(home))
-    window = read_events(home.store_dir, start=snap.as_of - pd.Timedelta(days=lookback_days()))
+    window = read_events(home.store_dir, start=window_start(snap.as_of))
     return {
         "snapshot": snap,
         "window": window,
@@ -365,7 +365,7 @@ def test_a_live_link_merges_an_anonymous_customer_into_a_known_one(home, stored,
     copy = get_settings({"OMNI_HOME": str(tmp_path / "home")})
     shutil.copytree(home.home, copy.home)
     _store(copy, events, "live-merge")
-    start = scorer.as_of - pd.Timedelta(days=lookback_days())
+    start = window_start(scorer.as_of)
     merged = read_events(copy.store_dir, start=start)
     ids = merged["customer_id"].astype("str")
     assert gone not in set(ids)

@@ -33,7 +33,7 @@ import pandas as pd
 
 from features.settings import Settings
 from serving.live.id_set import EventIdSet
-from serving.live.state import Refresh, lookback_days
+from serving.live.state import Refresh, window_start
 from serving.scoring import Scorer
 
 START_TIMEOUT_S = 600.0
@@ -76,7 +76,7 @@ class RemoteState:
         child.close()  # the worker's copy: a dead process then reads as EOF here
         try:
             self._conn.send((settings, str(scorer.snapshot.path), journaled))
-            start = scorer.as_of - pd.Timedelta(days=lookback_days())
+            start = window_start(scorer.as_of)
             self._stored_event_ids = EventIdSet.read(settings.store_dir, start)
             self.first = self._answer(START_TIMEOUT_S)
             if apply_first:

@@ -35,7 +35,7 @@ from features.settings import Settings
 from serving.live.id_set import EventIdSet
 from serving.live.redis_journal import JournalUnavailable, RedisJournal
 from serving.live.redis_state import ROLE, LeaseLost, RedisState
-from serving.live.state import Refresh, lookback_days
+from serving.live.state import Refresh, window_start
 from serving.live.state_codec import StateFormatError, decode
 from serving.scoring import Scorer
 
@@ -84,7 +84,7 @@ class SharedState:
         self._renewer = threading.Thread(target=self._renew, daemon=True)
         self.publish_ms: list[float] = []  # leader: the Redis write per refresh (docs)
         self.publish_bytes: list[tuple[int, int]] = []  # (bytes, customers) per write
-        start = pd.Timestamp(scorer.as_of) - pd.Timedelta(days=lookback_days())
+        start = window_start(scorer.as_of)
         self._stored_event_ids = EventIdSet.read(settings.store_dir, start)
         self.cursor = self.store.last()  # applied up to here: waits for a later base
         self.store.mark_applied(self.cursor, None)  # holds the entries after it

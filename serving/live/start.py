@@ -21,7 +21,7 @@ from serving.live.identity import OnlineIdentity
 from serving.live.ingest import LiveEvents
 from serving.live.journal import Journal
 from serving.live.refresher import RemoteState
-from serving.live.state import LiveState, Refresh, lookback_days
+from serving.live.state import LiveState, Refresh, window_start
 from serving.live.stored_events import StoredEvents
 from serving.scoring import Scorer
 
@@ -88,7 +88,7 @@ def caught_up_state(
     first refresh: the journaled events' customers and those whose stored events the
     snapshot was built without (for the caller to apply to a real-time scorer)."""
     as_of = scorer.as_of
-    stored = StoredEvents.read(settings.store_dir, as_of - pd.Timedelta(days=lookback_days()))
+    stored = StoredEvents.read(settings.store_dir, window_start(as_of))
     identity = OnlineIdentity(
         read_identity_graph(settings.store_dir), settings.max_identity_component
     )  # the state's own copy: it follows the merges the journaled events make

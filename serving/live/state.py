@@ -216,6 +216,7 @@ class LiveState:
         return rows[rows.index.isin(customer_ids)]
 
 
-def lookback_days() -> int:
-    """How far before the snapshot's cutoff the state reads stored events."""
-    return int(max(DEFAULT_WINDOWS))
+def window_start(as_of: pd.Timestamp) -> pd.Timestamp:
+    """Where the state's stored events begin: the longest feature window before the
+    snapshot's cutoff ``as_of`` (what every row of the state reads, and no more)."""
+    return pd.Timestamp(as_of) - pd.Timedelta(days=int(max(DEFAULT_WINDOWS)))

@@ -77,16 +77,14 @@ def one_run(home: Path, n_batches: int, seed: int) -> dict:
     from features.store.events import read_events, read_identity_graph, read_table
     from serving.journeys.live import LiveJourneys
     from serving.live.identity import OnlineIdentity
-    from serving.live.state import LiveState, lookback_days
+    from serving.live.state import LiveState, window_start
     from serving.online import LIST_DEPTH, latest_snapshot, load_snapshot
     from serving.scoring import Scorer
 
     settings = get_settings({"OMNI_HOME": str(home)})
     snapshot = load_snapshot(latest_snapshot(settings))
     scorer = Scorer(snapshot, num_threads=1, ranked_lists=LIST_DEPTH)
-    window = read_events(
-        settings.store_dir, start=scorer.as_of - pd.Timedelta(days=lookback_days())
-    )
+    window = read_events(settings.store_dir, start=window_start(scorer.as_of))
     state = LiveState(scorer, window, read_table(settings.store_dir, "customers"), scorer.as_of)
     identity = OnlineIdentity(
         read_identity_graph(settings.store_dir), settings.max_identity_component
