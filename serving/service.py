@@ -74,7 +74,7 @@ from serving.schemas import (
     ScoreResponse,
     StoreId,
 )
-from serving.served_metrics import served
+from serving.served_metrics import COUNT_EVERY_S, served
 from training.recs.candidates import REASONS
 
 SNAPSHOT_ENV = "OMNI_SNAPSHOT"
@@ -302,6 +302,7 @@ class Personalization:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.collector.run()))
         self._tasks.append(loop.create_task(self._write_rec_log()))
+        self._tasks.append(loop.create_task(self._count_served()))
         if self.live is not None:
             self._tasks.append(loop.create_task(self._apply_live()))
         if self.journeys is not None:
@@ -321,6 +322,17 @@ class Personalization:
                 await asyncio.to_thread(self._rec_log_written)
         finally:
             self._rec_log_written()
+
+    async def _count_served(self) -> None:
+        """Every COUNT_EVERY_S: the answers noted since, counted in the served metrics
+        (off the request path; see :mod:`serving.served_metrics`), and once more when
+        the worker stops."""
+        try:
+            while True:
+                await asyncio.sleep(COUNT_EVERY_S)
+                self.served.flush()
+        finally:
+            self.served.flush()
 
     def _rec_log_written(self) -> None:
         try:
