@@ -120,6 +120,26 @@ def _null_not_published(schema: dict[str, Any]) -> None:
     schema.update(value)
 
 
+class RecommendRequest(BaseModel):
+    """The body of ``POST /recommend``: one customer in one channel (and store), with the
+    request's filters."""
+
+    customer_id: CustomerId
+    channel: Nullable[Channel] = Field(None, description="The channel asking (null: any).")
+    k: K = 10
+    store_id: Nullable[StoreId] = Field(
+        None,
+        description="The store asking (point of sale) or the store context; in the store "
+        "channel, only products it sold recently are recommended (null: none).",
+    )
+    exclude: Nullable[Exclude] = Field(
+        None, description="Product ids never to return (in the basket, out of stock, ...)."
+    )
+    categories: Nullable[Categories] = Field(
+        None, description="Only products of these categories (null: any)."
+    )
+
+
 class CustomersRequest(BaseModel):
     """One customer or a list: exactly one of ``customer_id`` and ``customer_ids``, and
     nothing else. Said with min/maxProperties rather than ``oneOf``: on ``oneOf`` here
