@@ -125,7 +125,7 @@ class RecommendRequest(BaseModel):
     request's filters."""
 
     customer_id: CustomerId
-    channel: Nullable[Channel] = Field(None, description="The channel asking (null: any).")
+    channel: Nullable[Channel] = Field(None, description="The channel asking (null: none given).")
     k: K = 10
     store_id: Nullable[StoreId] = Field(
         None,
