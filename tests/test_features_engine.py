@@ -8,9 +8,12 @@ change a value.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from feature_frames import AS_OF, random_log
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.customer_activity import CustomerActivity
 from features.customer_features import build_customer_features, features_from_encoded
@@ -69,3 +72,24 @@ def test_unknown_names_and_windows_are_clear_errors(log):
         x.count("view", within=14)
     with pytest.raises(ValueError, match="per window or per channel, not both"):
         x.count("view", within=30, channels=("web",))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(st.integers(-3, 3), st.integers(-(2**62), 2**62) | st.integers(0, 3)),
+        max_size=40,
+    )
+)
+def test_pair_codes_equal_numpys_row_wise_unique(pairs):
+    # the orders of lines without an order_id: one lexsort instead of np.unique(axis=0)
+    from features.encode import pair_codes
+
+    first = np.array([p[0] for p in pairs], np.int32)
+    second = np.array([p[1] for p in pairs], np.int64)
+    expected = (
+        np.unique(np.stack([first, second], axis=1), axis=0, return_inverse=True)[1].ravel()
+        if pairs
+        else np.zeros(0, np.int64)
+    )
+    assert np.array_equal(pair_codes(first, second), expected)
