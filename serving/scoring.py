@@ -274,7 +274,7 @@ class Scorer:
         update = self.recommender.customer_update(events, ids, as_of)
         rec = self.recommender.with_customer_update(update)
         personal = rec.personal_candidates()
-        codes = dict(zip(ids, range(len(ids)), strict=True))
+        codes = dict(zip(ids.tolist(), range(len(ids)), strict=True))  # not per Arrow element
         return LiveRanking(rec, personal, codes, alive=len(ids), customers=update)
 
     def apply_rows(self, update: RowUpdate) -> None:

@@ -125,7 +125,7 @@ class LiveState:
         merged, gone = self._follow_merges(events)
         if len(events):
             self.live = pd.concat([self.live, events[list(COLUMNS)]], ignore_index=True)
-            self._live_event_ids.update(events["event_id"].astype("str"))
+            self._live_event_ids.update(events["event_id"].astype("str").tolist())
             self.clock = max(self.clock, events["ts"].max() + ONE_US)
         touched = pd.Index(pd.unique(events["customer_id"].astype("str"))).union(merged)
         if also is not None:
@@ -138,7 +138,7 @@ class LiveState:
             self.fold_live()
         touched_events = self.events_of(touched)
         rows = self.rows_of(touched, self.clock, touched_events)
-        self.row_as_of.update(dict.fromkeys(rows.index.astype("str"), self.clock))
+        self.row_as_of.update(dict.fromkeys(rows.index.astype("str").tolist(), self.clock))
         update = self.scorer.prepare_rows(rows, touched_events, self.clock)
         update.removed = gone.tolist()
         return Refresh(rows, update, self.clock, len(events), time.perf_counter() - t0)
@@ -188,7 +188,7 @@ class LiveState:
     def events_of(self, customer_ids: pd.Index) -> pd.DataFrame:
         """Stored and live events of these customers (the builders' columns), those of
         the customers merged into them included (under their id)."""
-        asked = set(customer_ids)
+        asked = set(customer_ids.tolist())  # tolist: an Arrow index's elements one by one cost more
         merged = [old for old, new in self._owner.items() if new in asked]
         if merged:
             events = self._events_of(customer_ids.union(pd.Index(merged, dtype="str")))
@@ -201,7 +201,7 @@ class LiveState:
     def _events_of(self, customer_ids: pd.Index) -> pd.DataFrame:
         """:meth:`events_of` by the ids the events carry."""
         stored = self.stored.of(customer_ids)
-        live = self.live[in_set(self.live["customer_id"], set(customer_ids))]
+        live = self.live[in_set(self.live["customer_id"], set(customer_ids.tolist()))]
         return pd.concat([stored, live[stored.columns]], ignore_index=True)
 
     def rows_of(
