@@ -82,8 +82,11 @@ INFRA = frozenset({"/", "/docs.json", "/schema.json", "/livez", "/readyz", "/hea
 BENTOML_ERRORS = "bentoml._internal.server.http_app"
 """The logger BentoML reports a failed request on (at ERROR, with the traceback)."""
 APPLY_EVERY_S = 0.25
-"""How often live events are applied to the online state (one refresh for every customer
-touched since the last)."""
+"""How often at most a round applies live events to the online state (one refresh for
+every customer touched since the last). A round starts as soon as events come in once
+this long has passed since the last one started: waiting out a whole period after a
+round that found nothing left the refresh process idle half the time under a steady
+ingest (3,800 events/s taken on 2 cores; 5,200 starting at once, issue 17)."""
 SNAPSHOT_CHECK_S = 5.0
 """How often the service looks for a newer snapshot (``LATEST``) to switch to."""
 SEAL_EVERY_S = 60.0
@@ -213,6 +216,7 @@ class Personalization:
     def __init__(self) -> None:
         from threadpoolctl import threadpool_limits
 
+        from serving.live.ingest import EventsTaken
         from serving.online import LIST_DEPTH, load_snapshot
         from serving.scoring import Scorer
 
@@ -240,6 +244,7 @@ class Personalization:
         )
         self._tasks: list[asyncio.Task] = []
         self._paused = False  # the live loop waits while the service switches snapshots
+        self._taken = EventsTaken()  # POST /events took events: wakes the live loop
         self.collector = IdleCollector(ACTIVITY, settings.gc_mode)
         self.collector.start()  # the snapshot frozen, automatic collection off
 
@@ -357,17 +362,18 @@ class Personalization:
                 return
 
     async def _apply_live(self) -> None:
-        """Every APPLY_EVERY_S: the events taken since the last round become fresh rows
-        (computed by the refresh process, so requests keep being answered), then one
-        quick swap.
+        """At most every APPLY_EVERY_S, as soon as there are some: the events taken since
+        the last round become fresh rows (computed by the refresh process, so requests
+        keep being answered), then one quick swap.
         A shared journal that does not answer is said once and read again next round:
         scoring goes on from the state the worker has."""
         from serving.live.redis_journal import JournalUnavailable
 
         sealed = round_start = time.monotonic()
         down = False
-        while True:  # a round starts every APPLY_EVERY_S, at once after a longer refresh
+        while True:  # a round at most every APPLY_EVERY_S, once there are events for it
             await asyncio.sleep(max(0.0, round_start + APPLY_EVERY_S - time.monotonic()))
+            await self._events_taken(APPLY_EVERY_S)
             round_start = time.monotonic()
             if time.monotonic() - sealed > SEAL_EVERY_S:  # compaction takes closed segments
                 sealed = time.monotonic()
@@ -412,6 +418,13 @@ class Personalization:
                     await self._restart_refresh(state)
             finally:
                 self.live.applied()
+
+    async def _events_taken(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) until this worker holds live events no round has
+        taken yet. With the state in Redis, at once: a round reads the shared journal."""
+        live = self.live
+        if live is not None and not live.journal.shared:
+            await self._taken.wait(live.has_pending, timeout)
 
     async def _apply_shared(self, state) -> None:
         """One round of the state in Redis (:class:`serving.live.shared.SharedState`):
@@ -558,6 +571,8 @@ class Personalization:
         try:
             records = [e.model_dump(exclude_unset=True) for e in events]
             receipt = await asyncio.to_thread(self.live.accept, records)  # off the loop
+            if receipt.accepted:
+                self._taken.note()  # the live loop's next round may start
         except BatchError as exc:
             body = ErrorResponse(error="invalid request", detail=exc.detail)
             return JSONResponse(body.model_dump(), status_code=400)

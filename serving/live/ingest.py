@@ -10,8 +10,10 @@ applied once, so a client may retry a batch whose answer it did not get.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +143,10 @@ class LiveEvents:
                 self.journal.seal()
                 self._unsealed = False
 
+    def has_pending(self) -> bool:
+        """Whether this worker holds events (file journal) no refresh has taken yet."""
+        return bool(self.pending)
+
     def take_pending(self) -> pd.DataFrame | None:
         """Every queued event, in arrival order (None: nothing new); the queue is emptied.
         Shared journal: the entries after ``cursor``, every worker's (raises
@@ -166,6 +172,31 @@ class LiveEvents:
             upto = _entry_key(self.cursor)
             while self._own and _entry_key(self._own[0][0]) <= upto:
                 self.behind -= self._own.popleft()[1]
+
+
+class EventsTaken:
+    """What wakes the service's live loop when POST /events has taken events, so that a
+    round starts as soon as there is work for it instead of at the next tick (on the
+    event loop: ``note`` is called there after the batch is journaled)."""
+
+    def __init__(self) -> None:
+        self._noted = asyncio.Event()
+
+    def note(self) -> None:
+        """Events were taken."""
+        self._noted.set()
+
+    async def wait(self, pending: Callable[[], bool], timeout: float) -> bool:
+        """True once ``pending()`` holds or events are noted; False after ``timeout``
+        seconds without either."""
+        self._noted.clear()
+        if pending():  # taken before the clear: their note is gone
+            return True
+        try:
+            await asyncio.wait_for(self._noted.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
 
 def _entry_key(entry: str) -> tuple[int, int]:
