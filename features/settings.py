@@ -22,8 +22,9 @@ before, which a reader that started on it can finish."""
 LIVE_MAX_BEHIND = 2_000
 """Live events a service worker takes at most before its online state has applied them
 (``OMNI_LIVE_MAX_BEHIND``): past it, POST /events waits for the next refresh. Smaller
-keeps answers fresher, larger takes events faster: measured on 2 cores, 2,000 gave events
-visible within 1.03 s (p99) at 3,500 events/s, 5,000 gave 2.0 s at 5,400 events/s."""
+keeps answers fresher, larger takes events faster: measured on 2 cores beside back-to-back
+reads, 2,000 gave events visible within 0.73 s (p99) at 3,880 events/s, 3,000 gave about
+0.97 s at 4,500 events/s (docs/performance.md, stop 33)."""
 ACCESS_LOG_EVERY = 100
 """The service logs every answer of 400 or more and every ``ACCESS_LOG_EVERY``-th other
 one (``OMNI_ACCESS_LOG_EVERY``; 1 logs them all, as BentoML does). A line per request cost
