@@ -241,18 +241,26 @@ class Scorer:
         table: pd.DataFrame,
         events: pd.DataFrame | None = None,
         as_of: pd.Timestamp | None = None,
+        rerank: pd.Index | None = None,
     ) -> RowUpdate:
         """Predictions and matrices for fresh feature rows (index customer_id), as the
         snapshot's rows get them, and with ``events`` (those customers' stored and live
-        events) their recommendations as of ``as_of``. Reads only the models: safe off
-        the request thread."""
+        events, and those of ``rerank``) their recommendations as of ``as_of``, and the
+        recommendations of the ``rerank`` customers, whose rows stay. Reads only the
+        models: safe off the request thread."""
         ids = table.index.astype("str").tolist()
+        ranked = pd.Index(ids, dtype="str")
+        if rerank is not None and len(rerank):
+            ranked = ranked.append(pd.Index(rerank, dtype="str"))
+        ranking = None
+        if events is not None and self.recommender is not None and len(ranked):
+            ranking = self.prepare_ranking(events, ranked, as_of)
         X_churn = X_channel = None
         churn = np.full(len(ids), np.nan)
         channel = np.full((len(ids), len(self.channels)), np.nan)
         if not ids:  # LightGBM's output for no rows has no class axis
             consent = np.zeros((0, len(self.channels)), bool)
-            return RowUpdate(ids, X_churn, X_channel, consent, churn, channel)
+            return RowUpdate(ids, X_churn, X_channel, consent, churn, channel, ranking)
         consent = _consent(table, self.channels)
         if self.churn_model is not None:
             X_churn = _rows(table, self.churn_model.features_)
@@ -262,9 +270,6 @@ class Scorer:
             X_channel = X_churn if same else _rows(table, self.channel_model.features_)
             raw = self.channel_model.predict_matrix(X_channel, num_threads=self.num_threads)
             channel = consented(raw, consent)
-        ranking = None
-        if events is not None and self.recommender is not None:
-            ranking = self.prepare_ranking(events, pd.Index(ids, dtype="str"), as_of)
         return RowUpdate(ids, X_churn, X_channel, consent, churn, channel, ranking)
 
     def prepare_ranking(

@@ -292,9 +292,15 @@ def test_old_rankings_are_let_go(home, stored):
     first = scorer.live_rankings[customers[0]]
     scorer.apply_rows(state.refresh(views(customers[1:], 2)).update)  # 1 of 8 left on it
     assert scorer.live_rankings[customers[0]] is first
-    scorer.apply_rows(state.refresh(views(["LIVE-OTHER"], 3)).update)  # ranked afresh
+    row_as_of = state.row_as_of[customers[0]]
+    refresh = state.refresh(views(["LIVE-OTHER"], 3))  # ranked afresh
+    scorer.apply_rows(refresh.update)
     alive = {id(r) for r in scorer.live_rankings.values()}
     assert id(first) not in alive and len(alive) == 2
+    # a new ranking, not a new row: nothing of theirs changed
+    assert customers[0] in refresh.update.ranking.codes
+    assert customers[0] not in refresh.rows.index
+    assert state.row_as_of[customers[0]] == row_as_of
     theirs = stored["everything"][stored["everything"]["customer_id"] == customers[0]]
     taken = pd.concat([theirs, views(customers, 1)[EVENTS.names]], ignore_index=True)
     assert_live_lists(scorer, taken, pd.Index([customers[0]]), state.clock)
