@@ -274,11 +274,14 @@ def test_folding_live_events_in_changes_no_row(home, stored):
 
 
 # issue 17: live rankings are kept per refresh; one that ranks few of its customers any
-# more has them ranked afresh, so old rankings do not pile up in memory
+# more is cut down to them, so old rankings do not pile up in memory
 def test_old_rankings_are_let_go(home, stored):
+    """A ranking most of whose customers have newer ones is cut down to the rest: their
+    lists stay what they were (as of their last events), and nothing is recomputed."""
     scorer, state, identity = fresh_state(home, stored)
     at = scorer.as_of + pd.Timedelta(hours=1)
-    customers = scorer.ids[:8].tolist()
+    customers = scorer.ids[:12].tolist()
+    left = [customers[3], customers[8]]  # not the first codes: the kept ones are renumbered
 
     def views(who: list[str], minute: int) -> pd.DataFrame:
         records = [
@@ -288,22 +291,28 @@ def test_old_rankings_are_let_go(home, stored):
         ]  # fmt: skip
         return live_batch(records, identity)
 
+    def lists() -> list:
+        asks = [{"k": 10}, {"k": 5, "channel": "app"}, {"k": 10, "channel": "email"}]
+        return [
+            (r.item.tolist(), r.score.tolist(), r.reason.tolist())
+            for c in left
+            for r in (scorer.recommend([c], **ask) for ask in asks)
+        ]
+
     scorer.apply_rows(state.refresh(views(customers, 1)).update)
-    first = scorer.live_rankings[customers[0]]
-    scorer.apply_rows(state.refresh(views(customers[1:], 2)).update)  # 1 of 8 left on it
-    assert scorer.live_rankings[customers[0]] is first
-    row_as_of = state.row_as_of[customers[0]]
-    refresh = state.refresh(views(["LIVE-OTHER"], 3))  # ranked afresh
+    first, first_clock = scorer.live_rankings[customers[0]], state.clock
+    before = lists()
+    refresh = state.refresh(views([c for c in customers if c not in left], 2))  # 2 of 12 left
     scorer.apply_rows(refresh.update)
-    alive = {id(r) for r in scorer.live_rankings.values()}
-    assert id(first) not in alive and len(alive) == 2
-    # a new ranking, not a new row: nothing of theirs changed
-    assert customers[0] in refresh.update.ranking.codes
-    assert customers[0] not in refresh.rows.index
-    assert state.row_as_of[customers[0]] == row_as_of
-    theirs = stored["everything"][stored["everything"]["customer_id"] == customers[0]]
-    taken = pd.concat([theirs, views(customers, 1)[EVENTS.names]], ignore_index=True)
-    assert_live_lists(scorer, taken, pd.Index([customers[0]]), state.clock)
+    kept = scorer.live_rankings[left[0]]
+    assert kept is not first and scorer.live_rankings[left[1]] is kept
+    assert kept.codes == {left[0]: 0, left[1]: 1} and kept.alive == 2
+    assert {id(r) for r in scorer.live_rankings.values()} == {id(kept), id(refresh.update.ranking)}
+    assert not set(left) & set(refresh.rows.index)  # nothing of theirs recomputed
+    assert lists() == before
+    theirs = stored["everything"][stored["everything"]["customer_id"].isin(left).to_numpy()]
+    taken = pd.concat([theirs, views(left, 1)[EVENTS.names]], ignore_index=True)
+    assert_live_lists(scorer, taken, pd.Index(left), first_clock)
 
 
 def test_taken_events_count_as_behind_until_applied(home, stored, tmp_path):

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from compare_scores import assert_same_lists
 
 from training.recs.als import ALSParams, fit_als, pair_scores, top_n
-from training.recs.candidates import Candidates, resolve_customers
+from training.recs.candidates import Candidates, CandidateTable, resolve_customers
 from training.recs.cutoff_state import StateParams, build_cutoff_state
 from training.recs.data import History
 from training.recs.interactions import bm25, event_weights, interaction_matrix
@@ -218,6 +218,36 @@ def test_pair_table_dense_lookups_equal_searched_ones(monkeypatch):
     )
     monkeypatch.setattr(tables, "DENSE_MAX_CELLS", 10)  # too many cells: searched instead
     assert copy._dense_column("count", 0.0) is None
+
+
+def test_subsets_of_pair_and_candidate_tables_keep_their_rows_renumbered():
+    """What a live ranking keeps of some customers (issue 17): each kept row's pairs and
+    candidates, under its position among the kept rows."""
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 40, 300), rng.integers(0, 25, 300)
+    table = PairTable.count(rows, cols, 25)
+    kept = np.sort(rng.choice(40, 9, replace=False))
+    part = table.of_rows(kept)
+    assert np.all(np.diff(part.keys) > 0)
+    grid = np.arange(25)
+    for new, old in enumerate(kept):
+        np.testing.assert_array_equal(
+            part.get("count", np.full(25, new), grid, 0.0),
+            table.get("count", np.full(25, old), grid, 0.0),
+        )
+    assert len(part) == np.isin(table.keys // 25, kept).sum()
+    counts = rng.integers(0, 5, 40)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    n = int(indptr[-1])
+    cand = CandidateTable(
+        indptr, rng.integers(0, 99, n), rng.integers(0, 8, n), rng.integers(-1, 50, n)
+    )
+    sub = cand.of_customers(kept)
+    for new, old in enumerate(kept):
+        mine = slice(sub.indptr[new], sub.indptr[new + 1])
+        theirs = slice(indptr[old], indptr[old + 1])
+        for name in ("item", "sources", "als_rank"):
+            np.testing.assert_array_equal(getattr(sub, name)[mine], getattr(cand, name)[theirs])
 
 
 def test_pair_table_and_top_per_row():

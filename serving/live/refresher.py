@@ -91,10 +91,9 @@ class RemoteState:
 
     def refresh(self, events: pd.DataFrame, also: pd.Index | None = None) -> Refresh:
         """Add live events and recompute the rows of the customers they touch (and of
-        ``also``), and the rankings of those whose old ranking the scorer let go, in the
-        process."""
+        ``also``), in the process."""
         try:
-            self._conn.send((events, also, self.scorer.take_rerank()))
+            self._conn.send((events, also))
         except (OSError, ValueError) as exc:
             raise self._gone() from exc
         return self._answer()
@@ -151,7 +150,7 @@ class RemoteState:
 
 def _serve(conn: Connection) -> None:
     """The process: read what to start from, build the state (answering with its first
-    refresh), then answer each ``(events, also, rerank)`` with their refresh (``"rebased"``:
+    refresh), then answer each ``(events, also)`` with their refresh (``"rebased"``:
     every changed customer's) until ``None`` or the worker is gone."""
     from threadpoolctl import threadpool_limits
 

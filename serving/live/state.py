@@ -116,17 +116,9 @@ class LiveState:
         compacted after it was built): their snapshot rows are stale."""
         return self.stored.customers_since(self.snapshot_as_of)
 
-    def refresh(
-        self,
-        events: pd.DataFrame,
-        also: pd.Index | None = None,
-        rerank: pd.Index | None = None,
-    ) -> Refresh:
+    def refresh(self, events: pd.DataFrame, also: pd.Index | None = None) -> Refresh:
         """Add live events (customer ids resolved, ``event_id`` set) and recompute the
-        rows of every customer they touch (and of ``also``) as of the advanced clock.
-        ``rerank`` (and the scorer's own, :meth:`Scorer.take_rerank`): customers whose
-        old ranking is let go get a new one, but keep their rows (nothing of theirs
-        changed; recomputing them was a sixth of a round under a steady ingest)."""
+        rows of every customer they touch (and of ``also``) as of the advanced clock."""
         t0 = time.perf_counter()
         events = events[~self.known(events["event_id"])]
         events = events[events["customer_id"].notna().to_numpy()]
@@ -139,19 +131,12 @@ class LiveState:
         if also is not None:
             touched = touched.union(also)
         touched = touched.difference(gone)
-        own = self.scorer.take_rerank()  # live customers whose old ranking is let go
-        rerank = own if rerank is None else rerank.union(own)
-        rerank = rerank.difference(touched).difference(gone)
         if len(self.live) > max(FOLD_AT, len(self.stored) // 10):
             self.fold_live()
-        ranked_events = self.events_of(touched.union(rerank))
-        touched_events = ranked_events
-        if len(rerank):
-            ids = set(touched.tolist())
-            touched_events = ranked_events[in_set(ranked_events["customer_id"], ids)]
+        touched_events = self.events_of(touched)
         rows = self.rows_of(touched, self.clock, touched_events)
         self.row_as_of.update(dict.fromkeys(rows.index.astype("str").tolist(), self.clock))
-        update = self.scorer.prepare_rows(rows, ranked_events, self.clock, rerank)
+        update = self.scorer.prepare_rows(rows, touched_events, self.clock)
         update.removed = gone.tolist()
         return Refresh(rows, update, self.clock, len(events), time.perf_counter() - t0)
 

@@ -306,6 +306,16 @@ class CandidateTable:
     sources: np.ndarray  # uint8
     als_rank: np.ndarray  # int16
 
+    def of_customers(self, codes: np.ndarray) -> CandidateTable:
+        """The candidates of customers ``codes`` alone, numbered 0 .. len(codes) - 1 in
+        that order."""
+        lo = self.indptr[codes]
+        counts = self.indptr[codes + 1] - lo
+        indptr = np.zeros(len(codes) + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        rows = np.repeat(lo - indptr[:-1], counts) + np.arange(indptr[-1])
+        return CandidateTable(indptr, self.item[rows], self.sources[rows], self.als_rank[rows])
+
     @classmethod
     def build(
         cls,

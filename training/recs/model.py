@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,7 @@ from training.recs.cutoff_state import (
 from training.recs.data import PURCHASE, Catalogue, History
 from training.recs.ranker import RankingData, fit_ranker, ranking_data
 from training.recs.ranker_features import FEATURES, feature_matrix
+from training.recs.tables import PairTable, positions_in
 
 
 def default_cutoff(history: History) -> pd.Timestamp:
@@ -79,6 +80,31 @@ class CustomerUpdate:
     t: int
     folded_at: np.ndarray | None = None  # customers whose factors were folded in from
     folded: np.ndarray | None = None  # their own events (new, or moved since: issue 17)
+
+    def of_customers(self, codes: np.ndarray) -> CustomerUpdate:
+        """The parts of customers ``codes`` (sorted, distinct) alone, numbered 0 ..
+        len(codes) - 1 in that order, as of the same ``t``: what a live ranking most of
+        whose customers have newer ones keeps of the rest (issue 17)."""
+        parts = {
+            name: value.of_rows(codes) if isinstance(value, PairTable) else value[codes]
+            for name, value in self.parts.items()
+        }
+        cat = self.catalogue
+        catalogue = replace(
+            cat, customer_ids=cat.customer_ids[codes], home_store=cat.home_store[codes]
+        )
+        folded_at, folded = self.folded_at, self.folded
+        if folded_at is not None:
+            at, kept = positions_in(codes, folded_at)
+            folded_at, folded = at[kept].astype(folded_at.dtype), folded[kept]
+        return replace(
+            self,
+            parts=parts,
+            catalogue=catalogue,
+            factor_rows=self.factor_rows[codes],
+            folded_at=folded_at,
+            folded=folded,
+        )
 
 
 class Recommender(BaseRecommender):

@@ -19,6 +19,15 @@ DENSE_MAX_CELLS = 32_000_000
 """Largest rows x columns given a dense copy (128 MB of float32)."""
 
 
+def positions_in(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position of each of ``values`` in ``sorted_values``, whether it is there)."""
+    at = np.searchsorted(sorted_values, values)
+    found = np.zeros(len(values), bool)
+    inside = at < len(sorted_values)
+    found[inside] = sorted_values[at[inside]] == values[inside]
+    return at, found
+
+
 @dataclass
 class PairTable:
     """Sorted distinct pair keys with aligned value columns."""
@@ -50,6 +59,13 @@ class PairTable:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def of_rows(self, rows: np.ndarray) -> PairTable:
+        """The pairs of table rows ``rows`` (sorted, distinct) alone, those rows numbered
+        0 .. len(rows) - 1 in that order (the keys stay sorted)."""
+        at, keep = positions_in(rows, self.keys // self.n_cols)
+        keys = at[keep].astype(np.int64) * self.n_cols + self.keys[keep] % self.n_cols
+        return PairTable(keys, self.n_cols, {n: v[keep] for n, v in self.columns.items()})
 
     def find(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Position of each (row, col) pair in the table, -1 when absent or row < 0."""
