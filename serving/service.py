@@ -86,7 +86,7 @@ APPLY_EVERY_S = 0.25
 every customer touched since the last). A round starts as soon as events come in once
 this long has passed since the last one started: waiting out a whole period after a
 round that found nothing left the refresh process idle half the time under a steady
-ingest (3,800 events/s taken on 2 cores; 5,200 starting at once, issue 17)."""
+ingest (3,800 events/s taken on 2 cores; 5,115 starting at once, issue 17)."""
 SNAPSHOT_CHECK_S = 5.0
 """How often the service looks for a newer snapshot (``LATEST``) to switch to."""
 SEAL_EVERY_S = 60.0
