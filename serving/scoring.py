@@ -21,7 +21,13 @@ import pyarrow as pa
 from features.contract.consent import consent_mask, consented
 from features.contract.schema import CHANNELS, CONSENT_COLUMNS
 from serving.online import OnlineSnapshot
-from serving.ranked_lists import PERSONAL_PARTS, PopularLists, RankedLists, stored_lists_usable
+from serving.ranked_lists import (
+    PERSONAL_PARTS,
+    PopularLists,
+    RankedLists,
+    allowed_top,
+    stored_lists_usable,
+)
 from serving.rules import (
     CatalogueIndex,
     ItemRules,
@@ -69,11 +75,12 @@ class LiveRanking:
     codes: dict[str, int]  # customer id -> code in ``recommender``
     alive: int = 0  # of those customers, how many it still ranks (later ones took the rest)
     customers: Any = None  # their parts (``training.recs.model.CustomerUpdate``)
+    lists: dict = field(default_factory=dict)  # (code, channel, store) -> a ranked list
 
     def portable(self) -> LiveRanking:
         """This ranking without its recommender, which shares the snapshot's product parts
         (to send between processes: the receiving Scorer rebuilds it from ``customers``)."""
-        return replace(self, recommender=None)
+        return replace(self, recommender=None, lists={})
 
 
 class SnapshotCodes:
@@ -429,6 +436,10 @@ class Scorer:
                 codes = self._rec_codes(ids)
             ranker = (self.recommender, self.personal)
             return self._ranked(ranker, codes, k, rules, store, channel)
+        if len(ids) == 1:  # one customer live events touched
+            listed = self._live_listed(rankings[0][0], ids[0], k, rules, store, channel)
+            if listed is not None:
+                return listed
         parts = []
         for ranking, at in rankings:
             if ranking is None:
@@ -480,6 +491,42 @@ class Scorer:
         n = len(item)
         rows = np.arange(n)
         return Recommendations(rows * 0, item, score, reason, rows, np.array([code < 0]))
+
+    def _live_listed(
+        self,
+        ranking: LiveRanking,
+        customer: str,
+        k: int,
+        rules: ItemRules,
+        store: int,
+        channel: int,
+    ) -> Recommendations | None:
+        """A live customer's rows read from their list in this context, as
+        :meth:`_listed` reads the snapshot's: ranked in full (as deep as the snapshot's
+        lists, unfiltered) on the first request and kept in ``ranking`` until a refresh
+        of theirs replaces it. None when the request needs the full path. A customer's
+        requests between two of their events (several placements of a page, the next
+        page) then cost a lookup instead of ~0.8 ms each."""
+        code = ranking.codes[customer]
+        if self.lists is None or not ranking.recommender.state_.active[code]:
+            return None
+        if rules.allow_nothing(self.index):
+            return replace(_NO_RECOMMENDATIONS, cold_start=np.array([False]))
+        depth = self.lists.depth
+        key = (code, channel, store)
+        ranked = ranking.lists.get(key)
+        if ranked is None:
+            ranker = (ranking.recommender, ranking.personal)
+            one = np.array([code], np.int32)
+            rows = self._ranked(ranker, one, depth, NO_RULES, store, channel)
+            ranked = ranking.lists[key] = (rows.item, rows.score, rows.reason)
+        allows = functools.partial(rules.allows, self.index) if rules.filters else None
+        hit = allowed_top(*ranked, allows, k, complete=len(ranked[0]) < depth)
+        if hit is None:
+            return None
+        item, score, reason = hit
+        rows = np.arange(len(item))
+        return Recommendations(rows * 0, item, score, reason, rows, np.array([False]))
 
     def _ranked(
         self, ranker: tuple, codes: np.ndarray, k: int, rules: ItemRules, store: int, channel: int
@@ -558,6 +605,8 @@ class Scorer:
 
 
 _REASONS = pa.array(list(REASONS), pa.string())
+NO_RULES = ItemRules()
+"""Rules that leave nothing out: what a list is ranked under before a request filters it."""
 _EMPTY = np.zeros(0, np.int64)
 _NO_RECOMMENDATIONS = Recommendations(
     _EMPTY, _EMPTY, np.zeros(0, np.float32), _EMPTY, _EMPTY, np.zeros(0, bool)
