@@ -519,7 +519,9 @@ class Scorer:
             ranker = (ranking.recommender, ranking.personal)
             one = np.array([code], np.int32)
             rows = self._ranked(ranker, one, depth, NO_RULES, store, channel)
-            ranked = ranking.lists[key] = (rows.item, rows.score, rows.reason)
+            item = rows.item.astype(np.int32, copy=False)
+            ranked = (item, rows.score, rows.reason.astype(np.int8, copy=False))
+            ranking.lists[key] = ranked  # ~0.5 KB: kept for the customer's next requests
         allows = functools.partial(rules.allows, self.index) if rules.filters else None
         hit = allowed_top(*ranked, allows, k, complete=len(ranked[0]) < depth)
         if hit is None:
