@@ -16,6 +16,9 @@ worker, live events on, the journal on local disk). Each repeat, in this order:
   ``/recommend`` at one connection: accepted events/s and /recommend p50 / p99;
 - the same with ``/recommend`` paced at 100 requests a second (a reading load that leaves
   the worker time to ingest), reported apart;
+- the same with each random customer read three times back to back (a page's placements,
+  or the next page), the second and third reads reported: what a live customer's kept
+  list answers (their first read ranks them in full);
 - visible (during each ingest too, after its rates are taken): single product views of
   customers the service does not know yet, each followed by ``/recommend`` polls every
   5 ms until the list is personal (no longer cold start): the time from the 2xx of
@@ -117,6 +120,29 @@ def recommend_latencies(
         answer = session.post(f"{url}/recommend", json=body, timeout=TIMEOUT)
         out.append((time.perf_counter() - t0) * 1000)
         assert answer.status_code == 200, answer.text
+    return out
+
+
+def repeat_latencies(
+    url: str,
+    customers: list[str],
+    stop: threading.Event,
+    rate: float | None = None,
+    out: list[float] | None = None,
+) -> list[float]:
+    """/recommend latencies (ms) of a customer's second and third request, each random
+    customer asked three times back to back (a page with three placements, or the next
+    page): what their kept list answers during an ingest (``rate``: unused)."""
+    session, rng = requests.Session(), np.random.default_rng(2)
+    out = [] if out is None else out
+    while not stop.is_set():
+        body = {"customer_id": customers[rng.integers(len(customers))], "k": 10}
+        for n in range(3):
+            t0 = time.perf_counter()
+            answer = session.post(f"{url}/recommend", json=body, timeout=TIMEOUT)
+            if n:
+                out.append((time.perf_counter() - t0) * 1000)
+            assert answer.status_code == 200, answer.text
     return out
 
 
@@ -230,30 +256,30 @@ def ingest_while_reading(
     duration: float,
     tag: str,
     read_rate: float | None,
+    read=recommend_latencies,
+    visible: bool = True,
 ) -> dict:
-    """One client ingesting (its own process) and one reading /recommend (back to back
-    or at ``read_rate``): the ingest rate and read latencies over ``duration``, then,
-    while both go on, event-to-visible probes (reported apart: their polling is load of
-    its own)."""
+    """One client ingesting (its own process) and one reading /recommend (``read``: back
+    to back or at ``read_rate``): the ingest rate and read latencies over ``duration``,
+    then, while both go on, event-to-visible probes (reported apart: their polling is
+    load of its own; ``visible`` False: none)."""
     client = IngestClient(url, customers, products, f"i{tag}", duration + 60)
     stop, reads = threading.Event(), []
-    reader = threading.Thread(
-        target=recommend_latencies, args=(url, customers, stop, read_rate, reads)
-    )
+    reader = threading.Thread(target=read, args=(url, customers, stop, read_rate, reads))
     client.start()
     reader.start()
     time.sleep(duration)
     n_reads = len(reads)
-    during = visible_latencies(url, 50, f"d{tag}", products)
+    during = visible_latencies(url, 50, f"d{tag}", products) if visible else []
     stop.set()
     progress = client.stop()
     reader.join()
     measured = [p for p in progress if p[0] <= duration] or progress[:1]
-    return {
+    result = {
         "ingest_events_per_s": measured[-1][1] / measured[-1][0],
         "ingest_recommend": percentiles(reads[:n_reads]),
-        "visible_during_ingest": percentiles(during),
     }
+    return result | ({"visible_during_ingest": percentiles(during)} if visible else {})
 
 
 def one_repeat(source: Path, duration: float, r: int) -> dict:
@@ -286,6 +312,10 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
                 url, customers, products, duration, f"{name}{r}", read_rate
             )
             result |= {f"{name}{k}": v for k, v in measured.items()}
+        measured = ingest_while_reading(
+            url, customers, products, duration, f"repeat_{r}", None, repeat_latencies, False
+        )
+        result |= {f"repeat_{k}": v for k, v in measured.items()}
         result["rss_mb_after_ingest"] = rss_mb(proc)
     finally:
         proc.terminate()
@@ -317,8 +347,11 @@ def main() -> None:
     print(f"| ingest while /recommend is called back to back, events/s | {rate:,.0f} |")
     paced = med("paced_ingest_events_per_s")
     print(f"| ingest while /recommend is called {PACED_READS:.0f} times a second | {paced:,.0f} |")
+    again = med("repeat_ingest_events_per_s")
+    print(f"| ingest while customers are read three times in a row, events/s | {again:,.0f} |")
     for name in (
         "quiet_recommend", "ingest_recommend", "paced_ingest_recommend",
+        "repeat_ingest_recommend",
         "visible_quiet", "visible_during_ingest", "paced_visible_during_ingest",
     ):  # fmt: skip
         print(f"| {name} p50 / p99 ms | {med(name, 'p50_ms'):.1f} / {med(name, 'p99_ms'):.1f} |")
@@ -327,8 +360,11 @@ def main() -> None:
         at_start, after = med("rss_mb_at_start", role), med("rss_mb_after_ingest", role)
         print(f"| {role} process memory at start / after the ingest, MB ({n}) | "
               f"{at_start:,.0f} / {after:,.0f} |")  # fmt: skip
-    ratio = med("ingest_recommend", "p50_ms") / med("quiet_recommend", "p50_ms")
+    quiet = med("quiet_recommend", "p50_ms")
+    ratio = med("ingest_recommend", "p50_ms") / quiet
     print(f"| /recommend p50 during ingest / quiet | {ratio:.2f}x |")
+    ratio = med("repeat_ingest_recommend", "p50_ms") / quiet
+    print(f"| /recommend p50 of repeat reads during ingest / quiet | {ratio:.2f}x |")
     save("live", {"runs": runs, "batch": BATCH, "duration_s": args.duration})
 
 
