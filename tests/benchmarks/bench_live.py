@@ -32,6 +32,7 @@ the load average is printed beside the numbers. Results: bench_results/live.json
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import shutil
@@ -106,9 +107,12 @@ def recommend_latencies(
     stop: threading.Event,
     rate: float | None = None,
     out: list[float] | None = None,
+    times: int = 1,
 ) -> list[float]:
     """/recommend latencies (ms) until ``stop``, appended to ``out`` as they come: back to
-    back, or ``rate`` requests a second."""
+    back, or ``rate`` requests a second. ``times`` > 1: each random customer is asked
+    that many times back to back (a page's placements, or the next page) and only the
+    repeats are recorded: what a live customer's kept list answers."""
     session, rng = requests.Session(), np.random.default_rng(1)
     out = [] if out is None else out
     start = time.perf_counter()
@@ -116,31 +120,10 @@ def recommend_latencies(
         if rate:  # the n-th request goes out at n / rate seconds
             time.sleep(max(0.0, len(out) / rate - (time.perf_counter() - start)))
         body = {"customer_id": customers[rng.integers(len(customers))], "k": 10}
-        t0 = time.perf_counter()
-        answer = session.post(f"{url}/recommend", json=body, timeout=TIMEOUT)
-        out.append((time.perf_counter() - t0) * 1000)
-        assert answer.status_code == 200, answer.text
-    return out
-
-
-def repeat_latencies(
-    url: str,
-    customers: list[str],
-    stop: threading.Event,
-    rate: float | None = None,
-    out: list[float] | None = None,
-) -> list[float]:
-    """/recommend latencies (ms) of a customer's second and third request, each random
-    customer asked three times back to back (a page with three placements, or the next
-    page): what their kept list answers during an ingest (``rate``: unused)."""
-    session, rng = requests.Session(), np.random.default_rng(2)
-    out = [] if out is None else out
-    while not stop.is_set():
-        body = {"customer_id": customers[rng.integers(len(customers))], "k": 10}
-        for n in range(3):
+        for n in range(times):
             t0 = time.perf_counter()
             answer = session.post(f"{url}/recommend", json=body, timeout=TIMEOUT)
-            if n:
+            if n or times == 1:
                 out.append((time.perf_counter() - t0) * 1000)
             assert answer.status_code == 200, answer.text
     return out
@@ -312,8 +295,9 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
                 url, customers, products, duration, f"{name}{r}", read_rate
             )
             result |= {f"{name}{k}": v for k, v in measured.items()}
+        reads = functools.partial(recommend_latencies, times=3)
         measured = ingest_while_reading(
-            url, customers, products, duration, f"repeat_{r}", None, repeat_latencies, False
+            url, customers, products, duration, f"repeat_{r}", None, reads, False
         )
         result |= {f"repeat_{k}": v for k, v in measured.items()}
         result["rss_mb_after_ingest"] = rss_mb(proc)
