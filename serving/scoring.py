@@ -478,19 +478,14 @@ class Scorer:
         if rules.allow_nothing(self.index):  # the full path's answer: no rows
             warm = code >= 0 and bool(self.recommender.state_.active[code])
             return replace(_NO_RECOMMENDATIONS, cold_start=np.array([not warm]))
-        allows = functools.partial(rules.allows, self.index) if rules.filters else None
+        allows = self._allows(rules)
         if code < 0:
             hit = self.popular.lookup(store, channel, allows, k)
         elif self.recommender.state_.active[code]:
             hit = self.lists.lookup(code, channel, store, allows, k)
         else:  # known but inactive: their home store's popularity, ranked in full
             return None
-        if hit is None:
-            return None
-        item, score, reason = hit
-        n = len(item)
-        rows = np.arange(n)
-        return Recommendations(rows * 0, item, score, reason, rows, np.array([code < 0]))
+        return _one_customer(hit, cold=code < 0)
 
     def _live_listed(
         self,
@@ -522,13 +517,12 @@ class Scorer:
             item = rows.item.astype(np.int32, copy=False)
             ranked = (item, rows.score, rows.reason.astype(np.int8, copy=False))
             ranking.lists[key] = ranked  # ~0.5 KB: kept for the customer's next requests
-        allows = functools.partial(rules.allows, self.index) if rules.filters else None
-        hit = allowed_top(*ranked, allows, k, complete=len(ranked[0]) < depth)
-        if hit is None:
-            return None
-        item, score, reason = hit
-        rows = np.arange(len(item))
-        return Recommendations(rows * 0, item, score, reason, rows, np.array([False]))
+        hit = allowed_top(*ranked, self._allows(rules), k, complete=len(ranked[0]) < depth)
+        return _one_customer(hit, cold=False)
+
+    def _allows(self, rules: ItemRules):
+        """The request's filter over item codes for a list lookup (None: no filter)."""
+        return functools.partial(rules.allows, self.index) if rules.filters else None
 
     def _ranked(
         self, ranker: tuple, codes: np.ndarray, k: int, rules: ItemRules, store: int, channel: int
@@ -613,6 +607,15 @@ _EMPTY = np.zeros(0, np.int64)
 _NO_RECOMMENDATIONS = Recommendations(
     _EMPTY, _EMPTY, np.zeros(0, np.float32), _EMPTY, _EMPTY, np.zeros(0, bool)
 )
+
+
+def _one_customer(hit: tuple | None, cold: bool) -> Recommendations | None:
+    """One customer's rows from a list lookup's (items, scores, reasons); None: no hit."""
+    if hit is None:
+        return None
+    item, score, reason = hit
+    rows = np.arange(len(item))
+    return Recommendations(rows * 0, item, score, reason, rows, np.array([cold]))
 
 
 def _merged(parts: list[tuple[np.ndarray, Recommendations]], n: int) -> Recommendations:

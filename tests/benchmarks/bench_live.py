@@ -32,7 +32,6 @@ the load average is printed beside the numbers. Results: bench_results/live.json
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import multiprocessing
 import shutil
@@ -239,16 +238,17 @@ def ingest_while_reading(
     duration: float,
     tag: str,
     read_rate: float | None,
-    read=recommend_latencies,
+    times: int = 1,
     visible: bool = True,
 ) -> dict:
-    """One client ingesting (its own process) and one reading /recommend (``read``: back
-    to back or at ``read_rate``): the ingest rate and read latencies over ``duration``,
-    then, while both go on, event-to-visible probes (reported apart: their polling is
-    load of its own; ``visible`` False: none)."""
+    """One client ingesting (its own process) and one reading /recommend (back to back or
+    at ``read_rate``; ``times``: see :func:`recommend_latencies`): the ingest rate and
+    read latencies over ``duration``, then, while both go on, event-to-visible probes
+    (reported apart: their polling is load of its own; ``visible`` False: none)."""
     client = IngestClient(url, customers, products, f"i{tag}", duration + 60)
     stop, reads = threading.Event(), []
-    reader = threading.Thread(target=read, args=(url, customers, stop, read_rate, reads))
+    args = (url, customers, stop, read_rate, reads, times)
+    reader = threading.Thread(target=recommend_latencies, args=args)
     client.start()
     reader.start()
     time.sleep(duration)
@@ -295,9 +295,8 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
                 url, customers, products, duration, f"{name}{r}", read_rate
             )
             result |= {f"{name}{k}": v for k, v in measured.items()}
-        reads = functools.partial(recommend_latencies, times=3)
         measured = ingest_while_reading(
-            url, customers, products, duration, f"repeat_{r}", None, reads, False
+            url, customers, products, duration, f"repeat_{r}", None, times=3, visible=False
         )
         result |= {f"repeat_{k}": v for k, v in measured.items()}
         result["rss_mb_after_ingest"] = rss_mb(proc)
