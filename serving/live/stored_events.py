@@ -89,6 +89,7 @@ class StoredEvents:
         order = np.argsort(cust, kind="stable")  # stable: each run keeps the read order
         cust = cust[order]
         self.ids = ids.to_numpy(dtype=object)
+        self._id_values = pa.array(self.ids, pa.string())  # a refresh's ids by one take
         self.starts = np.flatnonzero(np.r_[True, cust[1:] != cust[:-1]]) if len(cust) else cust
         self.ends = np.append(self.starts[1:], len(cust)).astype(np.int64)
         self.starts = self.starts.astype(np.int64)
@@ -138,8 +139,10 @@ class StoredEvents:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the arrays, event ids included (the customer ids' strings left out)."""
+        """Bytes of the arrays, event ids and the customer ids' Arrow copy included (their
+        Python strings left out)."""
         arrays = [self.starts, self.ends, self._ts, *self._codes.values(), *self._values.values()]
+        arrays.append(self._id_values)
         return sum(a.nbytes for a in arrays) + 8 * len(self.ids) + self.event_ids.nbytes
 
     def with_events(self, events: pd.DataFrame) -> StoredEvents:
@@ -165,13 +168,13 @@ class StoredEvents:
         starts, ends = self.starts[runs], self.ends[runs]
         lengths = ends - starts  # each customer's rows are one run of the sorted events
         rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        return self._frame(rows, np.repeat(self.ids[runs], lengths))
+        return self._frame(rows, np.repeat(runs, lengths))
 
-    def _frame(self, rows: np.ndarray, customer_ids: np.ndarray) -> pd.DataFrame:
-        """Rows ``rows`` decoded (their customer ids given)."""
+    def _frame(self, rows: np.ndarray, runs: np.ndarray) -> pd.DataFrame:
+        """Rows ``rows`` decoded (``runs``: each row's customer, a position in ``ids``)."""
         ts = self._ts[rows].astype(np.int64) * self._ts_step + self._ts_base
         out = {
-            "customer_id": pd.Series(customer_ids, dtype="str"),
+            "customer_id": pd.Series(self._id_values.take(runs), dtype="str"),
             "ts": pd.Series(ts.view("datetime64[us]")).dt.tz_localize("UTC"),
         }
         for name, allowed in CATEGORIES.items():

@@ -6,6 +6,7 @@ Only the factor arrays are kept after fitting. Pair scores are a plain dot produ
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,17 +24,33 @@ class ALSParams:
     num_threads: int = 2
 
 
+def one_blas_thread():
+    """A context in which BLAS runs on one thread (implicit parallelises itself, and the
+    live loop's calls are small). One threadpoolctl controller per process: making one
+    scans every loaded library (~2 ms), and a live refresh limits twice a round. Made
+    on first use, after implicit and its BLAS are loaded."""
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
+@functools.cache
+def _blas_controller():
+    import implicit.cpu.als  # the BLAS implicit calls, loaded before the scan
+    import implicit.cpu.topk  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def fit_als(
     user_items: sp.csr_matrix, params: ALSParams, random_state: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """User and item factors (float32) of implicit's CPU ALS on a customers x products
     CSR matrix, with BLAS limited to one thread (implicit parallelises itself)."""
     from implicit.cpu.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
 
     if user_items.dtype != np.float32 or not sp.isspmatrix_csr(user_items):
         user_items = sp.csr_matrix(user_items, dtype=np.float32)
-    with threadpool_limits(1, "blas"):  # implicit checks BLAS threads when constructed
+    with one_blas_thread():  # implicit checks BLAS threads when constructed
         model = AlternatingLeastSquares(
             factors=params.factors,
             regularization=params.regularization,
@@ -55,9 +72,8 @@ def fold_in(item_factors: np.ndarray, weighted: sp.csr_matrix, params: ALSParams
     factors held fixed: implicit's ``recalculate_user``, one least-squares solve per
     customer (what its ``recommend(..., recalculate_user=True)`` runs)."""
     from implicit.cpu.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1, "blas"):
+    with one_blas_thread():
         model = AlternatingLeastSquares(
             factors=item_factors.shape[1],
             regularization=params.regularization,
@@ -119,12 +135,11 @@ def top_n(
     real-time calls run this same code; their scores agree within float32 rounding (a
     BLAS product rounds a user's scores by the shape of the block the user is in)."""
     from implicit.cpu.topk import topk
-    from threadpoolctl import threadpool_limits
 
     n = min(n, item_factors.shape[0])
     if n == 0 or len(users) == 0:
         return np.full((len(users), n), -1, np.int32), np.full((len(users), n), -np.inf, np.float32)
-    with threadpool_limits(1, "blas"):
+    with one_blas_thread():
         items, scores = topk(
             item_factors,
             user_factors[users],
