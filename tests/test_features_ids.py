@@ -193,3 +193,17 @@ def test_a_hash_collision_falls_back_to_the_exact_dictionary(monkeypatch):
     values = pd.Series(["bb", "a", None, "bb", "ccc"], dtype="str")
     assert ids._hashed([ids._as_arrow(values)], sort=True) is None
     _check(values)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "C01", "C02", ""]))),
+    wanted=st.lists(st.one_of(st.none(), st.sampled_from(["a", "C01", "C02", "zz"]))),
+)
+def test_is_in_agrees_with_pandas_isin(values, wanted):
+    """Issue 17: ``is_in`` (a hash lookup) answers what pandas' slow ``isin`` of Arrow
+    strings answers, missing values and repeated wanted values included."""
+    index = pd.Index(values, dtype="str")
+    expected = index.isin(pd.Index(wanted, dtype="str")).tolist()
+    assert ids.is_in(index, pd.Index(wanted, dtype="str")).tolist() == expected
+    assert ids.is_in(pd.Series(values, dtype="str"), wanted).tolist() == expected

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from features.ids import is_in
 from features.settings import Settings
 from serving.journeys.spec import ContactPolicy, Journey, JourneyError
 
@@ -151,7 +152,7 @@ class LiveJourneys:
                 self.events = pl.concat([self.events, new], how="vertical")
                 self.events_noted += len(events)
             if len(rows):
-                keep = self.rows[~self.rows.index.isin(rows.index)]
+                keep = self.rows[~is_in(self.rows.index, rows.index)]
                 self.rows = pd.concat([keep, rows]) if len(keep) else rows
                 self.touched.update(rows.index.astype(str))
             self.clock = max(self.clock, clock)
@@ -272,7 +273,7 @@ def within_share(
 
 def _features(scorer, rows: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
     """Fresh rows where events touched the customer, the snapshot's otherwise."""
-    fresh = rows[rows.index.isin(ids)]
+    fresh = rows[is_in(rows.index, ids)]
     stored = scorer.snapshot.features
     rest = ids.difference(fresh.index).intersection(stored.index)
     return pd.concat([fresh, stored.loc[rest]]) if len(rest) else fresh

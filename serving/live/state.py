@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.customer_features import build_customer_features
+from features.ids import is_in
 from features.registry import DEFAULT_WINDOWS
 from features.store.parts import RAW_CUSTOMER_ID
 from serving.live.identity import OnlineIdentity
@@ -210,7 +211,7 @@ class LiveState:
         if events is None:
             events = self.events_of(customer_ids)
         rows = build_customer_features(events, customers.reset_index(drop=True), as_of)
-        return rows[rows.index.isin(customer_ids)]
+        return rows[is_in(rows.index, customer_ids)]
 
 
 def window_start(as_of: pd.Timestamp) -> pd.Timestamp:
