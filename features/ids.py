@@ -45,8 +45,8 @@ def factorize(
     is the ``i``-th smallest id, whatever the row order. ``uniques=False`` skips
     building the index of distinct ids (returned as None) when only groups matter.
     """
-    if len(columns) == 1 and isinstance(getattr(columns[0], "dtype", None), pd.CategoricalDtype):
-        return _from_categorical(columns[0], sort)
+    if any(_is_categorical(c) for c in columns):
+        return _via_categories(columns, sort, uniques)
     arrays = [_as_arrow(c) for c in columns]
     numbered = _Numbered.parse(arrays)
     if numbered is not None:
@@ -240,14 +240,40 @@ def _dictionary_encoded(
     return [codes[a:b] for a, b in itertools.pairwise(bounds)], index
 
 
-def _from_categorical(col: pd.Series, sort: bool) -> tuple[list[np.ndarray], pd.Index]:
-    codes = col.cat.codes.to_numpy().astype(np.int32)
-    cats = pd.Index(col.cat.categories.astype(STR))
-    if sort and not cats.is_monotonic_increasing:
-        order = np.argsort(cats.to_numpy(dtype=object), kind="stable")
-        codes = np.where(codes >= 0, _rank(order)[np.maximum(codes, 0)], -1).astype(np.int32)
-        cats = cats[order]
-    return [codes], cats
+def _is_categorical(col: Any) -> bool:
+    return isinstance(getattr(col, "dtype", None), pd.CategoricalDtype)
+
+
+def _via_categories(
+    columns: tuple, sort: bool, uniques: bool
+) -> tuple[list[np.ndarray], pd.Index | None]:
+    """:func:`factorize` with categorical columns among ``columns``: each one's categories
+    that its rows use are factorized with the other columns, then its codes mapped. A
+    categorical column costs its distinct values, not its rows (the live refresh's
+    events come out of the online state as categoricals), and its unused categories
+    are not ids, as they are not in a column of strings."""
+    parts, used = [], []
+    for col in columns:
+        if not _is_categorical(col):
+            parts.append(col)
+            used.append(None)
+            continue
+        codes = col.cat.codes.to_numpy()
+        present = np.zeros(len(col.cat.categories), dtype=bool)
+        present[codes[codes >= 0]] = True
+        at = np.flatnonzero(present)
+        parts.append(pd.Series(col.cat.categories[at].astype(STR)))
+        used.append((codes, at, len(present)))
+    part_codes, index = factorize(*parts, sort=sort, uniques=uniques)
+    out = []
+    for codes, how in zip(part_codes, used, strict=True):
+        if how is not None:
+            row_codes, at, n = how
+            lookup = np.full(n + 1, -1, dtype=np.int32)  # the last entry: a missing row
+            lookup[at] = codes
+            codes = lookup[np.where(row_codes >= 0, row_codes, n)]
+        out.append(codes)
+    return out, index
 
 
 def _rank(order: np.ndarray) -> np.ndarray:

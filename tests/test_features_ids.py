@@ -49,10 +49,32 @@ def test_several_columns_share_codes():
 
 
 def test_categorical_uses_its_codes_sorted():
+    """A categorical column's ids are the categories its rows use, as in a column of
+    the same strings (issue 17: the live state's events come out as categoricals)."""
     col = pd.Series(pd.Categorical(["b", "a", None, "b"], categories=["b", "a", "z"]))
     (codes,), uniques = factorize(col)
-    assert list(uniques) == ["a", "b", "z"]
+    assert list(uniques) == ["a", "b"]
     assert codes.tolist() == [1, 0, -1, 1]
+    assert factorize(col, sort=False, uniques=False)[0][0].tolist()[2] == -1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    first=st.lists(st.one_of(st.none(), st.sampled_from(["C01", "C02", "C10", "x", "é"]))),
+    second=st.lists(st.one_of(st.none(), st.sampled_from(["C02", "C03", "x"]))),
+    unused=st.lists(st.sampled_from(["C99", "zz", "C00"]), unique=True),
+)
+def test_categorical_columns_share_codes_with_strings(first, second, unused):
+    """Categorical and string columns together give what the same strings give."""
+    categories = sorted({v for v in first if v is not None} | set(unused), reverse=True)
+    as_categories = pd.Series(pd.Categorical(first, categories=categories))
+    strings = pd.Series(second, dtype="str")
+    codes, uniques = factorize(as_categories, strings)
+    expected_codes, expected = factorize(pd.Series(first, dtype="str"), strings)
+    assert list(uniques) == list(expected)
+    for got, want in zip(codes, expected_codes, strict=True):
+        assert got.dtype == np.int32
+        assert got.tolist() == want.tolist()
 
 
 @settings(max_examples=60, deadline=None)

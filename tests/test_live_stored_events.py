@@ -9,7 +9,7 @@ import pytest
 
 from features.contract.schema import CHANNELS, EVENT_TYPES, with_every_column
 from serving.live.id_set import EventIdSet, fingerprints
-from serving.live.stored_events import StoredEvents
+from serving.live.stored_events import AS_CATEGORIES, StoredEvents
 from training.recs.data import BUILDER_COLUMNS
 
 
@@ -51,15 +51,24 @@ def by_customer(frame: pd.DataFrame) -> pd.DataFrame:
     return out[list(BUILDER_COLUMNS)]
 
 
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """A refresh's events with their categorical ids as the text a store read gives."""
+    out = frame.copy()
+    for name in ("customer_id", *AS_CATEGORIES):
+        assert isinstance(out[name].dtype, pd.CategoricalDtype)
+        out[name] = out[name].astype("str")
+    return out
+
+
 @pytest.mark.parametrize("sub_second", [False, True])
 def test_decoding_gives_back_the_frame(sub_second):
     frame = events(500, 1, sub_second)
     stored = StoredEvents.of_frame(frame)
     everyone = pd.Index(sorted(frame["customer_id"].unique()), dtype="str")
-    pd.testing.assert_frame_equal(stored.of(everyone), by_customer(frame))
+    pd.testing.assert_frame_equal(as_text(stored.of(everyone)), by_customer(frame))
     some = pd.Index(["C004", "nobody", "C001"], dtype="str")  # any order, unknown ids skipped
     expected = by_customer(frame[frame["customer_id"].isin(["C001", "C004"])])
-    pd.testing.assert_frame_equal(stored.of(some).sort_values("customer_id", kind="stable")
+    pd.testing.assert_frame_equal(as_text(stored.of(some)).sort_values("customer_id", kind="stable")
                                   .reset_index(drop=True), expected)  # fmt: skip
     assert stored.nbytes < frame.memory_usage(deep=True).sum() / 3
     assert stored._ts.itemsize == (8 if sub_second else 4)  # whole seconds: 32 bits
@@ -72,7 +81,7 @@ def test_batches_and_added_events_merge_into_one_whole():
     stored = stored.with_events(later)
     whole = pd.concat([first, second, later], ignore_index=True)
     everyone = pd.Index(sorted(whole["customer_id"].unique()), dtype="str")
-    pd.testing.assert_frame_equal(stored.of(everyone), by_customer(whole))
+    pd.testing.assert_frame_equal(as_text(stored.of(everyone)), by_customer(whole))
     assert stored.event_ids.contains(whole["event_id"]).all()
     cut = pd.Timestamp("2026-03-01", tz="UTC")
     since = sorted(whole.loc[whole["ts"] >= cut, "customer_id"].unique())
@@ -111,3 +120,26 @@ def test_id_set_tells_apart_ids_whose_first_64_bits_collide():
     assert held.contains(pd.Series(["a", "b", "c", "d"])).tolist() == [True, False, True, False]
     with pytest.raises(ValueError, match="missing"):
         held.contains(pd.Series(["a", None]))
+
+
+@pytest.mark.parametrize("new_product", [False, True])
+def test_more_events_take_the_stored_categories(new_product):
+    """Issue 17: a refresh's live events join its stored ones as the same categoricals; a
+    product the state lacks joins the categories (and stays: the next refresh finds it).
+    The values are those of the two frames one after the other."""
+    frame = events(400, 5)
+    stored = StoredEvents.of_frame(frame.iloc[:300])
+    more = frame.iloc[300:][list(BUILDER_COLUMNS)].reset_index(drop=True)
+    more = more[more["customer_id"].isin(["C001", "C002", "C007"])].reset_index(drop=True)
+    known = frame["product_id"].iloc[:300].dropna().to_numpy()
+    more["product_id"] = np.where(more["product_id"].notna(), known[: len(more)], None)
+    if new_product:
+        more.loc[0, "product_id"] = "P-NEW"
+    asked = pd.Index(["C002", "C001", "C007", "C008"], dtype="str")
+    expected = pd.concat([as_text(stored.of(asked)), more], ignore_index=True)
+    both = stored.of(asked, more=more)
+    pd.testing.assert_frame_equal(as_text(both), expected)
+    assert ("P-NEW" in both["product_id"].cat.categories) == new_product
+    assert ("P-NEW" in stored.of(asked)["product_id"].cat.categories) == new_product
+    with pytest.raises(ValueError, match="customer_id"):
+        stored.of(pd.Index(["C001"], dtype="str"), more=more)

@@ -192,15 +192,14 @@ class LiveState:
             events = self._events_of(customer_ids.union(pd.Index(merged, dtype="str")))
             ids = events["customer_id"].astype("str")
             owned = ids.isin(merged).to_numpy()
-            events.loc[owned, "customer_id"] = ids[owned].map(self._owner)
+            events["customer_id"] = ids.where(~owned, ids.map(self._owner))
             return events
         return self._events_of(customer_ids)
 
     def _events_of(self, customer_ids: pd.Index) -> pd.DataFrame:
         """:meth:`events_of` by the ids the events carry."""
-        stored = self.stored.of(customer_ids)
         live = self.live[in_set(self.live["customer_id"], set(customer_ids.tolist()))]
-        return pd.concat([stored, live[stored.columns]], ignore_index=True)
+        return self.stored.of(customer_ids, more=live)
 
     def rows_of(
         self, customer_ids: pd.Index, as_of: pd.Timestamp, events: pd.DataFrame | None = None

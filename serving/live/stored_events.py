@@ -7,7 +7,9 @@ customer. Here only the columns the feature builder and the recommender read
 (``BUILDER_COLUMNS``) are kept, each as the smallest integer codes into its distinct
 values (text values in one Arrow array; timestamps as 32-bit seconds when they are whole
 seconds), sorted by customer with each customer's start and end; a refresh decodes its
-customers' rows only, into the frame :func:`features.store.events.read_events` would give.
+customers' rows only, into the frame :func:`features.store.events.read_events` would give,
+but for the customer, product and store ids: categoricals over the values held, which
+their readers look up once each instead of once a row.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from training.recs.data import BUILDER_COLUMNS
 TEXT = ("order_id", "product_id", "store_id")
 NUMBERS = ("quantity", "amount", "discount")
 CATEGORIES = {"channel": CHANNELS, "event_type": EVENT_TYPES}
+AS_CATEGORIES = ("product_id", "store_id")
+"""Text columns a refresh's events carry as categoricals over the state's values: their
+readers (the feature builders' ``factorize``, the catalogue's look-ups) then work on the
+distinct values, not on every row's string. Order ids stay text: nearly every one is
+new, and they are only grouped."""
 COLUMNS = (*BUILDER_COLUMNS, "event_id")
 """What is read from the store: the columns the builders read, and the ids (for duplicates)."""
 US = 1_000_000
@@ -89,7 +96,6 @@ class StoredEvents:
         order = np.argsort(cust, kind="stable")  # stable: each run keeps the read order
         cust = cust[order]
         self.ids = ids.to_numpy(dtype=object)
-        self._id_values = pa.array(self.ids, pa.string())  # a refresh's ids by one take
         self.starts = np.flatnonzero(np.r_[True, cust[1:] != cust[:-1]]) if len(cust) else cust
         self.ends = np.append(self.starts[1:], len(cust)).astype(np.int64)
         self.starts = self.starts.astype(np.int64)
@@ -104,6 +110,7 @@ class StoredEvents:
         del ts
         self._codes: dict[str, np.ndarray] = {}
         self._values: dict[str, pa.Array | np.ndarray] = {}
+        self._dtypes: dict[str, pd.CategoricalDtype] = {}
         for name in (*TEXT, *NUMBERS):
             values = _union([p.values[name] for p in parts])
             self._codes[name] = _remapped(parts, name, values, lambda p, n=name: p.codes[n])[order]
@@ -112,6 +119,8 @@ class StoredEvents:
                 if name in TEXT
                 else values.to_numpy(dtype=np.float64)
             )
+            if name in AS_CATEGORIES:
+                self._dtypes[name] = pd.CategoricalDtype(pd.Index(self._values[name], dtype="str"))
         for name in CATEGORIES:
             self._codes[name] = np.concatenate([p.codes[name] for p in parts])[order]
         self.event_ids = EventIdSet.union([p.event_ids for p in parts])
@@ -139,10 +148,8 @@ class StoredEvents:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the arrays, event ids and the customer ids' Arrow copy included (their
-        Python strings left out)."""
+        """Bytes of the arrays, event ids included (the customer ids' strings left out)."""
         arrays = [self.starts, self.ends, self._ts, *self._codes.values(), *self._values.values()]
-        arrays.append(self._id_values)
         return sum(a.nbytes for a in arrays) + 8 * len(self.ids) + self.event_ids.nbytes
 
     def with_events(self, events: pd.DataFrame) -> StoredEvents:
@@ -157,9 +164,17 @@ class StoredEvents:
         runs = np.unique(np.searchsorted(self.starts, rows, side="right") - 1)
         return pd.Index(self.ids[runs], dtype="str")
 
-    def of(self, customer_ids: pd.Index) -> pd.DataFrame:
-        """The events of these customers (``BUILDER_COLUMNS``, the dtypes of a store read),
-        each customer's rows together."""
+    def of(self, customer_ids: pd.Index, more: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The events of these customers (``BUILDER_COLUMNS``), each customer's rows
+        together, then ``more`` (events of theirs not stored, e.g. live ones): the dtypes
+        of a store read, but ``customer_id`` (categories: ``customer_ids``) and
+        :data:`AS_CATEGORIES` as categoricals (see the module doc). Values of ``more`` the
+        state lacks join the categories for good (a product new since it was read)."""
+        customer_ids = pd.Index(customer_ids, dtype="str").unique()
+        more = more if more is not None and len(more) else None
+        if more is not None:
+            for name in AS_CATEGORIES:
+                self._learn(name, more[name])
         wanted = customer_ids.to_numpy(dtype=object)
         at = np.searchsorted(self.ids, wanted)
         found = at < len(self.ids)
@@ -168,13 +183,34 @@ class StoredEvents:
         starts, ends = self.starts[runs], self.ends[runs]
         lengths = ends - starts  # each customer's rows are one run of the sorted events
         rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        return self._frame(rows, np.repeat(runs, lengths))
+        asked = np.repeat(np.flatnonzero(found), lengths)  # each row's customer in customer_ids
+        customers = pd.CategoricalDtype(customer_ids)
+        frame = self._frame(rows, pd.Categorical.from_codes(asked, dtype=customers))
+        if more is None:
+            return frame
+        more = more[list(BUILDER_COLUMNS)].copy(deep=False)
+        for name, dtype in [("customer_id", customers), *self._dtypes.items()]:
+            codes = dtype.categories.get_indexer(more[name])
+            if ((codes < 0) & more[name].notna().to_numpy()).any():
+                raise ValueError(f"more events hold a {name} not among the asked / known ones")
+            more[name] = pd.Categorical.from_codes(codes, dtype=dtype)
+        return pd.concat([frame, more], ignore_index=True)
 
-    def _frame(self, rows: np.ndarray, runs: np.ndarray) -> pd.DataFrame:
-        """Rows ``rows`` decoded (``runs``: each row's customer, a position in ``ids``)."""
+    def _learn(self, name: str, text: pd.Series) -> None:
+        """Add the values of ``text`` that column ``name`` lacks to its values and
+        categories (appended: the stored codes keep their meaning)."""
+        known = self._dtypes[name].categories
+        new = pd.unique(text[(known.get_indexer(text) < 0) & text.notna().to_numpy()])
+        if len(new):
+            added = pa.array(np.asarray(new, dtype=object), pa.string())
+            self._values[name] = pa.concat_arrays([self._values[name], added])
+            self._dtypes[name] = pd.CategoricalDtype(known.append(pd.Index(added, dtype="str")))
+
+    def _frame(self, rows: np.ndarray, customer_ids: pd.Categorical) -> pd.DataFrame:
+        """Rows ``rows`` decoded (their customer ids given)."""
         ts = self._ts[rows].astype(np.int64) * self._ts_step + self._ts_base
         out = {
-            "customer_id": pd.Series(self._id_values.take(runs), dtype="str"),
+            "customer_id": pd.Series(customer_ids),
             "ts": pd.Series(ts.view("datetime64[us]")).dt.tz_localize("UTC"),
         }
         for name, allowed in CATEGORIES.items():
@@ -182,6 +218,9 @@ class StoredEvents:
             out[name] = pd.Series(pd.Categorical.from_codes(self._codes[name][rows], dtype=dtype))
         for name in TEXT:
             codes = self._codes[name][rows]
+            if name in self._dtypes:
+                out[name] = pd.Series(pd.Categorical.from_codes(codes, dtype=self._dtypes[name]))
+                continue
             taken = self._values[name].take(pa.array(codes, mask=codes < 0))
             out[name] = pd.Series(taken, dtype="str")
         for name in NUMBERS:
