@@ -390,6 +390,38 @@ def test_taken_events_count_as_behind_until_applied(home, stored, tmp_path):
     live.journal.close()
 
 
+def test_a_failure_in_identity_resolution_is_not_the_clients_fault(
+    home, stored, tmp_path, monkeypatch
+):
+    """Issue 17: only an event that names nobody is a bad batch (BatchError: a 400); any
+    other error while resolving is the service's (it surfaced as a 400 "invalid request"
+    once, for a read-only array), and nothing of the batch is journaled."""
+    from features.store.identity import UnresolvableEventError
+    from serving.live.ingest import BatchError, LiveEvents
+    from serving.live.journal import Journal
+
+    _, state, identity = fresh_state(home, stored)
+    live = LiveEvents(state, identity, Journal(tmp_path / "journal"))
+    t = (state.snapshot_as_of + pd.Timedelta(minutes=1)).isoformat()
+    batch = [{"channel": "web", "event_type": "view", "ts": t, "customer_id": "ID-FAIL"}]
+
+    def fails(error):
+        def resolve(events):
+            raise error
+
+        return resolve
+
+    monkeypatch.setattr(identity, "resolve", fails(ValueError("output array is read-only")))
+    with pytest.raises(ValueError, match="read-only") as raised:
+        live.accept(batch)
+    assert not isinstance(raised.value, BatchError)
+    monkeypatch.setattr(identity, "resolve", fails(UnresolvableEventError("events row 1: x")))
+    with pytest.raises(BatchError, match="events row 1"):
+        live.accept(batch)
+    assert live.behind == 0 and live.journal.replay()[0].empty
+    live.journal.close()
+
+
 # issue 17: a live event that joins an anonymous customer's device to a known customer's
 # e-mail merges the two, as a load of the same event merges them in the store: the known
 # customer's row then counts the anonymous one's history, and the anonymous id is

@@ -34,6 +34,10 @@ RESOLVED = "resolved_id"
 """Column of an identity graph: the customer id that a tuple of raw identifiers resolves to."""
 
 
+class UnresolvableEventError(ValueError):
+    """An event names no customer id and no identifier: the input's fault, not ours."""
+
+
 @dataclass
 class IdentityReport:
     """What resolution did: sizes, and the identifiers it refused to merge."""
@@ -306,7 +310,8 @@ def resolve_with_graph(
     linked = ~pd.isna(ids)
     if not linked[tuple_of_event].all():
         row = int(np.flatnonzero(~linked[tuple_of_event])[0]) + 1
-        raise ValueError(f"events row {row}: no customer_id and no identifier to resolve")
+        why = f"events row {row}: no customer_id and no identifier to resolve"
+        raise UnresolvableEventError(why)
     used = np.unique(tuple_of_event)
     code_of_tuple = np.full(len(tuples), -1, np.int64)
     code_of_tuple[used], uniques = pd.factorize(ids[used])

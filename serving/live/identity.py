@@ -66,8 +66,9 @@ class OnlineIdentity:
 
     def resolve(self, events: pd.DataFrame) -> pd.DataFrame:
         """``events`` (contract frame) with ``customer_id`` resolved and the id as given in
-        ``raw_customer_id``; the graph then holds their tuples. ValueError for an event
-        with neither a customer id nor an identifier."""
+        ``raw_customer_id``; the graph then holds their tuples.
+        :class:`~features.store.identity.UnresolvableEventError` for an event with
+        neither a customer id nor an identifier."""
         ids = self._lookup(events)
         self.moved = {}
         if ids is not None:  # nothing new to link

@@ -23,6 +23,7 @@ from features.contract.schema import EVENTS, with_every_column
 from features.contract.validate import DataError, validate_frame
 from features.settings import LIVE_MAX_BEHIND
 from features.store.event_ids import assign_event_ids
+from features.store.identity import UnresolvableEventError
 from features.store.parts import RAW_CUSTOMER_ID
 from serving.live.identity import OnlineIdentity
 from serving.live.journal import Journal
@@ -117,7 +118,7 @@ class LiveEvents:
         """:meth:`accept` after the checks, under the lock."""
         try:
             events = self.identity.resolve(events)
-        except ValueError as exc:
+        except UnresolvableEventError as exc:  # any other error is ours: not a 400
             raise BatchError(f"events: {exc}") from None
         ids = events["event_id"]
         repeated = ids.duplicated().to_numpy()  # a batch that names one event twice
