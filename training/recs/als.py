@@ -7,6 +7,7 @@ Only the factor arrays are kept after fitting. Pair scores are a plain dot produ
 from __future__ import annotations
 
 import functools
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ class ALSParams:
     num_threads: int = 2
 
 
-def one_blas_thread():
+def one_blas_thread() -> AbstractContextManager:
     """A context in which BLAS runs on one thread (implicit parallelises itself, and the
     live loop's calls are small). One threadpoolctl controller per process: making one
     scans every loaded library (~2 ms), and a live refresh limits twice a round. Made
