@@ -62,6 +62,13 @@ def is_in(values: pd.Index | pd.Series, wanted: Any) -> np.ndarray:
     return pd.Index(wanted, dtype=values.dtype).unique().get_indexer(values) >= 0
 
 
+def per_row(per_category: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """A categorical's value for each row from one value per category (-1 where the row's
+    code is -1, a missing value); ``per_category`` holds integers."""
+    ends = np.append(per_category, per_category.dtype.type(-1))
+    return ends[np.where(codes >= 0, codes, len(per_category))]
+
+
 def _as_arrow(col: Any) -> pa.ChunkedArray:
     """The column as an Arrow large_string array (no copy for Arrow-backed pandas columns)."""
     if isinstance(col, pd.Series | pd.Index):
@@ -269,9 +276,9 @@ def _via_categories(
     for codes, how in zip(part_codes, used, strict=True):
         if how is not None:
             row_codes, at, n = how
-            lookup = np.full(n + 1, -1, dtype=np.int32)  # the last entry: a missing row
+            lookup = np.full(n, -1, dtype=np.int32)
             lookup[at] = codes
-            codes = lookup[np.where(row_codes >= 0, row_codes, n)]
+            codes = per_row(lookup, row_codes)
         out.append(codes)
     return out, index
 

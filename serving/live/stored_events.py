@@ -25,6 +25,7 @@ import pyarrow as pa
 from features.contract.schema import CHANNELS, EVENT_TYPES
 from serving.live.id_set import EventIdSet
 from training.recs.data import BUILDER_COLUMNS
+from training.recs.tables import positions_in
 
 TEXT = ("order_id", "product_id", "store_id")
 NUMBERS = ("quantity", "amount", "discount")
@@ -175,10 +176,7 @@ class StoredEvents:
         if more is not None:
             for name in AS_CATEGORIES:
                 self._learn(name, more[name])
-        wanted = customer_ids.to_numpy(dtype=object)
-        at = np.searchsorted(self.ids, wanted)
-        found = at < len(self.ids)
-        found[found] = self.ids[at[found]] == wanted[found]
+        at, found = positions_in(self.ids, customer_ids.to_numpy(dtype=object))
         runs = at[found]
         starts, ends = self.starts[runs], self.ends[runs]
         lengths = ends - starts  # each customer's rows are one run of the sorted events

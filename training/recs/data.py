@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from features.contract.schema import CHANNELS, EVENT_TYPES
 from features.encode import encode_events, timestamps_us, to_us, value_codes
-from features.ids import factorize
+from features.ids import factorize, per_row
 
 PRODUCT_EVENTS: tuple[str, ...] = ("purchase", "add_to_cart", "view")
 PURCHASE = EVENT_TYPES.index("purchase")
@@ -81,8 +81,7 @@ def positions(index: pd.Index, ids) -> np.ndarray:
     categories are looked up once each."""
     if isinstance(getattr(ids, "dtype", None), pd.CategoricalDtype):
         cat = pd.Categorical(ids)
-        found = np.append(positions(index, cat.categories), np.int32(-1))  # last: missing row
-        return found[np.where(cat.codes >= 0, cat.codes, len(found) - 1)]
+        return per_row(positions(index, cat.categories), cat.codes)
     values = pa.array(pd.Index(ids, dtype="str").array)
     found = pc.index_in(
         values, value_set=pa.array(pd.Index(index, dtype="str").array), skip_nulls=True
