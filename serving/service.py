@@ -27,10 +27,12 @@ per /recommend (measured 2026-12-06 on a loaded VM, docs/performance.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -82,11 +84,9 @@ INFRA = frozenset({"/", "/docs.json", "/schema.json", "/livez", "/readyz", "/hea
 BENTOML_ERRORS = "bentoml._internal.server.http_app"
 """The logger BentoML reports a failed request on (at ERROR, with the traceback)."""
 APPLY_EVERY_S = 0.25
-"""How often at most a round applies live events to the online state (one refresh for
-every customer touched since the last). A round starts as soon as events come in once
-this long has passed since the last one started: waiting out a whole period after a
-round that found nothing left the refresh process idle half the time under a steady
-ingest (3,800 events/s taken on 2 cores; 5,115 starting at once, issue 17)."""
+"""With the online state in Redis, how often at most a worker runs a round (the lease
+holder refreshes, every worker applies the state stream). With a local journal the
+refresh process paces its own rounds (:data:`serving.live.refresher.ROUND_EVERY_S`)."""
 SNAPSHOT_CHECK_S = 5.0
 """How often the service looks for a newer snapshot (``LATEST``) to switch to."""
 SEAL_EVERY_S = 60.0
@@ -362,69 +362,109 @@ class Personalization:
                 return
 
     async def _apply_live(self) -> None:
-        """At most every APPLY_EVERY_S, as soon as there are some: the events taken since
-        the last round become fresh rows (computed by the refresh process, so requests
-        keep being answered), then one quick swap.
-        A shared journal that does not answer is said once and read again next round:
-        scoring goes on from the state the worker has."""
+        """The live loop of this worker's journal: local (:meth:`_stream_live`) or in
+        Redis (:meth:`_shared_rounds`)."""
+        if self.live.journal.shared:
+            await self._shared_rounds()
+        else:
+            await self._stream_live()
+
+    async def _stream_live(self) -> None:
+        """Local journal: each batch POST /events took goes to the refresh process at once
+        (it refreshes them in rounds, back to back under a steady ingest, so requests keep
+        being answered), and each round's rows are applied as they come back: one quick
+        swap. A failed round is logged (journaled, its events are applied at the next
+        start); a process that died is started again with the journal replayed."""
+        from serving.live.refresher import RefreshProcessError, RoundFailed
+
+        live = self.live
+        sealed = time.monotonic()
+        state, sent, answer = live.state, deque(), None  # sent: batches not answered yet
+        while True:
+            if live.state is not state:  # a new process (snapshot switch, restart): it
+                live.applied(sum(map(len, sent)))  # replayed the journal, which holds them
+                _abandon(answer)
+                state, sent, answer = live.state, deque(), None
+            if not self._paused and live.has_pending():
+                sent.append(live.take_pending())
+                answer = answer or asyncio.ensure_future(asyncio.to_thread(state.receive))
+                with contextlib.suppress(RefreshProcessError):  # the answer says so
+                    await asyncio.to_thread(state.send, sent[-1])
+            if time.monotonic() - sealed > SEAL_EVERY_S:  # compaction takes closed segments
+                sealed = time.monotonic()
+                await asyncio.to_thread(live.seal)
+            # until events are taken or the answer comes (paused: events wait for the switch)
+            wake = asyncio.sleep(0.05) if self._paused else self._taken.wait(live.has_pending, 1)
+            woken = asyncio.ensure_future(wake)
+            waits = [woken, answer] if answer else [woken]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            if answer is None or not answer.done():
+                continue
+            done, answer = answer, None
+            try:
+                refresh, covers = done.result()
+            except RoundFailed as exc:  # the process goes on with the next round
+                events = [sent.popleft() for _ in range(exc.batches)]
+                log.error("could not apply %s live events: %s", sum(map(len, events)), exc)
+                live.applied(sum(map(len, events)))
+            except RefreshProcessError as exc:
+                log.error("%s: starting a new one (the journal has every event)", exc)
+                await self._restart_refresh(state)
+            else:
+                events = [sent.popleft() for _ in range(covers)]
+                self._apply_round(state, refresh, events)
+            if sent and answer is None and live.state is state:
+                answer = asyncio.ensure_future(asyncio.to_thread(state.receive))
+
+    def _apply_round(self, state, refresh, batches: list) -> None:
+        """A streamed round's rows into the scorer, unless a new process replaced
+        ``state`` meanwhile (it replayed the journal); its events are no longer behind."""
+        import pandas as pd
+
+        n_events = sum(map(len, batches))
+        try:
+            if self.live.state is state:
+                state.apply(refresh)
+                if self.journeys is not None:
+                    events = pd.concat(batches, ignore_index=True)
+                    self.journeys.note(events, refresh.rows, refresh.as_of)
+        except Exception:  # journaled, so applied again at the next start
+            log.exception("could not apply %s live events", n_events)
+        finally:
+            self.live.applied(n_events)
+
+    async def _shared_rounds(self) -> None:
+        """With the state in Redis, a round at most every APPLY_EVERY_S: the lease holder
+        refreshes, every worker applies. A journal that does not answer is said once
+        and read again next round: scoring goes on from the state the worker has."""
         from serving.live.redis_journal import JournalUnavailable
 
         sealed = round_start = time.monotonic()
         down = False
-        while True:  # a round at most every APPLY_EVERY_S, once there are events for it
+        while True:
             await asyncio.sleep(max(0.0, round_start + APPLY_EVERY_S - time.monotonic()))
-            await self._events_taken(APPLY_EVERY_S)
             round_start = time.monotonic()
-            if time.monotonic() - sealed > SEAL_EVERY_S:  # compaction takes closed segments
+            if time.monotonic() - sealed > SEAL_EVERY_S:
                 sealed = time.monotonic()
                 await asyncio.to_thread(self.live.seal)
             if self._paused:
                 continue
-            shared = self.live.journal.shared
             try:
-                if shared:  # the state in Redis: the lease holder refreshes, all apply
-                    await self._apply_shared(self.live.state)
-                    batch = None
-                else:
-                    batch = await asyncio.to_thread(self.live.take_pending)
+                await self._apply_shared(self.live.state)
             except JournalUnavailable as exc:
                 if not down:
                     log.warning("live events paused: %s", exc)
                 down = True
                 continue
-            except Exception:  # the state in Redis: a bug, logged; the next round goes on
-                if not shared:
-                    raise
+            except Exception:  # a bug, logged; the next round goes on
                 log.exception("live state round failed")
                 continue
+            finally:
+                self.live.applied()
             if down:
                 log.info("live events resumed: the journal answers again")
                 down = False
-            if batch is None:
-                self.live.applied()  # a snapshot switch may have applied what was taken
-                continue
-            scorer, state = self.scorer, self.live.state
-            try:
-                refresh = await asyncio.to_thread(state.refresh, batch)
-                if scorer is self.scorer:  # else a new snapshot came in, the journal replayed
-                    state.apply(refresh)
-                    if self.journeys is not None:
-                        self.journeys.note(batch, refresh.rows, refresh.as_of)
-            except Exception as exc:  # journaled, so applied again at the next start
-                if state.alive:
-                    log.error("could not apply %s live events: %s", len(batch), exc)
-                else:
-                    log.error("%s: starting a new one (the journal has every event)", exc)
-                    await self._restart_refresh(state)
-            finally:
-                self.live.applied()
-
-    async def _events_taken(self, timeout: float) -> None:
-        """Wait (up to ``timeout``) until this worker holds live events no round has
-        taken yet. With the state in Redis, at once: a round reads the shared journal."""
-        live = self.live
-        if live is not None and not live.journal.shared:
-            await self._taken.wait(live.has_pending, timeout)
 
     async def _apply_shared(self, state) -> None:
         """One round of the state in Redis (:class:`serving.live.shared.SharedState`):
@@ -735,6 +775,13 @@ class Personalization:
 
 
 _NONE = np.zeros(0, np.int8)  # no items in the answer
+
+
+def _abandon(answer: asyncio.Future | None) -> None:
+    """An answer of a refresh process no longer in use: it ends when the process does
+    (closed by whoever replaced it); its failure is expected, not logged."""
+    if answer is not None:
+        answer.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def _items(ids: list[str], scores: list[float], reasons: list[str]) -> list[dict]:

@@ -380,14 +380,58 @@ def test_taken_events_count_as_behind_until_applied(home, stored, tmp_path):
     taken = live.take_pending()
     live.accept([{**view, "ts": t.isoformat(), "customer_id": "BEHIND-LATE"}])
     state.apply(state.refresh(taken))
-    live.applied()
+    live.applied(len(taken))
     assert live.behind == 1  # the late one is in no refresh yet
-    live.applied()  # nothing taken since: nothing changes
-    assert live.behind == 1
-    state.apply(state.refresh(live.take_pending()))
-    live.applied()
+    late = live.take_pending()
+    assert live.behind == 1  # taken, not applied
+    state.apply(state.refresh(late))
+    live.applied(len(late))
     assert live.behind == 0
     live.journal.close()
+
+
+def test_streamed_batches_are_refreshed_in_rounds_that_cover_each_once(home, stored):
+    """The refresh process takes every batch streamed to it by a round's start: the
+    answers cover each batch once, in order, and a failed round does not stop the next."""
+    from serving.live.journal import journal_frame
+    from serving.live.refresher import RemoteState, RoundFailed
+
+    scorer, _, identity = fresh_state(home, stored)
+    remote = RemoteState(home, scorer, journal_frame([]))
+    try:
+        t = (scorer.as_of + pd.Timedelta(minutes=1)).isoformat()
+        customers = scorer.ids[60:66].tolist()
+        view = {"channel": "web", "event_type": "view", "ts": t}
+        batches = [
+            live_batch(
+                [{**view, "customer_id": c, "product_id": stored["products"][i]} for c in pair],
+                identity,
+            )
+            for i, pair in enumerate([customers[:2], customers[2:4], customers[4:]])
+        ]
+        for batch in batches:  # back to back: the first round cannot wait for the others
+            remote.send(batch)
+        rounds = []
+        while sum(covers for _, covers in rounds) < len(batches):
+            rounds.append(remote.receive())
+        assert sum(covers for _, covers in rounds) == 3
+        assert 1 <= len(rounds) < 3  # a later round took every batch received by its start
+        assert sum(r.n_events for r, _ in rounds) == 6
+        assert set().union(*(r.rows.index for r, _ in rounds)) == set(customers)
+        assert customers[0] in rounds[0][0].rows.index  # in the order sent
+
+        remote.send(batches[0].drop(columns="event_id"))  # a round that fails in the process
+        with pytest.raises(RoundFailed, match="event_id") as failed:
+            remote.receive()
+        assert failed.value.batches == 1
+        later = live_batch([{**view, "customer_id": "STREAM-NEW", "product_id": "x"}], identity)
+        remote.send(later)
+        refresh, covers = remote.receive()
+        assert covers == 1 and list(refresh.rows.index) == ["STREAM-NEW"]
+        assert remote.alive
+    finally:
+        remote.close()
+    assert not remote.alive
 
 
 def test_a_failure_in_identity_resolution_is_not_the_clients_fault(

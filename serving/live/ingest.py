@@ -92,7 +92,6 @@ class LiveEvents:
         self.behind = 0  # events this worker took that no applied refresh holds yet
         self.max_behind = max_behind  # the service's back-pressure (OMNI_LIVE_MAX_BEHIND)
         self._own: deque[tuple[str, int]] = deque()  # shared journal: (entry, events)
-        self._taken = 0  # file journal: events in the refresh being computed
 
     def accept(self, records: list[dict[str, Any]]) -> Receipt:
         """Check, resolve and journal a batch (durable before this returns, so the caller
@@ -150,8 +149,9 @@ class LiveEvents:
 
     def take_pending(self) -> pd.DataFrame | None:
         """Every queued event, in arrival order (None: nothing new); the queue is emptied.
-        Shared journal: the entries after ``cursor``, every worker's (raises
-        ``JournalUnavailable`` when Redis does not answer; nothing is skipped)."""
+        They count as behind until :meth:`applied` says so. Shared journal: the entries
+        after ``cursor``, every worker's (raises ``JournalUnavailable`` when Redis does
+        not answer; nothing is skipped)."""
         if self.journal.shared:
             taken, cursor = self.journal.read_after(self.cursor)
             self.journal.mark_applied(cursor)
@@ -159,16 +159,17 @@ class LiveEvents:
             return taken if len(taken) else None
         with self._lock:
             taken, self.pending = self.pending, []
-            self._taken = sum(len(t) for t in taken)
-        return pd.concat(taken, ignore_index=True) if taken else None
+        if len(taken) <= 1:  # one batch (the usual case under a steady ingest): no copy
+            return taken[0] if taken else None
+        return pd.concat(taken, ignore_index=True)
 
-    def applied(self) -> None:
-        """The events :meth:`take_pending` returned last are applied (or given up on:
-        journaled, they are applied at the next start): they no longer count as behind."""
+    def applied(self, n_events: int = 0) -> None:
+        """``n_events`` taken events are applied (or given up on: journaled, they are
+        applied at the next start): they no longer count as behind. Shared journal: the
+        entries up to ``cursor`` (``n_events`` is not needed)."""
         with self._lock:
             if not self.journal.shared:
-                self.behind -= self._taken
-                self._taken = 0
+                self.behind -= n_events
                 return
             upto = _entry_key(self.cursor)
             while self._own and _entry_key(self._own[0][0]) <= upto:
