@@ -23,9 +23,9 @@ LIVE_MAX_BEHIND = 2_000
 """Live events a service worker takes at most before its online state has applied them
 (``OMNI_LIVE_MAX_BEHIND``): past it, POST /events waits for the next refresh. Smaller
 keeps answers fresher, larger takes events faster: measured on 2 cores beside back-to-back
-reads, 2,000 gave events visible within 0.67-0.72 s (p99) at 4,512-4,729 events/s (stop
-34); before old live rankings were cut down, 3,000 gave about 0.97 s at 4,500 events/s
-(stop 33; docs/performance.md)."""
+reads with batches of 1,000 (stop 35, docs/performance.md), 2,000 gave 4,378-4,731
+events/s with events visible within 0.63-0.65 s (p99); 3,000 gave 5,163-5,808 events/s
+within 0.80-0.99 s (up to 1.18 s beside paced reads)."""
 ACCESS_LOG_EVERY = 100
 """The service logs every answer of 400 or more and every ``ACCESS_LOG_EVERY``-th other
 one (``OMNI_ACCESS_LOG_EVERY``; 1 logs them all, as BentoML does). A line per request cost
