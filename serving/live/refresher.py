@@ -158,6 +158,7 @@ class RemoteState:
         self._conn.close()
 
     def _send(self, message: tuple) -> None:
+        """Send ``message`` to the process; :class:`RefreshProcessError` if it is gone."""
         try:
             self._conn.send(message)
         except (OSError, ValueError) as exc:
