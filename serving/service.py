@@ -387,9 +387,10 @@ class Personalization:
                 state, sent, answer = live.state, deque(), None
             if not self._paused and live.has_pending():
                 sent.append(live.take_pending())
-                answer = answer or asyncio.ensure_future(asyncio.to_thread(state.receive))
                 with contextlib.suppress(RefreshProcessError):  # the answer says so
                     await asyncio.to_thread(state.send, sent[-1])
+            if sent and answer is None:  # the process's next answer, read off the loop
+                answer = asyncio.ensure_future(asyncio.to_thread(state.receive))
             if time.monotonic() - sealed > SEAL_EVERY_S:  # compaction takes closed segments
                 sealed = time.monotonic()
                 await asyncio.to_thread(live.seal)
@@ -405,17 +406,15 @@ class Personalization:
             try:
                 refresh, covers = done.result()
             except RoundFailed as exc:  # the process goes on with the next round
-                events = [sent.popleft() for _ in range(exc.batches)]
-                log.error("could not apply %s live events: %s", sum(map(len, events)), exc)
-                live.applied(sum(map(len, events)))
+                n_events = sum(len(sent.popleft()) for _ in range(exc.batches))
+                log.error("could not apply %s live events: %s", n_events, exc)
+                live.applied(n_events)
             except RefreshProcessError as exc:
                 log.error("%s: starting a new one (the journal has every event)", exc)
                 await self._restart_refresh(state)
             else:
                 events = [sent.popleft() for _ in range(covers)]
                 self._apply_round(state, refresh, events)
-            if sent and answer is None and live.state is state:
-                answer = asyncio.ensure_future(asyncio.to_thread(state.receive))
 
     def _apply_round(self, state, refresh, batches: list) -> None:
         """A streamed round's rows into the scorer, unless a new process replaced

@@ -61,9 +61,9 @@ class RefreshProcessError(RuntimeError):
 
 
 class RoundFailed(RefreshProcessError):
-    """A streamed round failed in the process (the message has its traceback), which goes
-    on with the next: ``batches`` were in it (journaled, they are applied at the next
-    start)."""
+    """A refresh failed in the process (the message has its traceback), which goes on
+    with the next message: ``batches`` were in it (journaled, they are applied at the
+    next start)."""
 
     def __init__(self, message: str, batches: int) -> None:
         super().__init__(message)
@@ -103,7 +103,7 @@ class RemoteState:
             self._conn.send((settings, str(scorer.snapshot.path), journaled))
             start = window_start(scorer.as_of)
             self._stored_event_ids = EventIdSet.read(settings.store_dir, start)
-            self.first = self._answer(START_TIMEOUT_S)
+            self.first, _ = self._answer(START_TIMEOUT_S)
             if apply_first:
                 self.apply(self.first)
         except BaseException:
@@ -118,13 +118,13 @@ class RemoteState:
         """Add live events and recompute the rows of the customers they touch (and of
         ``also``), in the process, and wait for them (not while batches stream)."""
         self._send(("refresh", events, also))
-        return self._answer()
+        return self._answer()[0]
 
     def rebased(self) -> Refresh:
         """Every customer live events changed, refreshed in the process
         (:meth:`~serving.live.state.LiveState.rebased`)."""
         self._send(("rebased",))
-        return self._answer()
+        return self._answer()[0]
 
     def send(self, events: pd.DataFrame) -> None:
         """Stream a batch of live events to the process: a round takes it with every
@@ -135,7 +135,7 @@ class RemoteState:
         """The next streamed round's refresh and how many batches (:meth:`send`) it
         covers; :class:`RoundFailed` when the round failed, :class:`RefreshProcessError`
         when the process is gone."""
-        return self._answer(with_count=True)
+        return self._answer()
 
     def apply(self, refresh: Refresh) -> None:
         """Give the scorer a refresh's rows (one quick step on the request thread)."""
@@ -164,9 +164,10 @@ class RemoteState:
         except (OSError, ValueError) as exc:
             raise self._gone() from exc
 
-    def _answer(self, timeout: float | None = None, with_count: bool = False):
-        """The process's next answer (and with ``with_count``, how many messages it
-        covers); :class:`RefreshProcessError` for its failure."""
+    def _answer(self, timeout: float | None = None) -> tuple[Refresh, int]:
+        """The process's next answer and how many messages it covers;
+        :class:`RoundFailed` for its failure, :class:`RefreshProcessError` when it is
+        gone."""
         try:
             if timeout is not None and not self._conn.poll(timeout):
                 why = f"the live refresh process gave no answer in {timeout:.0f} s"
@@ -175,9 +176,8 @@ class RemoteState:
         except (EOFError, OSError) as exc:
             raise self._gone() from exc
         if kind == "error":
-            message = f"the live refresh failed:\n{value}"
-            raise RoundFailed(message, covers) if with_count else RefreshProcessError(message)
-        return (value, covers) if with_count else value
+            raise RoundFailed(f"the live refresh failed:\n{value}", covers)
+        return value, covers
 
     def _gone(self) -> RefreshProcessError:
         with contextlib.suppress(subprocess.TimeoutExpired):
