@@ -122,6 +122,20 @@ def test_id_set_tells_apart_ids_whose_first_64_bits_collide():
         held.contains(pd.Series(["a", None]))
 
 
+def test_id_set_union_holds_every_id_of_its_sets():
+    ids = pd.Series([f"id-{i}" for i in range(5_000)])
+    parts = [EventIdSet.of(ids[i::3]) for i in range(3)]
+    whole = EventIdSet.union([parts[0], parts[2]])
+    expected = ~ids.index.isin(range(1, 5_000, 3))
+    assert (whole.contains(ids) == expected).all()
+    hi, lo = fingerprints(pd.Series(["a", "b"]))
+    a_hi, a_lo, b_lo = hi[:1], lo[:1], lo[1:]  # ids as if their first 64 bits were "a"'s
+    held = EventIdSet.union([EventIdSet(a_hi, b_lo), EventIdSet(a_hi, a_lo)])
+    held_not_a = EventIdSet.union([EventIdSet(a_hi, b_lo), EventIdSet(a_hi, b_lo ^ 1)])
+    assert held.contains(pd.Series(["a"])).tolist() == [True]
+    assert held_not_a.contains(pd.Series(["a"])).tolist() == [False]
+
+
 @pytest.mark.parametrize("new_product", [False, True])
 def test_more_events_take_the_stored_categories(new_product):
     """Issue 17: a refresh's live events join its stored ones as the same categoricals; a

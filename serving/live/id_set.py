@@ -1,4 +1,5 @@
-"""The store's recent event ids, for duplicate checks at ingest: 96-bit fingerprints, sorted.
+"""The store's recent event ids, for duplicate checks at ingest: 96-bit fingerprints, sorted
+by their first 64 bits.
 
 A pandas Index of a year's event ids held every id as a Python string plus a hash table
 (about 100 bytes an event, in the worker and again in the refresh process); the
@@ -37,8 +38,11 @@ class EventIdSet:
     """A fixed set of event ids: which of a batch's ids it holds (see the module doc)."""
 
     def __init__(self, hi: np.ndarray, lo: np.ndarray) -> None:
-        """``hi`` / ``lo``: the ids' fingerprints (any order; sorted here)."""
-        order = np.lexsort((lo, hi))
+        """``hi`` / ``lo``: the ids' fingerprints (any order; sorted here by ``hi``, which is
+        all :meth:`contains` needs). A stable sort: the sets of :meth:`union`, each sorted
+        already, are merged run by run (a year's 500,000 ids and 50,000 more: 1.4 ms,
+        against 99 ms for a ``lexsort`` of both halves)."""
+        order = np.argsort(hi, kind="stable")
         self._hi, self._lo = hi[order], lo[order]
 
     @classmethod
