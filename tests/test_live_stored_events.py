@@ -9,7 +9,7 @@ import pytest
 
 from features.contract.schema import CHANNELS, EVENT_TYPES, with_every_column
 from serving.live.id_set import EventIdSet, fingerprints
-from serving.live.stored_events import AS_CATEGORIES, StoredEvents
+from serving.live.stored_events import AS_CATEGORIES, StoredEvents, encode
 from training.recs.data import BUILDER_COLUMNS
 
 
@@ -74,10 +74,13 @@ def test_decoding_gives_back_the_frame(sub_second):
     assert stored._ts.itemsize == (8 if sub_second else 4)  # whole seconds: 32 bits
 
 
-def test_batches_and_added_events_merge_into_one_whole():
+@pytest.mark.parametrize("new_prefix", ["N", "B", "C0"])  # new customers after, before, among
+def test_batches_and_added_events_merge_into_one_whole(new_prefix):
     first, second, later = events(300, 2), events(200, 3), events(50, 4, sub_second=True)
-    later["customer_id"] = later["customer_id"].str.replace("C", "N")  # new customers too
-    stored = StoredEvents([*(StoredEvents.of_frame(f)._as_encoded() for f in (first, second))])
+    new = later.index % 2 == 0  # some known customers, some new ones
+    later.loc[new, "customer_id"] = later.loc[new, "customer_id"].str.replace("C", new_prefix)
+    later.loc[3, "order_id"] = first["order_id"].dropna().iloc[0]  # an order of a stored one
+    stored = StoredEvents([encode(first), encode(second)])
     stored = stored.with_events(later)
     whole = pd.concat([first, second, later], ignore_index=True)
     everyone = pd.Index(sorted(whole["customer_id"].unique()), dtype="str")
