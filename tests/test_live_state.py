@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import serving.live.state as state_module
 from features.contract.consent import consent_mask, consented
 from features.contract.schema import CHANNELS, EVENT_TYPES, EVENTS, with_every_column
 from features.contract.validate import validate_frame
@@ -300,8 +301,10 @@ def test_known_tuples_resolve_as_a_full_resolution_does(home, stored):
 
 
 # issue 17: live events folded in with the stored ones (so lookups stay slices) change no row
-def test_folding_live_events_in_changes_no_row(home, stored):
+def test_folding_live_events_in_changes_no_row(home, stored, monkeypatch):
     scorer, state, identity = fresh_state(home, stored)
+    monkeypatch.setattr(state_module, "FOLD_AT", 6)  # due after two days' 4 events each
+    monkeypatch.setattr(state_module, "FOLD_SHARE", len(state.stored) + 1)
     customers = scorer.ids[:4].tolist()
     taken = stored["everything"]
     for day in range(3):
@@ -313,8 +316,8 @@ def test_folding_live_events_in_changes_no_row(home, stored):
         ]  # fmt: skip
         events = live_batch(records, identity)
         scorer.apply_rows(state.refresh(events).update)
-        state.fold_live()
-        assert len(state.live) == 0
+        assert state.fold_if_due() == (day == 1)  # a refresh leaves the folding to it
+        assert len(state.live) == (4 if day != 1 else 0)
         taken = pd.concat([taken, events[EVENTS.names]], ignore_index=True)
     batch = build_customer_features(taken, stored["customers"], state.clock)
     pd.testing.assert_frame_equal(

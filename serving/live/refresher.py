@@ -219,6 +219,7 @@ def _serve(conn: Connection) -> None:
             answer = ("error", traceback.format_exc(), covers)
         if not _send(conn, answer):
             return
+        state.fold_if_due()  # after the answer: the round's events do not wait for it
 
 
 STOP = ("stop",)

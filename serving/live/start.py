@@ -97,7 +97,9 @@ def caught_up_state(
     stale = state.after_snapshot().union(
         added_customers(settings.store_dir, scorer.snapshot.manifest.get("store_parts"))
     )
-    return state, state.refresh(journaled, also=stale)
+    first = state.refresh(journaled, also=stale)
+    state.fold_if_due()  # a long journal replayed: its events in with the stored ones
+    return state, first
 
 
 def added_customers(store_dir: Path, snapshot_parts: list[str] | None) -> pd.Index:

@@ -36,7 +36,9 @@ _NO_EVENTS = (
     StoredEvents([]).of(pd.Index([], dtype="str")).assign(event_id=pd.Series([], dtype="str"))
 )
 FOLD_AT = 50_000
-"""Live events kept apart from the stored ones at most (or a tenth of those, if more)."""
+FOLD_SHARE = 10
+"""Live events kept apart from the stored ones at most: :data:`FOLD_AT`, or one
+``FOLD_SHARE``-th of the stored ones if more (:meth:`LiveState.fold_if_due`)."""
 
 
 @dataclass
@@ -103,6 +105,15 @@ class LiveState:
         self.live = _NO_EVENTS
         self._live_event_ids = set()
 
+    def fold_if_due(self) -> bool:
+        """Fold the live events in once they are many (:data:`FOLD_AT`, :data:`FOLD_SHARE`);
+        whether it did. The refresh process calls it after answering a
+        round, so that the round's own events do not wait for the fold."""
+        if len(self.live) <= max(FOLD_AT, len(self.stored) // FOLD_SHARE):
+            return False
+        self.fold_live()
+        return True
+
     def stored_known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: the store holds the event (within the state's window). Reads only
         what never changes after start, so it is safe beside a refresh in another thread."""
@@ -132,8 +143,6 @@ class LiveState:
         if also is not None:
             touched = touched.union(also)
         touched = touched.difference(gone)
-        if len(self.live) > max(FOLD_AT, len(self.stored) // 10):
-            self.fold_live()
         touched_events = self.events_of(touched)
         rows = self.rows_of(touched, self.clock, touched_events)
         self.row_as_of.update(dict.fromkeys(rows.index.astype("str").tolist(), self.clock))
