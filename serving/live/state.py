@@ -107,8 +107,8 @@ class LiveState:
 
     def fold_if_due(self) -> bool:
         """Fold the live events in once they are many (:data:`FOLD_AT`, :data:`FOLD_SHARE`);
-        whether it did. The refresh process calls it after answering a
-        round, so that the round's own events do not wait for the fold."""
+        whether it did. The refresh process calls it after answering a round, so that the
+        round's own events do not wait for the fold."""
         if len(self.live) <= max(FOLD_AT, len(self.stored) // FOLD_SHARE):
             return False
         self.fold_live()
