@@ -194,7 +194,7 @@ class StoredEvents:
             codes[name] = np.concatenate([held_codes, new_codes])
         for name in CATEGORIES:
             codes[name] = np.concatenate([self._codes[name], new.codes[name]])
-        ts = np.concatenate([self._ts.astype(np.int64) * self._ts_step + self._ts_base, new.ts])
+        ts = np.concatenate([self._micros(), new.ts])
         event_ids = EventIdSet.union([self.event_ids, new.event_ids])
         out = StoredEvents.__new__(StoredEvents)
         out._arrange(cust_ids, cust, ts, codes, values, event_ids)
@@ -246,9 +246,13 @@ class StoredEvents:
             self._values[name] = pa.concat_arrays([self._values[name], added])
             self._dtypes[name] = pd.CategoricalDtype(known.append(pd.Index(added, dtype="str")))
 
+    def _micros(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Timestamps of rows ``rows`` (every row by default) as UTC microseconds."""
+        return self._ts[rows].astype(np.int64) * self._ts_step + self._ts_base
+
     def _frame(self, rows: np.ndarray, customer_ids: pd.Categorical) -> pd.DataFrame:
         """Rows ``rows`` decoded (their customer ids given)."""
-        ts = self._ts[rows].astype(np.int64) * self._ts_step + self._ts_base
+        ts = self._micros(rows)
         out = {
             "customer_id": pd.Series(customer_ids),
             "ts": pd.Series(ts.view("datetime64[us]")).dt.tz_localize("UTC"),
