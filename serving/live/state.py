@@ -115,8 +115,9 @@ class LiveState:
         return True
 
     def stored_known(self, event_ids: pd.Series) -> np.ndarray:
-        """bool per id: the store holds the event (within the state's window). Reads only
-        what never changes after start, so it is safe beside a refresh in another thread."""
+        """bool per id: the store holds the event (within the state's window), or a fold
+        moved it in. Reads only the stored events' id set, which a fold replaces whole and
+        nothing changes in place, so it is safe beside a refresh in another thread."""
         return self.stored.event_ids.contains(event_ids)
 
     def known(self, event_ids: pd.Series) -> np.ndarray:
