@@ -37,7 +37,7 @@ from serving.rules import (
     risk_band,
 )
 from training.customer_models.classifiers import model_matrix
-from training.recs.candidates import REASONS, CandidateTable
+from training.recs.candidates import REASONS, CandidateTable, resolve_customers
 
 CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
 COMPACT_BELOW = 4
@@ -469,10 +469,10 @@ class Scorer:
     def _listed(
         self, code: int, k: int, rules: ItemRules, store: int, channel: int
     ) -> Recommendations | None:
-        """One customer's rows read from the precomputed lists (a warm customer's own, an
-        unknown customer's context popularity; none when the rules allow nothing), or None
-        when the request needs the full path. In Python scalars: a request's few numpy
-        calls cost more than its work."""
+        """One customer's rows read from the precomputed lists (a warm customer's own; an
+        unknown or inactive customer's context popularity, the full path's rows for them;
+        none when the rules allow nothing), or None when the request needs the full path.
+        In Python scalars: a request's few numpy calls cost more than its work."""
         if self.lists is None:
             return None
         if rules.allow_nothing(self.index):  # the full path's answer: no rows
@@ -483,8 +483,10 @@ class Scorer:
             hit = self.popular.lookup(store, channel, allows, k)
         elif self.recommender.state_.active[code]:
             hit = self.lists.lookup(code, channel, store, allows, k)
-        else:  # known but inactive: their home store's popularity, ranked in full
-            return None
+        else:  # known but inactive: popularity in their own store and channel
+            own_store, own_channel = _own_context(self.recommender, code, store, channel)
+            hit = self.popular.lookup(own_store, own_channel, allows, k)
+            return _one_customer(hit, cold=True)
         return _one_customer(hit, cold=code < 0)
 
     def _live_listed(
@@ -499,14 +501,20 @@ class Scorer:
         """A live customer's rows read from their list in this context, as
         :meth:`_listed` reads the snapshot's: ranked in full (as deep as the snapshot's
         lists, unfiltered) on the first request and kept in ``ranking`` until a refresh
-        of theirs replaces it. None when the request needs the full path. A customer's
-        requests between two of their events (several placements of a page, the next
-        page) then cost a lookup instead of ~0.8 ms each."""
+        of theirs replaces it (an inactive one reads their context's popularity list).
+        None when the request needs the full path. A customer's requests between two of
+        their events (several placements of a page, the next page) then cost a lookup
+        instead of ~0.8 ms each."""
         code = ranking.codes[customer]
-        if self.lists is None or not ranking.recommender.state_.active[code]:
+        if self.lists is None:
             return None
+        active = bool(ranking.recommender.state_.active[code])
         if rules.allow_nothing(self.index):
-            return replace(_NO_RECOMMENDATIONS, cold_start=np.array([False]))
+            return replace(_NO_RECOMMENDATIONS, cold_start=np.array([not active]))
+        if not active:  # popularity in their own store and channel, as a new customer's
+            own_store, own_channel = _own_context(ranking.recommender, code, store, channel)
+            hit = self.popular.lookup(own_store, own_channel, self._allows(rules), k)
+            return _one_customer(hit, cold=True)
         depth = self.lists.depth
         key = (code, channel, store)
         ranked = ranking.lists.get(key)
@@ -616,6 +624,20 @@ def _one_customer(hit: tuple | None, cold: bool) -> Recommendations | None:
     item, score, reason = hit
     rows = np.arange(len(item))
     return Recommendations(rows * 0, item, score, reason, rows, np.array([cold]))
+
+
+def _own_context(recommender, code: int, store: int, channel: int) -> tuple[int, int]:
+    """The (store, channel) codes a known customer's popularity rows are read in: the
+    request's, else their usual ones, as ``resolve_customers`` gives them to the full
+    path (so a customer without purchases reads the popularity list of that context)."""
+    one = resolve_customers(
+        recommender.state_,
+        recommender.catalogue_,
+        np.array([code], np.int32),
+        np.array([store], np.int32),
+        np.array([channel], np.int32),
+    )
+    return int(one.store[0]), int(one.channel[0])
 
 
 def _merged(parts: list[tuple[np.ndarray, Recommendations]], n: int) -> Recommendations:

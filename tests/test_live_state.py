@@ -261,6 +261,35 @@ def test_live_customers_lists_equal_the_full_path(touched, data):
     assert scorer.live_rankings[customer].lists  # kept for the next request
 
 
+# a live customer without product events (an email opened, a store visited) gets their
+# context's popularity list, read as a new customer's is: what the full path gives
+def test_live_customers_without_product_events_read_popular_lists(home, stored, monkeypatch):
+    scorer, state, identity = fresh_state(home, stored)
+    active = scorer.recommender.state_.active
+    codes = scorer.positions(list(scorer.ids))
+    inactive = [c for c, code in zip(scorer.ids, codes, strict=True) if not active[code]][:2]
+    at = (scorer.as_of + pd.Timedelta(hours=1)).isoformat()
+    records = [{"customer_id": c, "ts": at, "channel": "email", "event_type": "open"}
+               for c in [*inactive, "LIVE-OPEN-ONLY"]]  # fmt: skip
+    scorer.apply_rows(state.refresh(live_batch(records, identity)).update)
+    other = scorer.ids[0]  # asked beside a customer: the full path
+    store = next(iter(scorer.index.store))
+    ranked, rank = [], scorer._ranked
+    monkeypatch.setattr(scorer, "_ranked", lambda *a: ranked.append(a) or rank(*a))
+    for customer in [*inactive, "LIVE-OPEN-ONLY"]:
+        for channel, store_id in ((None, None), ("web", None), ("store", store)):
+            one = scorer.recommend([customer], 10, channel, store_id)
+            assert not ranked  # read from the popular lists
+            full = scorer.recommend([customer, other], 10, channel, store_id)
+            ranked.clear()
+            mine = full.pos == 0
+            assert one.cold_start[0] and full.cold_start[0]
+            np.testing.assert_array_equal(one.item, full.item[mine])
+            np.testing.assert_array_equal(one.reason, full.reason[mine])
+            np.testing.assert_array_equal(one.score, full.score[mine])
+    assert len(inactive) == 2 and all(c in scorer.live_rankings for c in inactive)
+
+
 # issue 17: a live event with only a known identifier lands on that customer
 def test_identifier_only_event_lands_on_the_known_customer(home, stored):
     _, _, identity = fresh_state(home, stored)

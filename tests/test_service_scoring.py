@@ -171,6 +171,31 @@ def test_unknown_customers_read_popular_lists_equal_to_the_full_path(fast, live,
     assert (-1, -1) in fast.popular._lists  # the lists were read, not ranked
 
 
+def test_inactive_customers_read_popular_lists_equal_to_the_full_path(fast, live, monkeypatch):
+    # a known customer without purchases in the lookback gets their own store's and
+    # channel's popularity: read from that context's list, not ranked in full (~0.7 ms)
+    def ranked_in_full(*args, **kwargs):
+        raise AssertionError("an inactive customer's list was ranked in full")
+
+    monkeypatch.setattr(fast, "_ranked", ranked_in_full)
+    state = live.recommender.state_
+    codes = live.positions(list(live.ids))
+    inactive = [c for c, code in zip(live.ids, codes, strict=True) if not state.active[code]]
+    assert inactive  # the synthetic data has customers without recent purchases
+    top = live.recommend(inactive[:1], 40).item
+    exclude = list(live.item_ids[top[:5]])
+    category = [next(iter(live.index.category))]
+    for customer in inactive[:3]:
+        for channel in (None, *CHANNELS):
+            for store_id in (None, *list(live.index.store)[:2]):
+                for k, ex, cats in ((1, [], None), (10, exclude, None), (40, [], category)):
+                    a = fast.recommend([customer], k, channel, store_id, ex, cats)
+                    b = live.recommend([customer], k, channel, store_id, ex, cats)
+                    assert a.cold_start[0] and b.cold_start[0]
+                    assert list(a.item) == list(b.item) and list(a.reason) == list(b.reason)
+                    assert np.array_equal(a.score, b.score)
+
+
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_rules_checked_on_a_few_items_equal_the_catalogue_mask(live, data):
