@@ -251,7 +251,9 @@ def test_release_free_memory_gives_back_freed_heap():
     )
     assert out.returncode == 0, out.stderr
     kept, released_mb = out.stdout.split()
-    assert kept == "5000" and float(released_mb) > 100, out.stdout
+    # without the call nothing goes back (0 MB); with it 98-99 MB on one machine and over
+    # 100 MB on another (how much of each hole glibc hands back varies): half of that
+    assert kept == "5000" and float(released_mb) > 50, out.stdout
 
 
 def test_workers_run_arrow_on_the_system_allocator(monkeypatch, tmp_path):
