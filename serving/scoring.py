@@ -483,11 +483,25 @@ class Scorer:
             hit = self.popular.lookup(store, channel, allows, k)
         elif self.recommender.state_.active[code]:
             hit = self.lists.lookup(code, channel, store, allows, k)
-        else:  # known but inactive: popularity in their own store and channel
-            own_store, own_channel = _own_context(self.recommender, code, store, channel)
-            hit = self.popular.lookup(own_store, own_channel, allows, k)
-            return _one_customer(hit, cold=True)
+        else:  # known, no product event in the lookback
+            return self._inactive_listed(self.recommender, code, k, allows, store, channel)
         return _one_customer(hit, cold=code < 0)
+
+    def _inactive_listed(
+        self, recommender, code: int, k: int, allows, store: int, channel: int
+    ) -> Recommendations | None:
+        """A known customer without product events in the lookback: the popularity list of
+        their store and channel (the request's, else their usual ones, as
+        ``resolve_customers`` gives them to the full path), as a new customer's there."""
+        one = resolve_customers(
+            recommender.state_,
+            recommender.catalogue_,
+            np.array([code], np.int32),
+            np.array([store], np.int32),
+            np.array([channel], np.int32),
+        )
+        hit = self.popular.lookup(int(one.store[0]), int(one.channel[0]), allows, k)
+        return _one_customer(hit, cold=True)
 
     def _live_listed(
         self,
@@ -511,10 +525,9 @@ class Scorer:
         active = bool(ranking.recommender.state_.active[code])
         if rules.allow_nothing(self.index):
             return replace(_NO_RECOMMENDATIONS, cold_start=np.array([not active]))
-        if not active:  # popularity in their own store and channel, as a new customer's
-            own_store, own_channel = _own_context(ranking.recommender, code, store, channel)
-            hit = self.popular.lookup(own_store, own_channel, self._allows(rules), k)
-            return _one_customer(hit, cold=True)
+        if not active:
+            allows = self._allows(rules)
+            return self._inactive_listed(ranking.recommender, code, k, allows, store, channel)
         depth = self.lists.depth
         key = (code, channel, store)
         ranked = ranking.lists.get(key)
@@ -624,20 +637,6 @@ def _one_customer(hit: tuple | None, cold: bool) -> Recommendations | None:
     item, score, reason = hit
     rows = np.arange(len(item))
     return Recommendations(rows * 0, item, score, reason, rows, np.array([cold]))
-
-
-def _own_context(recommender, code: int, store: int, channel: int) -> tuple[int, int]:
-    """The (store, channel) codes a known customer's popularity rows are read in: the
-    request's, else their usual ones, as ``resolve_customers`` gives them to the full
-    path (so a customer without purchases reads the popularity list of that context)."""
-    one = resolve_customers(
-        recommender.state_,
-        recommender.catalogue_,
-        np.array([code], np.int32),
-        np.array([store], np.int32),
-        np.array([channel], np.int32),
-    )
-    return int(one.store[0]), int(one.channel[0])
 
 
 def _merged(parts: list[tuple[np.ndarray, Recommendations]], n: int) -> Recommendations:
