@@ -126,6 +126,7 @@ class Scorer:
         num_threads: int = 1,
         ranked_lists: int = 0,
         precompute_candidates: bool = True,
+        snapshot_rows: bool = True,
     ) -> None:
         """``ranked_lists``: precompute every warm customer's list this deep for each
         channel context (see :class:`RankedLists`; the service uses 50, batch scoring 0),
@@ -134,7 +135,9 @@ class Scorer:
         ``precompute_candidates``: keep every customer's personal candidates (what a
         real-time request needs); batch scoring computes them for each request (a chunk
         of thousands of customers) instead. Either way the results are the same, within
-        float32 rounding."""
+        float32 rounding. ``snapshot_rows=False``: a scorer of fresh rows only
+        (:meth:`prepare_rows`; the live refresh process), which lets the snapshot's
+        feature table and the models' matrices of it go (~1.3 KB a customer)."""
         self.snapshot = snapshot
         self.num_threads = num_threads
         self.as_of = snapshot.as_of
@@ -145,16 +148,19 @@ class Scorer:
         self.channel_model = snapshot.models.get("next_best_channel")
         self.recommender = snapshot.models.get("recommender")
         churn_features = getattr(self.churn_model, "features_", None)
-        self.X_churn = None if churn_features is None else _rows(table, churn_features)
-        if self.channel_model is None:
-            self.X_channel, self.channels = None, []
-        else:
-            if list(self.channel_model.features_) == list(churn_features or []):
-                self.X_channel = self.X_churn  # the same columns: one matrix (read-only use)
-            else:
-                self.X_channel = _rows(table, self.channel_model.features_)
-            self.channels = [str(c) for c in self.channel_model.classes_]
-        self._one_matrix = self.X_channel is self.X_churn  # the models share their columns
+        channel_features = getattr(self.channel_model, "features_", None)
+        if ranked_lists and not snapshot_rows:
+            raise ValueError("ranked_lists precompute the snapshot's rows: keep snapshot_rows")
+        same = channel_features is not None and list(channel_features) == list(churn_features or [])
+        self._one_matrix = same  # the models share their columns: one matrix (read-only use)
+        self.X_churn = self.X_channel = None
+        if snapshot_rows and churn_features is not None:
+            self.X_churn = _rows(table, churn_features)
+        if snapshot_rows and channel_features is not None:
+            self.X_channel = self.X_churn if same else _rows(table, channel_features)
+        self.channels = (
+            [] if self.channel_model is None else list(map(str, self.channel_model.classes_))
+        )
         self.consent = _consent(table, self.channels)
         self.n_rows = len(self.ids)  # the snapshot's customers, then those live events add
         self.added: dict[str, int] = {}  # customer id -> row, for customers added live
@@ -167,6 +173,8 @@ class Scorer:
         # the arrays it uses are its own now; the rest (the lists, in a scorer without
         # them: the live refresh process) would be a few KB a customer held for nothing
         self.snapshot = replace(snapshot, arrays=None)
+        if not snapshot_rows:  # its columns stay (an empty refresh's table has them)
+            self.snapshot = replace(self.snapshot, features=table.iloc[:0])
         if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
             everyone = np.arange(len(self.ids))
             self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
@@ -371,7 +379,7 @@ class Scorer:
         out = np.full(len(pos), np.nan)
         known = pos >= 0
         if known.any() and self.churn_model is not None:
-            X = self.X_churn[pos[known]]
+            X = self._snapshot_rows(self.X_churn)[pos[known]]
             out[known] = self.churn_model.predict_matrix(X, num_threads=self.num_threads)
         return out
 
@@ -386,7 +394,8 @@ class Scorer:
         known = pos >= 0
         if known.any() and self.channel_model is not None:
             p = pos[known]
-            raw = self.channel_model.predict_matrix(self.X_channel[p], num_threads=self.num_threads)
+            X = self._snapshot_rows(self.X_channel)[p]
+            raw = self.channel_model.predict_matrix(X, num_threads=self.num_threads)
             out[known] = consented(raw, self.consent[p])
         return out
 
@@ -401,6 +410,13 @@ class Scorer:
         if at < 0:
             return float("nan"), np.full(len(self.channels), np.nan)
         return float(self._churn[at]), self._channel[at]
+
+    @staticmethod
+    def _snapshot_rows(matrix: np.ndarray | None) -> np.ndarray:
+        """A model's matrix of the snapshot's rows; a scorer built without them says so."""
+        if matrix is None:
+            raise RuntimeError("this Scorer keeps no snapshot rows (snapshot_rows=False)")
+        return matrix
 
     def recommend(
         self,

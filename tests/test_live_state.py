@@ -261,6 +261,26 @@ def test_live_customers_lists_equal_the_full_path(touched, data):
     assert scorer.live_rankings[customer].lists  # kept for the next request
 
 
+# the refresh process's scorer lets the snapshot's rows go (~1.3 KB a customer) and
+# prepares fresh rows exactly as a scorer that keeps them
+def test_a_scorer_of_fresh_rows_prepares_them_as_one_with_the_snapshot_rows(stored):
+    snapshot = stored["snapshot"]
+    kept = Scorer(snapshot, num_threads=1, precompute_candidates=False)
+    lean = Scorer(snapshot, num_threads=1, precompute_candidates=False, snapshot_rows=False)
+    assert lean.X_churn is None and lean.X_channel is None and not len(lean.snapshot.features)
+    assert list(lean.snapshot.features.columns) == list(kept.snapshot.features.columns)
+    assert len(snapshot.features) == len(kept.ids) > 0  # the snapshot given is unchanged
+    table = snapshot.features.iloc[::7]
+    a, b = lean.prepare_rows(table), kept.prepare_rows(table)
+    assert a.ids == b.ids
+    for got, want in ((a.churn, b.churn), (a.channel, b.channel), (a.consent, b.consent)):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(RuntimeError, match="snapshot_rows"):
+        lean.churn(np.array([0]))
+    with pytest.raises(ValueError, match="snapshot_rows"):
+        Scorer(snapshot, ranked_lists=5, snapshot_rows=False)
+
+
 # a live customer without product events (an email opened, a store visited) gets their
 # context's popularity list, read as a new customer's is: what the full path gives
 def test_live_customers_without_product_events_read_popular_lists(home, stored, monkeypatch):

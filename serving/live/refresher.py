@@ -194,6 +194,7 @@ def _serve(conn: Connection) -> None:
     ``("events", events)`` in rounds (:func:`_rounds`)."""
     from threadpoolctl import threadpool_limits
 
+    from serving.collector import release_free_memory
     from serving.live.start import caught_up_state
     from serving.online import load_snapshot
 
@@ -203,9 +204,15 @@ def _serve(conn: Connection) -> None:
     except (EOFError, OSError):  # the worker is gone
         return
     try:
-        scorer = Scorer(load_snapshot(Path(snapshot)), num_threads=1, precompute_candidates=False)
+        scorer = Scorer(  # it scores fresh rows only, never the snapshot's own
+            load_snapshot(Path(snapshot)),
+            num_threads=1,
+            precompute_candidates=False,
+            snapshot_rows=False,
+        )
         state, first = caught_up_state(settings, scorer, journaled)
         del journaled
+        release_free_memory()  # what loading freed (the snapshot's table, the reads)
     except BaseException:
         _send(conn, ("error", traceback.format_exc(), 1))
         return
