@@ -8,6 +8,7 @@ their churn and next-best-channel scores equal what the models give that row in 
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -446,11 +447,13 @@ def test_streamed_batches_are_refreshed_in_rounds_that_cover_each_once(home, sto
     """The refresh process takes every batch streamed to it by a round's start: the
     answers cover each batch once, in order, and a failed round does not stop the next."""
     from serving.live.journal import journal_frame
-    from serving.live.refresher import RemoteState, RoundFailed
+    from serving.live.refresher import REFRESH_NICE, RemoteState, RoundFailed
 
     scorer, _, identity = fresh_state(home, stored)
     remote = RemoteState(home, scorer, journal_frame([]))
     try:
+        own = os.getpriority(os.PRIO_PROCESS, 0)  # the worker's requests come first
+        assert os.getpriority(os.PRIO_PROCESS, remote._proc.pid) == min(own + REFRESH_NICE, 19)
         t = (scorer.as_of + pd.Timedelta(minutes=1)).isoformat()
         customers = scorer.ids[60:66].tolist()
         view = {"channel": "web", "event_type": "view", "ts": t}
