@@ -60,7 +60,7 @@ REFRESH_NICE = 5
 """How much lower than the worker's the process's CPU priority is (``os.nice``). The
 worker is on every read's path and on every event's (it takes the batch, and applies the
 round that releases back-pressure); a round is bulk work that can wait a time slice. On 2
-cores shared with the load, ``/recommend``'s p50 during an ingest went from 4.35 to
+cores shared with the load, ``/recommend``'s p50 during an ingest went from 4.34 to
 3.32 ms, the ingest rate and the event-to-visible p99 staying within the runs' spread
 (issue 17, stop 38: ``bench_live.py``, 6 repeats each, alternated)."""
 
