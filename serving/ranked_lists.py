@@ -1,4 +1,4 @@
-"""What the online snapshot precomputes for real-time requests (``serving.npz``): every
+"""What the online snapshot precomputes for real-time requests (``serving/``): every
 customer's personal candidates and every warm customer's ranked lists.
 
 Its own module so that the snapshot (:mod:`serving.online`, which builds these arrays)
@@ -95,7 +95,7 @@ class RankedLists:
         return cls(depth, default_store, indptr, items, scores, reasons)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat arrays for ``np.savez`` (the snapshot stores them: start-up reads, not ranks)."""
+        """Flat arrays, one file each in the snapshot (start-up maps them: no ranking)."""
         out = {
             "lists_depth": np.array(self.depth),
             "lists_default_store": self.default_store,

@@ -7,6 +7,8 @@ The slow tier serves the real models of `omni run` (tests/test_service_http.py).
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,15 @@ from features.labels import churn_labels, next_channel_labels
 from features.settings import get_settings
 from features.sources.synthetic import generate
 from serving.bentoml_server import service_command
-from serving.online import LIST_DEPTH, MODEL_NAMES, load_snapshot, write_snapshot
+from serving.online import (
+    LEGACY_ARRAYS,
+    LIST_DEPTH,
+    MODEL_NAMES,
+    SERVING_DIR,
+    file_hashes,
+    load_snapshot,
+    write_snapshot,
+)
 from serving.process import free_port
 from serving.ranked_lists import serving_arrays
 from serving.schemas import (
@@ -271,3 +281,34 @@ def test_endpoints_are_bound_once_per_worker():
         endpoint = getattr(bound, name)
         assert endpoint is getattr(bound, name) and endpoint.local is endpoint
         assert endpoint.func is getattr(fresh, name).func  # the same function, bound once
+
+
+def test_serving_arrays_are_mapped_read_only_and_a_npz_snapshot_reads_the_same(
+    snapshot_path, tmp_path
+):
+    # stop 39: the precomputed lists and candidates are memory-mapped from serving/*.npy
+    # (pages of a file that workers share), not read into each worker; a snapshot built
+    # before holds them in one serving.npz, which is still read, with the same answers
+    mapped = load_snapshot(snapshot_path).arrays
+    assert mapped and "lists_item_0" in mapped and "personal_item" in mapped
+    for name, array in mapped.items():
+        assert type(array) is np.ndarray and isinstance(array.base, np.memmap), name
+        assert not array.flags.writeable, name
+    legacy = tmp_path / snapshot_path.name
+    shutil.copytree(snapshot_path, legacy)
+    shutil.rmtree(legacy / SERVING_DIR)
+    np.savez(legacy / LEGACY_ARRAYS, **mapped)
+    manifest = json.loads((legacy / "manifest.json").read_text())
+    manifest["files"] = file_hashes(legacy)
+    (legacy / "manifest.json").write_text(json.dumps(manifest))
+    read = load_snapshot(legacy).arrays
+    assert sorted(read) == sorted(mapped)
+    assert all(np.array_equal(read[n], mapped[n]) for n in mapped)
+    assert not any(isinstance(a.base, np.memmap) for a in read.values())
+    ids = [str(i) for i in load_snapshot(snapshot_path).features.index[:40]]
+    answers = [
+        Scorer(load_snapshot(p), num_threads=1, ranked_lists=LIST_DEPTH).recommend(ids, k=10)
+        for p in (snapshot_path, legacy)
+    ]
+    for part in ("pos", "item", "score", "reason"):
+        assert np.array_equal(getattr(answers[0], part), getattr(answers[1], part)), part

@@ -70,10 +70,15 @@ def _flip_middle(path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "damage"),
-    [("models.pkl", _truncate), ("serving.npz", _flip_middle), ("features.parquet", _truncate)],
+    [
+        ("models.pkl", _truncate),
+        ("serving/lists_item_0.npy", _flip_middle),
+        ("features.parquet", _truncate),
+    ],
 )
 def test_a_damaged_file_is_refused_in_one_line_naming_it(trained_home, tmp_path, name, damage):
-    # issue 14: a truncated models.pkl or a damaged serving.npz ended in a traceback
+    # issue 14: a truncated models.pkl or a damaged serving.npz ended in a traceback (its
+    # arrays are one .npy each in serving/ since stop 39)
     snap = tmp_path / "snap"
     shutil.copytree(_snapshots(trained_home)[0], snap)
     damage(snap / name)
