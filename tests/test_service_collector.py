@@ -264,3 +264,39 @@ def test_workers_run_arrow_on_the_system_allocator(monkeypatch, tmp_path):
     assert env["ARROW_DEFAULT_MEMORY_POOL"] == "system"
     monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")  # the user's choice stands
     assert service_command(tmp_path, 3000)[1]["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
+
+
+def test_stopping_the_worker_cancels_its_tasks_and_runs_their_last_step(caplog):
+    # stop 39: the worker's background tasks were never cancelled; under the ASGI test
+    # client one woke after the loop's thread pool had shut down and ended in "Task
+    # exception was never retrieved". The shutdown hook cancels them and waits, so each
+    # one's last step (the recommendation log written) runs, and a failed one is logged
+    from types import SimpleNamespace
+
+    from serving.service import Personalization
+
+    stop_tasks = Personalization.inner._stop_tasks
+    assert getattr(stop_tasks, "__bentoml_shutdown_hook__", False)
+    last_steps: list[str] = []
+
+    async def flushing() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.to_thread(last_steps.append, "flushed")
+
+    async def failed() -> None:
+        raise ValueError("a bug in a task")
+
+    async def stop() -> list:
+        worker = SimpleNamespace(
+            _tasks=[asyncio.create_task(flushing()), asyncio.create_task(failed())]
+        )
+        await asyncio.sleep(0)
+        await stop_tasks(worker)
+        return worker._tasks
+
+    with caplog.at_level(logging.ERROR, logger="omni.service"):
+        left = asyncio.run(stop())
+    assert last_steps == ["flushed"] and left == []
+    assert "failed" in caplog.text and "a bug in a task" in caplog.text
