@@ -454,6 +454,11 @@ def test_streamed_batches_are_refreshed_in_rounds_that_cover_each_once(home, sto
     try:
         own = os.getpriority(os.PRIO_PROCESS, 0)  # the worker's requests come first
         assert os.getpriority(os.PRIO_PROCESS, remote._proc.pid) == min(own + REFRESH_NICE, 19)
+        # the store's ids: the process's file, mapped here (stop 39), the whole window's
+        window_ids = stored["window"]["event_id"]
+        assert remote.shares_event_ids
+        assert remote.stored_known(window_ids).all()
+        assert not remote.stored_known(window_ids + "-not-stored").any()
         t = (scorer.as_of + pd.Timedelta(minutes=1)).isoformat()
         customers = scorer.ids[60:66].tolist()
         view = {"channel": "web", "event_type": "view", "ts": t}

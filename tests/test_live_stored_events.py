@@ -3,12 +3,14 @@ exactly what they were given."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.contract.schema import CHANNELS, EVENT_TYPES, with_every_column
-from serving.live.id_set import EventIdSet, fingerprints
+from serving.live.id_set import EventIdSet, fingerprints, share
 from serving.live.stored_events import AS_CATEGORIES, StoredEvents, encode
 from training.recs.data import BUILDER_COLUMNS
 
@@ -160,3 +162,29 @@ def test_more_events_take_the_stored_categories(new_product):
     assert ("P-NEW" in stored.of(asked)["product_id"].cat.categories) == new_product
     with pytest.raises(ValueError, match="customer_id"):
         stored.of(pd.Index(["C001"], dtype="str"), more=more)
+
+
+def test_a_shared_id_set_answers_as_its_source_from_one_unlinked_file():
+    # stop 39: the worker and its refresh process held the same store ids twice (1.2 KB a
+    # customer each); the process now writes them once and both map the file's pages
+    ids = pd.Series([f"id-{i}" for i in range(20_000)])
+    held = EventIdSet.of(ids[::2])
+    file, shared = share(held)
+    with file:
+        assert shared.shares and len(shared) == len(held) and shared.nbytes == 0
+        where = os.readlink(f"/proc/self/fd/{file.fileno()}")
+        assert where.endswith("(deleted)"), where  # unlinked from the start: nothing left behind
+        elsewhere = EventIdSet.mapped(os.dup(file.fileno()), len(held))  # as the worker maps it
+    asked = pd.concat([ids, pd.Series(["", "id-0 "])], ignore_index=True)
+    expected = held.contains(asked)
+    assert (shared.contains(asked) == expected).all()
+    assert (elsewhere.contains(asked) == expected).all()  # its file closed: the pages stay
+    grown = EventIdSet.union([shared, EventIdSet.of(["id-1", "new"])])  # a fold's new ids
+    assert grown.shares and grown.nbytes == 24 and len(grown) == len(held) + 2
+    both = grown.contains(pd.Series(["id-0", "id-1", "id-3", "new"])).tolist()
+    assert both == [True, True, False, True]
+    with pytest.raises(ValueError, match="shared"):
+        EventIdSet.union([shared, elsewhere])
+    again, reshared = share(grown)  # shared again: one file of every id
+    with again:
+        assert (reshared.contains(asked) == grown.contains(asked)).all()

@@ -20,6 +20,10 @@ for the worker between rounds; each answer says how many batches it covers
 (:meth:`RemoteState.receive`). Waiting for the worker to apply a round, take the next
 batch and pipe it over left the process idle 14% of an ingest beside reads (issue 17).
 
+The store's recent event ids, which both check duplicates against, are held once for
+the two: the process writes them to an unlinked temporary file after its start and sends
+the worker its descriptor, and both map it (:mod:`serving.live.id_set`).
+
 The process is derived state only: if it dies, nothing acknowledged is lost (the journal
 has it) and the worker starts a new one, which replays the journal.
 """
@@ -36,14 +40,16 @@ import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle, send_handle
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
 from features.settings import Settings
-from serving.live.id_set import EventIdSet
-from serving.live.state import Refresh, window_start
+from serving.live.id_set import EventIdSet, share
+from serving.live.state import LiveState, Refresh
 from serving.scoring import Scorer
 
 START_TIMEOUT_S = 600.0
@@ -110,9 +116,8 @@ class RemoteState:
         child.close()  # the worker's copy: a dead process then reads as EOF here
         try:
             self._conn.send((settings, str(scorer.snapshot.path), journaled))
-            start = window_start(scorer.as_of)
-            self._stored_event_ids = EventIdSet.read(settings.store_dir, start)
             self.first, _ = self._answer(START_TIMEOUT_S)
+            self._stored_event_ids = self._shared_ids()
             if apply_first:
                 self.apply(self.first)
         except BaseException:
@@ -122,6 +127,24 @@ class RemoteState:
     def stored_known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: the store holds the event (within the state's window)."""
         return self._stored_event_ids.contains(event_ids)
+
+    @property
+    def shares_event_ids(self) -> bool:
+        """Whether the store's event ids are the pages the process shares (see the doc)."""
+        return self._stored_event_ids.shares
+
+    def _shared_ids(self) -> EventIdSet:
+        """The store's event ids as the process shares them after its first answer: how
+        many, then the descriptor of their file, mapped here."""
+        try:
+            n = self._conn.recv()
+            fd = recv_handle(self._conn)
+        except (EOFError, OSError) as exc:
+            raise self._gone() from exc
+        try:
+            return EventIdSet.mapped(fd, n)
+        finally:
+            os.close(fd)
 
     def refresh(self, events: pd.DataFrame, also: pd.Index | None = None) -> Refresh:
         """Add live events and recompute the rows of the customers they touch (and of
@@ -222,12 +245,14 @@ def _serve(conn: Connection) -> None:
         )
         state, first = caught_up_state(settings, scorer, journaled)
         del journaled
-        release_free_memory()  # what loading freed (the snapshot's table, the reads)
+        ids_file, state.stored.event_ids = share(state.stored.event_ids)
+        release_free_memory()  # what loading freed (the snapshot's table, the reads, the ids)
     except BaseException:
         _send(conn, ("error", traceback.format_exc(), 1))
         return
-    if not _send(conn, ("ok", first.portable(), 1)):
-        return
+    with ids_file:
+        if not _send(conn, ("ok", first.portable(), 1)) or not _send_ids(conn, ids_file, state):
+            return
     for kind, events, also, covers in _rounds(_received(conn)):
         try:
             refresh = state.rebased() if kind == "rebased" else state.refresh(events, also)
@@ -237,6 +262,17 @@ def _serve(conn: Connection) -> None:
         if not _send(conn, answer):
             return
         state.fold_if_due()  # after the answer: the round's events do not wait for it
+
+
+def _send_ids(conn: Connection, file: IO[bytes], state: LiveState) -> bool:
+    """Give the worker the store's event ids that ``state`` holds mapped from ``file``:
+    their number, then the file's descriptor; False when the worker is gone."""
+    try:
+        conn.send(len(state.stored.event_ids))
+        send_handle(conn, file.fileno(), os.getppid())
+    except OSError:
+        return False
+    return True
 
 
 STOP = ("stop",)

@@ -150,11 +150,16 @@ class StoredEvents:
     @classmethod
     def read(cls, store_dir: Path, start: pd.Timestamp) -> StoredEvents:
         """The store's events from ``start`` on with a customer id (read and encoded a
-        batch at a time: the whole never sits in memory as a frame)."""
+        batch at a time: the whole never sits in memory as a frame), and the ids of all
+        of them: the set the worker checks duplicates against too (``id_set.share``)."""
         from features.store.events import map_event_batches
 
         def batch(events: pd.DataFrame) -> _Encoded:
-            return encode(events[events["customer_id"].notna().to_numpy()])
+            named = events["customer_id"].notna().to_numpy()
+            part = encode(events[named])
+            if not named.all():
+                part.event_ids = EventIdSet.of(events["event_id"])
+            return part
 
         stored = cls(map_event_batches(store_dir, batch, start=start, columns=list(COLUMNS)))
         pa.default_memory_pool().release_unused()  # the batches' buffers back to the system
