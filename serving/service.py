@@ -315,28 +315,21 @@ class Personalization:
         if follows_latest():
             self._tasks.append(loop.create_task(self._follow_latest()))
 
-    @bentoml.on_shutdown
-    async def _stop_tasks(self) -> None:
-        """Cancel the background tasks and wait for them, so that each one's last step
-        (the recommendation log written, the served answers counted) runs while the
-        loop still can: left running, a task woke after the loop's thread pool had shut
-        down and ended in "cannot schedule new futures after shutdown"."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        ended = await asyncio.gather(*tasks, return_exceptions=True)
-        for task, result in zip(tasks, ended, strict=True):
-            if isinstance(result, Exception):  # a cancelled one's CancelledError is not
-                log.error("background task %s failed: %r", task.get_coro().__name__, result)
-
     async def _write_rec_log(self) -> None:
         """Every FLUSH_EVERY_S: what /recommend served since, written to the
         recommendation log (off the loop); and once more when the worker stops (its
-        tasks cancelled). A failed write is logged, never raised."""
+        tasks cancelled, or the loop's thread pool shut down under it: then the loop is
+        closing, as under the ASGI test client, where it ended in "cannot schedule new
+        futures after shutdown"). A failed write is logged, never raised."""
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 await asyncio.sleep(FLUSH_EVERY_S)
-                await asyncio.to_thread(self._rec_log_written)
+                try:
+                    written = loop.run_in_executor(None, self._rec_log_written)
+                except RuntimeError:  # the pool is shut down: written once more below
+                    return
+                await written
         finally:
             self._rec_log_written()
 

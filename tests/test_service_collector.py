@@ -266,37 +266,21 @@ def test_workers_run_arrow_on_the_system_allocator(monkeypatch, tmp_path):
     assert service_command(tmp_path, 3000)[1]["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
 
 
-def test_stopping_the_worker_cancels_its_tasks_and_runs_their_last_step(caplog):
-    # stop 39: the worker's background tasks were never cancelled; under the ASGI test
-    # client one woke after the loop's thread pool had shut down and ended in "Task
-    # exception was never retrieved". The shutdown hook cancels them and waits, so each
-    # one's last step (the recommendation log written) runs, and a failed one is logged
+def test_the_recommendation_log_task_ends_quietly_when_the_loop_closes(monkeypatch):
+    # stop 39: under the ASGI test client the log's task woke after the loop's thread
+    # pool had shut down and ended in "Task exception was never retrieved" after the
+    # suite's summary; it now writes the log once more, in place, and ends
     from types import SimpleNamespace
 
-    from serving.service import Personalization
+    import serving.service as service
 
-    stop_tasks = Personalization.inner._stop_tasks
-    assert getattr(stop_tasks, "__bentoml_shutdown_hook__", False)
-    last_steps: list[str] = []
+    monkeypatch.setattr(service, "FLUSH_EVERY_S", 0)
+    writes: list[str] = []
+    worker = SimpleNamespace(_rec_log_written=lambda: writes.append("written"))
 
-    async def flushing() -> None:
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            await asyncio.to_thread(last_steps.append, "flushed")
+    async def closing() -> None:
+        await asyncio.get_running_loop().shutdown_default_executor()
+        await service.Personalization.inner._write_rec_log(worker)
 
-    async def failed() -> None:
-        raise ValueError("a bug in a task")
-
-    async def stop() -> list:
-        worker = SimpleNamespace(
-            _tasks=[asyncio.create_task(flushing()), asyncio.create_task(failed())]
-        )
-        await asyncio.sleep(0)
-        await stop_tasks(worker)
-        return worker._tasks
-
-    with caplog.at_level(logging.ERROR, logger="omni.service"):
-        left = asyncio.run(stop())
-    assert last_steps == ["flushed"] and left == []
-    assert "failed" in caplog.text and "a bug in a task" in caplog.text
+    asyncio.run(closing())
+    assert writes == ["written"]
