@@ -79,17 +79,35 @@ def start(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def rss_mb(proc: subprocess.Popen) -> dict[str, float]:
-    """Resident memory, MB, of the service's worker (its largest process but the refresh
-    process) and of its live refresh process."""
+ROLES = ("worker", "refresh")
+PARTS = {"rss": "VmRSS", "anon": "RssAnon", "file": "RssFile"}
+"""A process's resident memory (``/proc/PID/status``), whole and split into private memory
+(``RssAnon``) and mapped file pages (``RssFile``: the snapshot's serving arrays and the
+store's event ids among them, shared between processes and reclaimable)."""
+
+
+def memory_mb(proc: subprocess.Popen) -> dict[str, float]:
+    """``<role>_<part>`` MB (:data:`ROLES` x :data:`PARTS`): the service's worker (its
+    largest process but the refresh process) and its live refresh process."""
     import psutil
 
     server = psutil.Process(proc.pid)
-    out = {"worker": 0.0, "refresh": 0.0}
+    out = {f"{role}_{part}": 0.0 for role in ROLES for part in PARTS}
     for p in [server, *server.children(recursive=True)]:
         role = "refresh" if "serving.live.refresher" in " ".join(p.cmdline()) else "worker"
-        out[role] = max(out[role], p.memory_info().rss / 2**20)
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{p.pid}/status").read_text().splitlines()
+        )
+        kb = {part: int(status[field].split()[0]) for part, field in PARTS.items()}
+        if kb["rss"] / 1024 > out[f"{role}_rss"]:
+            out |= {f"{role}_{part}": v / 1024 for part, v in kb.items()}
     return out
+
+
+def rss_mb(proc: subprocess.Popen) -> dict[str, float]:
+    """Resident memory, MB, of the service's worker and of its live refresh process."""
+    memory = memory_mb(proc)
+    return {role: memory[f"{role}_rss"] for role in ROLES}
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:

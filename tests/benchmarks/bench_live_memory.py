@@ -30,29 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_live import start
+from bench_live import PARTS, ROLES, memory_mb, start
 from harness import load_note
-
-ROLES = ("worker", "refresh")
-PARTS = {"rss": "VmRSS", "anon": "RssAnon", "file": "RssFile"}
-
-
-def memory_mb(proc) -> dict[str, float]:
-    """``<role>_<part>`` MB: the resident memory of the worker (the largest process but
-    the refresh process) and of the refresh process, whole and split (see the doc)."""
-    import psutil
-
-    server = psutil.Process(proc.pid)
-    out = {f"{role}_{part}": 0.0 for role in ROLES for part in PARTS}
-    for p in [server, *server.children(recursive=True)]:
-        role = "refresh" if "serving.live.refresher" in " ".join(p.cmdline()) else "worker"
-        status = dict(
-            line.split(":", 1) for line in Path(f"/proc/{p.pid}/status").read_text().splitlines()
-        )
-        kb = {part: int(status[field].split()[0]) for part, field in PARTS.items()}
-        if kb["rss"] / 1024 > out[f"{role}_rss"]:
-            out |= {f"{role}_{part}": v / 1024 for part, v in kb.items()}
-    return out
 
 
 def read_everyone(url: str, customers: list[str]) -> None:
