@@ -49,7 +49,7 @@ import pandas as pd
 
 from features.settings import Settings
 from serving.live.id_set import EventIdSet, share
-from serving.live.state import LiveState, Refresh
+from serving.live.state import Refresh
 from serving.scoring import Scorer
 
 START_TIMEOUT_S = 600.0
@@ -251,7 +251,8 @@ def _serve(conn: Connection) -> None:
         _send(conn, ("error", traceback.format_exc(), 1))
         return
     with ids_file:
-        if not _send(conn, ("ok", first.portable(), 1)) or not _send_ids(conn, ids_file, state):
+        n_ids = len(state.stored.event_ids)
+        if not _send(conn, ("ok", first.portable(), 1)) or not _send_ids(conn, ids_file, n_ids):
             return
     for kind, events, also, covers in _rounds(_received(conn)):
         try:
@@ -264,11 +265,11 @@ def _serve(conn: Connection) -> None:
         state.fold_if_due()  # after the answer: the round's events do not wait for it
 
 
-def _send_ids(conn: Connection, file: IO[bytes], state: LiveState) -> bool:
-    """Give the worker the store's event ids that ``state`` holds mapped from ``file``:
-    their number, then the file's descriptor; False when the worker is gone."""
+def _send_ids(conn: Connection, file: IO[bytes], n: int) -> bool:
+    """Give the worker the ``n`` store event ids written to ``file`` (their number, then
+    the file's descriptor); False when the worker is gone."""
     try:
-        conn.send(len(state.stored.event_ids))
+        conn.send(n)
         send_handle(conn, file.fileno(), os.getppid())
     except OSError:
         return False
