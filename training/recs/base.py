@@ -23,6 +23,7 @@ from features.contract.schema import CHANNELS
 from training.recs.candidates import REASONS, CandidateTable, Customers, resolve_customers
 from training.recs.cutoff_state import CutoffState
 from training.recs.data import Catalogue, History
+from training.recs.tables import run_starts
 
 Exclude = str | Iterable[str] | pd.DataFrame | None
 """None; "purchased" (what each customer bought before the fitted cutoff); product ids to
@@ -218,12 +219,11 @@ def _top_k(
         at = np.minimum(np.searchsorted(excluded, key), len(excluded) - 1)
         keep = excluded[at] != key
         pos, item, score, reason, key = pos[keep], item[keep], score[keep], reason[keep], key[keep]
-    desc = _descending(score)
+    desc = _descending(score) if len(score) >= SORT_KEY_FROM else None
     order = _stable_order((key, desc), n_items) if desc is not None else None
     if order is None:
         order = np.lexsort((-score, key))
-    first = np.r_[True, key[order][1:] != key[order][:-1]] if len(key) else np.zeros(0, bool)
-    order = order[first]
+    order = order[run_starts(key[order])]
     pos, item, score, reason = pos[order], item[order], score[order], reason[order]
     order = _stable_order((pos, desc[order], item), n_items) if desc is not None else None
     if order is None:
@@ -233,6 +233,11 @@ def _top_k(
     rank = np.arange(len(pos)) - start
     keep = rank < k
     return pos[keep], item[keep], score[keep], reason[keep], rank[keep]
+
+
+SORT_KEY_FROM = 2_000
+"""Rows from which :func:`_top_k` sorts by one int64 key (:func:`_stable_order`) instead
+of ``np.lexsort``: the same order, faster on many rows, ~4x slower on a request's 160."""
 
 
 def _descending(score: np.ndarray) -> np.ndarray | None:

@@ -24,6 +24,7 @@ from training.recs.als import top_n
 from training.recs.cutoff_state import CutoffState
 from training.recs.data import Catalogue
 from training.recs.product_tables import repurchase_gap
+from training.recs.tables import run_starts
 
 SOURCES: tuple[str, ...] = (
     "als",
@@ -244,7 +245,7 @@ def merge(parts: list[Candidates], n_items: int) -> Candidates:
     key, bits, rank = key[order], bits[order], rank[order]
     if len(key) == 0:
         return Candidates(pos, item, bits, rank)
-    start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    start = np.flatnonzero(run_starts(key))
     merged = np.bitwise_or.reduceat(bits, start)
     best_rank = np.maximum.reduceat(rank, start)  # at most one ALS row per pair
     key = key[start]

@@ -11,6 +11,7 @@ import numpy as np
 
 from training.recs.candidates import REASON_OF_SOURCE, Customers
 from training.recs.cutoff_state import CutoffState
+from training.recs.tables import run_starts
 
 SEGMENTS: tuple[str, ...] = ("store", "region", "channel")
 
@@ -54,7 +55,7 @@ def popularity_rows(
     key = pos.astype(np.int64) * n_items + item
     s = np.lexsort((order, key))
     key, order, reason = key[s], order[s], reason[s]
-    first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, bool)
+    first = run_starts(key)
     key, order, reason = key[first], order[first], reason[first]
     # position within the customer's merged list -> score
     s = np.lexsort((order, key // n_items))

@@ -427,11 +427,16 @@ class Recommender(BaseRecommender):
             cand = merge([mine, contextual(state, sub, params)], cat.n_items)
         if rest_bought:
             cand = without_resting(state, sub.code, cand)
-        key = warm_pos[cand.pos].astype(np.int64) * cat.n_items + cand.item
-        keep = ~np.isin(key, excluded)
+        keep = None
+        if len(excluded):
+            key = warm_pos[cand.pos].astype(np.int64) * cat.n_items + cand.item
+            keep = ~np.isin(key, excluded)
         if allowed is not None:
-            keep &= allowed[cand.item]
-        cand = Candidates(cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep])
+            keep = allowed[cand.item] if keep is None else keep & allowed[cand.item]
+        if keep is not None:
+            cand = Candidates(
+                cand.pos[keep], cand.item[keep], cand.sources[keep], cand.als_rank[keep]
+            )
         X = feature_matrix(state, cat, sub, cand, num_threads=num_threads, names=self.features_)
         score = self.ranker_.booster_.predict(X, num_threads=num_threads).astype(np.float32)
         bought = X[:, self.features_.index("times_bought")] > 0

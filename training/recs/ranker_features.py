@@ -133,11 +133,12 @@ def _feature_matrix(
         cols[f"src_{s}"] = cand.has(s)
     at = state.bought.find(code, item)
     got = at >= 0
+    at_got = at[got]
     b = state.bought.columns
 
     def pick(name: str, missing: float) -> np.ndarray:
         out = np.full(len(cand), missing, np.float32)
-        out[got] = b[name][at[got]]
+        out[got] = b[name][at_got]
         return out
 
     times = pick("times_bought", 0)
@@ -198,9 +199,10 @@ def _feature_matrix(
     )
     session = state.session  # None in a state pickled before issue 17 (the default)
     if session is not None:
-        cols["session_views"] = session.get("views", code, item, 0.0)
-        cols["session_carts"] = session.get("carts", code, item, 0.0)
-        cols["session_hours_ago"] = session.get("hours_ago", code, item, np.nan)
+        seen = session.find(code, item)
+        cols["session_views"] = session.pick(seen, "views", 0.0)
+        cols["session_carts"] = session.pick(seen, "carts", 0.0)
+        cols["session_hours_ago"] = session.pick(seen, "hours_ago", np.nan)
     else:
         cols["session_views"] = cols["session_carts"] = np.zeros(len(cand), np.float32)
         cols["session_hours_ago"] = np.full(len(cand), np.nan, np.float32)
