@@ -83,7 +83,7 @@ def test_a_refresh_survives_the_safe_formats(stored):  # noqa: F811
 def test_an_entry_that_would_need_pickle_is_refused(stored):  # noqa: F811
     scorer = Scorer(stored["snapshot"], num_threads=1, ranked_lists=LIST_DEPTH)
     state = LiveState(scorer, stored["window"], stored["customers"], scorer.as_of)
-    fields = encode(state.refresh(state.live.iloc[:0].assign(raw_customer_id=[])))
+    fields = encode(state.refresh(state.live.frame.iloc[:0].assign(raw_customer_id=[])))
     evil = io.BytesIO()
     np.savez(evil, consent=np.array([object()], dtype=object))  # pickled inside the .npy
     fields = {k.encode(): v for k, v in fields.items()} | {b"arrays": evil.getvalue()}

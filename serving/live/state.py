@@ -27,14 +27,11 @@ from features.ids import is_in
 from features.registry import DEFAULT_WINDOWS
 from features.store.parts import RAW_CUSTOMER_ID
 from serving.live.identity import OnlineIdentity
-from serving.live.journal import in_set
-from serving.live.stored_events import COLUMNS, StoredEvents
+from serving.live.live_events import LiveEvents
+from serving.live.stored_events import StoredEvents
 from serving.scoring import RowUpdate, Scorer
 
 ONE_US = pd.Timedelta(microseconds=1)
-_NO_EVENTS = (
-    StoredEvents([]).of(pd.Index([], dtype="str")).assign(event_id=pd.Series([], dtype="str"))
-)
 FOLD_AT = 50_000
 FOLD_SHARE = 10
 """Live events kept apart from the stored ones at most: :data:`FOLD_AT`, or one
@@ -92,8 +89,7 @@ class LiveState:
         if isinstance(stored, pd.DataFrame):
             stored = StoredEvents.of_frame(stored[stored["customer_id"].notna().to_numpy()])
         self.stored = stored
-        self.live = _NO_EVENTS  # events since the last fold (contract frame, COLUMNS)
-        self._live_event_ids: set[str] = set()
+        self.live = LiveEvents()  # events since the last fold
         self.row_as_of: dict[str, pd.Timestamp] = {}
         self.n_applied = 0  # live events whose rows the scorer has (what /ping says)
 
@@ -101,9 +97,8 @@ class LiveState:
         """Move the live events in with the stored ones (refresh does it once they are
         many: looking a customer up among live events scans them all, a slice of the
         sorted ones does not)."""
-        self.stored = self.stored.with_events(self.live)
-        self.live = _NO_EVENTS
-        self._live_event_ids = set()
+        self.stored = self.stored.with_events(self.live.frame)
+        self.live = LiveEvents()
 
     def fold_if_due(self) -> bool:
         """Fold the live events in once they are many (:data:`FOLD_AT`, :data:`FOLD_SHARE`);
@@ -122,7 +117,7 @@ class LiveState:
 
     def known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: the event is stored (in the state's window) or already live."""
-        return self.stored_known(event_ids) | in_set(event_ids, self._live_event_ids)
+        return self.stored_known(event_ids) | self.live.known(event_ids)
 
     def after_snapshot(self) -> pd.Index:
         """Customers with stored events at or after the snapshot's cutoff (loaded or
@@ -137,8 +132,7 @@ class LiveState:
         events = events[events["customer_id"].notna().to_numpy()]
         merged, gone = self._follow_merges(events)
         if len(events):
-            self.live = pd.concat([self.live, events[list(COLUMNS)]], ignore_index=True)
-            self._live_event_ids.update(events["event_id"].astype("str").tolist())
+            self.live.add(events)
             self.clock = max(self.clock, events["ts"].max() + ONE_US)
         touched = pd.Index(pd.unique(events["customer_id"].astype("str"))).union(merged)
         if also is not None:
@@ -168,11 +162,7 @@ class LiveState:
         self._owner.update(moved)
         for old in moved:
             self.row_as_of.pop(old, None)
-        live_ids = self.live["customer_id"]
-        relabel = live_ids.isin(list(moved)).to_numpy()
-        if relabel.any():
-            self.live = self.live.copy()
-            self.live.loc[relabel, "customer_id"] = live_ids[relabel].map(moved)
+        self.live.relabel(moved)
         return pd.Index(sorted(set(moved.values())), dtype="str"), pd.Index(
             sorted(moved), dtype="str"
         )
@@ -208,8 +198,7 @@ class LiveState:
 
     def _events_of(self, customer_ids: pd.Index) -> pd.DataFrame:
         """:meth:`events_of` by the ids the events carry."""
-        live = self.live[in_set(self.live["customer_id"], set(customer_ids.tolist()))]
-        return self.stored.of(customer_ids, more=live)
+        return self.stored.of(customer_ids, more=self.live.of(customer_ids.tolist()))
 
     def rows_of(
         self, customer_ids: pd.Index, as_of: pd.Timestamp, events: pd.DataFrame | None = None
