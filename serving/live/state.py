@@ -27,7 +27,7 @@ from features.ids import is_in
 from features.registry import DEFAULT_WINDOWS
 from features.store.parts import RAW_CUSTOMER_ID
 from serving.live.identity import OnlineIdentity
-from serving.live.live_events import LiveEvents
+from serving.live.since_fold import EventsSinceFold
 from serving.live.stored_events import StoredEvents
 from serving.scoring import RowUpdate, Scorer
 
@@ -89,7 +89,7 @@ class LiveState:
         if isinstance(stored, pd.DataFrame):
             stored = StoredEvents.of_frame(stored[stored["customer_id"].notna().to_numpy()])
         self.stored = stored
-        self.live = LiveEvents()  # events since the last fold
+        self.live = EventsSinceFold()  # events since the last fold
         self.row_as_of: dict[str, pd.Timestamp] = {}
         self.n_applied = 0  # live events whose rows the scorer has (what /ping says)
 
@@ -98,7 +98,7 @@ class LiveState:
         many: looking a customer up among live events scans them all, a slice of the
         sorted ones does not)."""
         self.stored = self.stored.with_events(self.live.frame)
-        self.live = LiveEvents()
+        self.live = EventsSinceFold()
 
     def fold_if_due(self) -> bool:
         """Fold the live events in once they are many (:data:`FOLD_AT`, :data:`FOLD_SHARE`);

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.live.live_events import NO_EVENTS, LiveEvents
+from serving.live.since_fold import NO_EVENTS, EventsSinceFold
 
 
 def _batch(rng: np.random.Generator, first: int, n: int, customers: list[str]) -> pd.DataFrame:
@@ -22,33 +22,33 @@ def _batch(rng: np.random.Generator, first: int, n: int, customers: list[str]) -
     return out
 
 
-def _scanned(live: LiveEvents, customers: list[str]) -> pd.DataFrame:
+def _scanned(live: EventsSinceFold, customers: list[str]) -> pd.DataFrame:
     """What a scan of every live event gives."""
     return live.frame[live.frame["customer_id"].isin(customers).to_numpy()]
 
 
 @pytest.fixture
-def live() -> LiveEvents:
+def live() -> EventsSinceFold:
     rng = np.random.default_rng(7)
     customers = [f"c{i}" for i in range(30)]
-    out = LiveEvents()
+    out = EventsSinceFold()
     for b in range(4):
         out.add(_batch(rng, 100 * b, 100, customers))
     return out
 
 
-def test_a_customers_rows_are_those_a_scan_finds_in_the_same_order(live: LiveEvents) -> None:
+def test_a_customers_rows_are_those_a_scan_finds_in_the_same_order(live: EventsSinceFold) -> None:
     assert len(live) == 400
     for asked in (["c3"], ["c1", "c29", "c7"], ["nobody"], [], [f"c{i}" for i in range(30)]):
         pd.testing.assert_frame_equal(live.of(asked), _scanned(live, asked))
 
 
-def test_the_ids_taken_are_known(live: LiveEvents) -> None:
+def test_the_ids_taken_are_known(live: EventsSinceFold) -> None:
     known = live.known(pd.Series(["e0", "e399", "e400", "x"]))
     assert known.tolist() == [True, True, False, False]
 
 
-def test_a_merged_customers_rows_become_the_new_owners(live: LiveEvents) -> None:
+def test_a_merged_customers_rows_become_the_new_owners(live: EventsSinceFold) -> None:
     before = {c: _scanned(live, [c])["event_id"].tolist() for c in ("c1", "c2", "c3")}
     dtype = live.frame["customer_id"].dtype
     live.relabel({"c1": "c2", "nobody": "c3"})

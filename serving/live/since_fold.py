@@ -23,7 +23,7 @@ NO_EVENTS = (
 """No events, in the frame's columns and dtypes."""
 
 
-class LiveEvents:
+class EventsSinceFold:
     """Live events (contract frame, :data:`COLUMNS`, in the order taken), their ids, and
     each customer's row positions among them."""
 
