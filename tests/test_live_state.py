@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import numpy as np
 import pandas as pd
@@ -374,6 +375,39 @@ def test_folding_live_events_in_changes_no_row(home, stored, monkeypatch):
         state.rows_of(pd.Index(customers), state.clock), batch.loc[customers]
     )
     assert state.known(events["event_id"]).all()
+
+
+# issue 17 (stop 40): a fold runs in the background while refreshes go on; taken after it
+# ends, it leaves the events taken since live and changes no row
+def test_a_fold_in_the_background_changes_no_row(home, stored, monkeypatch):
+    scorer, state, identity = fresh_state(home, stored)
+    monkeypatch.setattr(state_module, "FOLD_AT", 6)
+    monkeypatch.setattr(state_module, "FOLD_SHARE", len(state.stored) + 1)
+    customers = scorer.ids[:4].tolist()
+    taken, n_stored = stored["everything"], len(state.stored)
+    for day in range(3):
+        records = [
+            {"customer_id": c, "ts": f"2026-01-0{day + 1}T12:00:00Z", "channel": "app",
+             "event_type": "purchase", "product_id": stored["products"][day],
+             "order_id": f"G{day}{c}", "quantity": 1, "amount": 5.0}
+            for c in customers
+        ]  # fmt: skip
+        events = live_batch(records, identity)
+        scorer.apply_rows(state.refresh(events).update)
+        taken = pd.concat([taken, events[EVENTS.names]], ignore_index=True)
+        assert state.known(taken["event_id"].iloc[-4 * (day + 1) :]).all()
+        if day == 1:
+            assert state.fold_if_due(background=True)  # started: day 2 comes beside it
+            assert len(state.live) == 8
+    while state.folding:
+        time.sleep(0.01)
+    assert not state.fold_if_due(background=True)  # took the fold; 4 live: not due
+    assert len(state.stored) == n_stored + 8 and len(state.live) == 4
+    assert state.known(taken["event_id"].iloc[-12:]).all()
+    batch = build_customer_features(taken, stored["customers"], state.clock)
+    pd.testing.assert_frame_equal(
+        state.rows_of(pd.Index(customers), state.clock), batch.loc[customers]
+    )
 
 
 # issue 17: live rankings are kept per refresh; one that ranks few of its customers any

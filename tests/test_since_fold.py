@@ -57,3 +57,13 @@ def test_a_merged_customers_rows_become_the_new_owners(live: EventsSinceFold) ->
     assert live.of(["c3"])["event_id"].tolist() == before["c3"]
     pd.testing.assert_frame_equal(live.of(["c2"]), _scanned(live, ["c2"]))
     assert live.frame["customer_id"].dtype == dtype
+
+
+def test_what_a_fold_leaves_is_the_events_after_it(live: EventsSinceFold) -> None:
+    rest = live.after(250)
+    assert len(rest) == 150
+    assert rest.known(pd.Series(["e249", "e250", "e399"])).tolist() == [False, True, True]
+    for asked in (["c3"], ["c1", "c29", "c7"]):
+        expected = _scanned(live, asked)
+        expected = expected[expected.index >= 250].reset_index(drop=True)
+        pd.testing.assert_frame_equal(rest.of(asked).reset_index(drop=True), expected)

@@ -262,7 +262,7 @@ def _serve(conn: Connection) -> None:
             answer = ("error", traceback.format_exc(), covers)
         if not _send(conn, answer):
             return
-        state.fold_if_due()  # after the answer: the round's events do not wait for it
+        state.fold_if_due(background=True)  # the next rounds do not wait for it either
 
 
 def _send_ids(conn: Connection, file: IO[bytes], n: int) -> bool:

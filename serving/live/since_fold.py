@@ -57,6 +57,12 @@ class EventsSinceFold:
             return self.frame.iloc[:0]
         return self.frame.take(np.sort(np.concatenate(parts)))
 
+    def after(self, n: int) -> EventsSinceFold:
+        """The events from the ``n``-th on (what a fold of the first ``n`` leaves live)."""
+        out = EventsSinceFold()
+        out.add(self.frame.iloc[n:])
+        return out
+
     def relabel(self, moved: dict[str, str]) -> None:
         """The events of customers merged away (``moved``: old id -> the one they are
         now) become their new owner's."""
