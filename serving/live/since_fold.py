@@ -30,7 +30,7 @@ class EventsSinceFold:
     def __init__(self) -> None:
         self.frame = NO_EVENTS
         self._ids: set[str] = set()
-        self._rows: dict[str, np.ndarray] = {}  # customer id -> positions in frame, sorted
+        self._rows: dict[str, list[np.ndarray]] = {}  # customer id -> positions in frame
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -46,13 +46,15 @@ class EventsSinceFold:
         start = len(self.frame)
         self.frame = pd.concat([self.frame, events[list(COLUMNS)]], ignore_index=True)
         self._ids.update(events["event_id"].astype("str").tolist())
-        owners = events["customer_id"].astype("str").to_numpy(dtype=object)
-        for customer, at in pd.Series(owners).groupby(owners, sort=False).indices.items():
-            self._add_rows(customer, at + start)  # a round's customers, not its events
+        codes, owners = pd.factorize(events["customer_id"].astype("str").to_numpy(dtype=object))
+        order = np.argsort(codes, kind="stable")
+        runs = np.split(order + start, np.flatnonzero(np.diff(codes[order])) + 1)
+        for customer, at in zip(owners, runs, strict=True):  # per customer, not per event
+            self._rows.setdefault(customer, []).append(at)
 
     def of(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The live events of these customers, in the order they were taken."""
-        parts = [self._rows[c] for c in customer_ids if c in self._rows]
+        parts = [at for c in customer_ids for at in self._rows.get(c, ())]
         if not parts:
             return self.frame.iloc[:0]
         return self.frame.take(np.sort(np.concatenate(parts)))
@@ -71,11 +73,7 @@ class EventsSinceFold:
             return
         ids = self.frame["customer_id"].to_numpy(dtype=object).copy()
         for old in gone:
-            ids[self._rows[old]] = moved[old]
+            ids[np.concatenate(self._rows[old])] = moved[old]
         self.frame = self.frame.assign(customer_id=pd.Series(ids, dtype="str"))
         for old in gone:
-            self._add_rows(moved[old], self._rows.pop(old))
-
-    def _add_rows(self, customer: str, rows: np.ndarray) -> None:
-        held = self._rows.get(customer)
-        self._rows[customer] = rows if held is None else np.sort(np.concatenate([held, rows]))
+            self._rows.setdefault(moved[old], []).extend(self._rows.pop(old))
