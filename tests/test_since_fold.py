@@ -52,6 +52,8 @@ def test_a_merged_customers_rows_become_the_new_owners(live: EventsSinceFold) ->
     before = {c: _scanned(live, [c])["event_id"].tolist() for c in ("c1", "c2", "c3")}
     dtype = live.frame["customer_id"].dtype
     live.relabel({"c1": "c2", "nobody": "c3"})
+    live.relabel({"c2": "new-owner"})  # a code after a merge is not another customer's
+    live.relabel({"new-owner": "c2"})
     assert live.of(["c1"]).empty
     assert sorted(live.of(["c2"])["event_id"]) == sorted(before["c1"] + before["c2"])
     assert live.of(["c3"])["event_id"].tolist() == before["c3"]
