@@ -359,21 +359,12 @@ def test_folding_live_events_in_changes_no_row(home, stored, monkeypatch):
     customers = scorer.ids[:4].tolist()
     taken = stored["everything"]
     for day in range(3):
-        records = [
-            {"customer_id": c, "ts": f"2026-01-0{day + 1}T12:00:00Z", "channel": "app",
-             "event_type": "purchase", "product_id": stored["products"][day],
-             "order_id": f"F{day}{c}", "quantity": 1, "amount": 5.0}
-            for c in customers
-        ]  # fmt: skip
-        events = live_batch(records, identity)
+        events = _purchases(stored, identity, customers, day, "F")
         scorer.apply_rows(state.refresh(events).update)
         assert state.fold_if_due() == (day == 1)  # a refresh leaves the folding to it
         assert len(state.live) == (4 if day != 1 else 0)
         taken = pd.concat([taken, events[EVENTS.names]], ignore_index=True)
-    batch = build_customer_features(taken, stored["customers"], state.clock)
-    pd.testing.assert_frame_equal(
-        state.rows_of(pd.Index(customers), state.clock), batch.loc[customers]
-    )
+    _assert_rows_as_batch(state, stored, taken, customers)
     assert state.known(events["event_id"]).all()
 
 
@@ -386,13 +377,7 @@ def test_a_fold_in_the_background_changes_no_row(home, stored, monkeypatch):
     customers = scorer.ids[:4].tolist()
     taken, n_stored = stored["everything"], len(state.stored)
     for day in range(3):
-        records = [
-            {"customer_id": c, "ts": f"2026-01-0{day + 1}T12:00:00Z", "channel": "app",
-             "event_type": "purchase", "product_id": stored["products"][day],
-             "order_id": f"G{day}{c}", "quantity": 1, "amount": 5.0}
-            for c in customers
-        ]  # fmt: skip
-        events = live_batch(records, identity)
+        events = _purchases(stored, identity, customers, day, "G")
         scorer.apply_rows(state.refresh(events).update)
         taken = pd.concat([taken, events[EVENTS.names]], ignore_index=True)
         assert state.known(taken["event_id"].iloc[-4 * (day + 1) :]).all()
@@ -404,6 +389,23 @@ def test_a_fold_in_the_background_changes_no_row(home, stored, monkeypatch):
     assert not state.fold_if_due(background=True)  # took the fold; 4 live: not due
     assert len(state.stored) == n_stored + 8 and len(state.live) == 4
     assert state.known(taken["event_id"].iloc[-12:]).all()
+    _assert_rows_as_batch(state, stored, taken, customers)
+
+
+def _purchases(stored, identity, customers: list[str], day: int, tag: str) -> pd.DataFrame:
+    """A live batch: each of ``customers`` buys the ``day``-th product on January
+    ``day + 1`` (order ids start with ``tag``)."""
+    records = [
+        {"customer_id": c, "ts": f"2026-01-0{day + 1}T12:00:00Z", "channel": "app",
+         "event_type": "purchase", "product_id": stored["products"][day],
+         "order_id": f"{tag}{day}{c}", "quantity": 1, "amount": 5.0}
+        for c in customers
+    ]  # fmt: skip
+    return live_batch(records, identity)
+
+
+def _assert_rows_as_batch(state, stored, taken: pd.DataFrame, customers: list[str]) -> None:
+    """The state's rows of ``customers`` are a batch build's over ``taken``."""
     batch = build_customer_features(taken, stored["customers"], state.clock)
     pd.testing.assert_frame_equal(
         state.rows_of(pd.Index(customers), state.clock), batch.loc[customers]
