@@ -107,7 +107,7 @@ class LiveState:
         """Fold the live events in once they are many (:data:`FOLD_AT`, :data:`FOLD_SHARE`);
         whether it started or did one. ``background``: on a thread of its own, taken by
         the first call after it ends (:meth:`finish_fold`). The refresh process calls it
-        after answering a round: a fold re-sorts every stored event (~0.3-0.8 s at 2M, tens
+        after answering a round: a fold re-sorts every stored event (0.14-0.8 s at 2M, tens
         of seconds at 100M), so in line it held the next rounds back that long."""
         if self._fold is not None:
             if not self._fold.done():
