@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from features.contract.schema import CHANNELS, EVENT_TYPES
 from serving.live.id_set import EventIdSet
 from training.recs.data import BUILDER_COLUMNS
-from training.recs.tables import positions_in
+from training.recs.tables import positions_in, run_starts
 
 TEXT = ("order_id", "product_id", "store_id")
 NUMBERS = ("quantity", "amount", "discount")
@@ -126,7 +126,7 @@ class StoredEvents:
         order = np.argsort(cust, kind="stable")  # stable: each run keeps the given order
         cust = cust[order]
         self.ids = ids
-        self.starts = np.flatnonzero(np.r_[True, cust[1:] != cust[:-1]]) if len(cust) else cust
+        self.starts = np.flatnonzero(run_starts(cust))
         self.ends = np.append(self.starts[1:], len(cust)).astype(np.int64)
         self.starts = self.starts.astype(np.int64)
         del cust

@@ -29,7 +29,7 @@ from training.recs.product_tables import (
     repurchase_gap,
     windows_for,
 )
-from training.recs.tables import PairTable, top_per_row
+from training.recs.tables import PairTable, run_starts, top_per_row
 
 
 @dataclass(frozen=True)
@@ -341,7 +341,7 @@ def _item_gaps(bought: PairTable, n_items: int) -> np.ndarray:
     if len(item):
         order = np.lexsort((gap, item))
         item, gap = item[order], gap[order]
-        start = np.flatnonzero(np.r_[True, item[1:] != item[:-1]])
+        start = np.flatnonzero(run_starts(item))
         size = np.diff(np.r_[start, len(item)])
         out[item[start]] = (gap[start + (size - 1) // 2] + gap[start + size // 2]) / 2
     return out

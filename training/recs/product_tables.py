@@ -21,7 +21,7 @@ import pandas as pd
 from features.item_features import build_customer_item_features, build_item_features
 from features.registry import customer_item_features, item_features
 from training.recs.data import DAY_S, PURCHASE, History
-from training.recs.tables import PairTable
+from training.recs.tables import PairTable, run_starts
 
 DECAY_HALF_LIFE_DAYS = 30.0
 RECENT_DAYS = 28
@@ -103,7 +103,7 @@ def _extra_columns(history: History, rows: np.ndarray, as_of_s: int) -> PairTabl
     keys, age = keys[order], age[order]
     if len(keys) == 0:
         return PairTable(keys, n, {c: np.zeros(0, np.float32) for c in EXTRA_COLUMNS})
-    start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    start = np.flatnonzero(run_starts(keys))
     cols = {
         "first_day_ago": age[start],
         "decayed": np.add.reduceat(0.5 ** (age / DECAY_HALF_LIFE_DAYS), start).astype(np.float32),

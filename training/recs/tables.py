@@ -160,6 +160,6 @@ def rank_within(groups: np.ndarray) -> np.ndarray:
     """0-based position of each entry within its run of equal ``groups`` (sorted input)."""
     if len(groups) == 0:
         return np.zeros(0, np.int64)
-    start = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    start = np.flatnonzero(run_starts(groups))
     sizes = np.diff(np.r_[start, len(groups)])
     return np.arange(len(groups)) - np.repeat(start, sizes)
