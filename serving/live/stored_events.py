@@ -219,37 +219,43 @@ class StoredEvents:
         :data:`AS_CATEGORIES` as categoricals (see the module doc). Values of ``more`` the
         state lacks join the categories for good (a product new since it was read)."""
         customer_ids = pd.Index(customer_ids, dtype="str").unique()
-        more = more if more is not None and len(more) else None
-        if more is not None:
-            for name in AS_CATEGORIES:
-                self._learn(name, more[name])
+        customers = pd.CategoricalDtype(customer_ids)
+        more = self._as_categories(more, customers) if more is not None and len(more) else None
         at, found = positions_in(self.ids, customer_ids.to_numpy(dtype=object))
         runs = at[found]
         starts, ends = self.starts[runs], self.ends[runs]
         lengths = ends - starts  # each customer's rows are one run of the sorted events
         rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
         asked = np.repeat(np.flatnonzero(found), lengths)  # each row's customer in customer_ids
-        customers = pd.CategoricalDtype(customer_ids)
         frame = self._frame(rows, pd.Categorical.from_codes(asked, dtype=customers))
-        if more is None:
-            return frame
-        more = more[list(BUILDER_COLUMNS)].copy(deep=False)
-        for name, dtype in [("customer_id", customers), *self._dtypes.items()]:
-            codes = dtype.categories.get_indexer(more[name])
-            if ((codes < 0) & more[name].notna().to_numpy()).any():
-                raise ValueError(f"more events hold a {name} not among the asked / known ones")
-            more[name] = pd.Categorical.from_codes(codes, dtype=dtype)
-        return pd.concat([frame, more], ignore_index=True)
+        return frame if more is None else pd.concat([frame, more], ignore_index=True)
 
-    def _learn(self, name: str, text: pd.Series) -> None:
-        """Add the values of ``text`` that column ``name`` lacks to its values and
-        categories (appended: the stored codes keep their meaning)."""
+    def _as_categories(self, more: pd.DataFrame, customers: pd.CategoricalDtype) -> pd.DataFrame:
+        """``more``'s builder columns, its customer ids as categories ``customers`` and
+        its :data:`AS_CATEGORIES` as the state's, which learn the values they lack (each
+        column's text looked up once, and again only where it was new)."""
+        more = more[list(BUILDER_COLUMNS)].copy(deep=False)
+        for name in ("customer_id", *AS_CATEGORIES):
+            text = more[name]
+            dtype = customers if name == "customer_id" else self._dtypes[name]
+            codes = dtype.categories.get_indexer(text)
+            lacking = (codes < 0) & text.notna().to_numpy()
+            if lacking.any():
+                if name == "customer_id":
+                    raise ValueError("more events hold a customer_id not among the asked ones")
+                dtype = self._learn(name, text[lacking])
+                codes[lacking] = dtype.categories.get_indexer(text[lacking])
+            more[name] = pd.Categorical.from_codes(codes, dtype=dtype)
+        return more
+
+    def _learn(self, name: str, new: pd.Series) -> pd.CategoricalDtype:
+        """Append the distinct values of ``new`` (none of them known) to column ``name``'s
+        values and categories (the stored codes keep their meaning); its new dtype."""
         known = self._dtypes[name].categories
-        new = pd.unique(text[(known.get_indexer(text) < 0) & text.notna().to_numpy()])
-        if len(new):
-            added = pa.array(np.asarray(new, dtype=object), pa.string())
-            self._values[name] = pa.concat_arrays([self._values[name], added])
-            self._dtypes[name] = pd.CategoricalDtype(known.append(pd.Index(added, dtype="str")))
+        added = pa.array(np.asarray(pd.unique(new), dtype=object), pa.string())
+        self._values[name] = pa.concat_arrays([self._values[name], added])
+        self._dtypes[name] = pd.CategoricalDtype(known.append(pd.Index(added, dtype="str")))
+        return self._dtypes[name]
 
     def _micros(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Timestamps of rows ``rows`` (every row by default) as UTC microseconds."""
@@ -278,7 +284,7 @@ class StoredEvents:
             out[name] = np.where(
                 codes >= 0, values[np.maximum(codes, 0)] if len(values) else 0, np.nan
             )
-        return pd.DataFrame(out)[list(BUILDER_COLUMNS)]
+        return pd.DataFrame({name: out[name] for name in BUILDER_COLUMNS})  # in their order
 
 
 def _merged_ids(held: np.ndarray, new: pd.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
