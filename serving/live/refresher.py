@@ -65,9 +65,9 @@ ROUND_NOW_AT = 500
 """Events received that start the next round at once, before :data:`ROUND_EVERY_S` has
 passed: with this many the fixed ~40 ms is a small part of the round (~90 ms at 500).
 Rounds shorter than the quarter second left the process idle under an ingest: on 2
-cores, batches of 1,000, it took 5,200-5,960 events/s alone on ~0.75 of a core, and
-6,650-6,970 with this; beside back-to-back reads 4,380 against 4,910 (medians of 4 runs
-each, alternated; issue 17, stop 41)."""
+cores, batches of 1,000, an ingest alone took 5,200-6,000 events/s on ~0.75 of a core,
+and 6,650-7,550 on a whole one with this; beside back-to-back reads, with the cores full,
+4,750 against 4,920 (medians of 8 runs each, alternated; issue 17, stop 41)."""
 
 
 REFRESH_NICE = 5
@@ -327,8 +327,8 @@ def _rounds(messages: queue.SimpleQueue, every: float = ROUND_EVERY_S, now_at: i
         batches = [message[1]]
         n_events = len(message[1])
         while held is None:  # until due (or now_at events are in), and whatever came by then
-            due = last_start + every - time.monotonic()
-            wait = due if n_events < now_at else 0.0
+            until_due = last_start + every - time.monotonic()
+            wait = until_due if n_events < now_at else 0.0
             try:
                 message = messages.get(timeout=wait) if wait > 0 else messages.get_nowait()
             except queue.Empty:
