@@ -109,10 +109,9 @@ class LiveState:
         the first call after it ends (:meth:`finish_fold`). The refresh process calls it
         after answering a round: a fold re-sorts every stored event (0.14-0.8 s at 2M, tens
         of seconds at 100M), so in line it held the next rounds back that long."""
-        if self._fold is not None:
-            if not self._fold.done():
-                return False
-            self.finish_fold()
+        if self.folding:
+            return False
+        self.finish_fold()  # one that ended (nothing without one)
         if len(self.live) <= max(FOLD_AT, len(self.stored) // FOLD_SHARE):
             return False
         if background:

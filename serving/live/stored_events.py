@@ -235,14 +235,13 @@ class StoredEvents:
         its :data:`AS_CATEGORIES` as the state's, which learn the values they lack (each
         column's text looked up once, and again only where it was new)."""
         more = more[list(BUILDER_COLUMNS)].copy(deep=False)
-        for name in ("customer_id", *AS_CATEGORIES):
+        for name, dtype in [("customer_id", customers), *self._dtypes.items()]:
             text = more[name]
-            dtype = customers if name == "customer_id" else self._dtypes[name]
             codes = dtype.categories.get_indexer(text)
             lacking = (codes < 0) & text.notna().to_numpy()
             if lacking.any():
-                if name == "customer_id":
-                    raise ValueError("more events hold a customer_id not among the asked ones")
+                if name not in self._dtypes:
+                    raise ValueError(f"more events hold a {name} not among the asked ones")
                 dtype = self._learn(name, text[lacking])
                 codes[lacking] = dtype.categories.get_indexer(text[lacking])
             more[name] = pd.Categorical.from_codes(codes, dtype=dtype)
