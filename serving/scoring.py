@@ -137,7 +137,9 @@ class Scorer:
         of thousands of customers) instead. Either way the results are the same, within
         float32 rounding. ``snapshot_rows=False``: a scorer of fresh rows only
         (:meth:`prepare_rows`; the live refresh process), which lets the snapshot's
-        feature table and the models' matrices of it go (~1.3 KB a customer)."""
+        feature table and the models' matrices of it go (~1.3 KB a customer), and the
+        recommender's customer parts, which it rebuilds for the customers it ranks
+        (:meth:`Recommender.without_customer_parts`, ~0.8 KB a customer)."""
         self.snapshot = snapshot
         self.num_threads = num_threads
         self.as_of = snapshot.as_of
@@ -151,6 +153,8 @@ class Scorer:
         channel_features = getattr(self.channel_model, "features_", None)
         if ranked_lists and not snapshot_rows:
             raise ValueError("ranked_lists precompute the snapshot's rows: keep snapshot_rows")
+        if precompute_candidates and not snapshot_rows:
+            raise ValueError("precomputed candidates need the snapshot's rows: keep snapshot_rows")
         same = channel_features is not None and list(channel_features) == list(churn_features or [])
         self._one_matrix = same  # the models share their columns: one matrix (read-only use)
         self.X_churn = self.X_channel = None
@@ -174,7 +178,11 @@ class Scorer:
         # them: the live refresh process) would be a few KB a customer held for nothing
         self.snapshot = replace(snapshot, arrays=None)
         if not snapshot_rows:  # its columns stay (an empty refresh's table has them)
-            self.snapshot = replace(self.snapshot, features=table.iloc[:0])
+            models = dict(snapshot.models)
+            if self.recommender is not None:  # it ranks the customers of fresh rows only
+                self.recommender = self.recommender.without_customer_parts()
+                models["recommender"] = self.recommender
+            self.snapshot = replace(self.snapshot, features=table.iloc[:0], models=models)
         if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
             everyone = np.arange(len(self.ids))
             self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)

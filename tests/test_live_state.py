@@ -9,6 +9,7 @@ their churn and next-best-channel scores equal what the models give that row in 
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import time
 
@@ -263,24 +264,38 @@ def test_live_customers_lists_equal_the_full_path(touched, data):
     assert scorer.live_rankings[customer].lists  # kept for the next request
 
 
-# the refresh process's scorer lets the snapshot's rows go (~1.3 KB a customer) and
-# prepares fresh rows exactly as a scorer that keeps them
+# the refresh process's scorer lets the snapshot's rows go (feature rows, the models'
+# matrices, the recommender's customer parts) and prepares fresh rows and their rankings
+# exactly as a scorer that keeps them
 def test_a_scorer_of_fresh_rows_prepares_them_as_one_with_the_snapshot_rows(stored):
     snapshot = stored["snapshot"]
     kept = Scorer(snapshot, num_threads=1, precompute_candidates=False)
     lean = Scorer(snapshot, num_threads=1, precompute_candidates=False, snapshot_rows=False)
     assert lean.X_churn is None and lean.X_channel is None and not len(lean.snapshot.features)
     assert list(lean.snapshot.features.columns) == list(kept.snapshot.features.columns)
-    assert len(snapshot.features) == len(kept.ids) > 0  # the snapshot given is unchanged
+    assert lean.recommender.state_.bought is None
+    assert lean.snapshot.models["recommender"] is lean.recommender
+    # the snapshot given is unchanged
+    assert len(snapshot.features) == len(kept.ids) > 0
+    assert snapshot.models["recommender"].state_.bought is not None
     table = snapshot.features.iloc[::7]
-    a, b = lean.prepare_rows(table), kept.prepare_rows(table)
+    window = stored["window"]
+    events = window[window["customer_id"].isin(table.index)]
+    as_of = snapshot.as_of + pd.Timedelta(hours=1)
+    a, b = lean.prepare_rows(table, events, as_of), kept.prepare_rows(table, events, as_of)
     assert a.ids == b.ids
     for got, want in ((a.churn, b.churn), (a.channel, b.channel), (a.consent, b.consent)):
         np.testing.assert_array_equal(got, want)
+    assert a.ranking.codes == b.ranking.codes and len(a.ranking.personal.item) > 0
+    assert pickle.dumps(a.ranking.portable()) == pickle.dumps(b.ranking.portable())
     with pytest.raises(RuntimeError, match="snapshot_rows"):
         lean.churn(np.array([0]))
+    with pytest.raises(RuntimeError, match="with_customer_update"):
+        lean.recommender.personal_candidates()
     with pytest.raises(ValueError, match="snapshot_rows"):
         Scorer(snapshot, ranked_lists=5, snapshot_rows=False)
+    with pytest.raises(ValueError, match="snapshot_rows"):
+        Scorer(snapshot, snapshot_rows=False)  # precompute_candidates: the snapshot's customers
 
 
 # a live customer without product events (an email opened, a store visited) gets their

@@ -39,6 +39,7 @@ from training.recs.candidates import (
 )
 from training.recs.coldstart import popularity_rows
 from training.recs.cutoff_state import (
+    CUSTOMER_FIELDS,
     StateParams,
     build_cutoff_state,
     customer_parts,
@@ -206,6 +207,7 @@ class Recommender(BaseRecommender):
     def personal_candidates(self, codes: np.ndarray | None = None) -> CandidateTable:
         """Personal candidates (ALS, buy again) of customers ``codes`` (default: all), as
         the online snapshot stores them and batch scoring builds them per chunk."""
+        self._check_customer_parts()
         return CandidateTable.build(
             self.state_, self.catalogue_.n_customers, self._candidate_params(), codes
         )
@@ -381,6 +383,22 @@ class Recommender(BaseRecommender):
         out.as_of_ = pd.Timestamp(update.t, unit="s", tz="UTC")
         return out
 
+    def without_customer_parts(self) -> Recommender:
+        """A copy whose state lets the fitted customers' parts go (:data:`CUSTOMER_FIELDS`:
+        their purchase, category and session tables and activity; their ALS factors
+        stay). It ranks once :meth:`with_customer_update` gave it parts computed from the
+        customers' own events, which is all the live refresh process ranks (issue 17)."""
+        out = copy.copy(self)
+        out.state_ = replace(self.state_, **dict.fromkeys(CUSTOMER_FIELDS))
+        return out
+
+    def _check_customer_parts(self) -> None:
+        if self.state_.bought is None:
+            raise RuntimeError(
+                "this recommender let its customers' parts go (without_customer_parts): "
+                "it ranks only after with_customer_update"
+            )
+
     def feature_importance(self) -> pd.Series:
         """Total gain per ranker feature, largest first."""
         gain = self.ranker_.booster_.feature_importance(importance_type="gain")
@@ -407,6 +425,7 @@ class Recommender(BaseRecommender):
         ``num_threads``: the ranker features' and LightGBM's predictions' (batch scoring
         uses all cores; a real-time request one). ``rest_bought``: leave out products
         resting after a purchase (:func:`training.recs.candidates.resting`)."""
+        self._check_customer_parts()
         state, cat = self.state_, self.catalogue_
         params = self._candidate_params()
         known = customers.code >= 0
