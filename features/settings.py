@@ -19,16 +19,16 @@ KEEP_SNAPSHOTS = 3
 KEEP_SCORES = 2
 """Versions of a batch-scoring output kept (``OMNI_KEEP_SCORES``): the newest and the one
 before, which a reader that started on it can finish."""
-LIVE_MAX_BEHIND = 2_000
+LIVE_MAX_BEHIND = 2_500
 """Live events a service worker takes at most before its online state has applied them
 (``OMNI_LIVE_MAX_BEHIND``): past it, POST /events waits for the next refresh. Smaller
-keeps answers fresher, larger takes events faster: measured on 2 cores beside back-to-back
-reads with batches of 1,000 (stop 35, docs/performance.md), 2,000 gave 4,378-4,731
-events/s with events visible within 0.63-0.65 s (p99); 3,000 gave 5,163-5,808 events/s
-within 0.80-0.99 s (up to 1.18 s beside paced reads), within 0.77-0.90 s once folds left
-the rounds (stop 36; up to 1.2 s beside paced reads). Since rounds of 500 events no longer
-wait for the quarter second (stop 41): 2,000 gave 4,450-5,200 events/s within 0.49-0.72 s
-(paced reads included), 3,000 gave 5,520-6,060 within 0.81-1.07 s."""
+keeps answers fresher, larger takes events faster (a round then covers more batches and
+pays its fixed work less often). Measured on 2 cores beside back-to-back reads with
+batches of 1,000 (docs/performance.md): since rounds of 500 events no longer wait for the
+quarter second (stop 41), 2,000 gave 4,450-5,220 events/s with events visible within
+0.47-0.72 s (p99, paced reads included); 2,500 gave 5,820-5,970 events/s (4,950-5,170
+beside paced reads) within 0.74-0.89 s (stop 42); 3,000 gave 5,520-6,060 within
+0.81-1.07 s."""
 ACCESS_LOG_EVERY = 100
 """The service logs every answer of 400 or more and every ``ACCESS_LOG_EVERY``-th other
 one (``OMNI_ACCESS_LOG_EVERY``; 1 logs them all, as BentoML does). A line per request cost
