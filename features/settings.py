@@ -19,16 +19,16 @@ KEEP_SNAPSHOTS = 3
 KEEP_SCORES = 2
 """Versions of a batch-scoring output kept (``OMNI_KEEP_SCORES``): the newest and the one
 before, which a reader that started on it can finish."""
-LIVE_MAX_BEHIND = 2_500
+LIVE_MAX_BEHIND = 2_000
 """Live events a service worker takes at most before its online state has applied them
 (``OMNI_LIVE_MAX_BEHIND``): past it, POST /events waits for the next refresh. Smaller
-keeps answers fresher, larger takes events faster (a round then covers more batches and
-pays its fixed work less often). Measured on 2 cores beside back-to-back reads with
-batches of 1,000 (docs/performance.md): since rounds of 500 events no longer wait for the
-quarter second (stop 41), 2,000 gave 4,450-5,220 events/s with events visible within
-0.47-0.72 s (p99, paced reads included); 2,500 gave 5,820-5,970 events/s (4,950-5,170
-beside paced reads) within 0.74-0.89 s (stop 42); 3,000 gave 5,520-6,060 within
-0.81-1.07 s."""
+keeps answers fresher, larger takes events faster (a round covers more batches and pays
+its fixed work less often). Measured on 2 cores with batches of 1,000 (docs/performance.md,
+stop 42, 6 runs each, alternated): beside back-to-back reads, 2,000 took 3,870-5,220
+events/s (4,740-5,220 but in a slower hour) with events visible within 0.47-0.84 s (p99,
+paced reads included); 2,500 took 5,630-5,970 events/s visible within 0.74-0.92 s, but
+beside paced reads 4,420-5,170 events/s, once visible only after 1.33 s; 3,000 (stop 41)
+took 5,520-6,060 within 0.81-1.07 s. The default keeps p99 under a second."""
 ACCESS_LOG_EVERY = 100
 """The service logs every answer of 400 or more and every ``ACCESS_LOG_EVERY``-th other
 one (``OMNI_ACCESS_LOG_EVERY``; 1 logs them all, as BentoML does). A line per request cost

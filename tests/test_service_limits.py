@@ -27,7 +27,7 @@ def test_max_body_bytes_is_a_setting():
 
 
 def test_live_back_pressure_is_a_setting():
-    assert get_settings({}).live_max_behind == 2_500
+    assert get_settings({}).live_max_behind == 2_000
     assert get_settings({"OMNI_LIVE_MAX_BEHIND": "5000"}).live_max_behind == 5_000
     with pytest.raises(ValueError, match="OMNI_LIVE_MAX_BEHIND"):
         get_settings({"OMNI_LIVE_MAX_BEHIND": "0"})
