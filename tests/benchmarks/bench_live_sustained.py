@@ -1,0 +1,111 @@
+"""Benchmark: a sustained ingest beside reads, window by window (issue 17).
+
+    python tests/benchmarks/bench_live_sustained.py [--home DIR] [--duration 60] [--window 10]
+
+``bench_live.py`` takes each rate over its first seconds. Here one client ingests batches
+of 1,000 new purchases for ``--duration`` seconds while a second reads ``/recommend``
+back to back (the service, home and clients as in ``bench_live.py``), and the accepted
+events/s and the reads' p50 are printed per ``--window`` seconds: whether the rate holds.
+
+A refresh recomputes each touched customer from all their events, so in a small home
+the rate falls as the ingest lengthens every customer's history: 5,000 events/s over
+5,000 customers add a purchase to each of them every second. The line printed under
+the table gives that growth (events added per customer); a home with more customers
+grows slower, as a larger store would. Results: bench_results/live_sustained.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+from bench_live import IngestClient, prepare, recommend_latencies, start
+from harness import RESULTS_DIR, load_note, save
+
+
+def windows(
+    progress: list[tuple[float, int]],
+    reads: list[tuple[float, float]],
+    duration: float,
+    step: float,
+) -> list[dict]:
+    """Accepted events/s and read p50 (ms) per ``step`` seconds of ``duration``, from the
+    ingest's (seconds, accepted so far) and the reads' (seconds, ms)."""
+    done = np.array(progress, dtype=float)
+    edges = np.arange(0.0, duration + 1e-9, step)
+    accepted = np.interp(edges, np.r_[0.0, done[:, 0]], np.r_[0.0, done[:, 1]])
+    at = np.array([t for t, _ in reads])
+    ms = np.array([m for _, m in reads])
+    out = []
+    for lo, hi, n in zip(edges[:-1], edges[1:], np.diff(accepted), strict=True):
+        inside = ms[(at >= lo) & (at < hi)]
+        p50 = float(np.median(inside)) if len(inside) else float("nan")
+        out.append({"from_s": lo, "events_per_s": n / step, "read_p50_ms": p50})
+    return out
+
+
+def run(source: Path, duration: float, step: float) -> dict:
+    from features.settings import get_settings
+    from features.store.events import read_table
+
+    work = Path(tempfile.mkdtemp(prefix="bench-sustained-"))
+    home = work / "home"
+    shutil.copytree(source, home)
+    settings = get_settings({"OMNI_HOME": str(home)})
+    customers = read_table(settings.store_dir, "customers")["customer_id"].tolist()
+    products = read_table(settings.store_dir, "products")["product_id"].tolist()
+    proc, url = start(home, work / "service.log")
+    try:
+        client = IngestClient(url, customers, products, "s", duration + 10, max_rate=8_000)
+        stop, latencies, t0 = threading.Event(), [], time.perf_counter()
+        args = (url, customers, stop, None, latencies)
+        reader = threading.Thread(target=recommend_latencies, args=args)
+        client.start()
+        reader.start()
+        stamps = []
+        while time.perf_counter() - t0 < duration:  # when each read ended (to 50 ms)
+            time.sleep(0.05)
+            stamps.extend([time.perf_counter() - t0] * (len(latencies) - len(stamps)))
+        stop.set()
+        progress = client.stop()
+        reader.join()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    reads = list(zip(stamps, latencies, strict=False))
+    return {
+        "customers": len(customers),
+        "windows": windows(progress, reads, duration, step),
+        "events_per_customer": progress[-1][1] / len(customers),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--home", type=Path, default=RESULTS_DIR / "live_home")
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--window", type=float, default=10.0)
+    args = parser.parse_args()
+    prepare(args.home)
+    result = run(args.home, args.duration, args.window)
+    print(f"{result['customers']:,} customers, back-to-back reads beside ({load_note()}):")
+    print("| seconds | events/s | /recommend p50 ms |\n|---|---:|---:|")
+    for w in result["windows"]:
+        to = w["from_s"] + args.window
+        print(f"| {w['from_s']:.0f}-{to:.0f} | {w['events_per_s']:,.0f} | {w['read_p50_ms']:.2f} |")
+    print(f"events added per customer: {result['events_per_customer']:.1f}")
+    save("live_sustained", result | {"duration_s": args.duration, "window_s": args.window})
+
+
+if __name__ == "__main__":
+    main()
