@@ -283,16 +283,23 @@ def ingest_while_reading(
     return result | ({"visible_during_ingest": percentiles(during)} if visible else {})
 
 
-def one_repeat(source: Path, duration: float, r: int) -> dict:
+def copied_home(source: Path, prefix: str) -> tuple[Path, Path, list[str], list[str]]:
+    """A copy of the home ``source`` in a new temporary folder: (the folder, the home,
+    its customer ids, its product ids)."""
     from features.settings import get_settings
     from features.store.events import read_table
 
-    work = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     home = work / "home"
     shutil.copytree(source, home)
     settings = get_settings({"OMNI_HOME": str(home)})
     customers = read_table(settings.store_dir, "customers")["customer_id"].tolist()
     products = read_table(settings.store_dir, "products")["product_id"].tolist()
+    return work, home, customers, products
+
+
+def one_repeat(source: Path, duration: float, r: int) -> dict:
+    work, home, customers, products = copied_home(source, "bench-live-")
     proc, url = start(home, work / "service.log")
     result: dict = {"customers": len(customers), "rss_mb_at_start": rss_mb(proc)}
     try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from bench_live import IngestClient, prepare, recommend_latencies, start
+from bench_live import IngestClient, copied_home, prepare, recommend_latencies, start
 from harness import RESULTS_DIR, load_note, save
 
 
@@ -54,15 +53,7 @@ def windows(
 
 
 def run(source: Path, duration: float, step: float) -> dict:
-    from features.settings import get_settings
-    from features.store.events import read_table
-
-    work = Path(tempfile.mkdtemp(prefix="bench-sustained-"))
-    home = work / "home"
-    shutil.copytree(source, home)
-    settings = get_settings({"OMNI_HOME": str(home)})
-    customers = read_table(settings.store_dir, "customers")["customer_id"].tolist()
-    products = read_table(settings.store_dir, "products")["product_id"].tolist()
+    work, home, customers, products = copied_home(source, "bench-sustained-")
     proc, url = start(home, work / "service.log")
     try:
         client = IngestClient(url, customers, products, "s", duration + 10, max_rate=8_000)
