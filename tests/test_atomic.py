@@ -50,10 +50,13 @@ def _writer(target: Path, first: int, n: int, delay: float) -> subprocess.Popen:
 
 
 def _generation(target: Path) -> int:
-    """The folder's generation, read the way a consumer reads it (path by path); fails
-    when the folder is missing or its two files come from different writes."""
-    a = (target / "a.txt").read_text()
-    b = (target / "b.txt").read_text()
+    """The folder's generation, read the way a consumer reads a version: the link resolved
+    once, then its files (read path by path through the link, two files can straddle a
+    switch: a preempted reader did, once in a loaded run); fails when the folder is missing
+    or its two files come from different writes."""
+    version = target.resolve(strict=True)  # FileNotFoundError when missing
+    a = (version / "a.txt").read_text()
+    b = (version / "b.txt").read_text()
     assert a == b, f"mixed versions: a.txt {a}, b.txt {b}"
     return int(a)
 
