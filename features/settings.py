@@ -25,7 +25,7 @@ LIVE_MAX_BEHIND = 2_000
 keeps answers fresher, larger takes events faster (a round covers more batches and pays
 its fixed work less often). Measured on 2 cores with batches of 1,000 (docs/performance.md,
 stop 42, 6 runs each, alternated): beside back-to-back reads, 2,000 took 3,870-5,220
-events/s (4,740-5,220 but in a slower hour) with events visible within 0.47-0.84 s (p99,
+events/s (4,740-5,220 outside a slower half-hour) with events visible within 0.47-0.84 s (p99,
 paced reads included); 2,500 took 5,630-5,970 events/s visible within 0.74-0.92 s, but
 beside paced reads 4,420-5,170 events/s, once visible only after 1.33 s; 3,000 (stop 41)
 took 5,520-6,060 within 0.81-1.07 s. The default keeps p99 under a second."""
