@@ -3,6 +3,7 @@ exactly what they were given."""
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from features.contract.schema import CHANNELS, EVENT_TYPES, with_every_column
-from serving.live.id_set import EventIdSet, fingerprints, share
+from serving.live.id_set import EventIdSet, GrowingEventIdSet, fingerprints, share
 from serving.live.stored_events import AS_CATEGORIES, StoredEvents, encode
 from training.recs.data import BUILDER_COLUMNS
 
@@ -139,6 +140,26 @@ def test_id_set_union_holds_every_id_of_its_sets():
     held_not_a = EventIdSet.union([EventIdSet(a_hi, b_lo), EventIdSet(a_hi, b_lo ^ 1)])
     assert held.contains(pd.Series(["a"])).tolist() == [True]
     assert held_not_a.contains(pd.Series(["a"])).tolist() == [False]
+
+
+def test_a_growing_id_set_answers_as_a_set_of_strings_after_every_batch():
+    rng = np.random.default_rng(3)
+    ids = pd.Series([f"ev-{i}" for i in rng.integers(0, 3_000, 6_000)])  # repeats, across batches
+    grown, expected = GrowingEventIdSet(), set()
+    sizes = np.concatenate([rng.integers(0, 400, 20), np.arange(300, 280, -1)])  # falling too
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    for start, stop in itertools.pairwise(starts):
+        batch = ids.iloc[start:stop]
+        grown.add(batch)
+        expected |= set(batch)
+        asked = pd.concat([ids.iloc[: stop + 200], pd.Series(["", "ev-1 "])])
+        assert (grown.contains(asked) == asked.isin(expected).to_numpy()).all()
+        assert len(grown) == len(expected)  # each id once, a repeat in a batch included
+        assert len(grown._runs) <= 1 + np.log2(max(len(expected), 1))  # runs merged as they grow
+        runs = [len(run) for run in grown._runs]
+        assert all(a > 2 * b for a, b in itertools.pairwise(runs))
+    assert grown.nbytes == 12 * len(grown)
+    assert GrowingEventIdSet(ids[:10]).contains(ids[:10]).all()
 
 
 @pytest.mark.parametrize("new_product", [False, True])

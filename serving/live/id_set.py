@@ -136,6 +136,52 @@ class EventIdSet:
         return out
 
 
+class GrowingEventIdSet:
+    """Event ids added batch by batch while a service runs (the journal's, the live events
+    since a fold), as fingerprints in sorted runs, each more than twice the size of the
+    next (a new batch's run merges with the last while that is not): a lookup searches
+    at most log2(ids) + 1 runs, and an id is merged again only when its run doubles (a
+    merge is one stable sort of two sorted runs, linear).
+
+    A Python set of the ids took 129 bytes an id (24-character ids), here 12: the
+    journal's set grows for as long as the service runs (5,000 events/s: 2.3 GB an hour
+    as strings, 0.2 GB as fingerprints), the live events' until the next fold."""
+
+    def __init__(self, ids: pd.Series | np.ndarray | Sequence[str] = ()) -> None:
+        self._runs: list[EventIdSet] = []
+        self.add(ids)
+
+    def __len__(self) -> int:
+        return sum(len(run) for run in self._runs)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(run.nbytes for run in self._runs)
+
+    def contains(self, ids: pd.Series | np.ndarray | Sequence[str]) -> np.ndarray:
+        """bool per id: in the set."""
+        return self._holds(*fingerprints(ids))
+
+    def _holds(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(hi), bool)
+        for run in self._runs:
+            out |= run._holds(hi, lo)
+        return out
+
+    def add(self, ids: pd.Series | np.ndarray | Sequence[str]) -> None:
+        """Add the ids the set does not hold yet (each once, so ``len`` counts distinct
+        ids)."""
+        hi, lo = fingerprints(ids)
+        new = ~self._holds(hi, lo)
+        new[new] = ~pd.DataFrame({"hi": hi[new], "lo": lo[new]}).duplicated().to_numpy()
+        if not new.any():
+            return
+        run = EventIdSet(hi[new], lo[new])
+        while self._runs and len(self._runs[-1]) <= 2 * len(run):
+            run = EventIdSet.union([self._runs.pop(), run])
+        self._runs.append(run)
+
+
 def share(ids: EventIdSet) -> tuple[IO[bytes], EventIdSet]:
     """``ids`` written to a temporary file unlinked from the start (the system frees it
     when the last descriptor or mapping of it goes, whoever ends first): the open file,

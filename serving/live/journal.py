@@ -24,6 +24,7 @@ import polars as pl
 from features.atomic import fsync_path
 from features.contract.schema import EVENTS, as_contract_frame
 from features.store.parts import RAW_CUSTOMER_ID
+from serving.live.id_set import GrowingEventIdSet
 
 SEGMENT_BYTES = 64 * 2**20
 """A segment is closed and a new one started once it is larger than this."""
@@ -31,14 +32,6 @@ COLUMNS = [*EVENTS.names, RAW_CUSTOMER_ID]
 """What a journal line holds: the contract's fields (``customer_id`` resolved,
 ``event_id`` set) and the customer id as the source gave it."""
 LOCK = ".lock"
-
-
-def in_set(values: pd.Series, known: set[str]) -> np.ndarray:
-    """bool per value (as a string): in ``known``. One set lookup per value, in C (``map``
-    over ``set.__contains__``): pandas' ``isin`` would convert the whole set, every event
-    id journaled so far, on each call (most of an ingest's time once it held 50,000)."""
-    strings = pd.Series(values).astype("str").to_numpy(dtype=object)
-    return np.fromiter(map(known.__contains__, strings), dtype=bool, count=len(strings))
 
 
 class JournalError(ValueError):
@@ -137,7 +130,7 @@ class Journal:
                     "takes live events)"
                 ) from None
             self._cut_torn_tail()
-        self._ids: set[str] = set(self.read()["event_id"].astype("str")) if self.exists else set()
+        self._ids = GrowingEventIdSet(self.read()["event_id"] if self.exists else ())
 
     @property
     def exists(self) -> bool:
@@ -188,11 +181,11 @@ class Journal:
         self._file.write(lines(events))
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._ids.update(events["event_id"].astype("str"))
+        self._ids.add(events["event_id"])
 
     def known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: already journaled."""
-        return in_set(event_ids, self._ids)
+        return self._ids.contains(event_ids)
 
     @property
     def count(self) -> int:

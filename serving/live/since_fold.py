@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from serving.live.journal import in_set
+from serving.live.id_set import GrowingEventIdSet
 from serving.live.stored_events import COLUMNS, StoredEvents
 
 NO_EVENTS = (
@@ -33,7 +33,7 @@ class EventsSinceFold:
 
     def __init__(self) -> None:
         self.frame = NO_EVENTS
-        self._ids: set[str] = set()
+        self._ids = GrowingEventIdSet()
         self._code: dict[str, int] = {}  # customer id -> code
         self._owner = np.zeros(0, np.int32)  # code of each row's customer
 
@@ -42,14 +42,14 @@ class EventsSinceFold:
 
     def known(self, event_ids: pd.Series) -> np.ndarray:
         """bool per id: among the live events."""
-        return in_set(event_ids, self._ids)
+        return self._ids.contains(event_ids)
 
     def add(self, events: pd.DataFrame) -> None:
         """Append events (customer ids resolved, ``event_id`` set, none known yet)."""
         if not len(events):
             return
         self.frame = pd.concat([self.frame, events[list(COLUMNS)]], ignore_index=True)
-        self._ids.update(events["event_id"].astype("str").tolist())
+        self._ids.add(events["event_id"])
         at, owners = pd.factorize(events["customer_id"].astype("str").to_numpy(dtype=object))
         codes = np.array([self._code.setdefault(c, len(self._code)) for c in owners], np.int32)
         self._owner = np.concatenate([self._owner, codes[at]])  # per customer, not event

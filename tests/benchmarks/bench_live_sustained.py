@@ -5,7 +5,10 @@
 ``bench_live.py`` takes each rate over its first seconds. Here one client ingests batches
 of 1,000 new purchases for ``--duration`` seconds while a second reads ``/recommend``
 back to back (the service, home and clients as in ``bench_live.py``), and the accepted
-events/s and the reads' p50 are printed per ``--window`` seconds: whether the rate holds.
+events/s, the reads' p50 and the private memory (``RssAnon``) of the worker and of its
+refresh process are printed per ``--window`` seconds: whether the rate holds, and what
+the state keeps of each event it takes (the refresh process's live events shrink at
+each fold into the encoded stored ones).
 
 A refresh recomputes each touched customer from all their events, so in a small home
 the rate falls as the ingest lengthens every customer's history: 5,000 events/s over
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from bench_live import IngestClient, copied_home, prepare, recommend_latencies, start
+from bench_live import IngestClient, copied_home, memory_mb, prepare, recommend_latencies, start
 from harness import RESULTS_DIR, load_note, save
 
 
@@ -38,7 +41,8 @@ def windows(
     step: float,
 ) -> list[dict]:
     """Accepted events/s and read p50 (ms) per ``step`` seconds of ``duration``, from the
-    ingest's (seconds, accepted so far) and the reads' (seconds, ms)."""
+    ingest's (seconds, accepted so far) and the reads' (seconds, ms); ``accepted``: the
+    events taken by each window's end."""
     done = np.array(progress, dtype=float)
     edges = np.arange(0.0, duration + 1e-9, step)
     accepted = np.interp(edges, np.r_[0.0, done[:, 0]], np.r_[0.0, done[:, 1]])
@@ -49,6 +53,8 @@ def windows(
         inside = ms[(at >= lo) & (at < hi)]
         p50 = float(np.median(inside)) if len(inside) else float("nan")
         out.append({"from_s": lo, "events_per_s": n / step, "read_p50_ms": p50})
+    for w, total in zip(out, accepted[1:], strict=True):
+        w["accepted"] = int(total)
     return out
 
 
@@ -62,10 +68,12 @@ def run(source: Path, duration: float, step: float) -> dict:
         reader = threading.Thread(target=recommend_latencies, args=args)
         client.start()
         reader.start()
-        stamps = []
+        stamps, memory = [], [memory_mb(proc)]
         while time.perf_counter() - t0 < duration:  # when each read ended (to 50 ms)
             time.sleep(0.05)
             stamps.extend([time.perf_counter() - t0] * (len(latencies) - len(stamps)))
+            if time.perf_counter() - t0 >= len(memory) * step:  # each window's end
+                memory.append(memory_mb(proc))
         stop.set()
         progress = client.stop()
         reader.join()
@@ -74,10 +82,14 @@ def run(source: Path, duration: float, step: float) -> dict:
         proc.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
     reads = list(zip(stamps, latencies, strict=False))
+    out = windows(progress, reads, duration, step)
+    for w, mb in zip(out, memory[1:], strict=False):
+        w |= {"worker_mb": mb["worker_anon"], "refresh_mb": mb["refresh_anon"]}
     return {
         "customers": len(customers),
-        "windows": windows(progress, reads, duration, step),
+        "windows": out,
         "events_per_customer": progress[-1][1] / len(customers),
+        "start_mb": {"worker": memory[0]["worker_anon"], "refresh": memory[0]["refresh_anon"]},
     }
 
 
@@ -90,11 +102,28 @@ def main() -> None:
     prepare(args.home)
     result = run(args.home, args.duration, args.window)
     print(f"{result['customers']:,} customers, back-to-back reads beside ({load_note()}):")
-    print("| seconds | events/s | /recommend p50 ms |\n|---|---:|---:|")
+    start_mb = result["start_mb"]
+    print("| seconds | events/s | /recommend p50 ms | worker MB | refresh MB |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| start | | | {start_mb['worker']:.0f} | {start_mb['refresh']:.0f} |")
     for w in result["windows"]:
         to = w["from_s"] + args.window
-        print(f"| {w['from_s']:.0f}-{to:.0f} | {w['events_per_s']:,.0f} | {w['read_p50_ms']:.2f} |")
+        mb = f"{w.get('worker_mb', float('nan')):.0f} | {w.get('refresh_mb', float('nan')):.0f}"
+        print(
+            f"| {w['from_s']:.0f}-{to:.0f} | {w['events_per_s']:,.0f} | {w['read_p50_ms']:.2f} "
+            f"| {mb} |"
+        )
     print(f"events added per customer: {result['events_per_customer']:.1f}")
+    last = result["windows"][-1]
+    if "worker_mb" in last and last["accepted"]:
+        per_event = {
+            role: (last[f"{role}_mb"] - start_mb[role]) * 2**20 / last["accepted"]
+            for role in ("worker", "refresh")
+        }
+        print(
+            f"private memory added per event taken: worker {per_event['worker']:.0f} B, "
+            f"refresh process {per_event['refresh']:.0f} B (with its folds)"
+        )
     save("live_sustained", result | {"duration_s": args.duration, "window_s": args.window})
 
 
