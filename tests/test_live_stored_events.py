@@ -142,24 +142,32 @@ def test_id_set_union_holds_every_id_of_its_sets():
     assert held_not_a.contains(pd.Series(["a"])).tolist() == [False]
 
 
-def test_a_growing_id_set_answers_as_a_set_of_strings_after_every_batch():
+@pytest.mark.parametrize("max_run", [1 << 18, 700])
+def test_a_growing_id_set_answers_as_a_set_of_strings_after_every_batch(max_run):
     rng = np.random.default_rng(3)
-    ids = pd.Series([f"ev-{i}" for i in rng.integers(0, 3_000, 6_000)])  # repeats, across batches
-    grown, expected = GrowingEventIdSet(), set()
-    sizes = np.concatenate([rng.integers(0, 400, 20), np.arange(300, 280, -1)])  # falling too
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    for start, stop in itertools.pairwise(starts):
+    ids = pd.Series([f"ev-{i}" for i in rng.permutation(20_000)])
+    sizes = np.concatenate([rng.integers(0, 400, 30), np.arange(300, 280, -1)])  # falling too
+    grown, expected = GrowingEventIdSet(max_run=max_run), set()
+    for start, stop in itertools.pairwise(np.concatenate([[0], np.cumsum(sizes)])):
         batch = ids.iloc[start:stop]
+        assert not grown.contains(batch).any()
         grown.add(batch)
         expected |= set(batch)
         asked = pd.concat([ids.iloc[: stop + 200], pd.Series(["", "ev-1 "])])
         assert (grown.contains(asked) == asked.isin(expected).to_numpy()).all()
-        assert len(grown) == len(expected)  # each id once, a repeat in a batch included
-        assert len(grown._runs) <= 1 + np.log2(max(len(expected), 1))  # runs merged as they grow
-        runs = [len(run) for run in grown._runs]
-        assert all(a > 2 * b for a, b in itertools.pairwise(runs))
+        assert len(grown) == len(expected)
+        runs = [len(run) for run in grown._runs]  # merged as they double, up to max_run
+        assert all(a > 2 * b or a + b > max_run for a, b in itertools.pairwise(runs))
+        assert max(runs, default=0) <= max(max_run, max(sizes))
     assert grown.nbytes == 12 * len(grown)
-    assert GrowingEventIdSet(ids[:10]).contains(ids[:10]).all()
+    assert GrowingEventIdSet(ids[:10]).contains(ids[:12]).tolist() == [True] * 10 + [False] * 2
+
+
+def test_a_growing_id_set_tells_apart_ids_whose_first_64_bits_collide():
+    hi, lo = fingerprints(pd.Series(["a", "b", "c"]))
+    grown = GrowingEventIdSet()
+    grown._runs = [EventIdSet(np.array([hi[0], hi[0]], np.uint64), np.array([lo[1], lo[0]]))]
+    assert grown.contains(pd.Series(["a", "b", "c"])).tolist() == [True, False, False]
 
 
 @pytest.mark.parametrize("new_product", [False, True])
