@@ -18,6 +18,9 @@ pages (:meth:`EventIdSet.mapped`), 12 bytes an event once on the host instead of
 process, and nothing is left on disk whenever either ends. A set that holds a shared one
 keeps it as it is when more ids join it (:meth:`EventIdSet.union`): only the new ids are
 the process's own.
+
+The ids that grow while a service runs (the journal's, the live events' until a fold)
+are fingerprints too, in sorted runs merged as they double (:class:`GrowingEventIdSet`).
 """
 
 from __future__ import annotations
