@@ -84,8 +84,9 @@ def release_free_memory() -> None:
     (:data:`serving.bentoml_server.SYSTEM_ARROW_POOL`), Arrow's ``release_unused`` also
     trims glibc's arenas: the reads and conversions of start-up (snapshot, identity
     graph, the store's event ids) leave freed blocks between kept ones, which stayed
-    resident (issue 17: about 5 KB a customer at 20,000 customers). Once, after start-up
-    and after a snapshot switch: never on a request's path."""
+    resident (issue 17: about 5 KB a customer at 20,000 customers). After start-up, after
+    a snapshot switch and, in the live refresh process, after each fold: never on a
+    request's path."""
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
