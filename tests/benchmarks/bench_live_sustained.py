@@ -74,6 +74,8 @@ def run(source: Path, duration: float, step: float) -> dict:
             stamps.extend([time.perf_counter() - t0] * (len(latencies) - len(stamps)))
             if time.perf_counter() - t0 >= len(memory) * step:  # each window's end
                 memory.append(memory_mb(proc))
+        if len(memory) <= round(duration / step):  # the last window's end fell after the loop
+            memory.append(memory_mb(proc))
         stop.set()
         progress = client.stop()
         reader.join()
