@@ -74,17 +74,24 @@ def test_decoding_gives_back_the_frame(sub_second):
     pd.testing.assert_frame_equal(as_text(stored.of(some)).sort_values("customer_id", kind="stable")
                                   .reset_index(drop=True), expected)  # fmt: skip
     assert stored.nbytes < frame.memory_usage(deep=True).sum() / 3
-    assert stored._ts.itemsize == (8 if sub_second else 4)  # whole seconds: 32 bits
+    assert stored._base.ts.itemsize == (8 if sub_second else 4)  # whole seconds: 32 bits
 
 
+@pytest.mark.parametrize("mapped", [False, True])
 @pytest.mark.parametrize("new_prefix", ["N", "B", "C0"])  # new customers after, before, among
-def test_batches_and_added_events_merge_into_one_whole(new_prefix):
+def test_batches_and_added_events_merge_into_one_whole(new_prefix, mapped, tmp_path):
     first, second, later = events(300, 2), events(200, 3), events(50, 4, sub_second=True)
     new = later.index % 2 == 0  # some known customers, some new ones
     later.loc[new, "customer_id"] = later.loc[new, "customer_id"].str.replace("C", new_prefix)
     later.loc[3, "order_id"] = first["order_id"].dropna().iloc[0]  # an order of a stored one
+    later.loc[5, "product_id"] = "P-NEW"  # a product the store lacks
     stored = StoredEvents([encode(first), encode(second)])
-    stored = stored.with_events(later)
+    if mapped:
+        stored = stored.mapped(tmp_path)
+        assert not stored._base.ts.flags.writeable and not list(tmp_path.iterdir())
+    base = stored._base
+    stored = stored.with_events(later.iloc[:20]).with_events(later.iloc[20:])  # two folds
+    assert stored._base is base and stored.n_added == len(later)  # the store's rows kept
     whole = pd.concat([first, second, later], ignore_index=True)
     everyone = pd.Index(sorted(whole["customer_id"].unique()), dtype="str")
     pd.testing.assert_frame_equal(as_text(stored.of(everyone)), by_customer(whole))

@@ -259,6 +259,7 @@ def _serve(conn: Connection) -> None:
         )
         state, first = caught_up_state(settings, scorer, journaled)
         del journaled
+        state.stored = state.stored.mapped(settings.home)  # the store's rows: file pages
         ids_file, state.stored.event_ids = share(state.stored.event_ids)
         release_free_memory()  # what loading freed (the snapshot's table, the reads, the ids)
     except BaseException:

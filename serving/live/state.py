@@ -36,7 +36,9 @@ ONE_US = pd.Timedelta(microseconds=1)
 FOLD_AT = 50_000
 FOLD_SHARE = 10
 """Live events kept apart from the stored ones at most: :data:`FOLD_AT`, or one
-``FOLD_SHARE``-th of the stored ones if more (:meth:`LiveState.fold_if_due`)."""
+``FOLD_SHARE``-th of the events folded in since start if more
+(:meth:`LiveState.fold_if_due`): a fold sorts those again, so each event is sorted about
+``FOLD_SHARE + 1`` times however long the service runs."""
 
 
 @dataclass
@@ -107,12 +109,12 @@ class LiveState:
         """Fold the live events in once they are many (:data:`FOLD_AT`, :data:`FOLD_SHARE`);
         whether it started or did one. ``background``: on a thread of its own, taken by
         the first call after it ends (:meth:`finish_fold`). The refresh process calls it
-        after answering a round: a fold re-sorts every stored event (0.14-0.8 s at 2M, tens
-        of seconds at 100M), so in line it held the next rounds back that long."""
+        after answering a round: a fold sorts again every event folded in before (not the
+        store's: :class:`StoredEvents`), which in line held the next rounds back."""
         if self.folding:
             return False
         self.finish_fold()  # one that ended (nothing without one)
-        if len(self.live) <= max(FOLD_AT, len(self.stored) // FOLD_SHARE):
+        if len(self.live) <= max(FOLD_AT, self.stored.n_added // FOLD_SHARE):
             return False
         if background:
             self._fold = _Fold(self.stored, self.live.frame)
