@@ -224,3 +224,23 @@ def test_a_shared_id_set_answers_as_its_source_from_one_unlinked_file():
     again, reshared = share(grown)  # shared again: one file of every id
     with again:
         assert (reshared.contains(asked) == grown.contains(asked)).all()
+
+
+def test_identity_keys_find_each_code_by_fingerprint_even_when_64_bits_collide():
+    # stop 44: the online identity's tuple keys are fingerprints with their customer's code
+    from serving.live.identity import _Fingerprints
+
+    keys = pd.Series([f"k{i}" for i in range(500)])
+    held = _Fingerprints.of(keys[::2], np.arange(250))
+    asked = pd.concat([keys, pd.Series(["", "k0 "])], ignore_index=True)
+    expected = np.where(np.arange(len(asked)) % 2 == 0, np.arange(len(asked)) // 2, -1)
+    expected[-2:] = -1
+    assert held.codes_of(*fingerprints(asked)).tolist() == expected.tolist()
+    hi, lo = fingerprints(pd.Series(["a", "b", "c"]))
+    same_hi = np.array([hi[0], hi[0], hi[2]], np.uint64)  # as if "b" collided with "a"
+    collided = _Fingerprints(same_hi, lo, np.array([7, 8, 9]))
+    assert collided.codes_of(same_hi, lo).tolist() == [7, 8, 9]
+    other_lo = (lo + 1).astype(np.uint32)
+    assert collided.codes_of(same_hi, other_lo).tolist() == [-1, -1, -1]
+    empty = _Fingerprints.of([], np.zeros(0, np.int32))
+    assert empty.codes_of(hi, lo).tolist() == [-1, -1, -1]

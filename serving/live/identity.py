@@ -11,6 +11,11 @@ holds takes that tuple's customer; an event that names only a ``customer_id`` (a
 of one identifier links nothing) takes that customer id's customer when the graph knows
 it (a customer id is never cut from its component, so all its tuples resolve alike), and
 is a customer of its own, that id, when it does not.
+
+The lookups hold each tuple's text key as a 96-bit fingerprint (as the event-id sets do,
+:func:`serving.live.id_set.fingerprints`) and its customer as a code into the distinct
+customer ids: text keys in an index and one Python string a tuple took ~1 KB a customer
+in each process that resolves (the worker and its live refresh process).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from features.contract.schema import IDENTIFIER_COLUMNS
 from features.store.events import link_identities
 from features.store.identity import LINK_COLUMNS, RESOLVED
 from features.store.parts import RAW_CUSTOMER_ID
+from serving.live.id_set import fingerprints
 
 _NULL, _SEP = "\x00", "\x1f"  # a missing identifier, and between a tuple's identifiers
 
@@ -53,16 +59,17 @@ class OnlineIdentity:
     def _set_graph(self, graph: pd.DataFrame | None) -> None:
         self.graph = graph
         if graph is None or not len(graph):
-            self._keys, self._ids = pd.Index([], dtype="str"), np.array([], dtype=object)
+            self._customers = np.array([], dtype=object)
+            self._keys = self._raw = _Fingerprints.of([], np.zeros(0, np.int32))
             return
+        codes, customers = pd.factorize(graph[RESOLVED].astype("str"))
+        self._customers = customers.to_numpy(dtype=object)
         keys = tuple_keys(graph)
         unique = ~keys.duplicated()
-        self._keys = keys[unique]
-        self._ids = graph[RESOLVED].astype(object).to_numpy()[unique]
+        self._keys = _Fingerprints.of(keys[unique], codes[unique])
         raw = graph["customer_id"].astype("str")
         first = raw.notna().to_numpy() & ~raw.duplicated().to_numpy()
-        self._raw = pd.Index(raw[first])
-        self._raw_ids = graph[RESOLVED].astype(object).to_numpy()[first]
+        self._raw = _Fingerprints.of(raw[first], codes[first])
 
     def resolve(self, events: pd.DataFrame) -> pd.DataFrame:
         """``events`` (contract frame) with ``customer_id`` resolved and the id as given in
@@ -79,9 +86,9 @@ class OnlineIdentity:
         resolved, graph, _ = link_identities(
             events.copy(deep=False), self.graph, self.max_component
         )
-        before = self._keys, self._ids
+        before = self._keys, self._customers
         self._set_graph(graph)
-        self.moved = merged_ids(*before, self._keys, self._ids)
+        self.moved = merged_ids(*before, self._keys, self._customers)
         resolved["customer_id"] = resolved["customer_id"].astype("str")
         resolved[RAW_CUSTOMER_ID] = resolved[RAW_CUSTOMER_ID].astype("str")
         return resolved
@@ -101,30 +108,65 @@ class OnlineIdentity:
         ids = np.full(len(events), None, dtype=object)
         rest = np.flatnonzero(~alone)
         if len(rest):
-            at = self._keys.get_indexer(tuple_keys(events.iloc[rest]))
+            at = self._keys.codes_of(*fingerprints(tuple_keys(events.iloc[rest])))
             if (at < 0).any():
                 return None
-            ids[rest] = self._ids[at]
+            ids[rest] = self._customers[at]
         if len(rest) < len(events):
-            by_id = self._raw.get_indexer(given[alone])
-            ids[alone] = np.where(  # a new customer id alone: a customer of its own
-                by_id >= 0, self._raw_ids[np.maximum(by_id, 0)], given.to_numpy(dtype=object)[alone]
-            )
+            by_id = self._raw.codes_of(*fingerprints(given[alone]))
+            known = self._customers[np.maximum(by_id, 0)]
+            given_ids = given.to_numpy(dtype=object)[alone]
+            ids[alone] = np.where(by_id >= 0, known, given_ids)  # a new one alone: its own
         return ids
 
 
+class _Fingerprints:
+    """Distinct text keys as 96-bit fingerprints sorted, each with a code (its customer):
+    :meth:`codes_of` finds keys by binary search."""
+
+    def __init__(self, hi: np.ndarray, lo: np.ndarray, codes: np.ndarray) -> None:
+        order = np.lexsort((lo, hi))
+        self.hi, self.lo, self.codes = hi[order], lo[order], codes[order].astype(np.int32)
+
+    @classmethod
+    def of(cls, keys, codes: np.ndarray) -> _Fingerprints:
+        """``keys`` (distinct text) with their ``codes``."""
+        return cls(*fingerprints(keys), codes)
+
+    def __len__(self) -> int:
+        return len(self.hi)
+
+    def codes_of(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """The code of each key given by its fingerprints (-1: not held)."""
+        if not len(self.hi):
+            return np.full(len(hi), -1, np.int32)
+        left = np.searchsorted(self.hi, hi, side="left")
+        at = np.minimum(left, len(self.hi) - 1)
+        found = (left < len(self.hi)) & (self.hi[at] == hi) & (self.lo[at] == lo)
+        out = np.where(found, self.codes[at], -1)
+        for i in np.flatnonzero(~found & (self.hi[at] == hi)):  # 64 bits alike, rarely
+            same = np.arange(left[i], np.searchsorted(self.hi, hi[i], side="right"))
+            match = same[self.lo[same] == lo[i]]
+            out[i] = self.codes[match[0]] if len(match) else -1
+        return out
+
+
 def merged_ids(
-    old_keys: pd.Index, old_ids: np.ndarray, new_keys: pd.Index, new_ids: np.ndarray
+    old_keys: _Fingerprints,
+    old_customers: np.ndarray,
+    new_keys: _Fingerprints,
+    new_customers: np.ndarray,
 ) -> dict[str, str]:
     """Customers a link merged into another, old id -> new id: every tuple of the old id
     now resolves to that one new id, and no tuple resolves to the old id any more (a
     component the over-merge guard split is not a merge: its ids stay)."""
     if not len(old_keys):
         return {}
-    now = new_ids[new_keys.get_indexer(old_keys)]  # a graph only grows: every key is there
+    old_ids = old_customers[old_keys.codes]
+    now = new_customers[new_keys.codes_of(old_keys.hi, old_keys.lo)]  # a graph only grows
     changed = pd.DataFrame({"old": old_ids, "new": now})[old_ids != now]
     if changed.empty:
         return {}
     targets = changed.groupby("old")["new"].agg(["nunique", "first"])
-    whole = targets[(targets["nunique"] == 1) & ~targets.index.isin(pd.unique(new_ids))]
+    whole = targets[(targets["nunique"] == 1) & ~targets.index.isin(new_customers)]
     return {str(k): str(v) for k, v in whole["first"].items()}
