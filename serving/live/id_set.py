@@ -119,24 +119,32 @@ class EventIdSet:
         return _contains([self, *([self._shared] if self._shared is not None else [])], ids)
 
     def _holds(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        """bool per fingerprint: among this set's own. One binary search per id; only ids
-        whose first 64 bits meet a stored id with other last 32 bits (a 64-bit collision
-        among the stored ids, or a new id's) are compared with every stored id of those
-        first 64 bits."""
-        if not len(self._hi):
-            return np.zeros(len(hi), bool)
-        left = np.searchsorted(self._hi, hi, side="left")
-        at = np.minimum(left, len(self._hi) - 1)
-        same_hi = (left < len(self._hi)) & (self._hi[at] == hi)
-        out = same_hi & (self._lo[at] == lo)
-        many = np.flatnonzero(same_hi & ~out)
-        if len(many):  # compare with every stored id of the same first 64 bits
-            counts = np.searchsorted(self._hi, hi[many], side="right") - left[many]
-            firsts = np.cumsum(counts) - counts
-            at = np.repeat(left[many] - firsts, counts) + np.arange(counts.sum())
-            same = self._lo[at] == np.repeat(lo[many], counts)
-            out[many] = np.add.reduceat(same, firsts) > 0
-        return out
+        """bool per fingerprint: among this set's own (:func:`positions_of`)."""
+        return positions_of(self._hi, self._lo, hi, lo) >= 0
+
+
+def positions_of(
+    held_hi: np.ndarray, held_lo: np.ndarray, hi: np.ndarray, lo: np.ndarray
+) -> np.ndarray:
+    """Position of each fingerprint (``hi``, ``lo``) among the held ones (sorted by
+    ``held_hi``), -1 where not held. One binary search per fingerprint; only those whose
+    first 64 bits meet a held one with other last 32 bits (a 64-bit collision among the
+    held ones, or a new one's) are compared with every held one of those first 64 bits."""
+    if not len(held_hi):
+        return np.full(len(hi), -1, np.int64)
+    left = np.searchsorted(held_hi, hi, side="left")
+    at = np.minimum(left, len(held_hi) - 1)
+    same_hi = (left < len(held_hi)) & (held_hi[at] == hi)
+    found = same_hi & (held_lo[at] == lo)
+    out = np.where(found, at, -1)
+    many = np.flatnonzero(same_hi & ~found)
+    if len(many):  # compare with every held one of the same first 64 bits
+        counts = np.searchsorted(held_hi, hi[many], side="right") - left[many]
+        firsts = np.cumsum(counts) - counts
+        at = np.repeat(left[many] - firsts, counts) + np.arange(counts.sum())
+        same = held_lo[at] == np.repeat(lo[many], counts)
+        out[many] = np.maximum.reduceat(np.where(same, at, -1), firsts)
+    return out
 
 
 MAX_RUN = 1 << 20

@@ -27,7 +27,7 @@ from features.contract.schema import IDENTIFIER_COLUMNS
 from features.store.events import link_identities
 from features.store.identity import LINK_COLUMNS, RESOLVED
 from features.store.parts import RAW_CUSTOMER_ID
-from serving.live.id_set import fingerprints
+from serving.live.id_set import fingerprints, positions_of
 
 _NULL, _SEP = "\x00", "\x1f"  # a missing identifier, and between a tuple's identifiers
 
@@ -122,10 +122,11 @@ class OnlineIdentity:
 
 class _Fingerprints:
     """Distinct text keys as 96-bit fingerprints sorted, each with a code (its customer):
-    :meth:`codes_of` finds keys by binary search."""
+    :meth:`codes_of` finds keys by binary search, as the event-id sets do
+    (:func:`~serving.live.id_set.positions_of`)."""
 
     def __init__(self, hi: np.ndarray, lo: np.ndarray, codes: np.ndarray) -> None:
-        order = np.lexsort((lo, hi))
+        order = np.argsort(hi, kind="stable")
         self.hi, self.lo, self.codes = hi[order], lo[order], codes[order].astype(np.int32)
 
     @classmethod
@@ -138,16 +139,9 @@ class _Fingerprints:
 
     def codes_of(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """The code of each key given by its fingerprints (-1: not held)."""
-        if not len(self.hi):
-            return np.full(len(hi), -1, np.int32)
-        left = np.searchsorted(self.hi, hi, side="left")
-        at = np.minimum(left, len(self.hi) - 1)
-        found = (left < len(self.hi)) & (self.hi[at] == hi) & (self.lo[at] == lo)
-        out = np.where(found, self.codes[at], -1)
-        for i in np.flatnonzero(~found & (self.hi[at] == hi)):  # 64 bits alike, rarely
-            same = np.arange(left[i], np.searchsorted(self.hi, hi[i], side="right"))
-            match = same[self.lo[same] == lo[i]]
-            out[i] = self.codes[match[0]] if len(match) else -1
+        at = positions_of(self.hi, self.lo, hi, lo)
+        out = np.full(len(at), -1, np.int32)
+        out[at >= 0] = self.codes[at[at >= 0]]
         return out
 
 
