@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from features.contract.schema import CHANNELS, EVENT_TYPES
 from serving.live.id_set import EventIdSet
 from training.recs.data import BUILDER_COLUMNS
-from training.recs.tables import positions_in, run_starts
+from training.recs.tables import positions_in, rank_within, run_starts
 
 TEXT = ("order_id", "product_id", "store_id")
 NUMBERS = ("quantity", "amount", "discount")
@@ -398,8 +398,7 @@ def _together(owners: list[np.ndarray], n: int) -> list[np.ndarray]:
     first = np.cumsum(together) - together  # where each customer's rows begin
     out, before = [], np.zeros(n, np.int64)
     for owner, count in zip(owners, counts, strict=True):
-        rank = np.arange(len(owner)) - (np.cumsum(count) - count)[owner]  # within its run
-        out.append(first[owner] + before[owner] + rank)
+        out.append(first[owner] + before[owner] + rank_within(owner))
         before += count
     return out
 
