@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -29,11 +30,14 @@ class KillReport:
 
     killed: int = 0
     finished: int = 0
-    delays: list[float] = field(default_factory=list)
+    lengths: list[float] = field(default_factory=list)  # of the runs that beat their kill
 
 
-def omni_process(*args: str, home: Path, slow_renames: float = 0.0, **env: str) -> subprocess.Popen:
-    """Start the real CLI in its own process group (so a kill reaches its children too)."""
+def omni_process(
+    *args: str, home: Path, slow_renames: float = 0.0, output: IO | None = None, **env: str
+) -> subprocess.Popen:
+    """Start the real CLI in its own process group (so a kill reaches its children too);
+    its output goes to ``output`` (a file), else nowhere."""
     environ = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     environ |= {"OMNI_HOME": str(home), "COLUMNS": "120", **env}
     if slow_renames:
@@ -43,8 +47,8 @@ def omni_process(*args: str, home: Path, slow_renames: float = 0.0, **env: str) 
     return subprocess.Popen(
         [sys.executable, "-m", "serving.cli", *args],
         env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
         start_new_session=True,
     )
 
@@ -65,6 +69,20 @@ def kill_at(proc: subprocess.Popen, delay: float) -> bool:
     return with_group
 
 
+def kill_each_at(runs: list[tuple[subprocess.Popen, float]]) -> list[tuple[bool, float]]:
+    """SIGKILL each run's process group at its moment (``(process, moment)``, moments on
+    the :func:`time.perf_counter` clock), earliest first. For each run: whether the kill
+    landed while it still ran, and when it was seen to end. Runs side by side, each on its
+    own home, take about the time of one: a writer under test mostly waits (its imports,
+    the slow renames), and there are 2 cores."""
+    out: list[tuple[bool, float]] = [(False, 0.0)] * len(runs)
+    for i in sorted(range(len(runs)), key=lambda i: runs[i][1]):
+        proc, moment = runs[i]
+        landed = kill_at(proc, max(0.0, moment - time.perf_counter()))
+        out[i] = (landed, time.perf_counter())
+    return out
+
+
 def kill_loop(
     start: Callable[[int], subprocess.Popen],
     check: Callable[[int], None],
@@ -72,22 +90,29 @@ def kill_loop(
     max_delay: float,
     seed: int = 0,
     min_delay: float = 0.0,
+    side_by_side: int = 1,
 ) -> KillReport:
     """Run ``start(i)`` ``kills`` times, SIGKILL each after a random delay in
-    [min_delay, max_delay) seconds, then ``check(i)``. ``start`` prepares the home itself
-    (e.g. a copy of the old state) and returns the running process."""
+    [min_delay, max_delay) seconds from its start, then ``check(i)``; ``side_by_side``
+    runs at once. ``start`` prepares the home itself (e.g. a copy of the old state) and
+    returns the running process."""
     rng = np.random.default_rng(seed)
     report = KillReport()
-    for i in range(kills):
-        delay = float(rng.uniform(min_delay, max_delay))
-        proc = start(i)
-        t0 = time.perf_counter()
-        if kill_at(proc, delay):
-            report.killed += 1
-        else:
-            report.finished += 1
-        report.delays.append(time.perf_counter() - t0)
-        check(i)
+    for lo in range(0, kills, side_by_side):
+        batch = range(lo, min(lo + side_by_side, kills))
+        runs, started = [], []
+        for i in batch:
+            delay = float(rng.uniform(min_delay, max_delay))
+            proc = start(i)
+            started.append(time.perf_counter())
+            runs.append((proc, started[-1] + delay))
+        for t0, (landed, seen) in zip(started, kill_each_at(runs), strict=True):
+            report.killed += landed
+            report.finished += not landed
+            if not landed:
+                report.lengths.append(seen - t0)  # its length, or a bound of it
+        for i in batch:
+            check(i)
     return report
 
 

@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from killing import SLOW_RENAMES as SLOW
-from killing import kill_at, omni_process
+from killing import kill_each_at, omni_process
 
 from features.settings import get_settings
 from serving.batch import read_output
@@ -39,6 +38,7 @@ from serving.online import (
 
 pytestmark = pytest.mark.slow
 LANDED = 20  # kills per writer that must land while it runs
+SIDE_BY_SIDE = 2  # runs killed at once, each on its own home (killing.kill_each_at)
 START_S = 1.5  # no kill before: the interpreter and imports, nothing written yet
 SLOW_RENAMES = 0.5  # each rename of the writer waits this long first: wider windows
 TRAIN = ("train", "churn", "--cutoffs", "1")  # the quickest training that logs and registers
@@ -60,16 +60,11 @@ class Prepared:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _run(*args: str, home: Path, umask: int = -1, slow: bool = False, **env: str) -> float:
-    """Run `omni` to the end, under ``umask`` (-1: this process's), with the kill loops'
-    slow renames if ``slow``; returns the seconds it took."""
+def _run(*args: str, home: Path, umask: int = -1, **env: str) -> float:
+    """Run `omni` to the end, under ``umask`` (-1: this process's); returns the seconds it
+    took."""
     environ = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     environ |= {"OMNI_HOME": str(home), "COLUMNS": "120", **env}
-    if slow:
-        environ["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(SLOW), environ.get("PYTHONPATH")])
-        )
-        environ["OMNI_TEST_RENAME_DELAY"] = str(SLOW_RENAMES)
     t0 = time.perf_counter()
     res = subprocess.run(
         [sys.executable, "-m", "serving.cli", *args],
@@ -105,11 +100,8 @@ def prepared(tmp_path_factory) -> Prepared:
         name = " ".join(command[:2])
         out.seconds[name] = _run(*command, home=out.home, umask=0o022)
         out.loose[name] = _loose(out.home)
-    for command in WRITERS:  # how long each writer takes with slow renames, in a copy
-        trial = out.home.parent / "trial"
-        shutil.copytree(out.home, trial, symlinks=True)
-        out.seconds[command[0]] = _run(*command, home=trial, slow=True)
-        shutil.rmtree(trial)
+    for command in WRITERS:  # how long each writer takes with slow renames, in copies
+        out.seconds[command[0]] = _seconds_side_by_side(command, out)
     return out
 
 
@@ -137,23 +129,52 @@ def _as_older_code_left_it(home: Path) -> None:
 
 
 def _kill_loop(command: tuple[str, ...], seconds: float, check, seed: int, prepared) -> Path:
-    """Start ``command`` on a fresh copy of the prepared home and SIGKILL it at a random
-    moment inside its real duration (``seconds``, measured with the same slow renames; the
-    first :data:`START_S` are the interpreter starting, where there is nothing to break), then
-    ``check(home)``; until :data:`LANDED` kills landed while it ran. Returns the last home."""
+    """Start ``command`` on fresh copies of the prepared home, :data:`SIDE_BY_SIDE` at once,
+    and SIGKILL each at a random moment inside its real duration (``seconds``, measured
+    side by side with the same slow renames; the first :data:`START_S` are the interpreter
+    starting, where there is nothing to break), then ``check(home)`` each; until
+    :data:`LANDED` kills landed while a run ran. Returns the last home."""
     rng = np.random.default_rng(seed)
     landed = attempts = 0
     home = None
     while landed < LANDED:
-        attempts += 1
-        assert attempts <= 2 * LANDED, f"only {landed} of {attempts} kills landed mid-run"
-        home = _copy(prepared, prepared.home.parent / "killed")
-        if command == ("score",) and attempts % 2:
-            _as_older_code_left_it(home)  # a home written by older code keeps working
-        proc = omni_process(*command, home=home, slow_renames=SLOW_RENAMES)
-        landed += kill_at(proc, float(rng.uniform(START_S, seconds)))
-        check(home)
+        assert attempts < 2 * LANDED, f"only {landed} of {attempts} kills landed mid-run"
+        homes, runs = [], []
+        for lane in range(SIDE_BY_SIDE):
+            attempts += 1
+            home = _copy(prepared, prepared.home.parent / f"killed-{lane}")
+            if command == ("score",) and attempts % 2:
+                _as_older_code_left_it(home)  # a home written by older code keeps working
+            moment = float(rng.uniform(START_S, seconds))
+            proc = omni_process(*command, home=home, slow_renames=SLOW_RENAMES)
+            homes.append(home)
+            runs.append((proc, time.perf_counter() + moment))
+        landed += sum(hit for hit, _ in kill_each_at(runs))
+        for home in homes:
+            check(home)
     return home
+
+
+def _seconds_side_by_side(command: tuple[str, ...], prepared: Prepared) -> float:
+    """How long ``command`` takes on copies of the prepared home with slow renames,
+    :data:`SIDE_BY_SIDE` at once (as the kill loops run it): the longest run."""
+    runs = []
+    for lane in range(SIDE_BY_SIDE):
+        trial = prepared.home.parent / f"trial-{lane}"
+        shutil.copytree(prepared.home, trial, symlinks=True)
+        out = (trial.parent / f"trial-{lane}.log").open("w")
+        proc = omni_process(*command, home=trial, slow_renames=SLOW_RENAMES, output=out)
+        runs.append((proc, time.perf_counter(), trial, out))
+    took = []
+    for proc, t0, trial, out in runs:
+        code = proc.wait(timeout=600)
+        took.append(time.perf_counter() - t0)
+        out.close()
+        log = Path(out.name)
+        assert code == 0, f"omni {' '.join(command)}:\n{log.read_text()[-3000:]}"
+        shutil.rmtree(trial)
+        log.unlink()
+    return max(took)
 
 
 def _complete_scores(folder: Path) -> dict:

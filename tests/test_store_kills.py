@@ -22,6 +22,7 @@ from features.store.events import read_store
 from features.store.ingest import ingest
 
 KILLS = 20
+SIDE_BY_SIDE = 2  # writers killed at once, each on its own home (see killing.kill_each_at)
 RENAME_DELAY = 0.4  # seconds every rename of the writer waits first: widens the windows
 
 
@@ -72,13 +73,18 @@ def _kill_loop(sources: dict[str, Path], tmp_path: Path, append: bool, seed: int
     args = ["data", "load", str(sources["new"]), *(["--append"] if append else [])]
     old_state = fingerprint(sources["base"] / "store")
 
-    # The new state, from runs that are not killed (and how long such a run takes).
-    durations = []
-    for run in range(2):
+    # The new state, from runs that are not killed (and how long such a run takes, run
+    # side by side as the kills' runs are).
+    runs = []
+    for run in range(SIDE_BY_SIDE):
         full = tmp_path / f"full{run}"
         shutil.copytree(sources["base"], full)
-        t0 = time.perf_counter()
-        assert omni_process(*args, home=full, slow_renames=RENAME_DELAY).wait(timeout=120) == 0
+        runs.append(
+            (omni_process(*args, home=full, slow_renames=RENAME_DELAY), time.perf_counter())
+        )
+    durations = []
+    for proc, t0 in runs:
+        assert proc.wait(timeout=120) == 0
         durations.append(time.perf_counter() - t0)
     new_state = fingerprint(full / "store")
     assert new_state != old_state
@@ -108,23 +114,25 @@ def _kill_loop(sources: dict[str, Path], tmp_path: Path, append: bool, seed: int
         assert not unlisted_files(home / "store")
         shutil.rmtree(home)
 
-    # One kill at a time, at a random moment of a run (its length re-estimated from the
-    # runs that beat their kill: the machine may be busier or idler than at the start).
+    # Kills side by side, each at a random moment of its run (a run's length re-estimated
+    # from the runs that beat their kill: the machine may be busier or idler than at the
+    # start).
     killed = attempt = 0
     while killed < KILLS and attempt < KILLS + 15:
-        attempt += 1
+        first = attempt
+        attempt += SIDE_BY_SIDE
         seconds = min(durations)
         report = kill_loop(
-            lambda _, n=attempt: start(n),
-            lambda _, n=attempt: check(n),
-            kills=1,
+            lambda i, first=first: start(first + i),
+            lambda i, first=first: check(first + i),
+            kills=SIDE_BY_SIDE,
             min_delay=0.3 * seconds,
             max_delay=0.95 * seconds,
-            seed=seed + attempt,
+            seed=seed + first,
+            side_by_side=SIDE_BY_SIDE,
         )
         killed += report.killed
-        if report.finished:
-            durations.append(report.delays[0])
+        durations += report.lengths
     # Measured: 19-20 of 20 kills left the old state (7-13 of them with a killed write's
     # files beside it), 1-2 the new one (killed after the switch, before the clean-up).
     assert killed >= KILLS, (killed, attempt, durations)
