@@ -16,6 +16,7 @@ from features.contract.schema import CHANNELS
 from training.recs.base import _top_k
 from training.recs.candidates import CandidateTable, resolve_customers
 from training.recs.coldstart import popularity_rows
+from training.recs.cutoff_state import customer_arrays
 
 PERSONAL_PARTS = ("indptr", "item", "sources", "als_rank")
 """The arrays of a :class:`~training.recs.candidates.CandidateTable`, stored as
@@ -34,10 +35,13 @@ lack it: their lists are rebuilt at start)."""
 
 def serving_arrays(recommender, depth: int) -> dict[str, Any]:
     """Every customer's personal candidates and ranked lists, so that the service starts
-    by reading them instead of ranking every customer (minutes on a large catalogue)."""
+    by reading them instead of ranking every customer (minutes on a large catalogue),
+    and the recommender's per-customer state, which workers map instead of holding
+    (:func:`~training.recs.cutoff_state.customer_arrays`)."""
     personal = recommender.personal_candidates()
     arrays = {f"personal_{name}": getattr(personal, name) for name in PERSONAL_PARTS}
-    return arrays | RankedLists.build(recommender, personal, depth).to_arrays()
+    lists = RankedLists.build(recommender, personal, depth).to_arrays()
+    return arrays | lists | customer_arrays(recommender.state_)
 
 
 def stored_lists_usable(stored: dict, depth: int) -> bool:

@@ -9,6 +9,7 @@ well under a millisecond and a million cost the same code in chunks.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,7 @@ from serving.rules import (
 )
 from training.customer_models.classifiers import model_matrix
 from training.recs.candidates import REASONS, CandidateTable, resolve_customers
+from training.recs.cutoff_state import with_customer_arrays
 
 CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
 COMPACT_BELOW = 4
@@ -176,9 +178,12 @@ class Scorer:
             self._load_recommender(snapshot.arrays or {}, ranked_lists, precompute_candidates)
         # the arrays it uses are its own now; the rest (the lists, in a scorer without
         # them: the live refresh process) would be a few KB a customer held for nothing
-        self.snapshot = replace(snapshot, arrays=None)
+        models = dict(snapshot.models)
+        if self.recommender is not None:  # the one with the mapped state
+            models["recommender"] = self.recommender
+        self.snapshot = replace(snapshot, arrays=None, models=models)
         if not snapshot_rows:  # its columns stay (an empty refresh's table has them)
-            models = dict(snapshot.models)
+            models = dict(self.snapshot.models)
             if self.recommender is not None:  # it ranks the customers of fresh rows only
                 self.recommender = self.recommender.without_customer_parts()
                 models["recommender"] = self.recommender
@@ -196,6 +201,10 @@ class Scorer:
         """The recommender's arrays: catalogue, personal candidates, store assortments and,
         for real time, the ranked lists (see :meth:`__init__`)."""
         rec = self.recommender
+        mapped = with_customer_arrays(rec.state_, stored)
+        if mapped is not rec.state_:  # the snapshot's pages instead of the unpickled copy
+            rec = self.recommender = copy.copy(rec)
+            rec.state_ = mapped
         self.catalogue = rec.catalogue_
         self.item_ids = np.asarray(rec.catalogue_.item_ids, dtype=object)
         self._item_ids = pa.array(self.item_ids.tolist(), pa.string())  # for Arrow takes

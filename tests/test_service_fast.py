@@ -303,12 +303,30 @@ def test_serving_arrays_are_mapped_read_only_and_a_npz_snapshot_reads_the_same(
     (legacy / "manifest.json").write_text(json.dumps(manifest))
     read = load_snapshot(legacy).arrays
     assert sorted(read) == sorted(mapped)
-    assert all(np.array_equal(read[n], mapped[n]) for n in mapped)
+    assert all(np.array_equal(read[n], mapped[n], equal_nan=True) for n in mapped)
     assert not any(isinstance(a.base, np.memmap) for a in read.values())
+    # stop 45: the recommender's per-customer state is mapped too; a snapshot without
+    # those arrays (built before) keeps the unpickled state, with the same answers
+    unmapped = tmp_path / "unmapped" / snapshot_path.name
+    shutil.copytree(snapshot_path, unmapped)
+    for file in (unmapped / SERVING_DIR).glob("state_*.npy"):
+        file.unlink()
+    manifest = json.loads((unmapped / "manifest.json").read_text())
+    manifest["files"] = file_hashes(unmapped)
+    (unmapped / "manifest.json").write_text(json.dumps(manifest))
+    assert "state_bought_keys" in mapped and "state_user_factors" in mapped
     ids = [str(i) for i in load_snapshot(snapshot_path).features.index[:40]]
-    answers = [
-        Scorer(load_snapshot(p), num_threads=1, ranked_lists=LIST_DEPTH).recommend(ids, k=10)
-        for p in (snapshot_path, legacy)
+    ids += ["never-seen"]
+    scorers = [
+        Scorer(load_snapshot(p), num_threads=1, ranked_lists=LIST_DEPTH)
+        for p in (snapshot_path, legacy, unmapped)
     ]
-    for part in ("pos", "item", "score", "reason"):
-        assert np.array_equal(getattr(answers[0], part), getattr(answers[1], part)), part
+    state = scorers[0].recommender.state_
+    for part in (state.bought.keys, state.active, state.user_factors, state.session.keys):
+        assert isinstance(part.base, np.memmap) and not part.flags.writeable
+    assert scorers[0].snapshot.models["recommender"] is scorers[0].recommender
+    assert scorers[2].recommender.state_.bought.keys.flags.writeable  # its own copy
+    answers = [scorer.recommend(ids, k=10) for scorer in scorers]
+    for other in answers[1:]:
+        for part in ("pos", "item", "score", "reason", "cold_start"):
+            assert np.array_equal(getattr(answers[0], part), getattr(other, part)), part

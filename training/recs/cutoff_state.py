@@ -240,6 +240,49 @@ def customer_parts(
     }
 
 
+MAPPED_FIELDS: tuple[str, ...] = (*CUSTOMER_FIELDS, "user_factors", "als_customers")
+"""The per-customer fields of a :class:`CutoffState` that :func:`customer_arrays` writes
+out and :func:`with_customer_arrays` reads back: all a warm customer's ranking reads of
+its own (~0.7 KB a customer at 20,000 customers, issue 17)."""
+
+
+def customer_arrays(state: CutoffState) -> dict[str, np.ndarray]:
+    """The state's :data:`MAPPED_FIELDS` as flat arrays named ``state_<field>`` (a
+    :class:`PairTable`'s keys as ``state_<field>_keys``, its columns as
+    ``state_<field>_col_<name>``), for a snapshot to store and a worker to map."""
+    out: dict[str, np.ndarray] = {}
+    for name in MAPPED_FIELDS:
+        value = getattr(state, name)
+        if isinstance(value, PairTable):
+            out[f"state_{name}_keys"] = value.keys
+            out |= {f"state_{name}_col_{c}": v for c, v in value.columns.items()}
+        elif value is not None:
+            out[f"state_{name}"] = value
+    return out
+
+
+def with_customer_arrays(state: CutoffState, arrays: dict) -> CutoffState:
+    """``state`` with each :data:`MAPPED_FIELDS` field that ``arrays`` (from
+    :func:`customer_arrays` of the same state, e.g. memory-mapped from a snapshot) holds
+    with the same shape and dtype taken from there; the others stay. A worker then reads
+    those pages from the file, shared and reclaimable, instead of a private copy."""
+    taken: dict[str, object] = {}
+    for name, theirs in customer_arrays(state).items():
+        mapped = arrays.get(name)
+        if mapped is None or mapped.shape != theirs.shape or mapped.dtype != theirs.dtype:
+            return state  # not this state's arrays (or an older snapshot's): keep them all
+        taken[name] = mapped
+    fields: dict[str, object] = {}
+    for name in MAPPED_FIELDS:
+        value = getattr(state, name)
+        if isinstance(value, PairTable):
+            columns = {c: taken[f"state_{name}_col_{c}"] for c in value.columns}
+            fields[name] = PairTable(taken[f"state_{name}_keys"], value.n_cols, columns)
+        elif value is not None:
+            fields[name] = taken[f"state_{name}"]
+    return replace(state, **fields)
+
+
 def with_customers(
     state: CutoffState,
     parts: dict[str, object],
