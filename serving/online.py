@@ -206,8 +206,9 @@ def load_snapshot(path: Path | str) -> OnlineSnapshot:
         if not (path / part).exists():
             raise SnapshotError(f"snapshot {path} lacks {part}: rebuild it (`omni snapshot build`)")
     manifest = verify_snapshot(path)
+    arrays = _serving_arrays(path)
     with _reading(path, "features.parquet"):
-        features = pd.read_parquet(path / "features.parquet")
+        features = _feature_table(path / "features.parquet", arrays)
     with _reading(path, "models.pkl"), open(path / "models.pkl", "rb") as f:
         models = pickle.load(f)
     wanted = set(manifest["models"])
@@ -216,9 +217,22 @@ def load_snapshot(path: Path | str) -> OnlineSnapshot:
             f"snapshot {path} holds models {sorted(models)}, its manifest lists "
             f"{sorted(wanted)}: rebuild it (`omni snapshot build`)"
         )
-    arrays = _serving_arrays(path)
     as_of = pd.Timestamp(manifest["as_of"])
-    return OnlineSnapshot(path, as_of, features, models, manifest, arrays)
+    return OnlineSnapshot(path, as_of, features, models, manifest, arrays or None)
+
+
+def _feature_table(file: Path, arrays: dict[str, Any] | None) -> pd.DataFrame:
+    """The snapshot's feature table: on its mapped columns when ``serving/`` holds them
+    (:mod:`serving.mapped_features`; they leave ``arrays``), else read from ``file``."""
+    from serving.mapped_features import mapped_table, take_blocks
+
+    blocks = take_blocks(arrays) if arrays else {}
+    if blocks:
+        index = pd.read_parquet(file, columns=[]).index
+        table = mapped_table(blocks, index, lambda names: pd.read_parquet(file, columns=names))
+        if table is not None:
+            return table
+    return pd.read_parquet(file)
 
 
 def _serving_arrays(path: Path) -> dict[str, Any] | None:
@@ -393,6 +407,7 @@ def write_snapshot(
     fitted, without a registry."""
     from features.build import write_features
     from features.registry import DEFAULT_WINDOWS
+    from serving.mapped_features import feature_blocks
 
     tell = tell or (lambda _m: None)
     rec = models.get("recommender")
@@ -415,8 +430,9 @@ def write_snapshot(
         write_features(features, tmp / "features.parquet", as_of, DEFAULT_WINDOWS)
         with open(tmp / "models.pkl", "wb") as f:
             pickle.dump(models, f, protocol=pickle.HIGHEST_PROTOCOL)
-        if arrays:
-            _write_serving_arrays(tmp, arrays)
+        # the table as read back, so that its mapped columns are what a reader of the file gets
+        blocks = feature_blocks(pd.read_parquet(tmp / "features.parquet"))
+        _write_serving_arrays(tmp, (arrays or {}) | blocks)
         manifest["files"] = file_hashes(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     with atomic_path(online_dir(settings) / LATEST) as tmp:

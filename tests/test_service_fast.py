@@ -309,8 +309,9 @@ def test_serving_arrays_are_mapped_read_only_and_a_npz_snapshot_reads_the_same(
     # those arrays (built before) keeps the unpickled state, with the same answers
     unmapped = tmp_path / "unmapped" / snapshot_path.name
     shutil.copytree(snapshot_path, unmapped)
-    for file in (unmapped / SERVING_DIR).glob("state_*.npy"):
-        file.unlink()
+    for pattern in ("state_*.npy", "features_*.npy"):
+        for file in (unmapped / SERVING_DIR).glob(pattern):
+            file.unlink()
     manifest = json.loads((unmapped / "manifest.json").read_text())
     manifest["files"] = file_hashes(unmapped)
     (unmapped / "manifest.json").write_text(json.dumps(manifest))
@@ -323,10 +324,24 @@ def test_serving_arrays_are_mapped_read_only_and_a_npz_snapshot_reads_the_same(
     ]
     state = scorers[0].recommender.state_
     for part in (state.bought.keys, state.active, state.user_factors, state.session.keys):
-        assert isinstance(part.base, np.memmap) and not part.flags.writeable
+        assert _on_mapped_pages(part) and not part.flags.writeable
     assert scorers[0].snapshot.models["recommender"] is scorers[0].recommender
-    assert scorers[2].recommender.state_.bought.keys.flags.writeable  # its own copy
+    # the feature table too: its numeric columns on mapped pages, equal to the Parquet file
+    read = pd.read_parquet(snapshot_path / "features.parquet")
+    for path in (snapshot_path, unmapped):
+        pd.testing.assert_frame_equal(load_snapshot(path).features, read)
+    first = read.columns[0]
+    assert _on_mapped_pages(load_snapshot(snapshot_path).features[first].to_numpy())
+    assert not _on_mapped_pages(load_snapshot(unmapped).features[first].to_numpy())
+    assert not _on_mapped_pages(scorers[2].recommender.state_.bought.keys)  # its own copy
     answers = [scorer.recommend(ids, k=10) for scorer in scorers]
     for other in answers[1:]:
         for part in ("pos", "item", "score", "reason", "cold_start"):
             assert np.array_equal(getattr(answers[0], part), getattr(other, part)), part
+
+
+def _on_mapped_pages(array: np.ndarray) -> bool:
+    """Whether ``array`` is a view of a memory-mapped file (through any chain of views)."""
+    while array is not None and not isinstance(array, np.memmap):
+        array = getattr(array, "base", None)  # an Arrow buffer ends the chain
+    return array is not None
