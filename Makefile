@@ -21,12 +21,11 @@ $(UV):
 run: .venv/.synced
 	.venv/bin/omni run
 
-## Lint and the whole test suite (what CI runs): the kill loops in a second worker,
-## every other test in one worker in its usual order (tests/conftest.py).
+## Lint and the whole test suite (what CI runs).
 test: .venv/.synced
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/pytest -n 2 --dist loadgroup
+	.venv/bin/pytest
 
 ## The fast tier for your own loop (under 2 minutes on 2 cores): every test not marked slow.
 test-fast: .venv/.synced

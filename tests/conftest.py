@@ -12,20 +12,13 @@ from cli_helpers import omni
 
 from features.settings import Settings, get_settings
 
-KILL_LOOPS = ("test_home_safety", "test_store_kills")
-"""Modules of kill loops: `make test` runs them in a worker of their own
-(``-n 2 --dist loadgroup``), beside the other tests, which keep their order in the other."""
-
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Tests on the session's trained home (an `omni run`: about a minute) are slow tests
-    wherever they are, so that the fast tier (`make test-fast`) never trains. Every test
-    gets its xdist group: the kill loops', or the rest's (one worker each)."""
+    wherever they are, so that the fast tier (`make test-fast`) never trains."""
     for item in items:
         if "trained_home" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-        kills = item.module is not None and item.module.__name__ in KILL_LOOPS
-        item.add_marker(pytest.mark.xdist_group("kills" if kills else "rest"))
 
 
 @pytest.fixture
