@@ -262,10 +262,10 @@ def customer_arrays(state: CutoffState) -> dict[str, np.ndarray]:
 
 
 def with_customer_arrays(state: CutoffState, arrays: dict) -> CutoffState:
-    """``state`` with each :data:`MAPPED_FIELDS` field that ``arrays`` (from
-    :func:`customer_arrays` of the same state, e.g. memory-mapped from a snapshot) holds
-    with the same shape and dtype taken from there; the others stay. A worker then reads
-    those pages from the file, shared and reclaimable, instead of a private copy."""
+    """``state`` with its :data:`MAPPED_FIELDS` taken from ``arrays`` (from
+    :func:`customer_arrays` of the same state, e.g. memory-mapped from a snapshot) when
+    every one is there with the same shape and dtype, else ``state`` itself. A worker then
+    reads those pages from the file, shared and reclaimable, instead of a private copy."""
     taken: dict[str, object] = {}
     for name, theirs in customer_arrays(state).items():
         mapped = arrays.get(name)
