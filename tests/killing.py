@@ -83,6 +83,18 @@ def kill_each_at(runs: list[tuple[subprocess.Popen, float]]) -> list[tuple[bool,
     return out
 
 
+def wait_each(
+    runs: list[tuple[subprocess.Popen, float]], timeout: float
+) -> list[tuple[int, float]]:
+    """Wait for runs started side by side (``(process, start)``, on the
+    :func:`time.perf_counter` clock) to end: each one's exit code and seconds."""
+    out = []
+    for proc, t0 in runs:
+        code = proc.wait(timeout=timeout)
+        out.append((code, time.perf_counter() - t0))
+    return out
+
+
 def kill_loop(
     start: Callable[[int], subprocess.Popen],
     check: Callable[[int], None],

@@ -21,10 +21,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from killing import kill_each_at, omni_process
+from killing import kill_loop, omni_process, wait_each
 
 from features.settings import get_settings
 from serving.batch import read_output
@@ -134,47 +133,48 @@ def _kill_loop(command: tuple[str, ...], seconds: float, check, seed: int, prepa
     side by side with the same slow renames; the first :data:`START_S` are the interpreter
     starting, where there is nothing to break), then ``check(home)`` each; until
     :data:`LANDED` kills landed while a run ran. Returns the last home."""
-    rng = np.random.default_rng(seed)
+    homes: dict[int, Path] = {}
+
+    def start(i: int) -> subprocess.Popen:
+        homes[i] = home = _copy(prepared, prepared.home.parent / f"killed-{i % SIDE_BY_SIDE}")
+        if command == ("score",) and i % 2 == 0:
+            _as_older_code_left_it(home)  # a home written by older code keeps working
+        return omni_process(*command, home=home, slow_renames=SLOW_RENAMES)
+
     landed = attempts = 0
-    home = None
     while landed < LANDED:
         assert attempts < 2 * LANDED, f"only {landed} of {attempts} kills landed mid-run"
-        homes, runs = [], []
-        for lane in range(SIDE_BY_SIDE):
-            attempts += 1
-            home = _copy(prepared, prepared.home.parent / f"killed-{lane}")
-            if command == ("score",) and attempts % 2:
-                _as_older_code_left_it(home)  # a home written by older code keeps working
-            moment = float(rng.uniform(START_S, seconds))
-            proc = omni_process(*command, home=home, slow_renames=SLOW_RENAMES)
-            homes.append(home)
-            runs.append((proc, time.perf_counter() + moment))
-        landed += sum(hit for hit, _ in kill_each_at(runs))
-        for home in homes:
-            check(home)
-    return home
+        report = kill_loop(
+            lambda i, first=attempts: start(first + i),
+            lambda i, first=attempts: check(homes[first + i]),
+            kills=SIDE_BY_SIDE,
+            min_delay=START_S,
+            max_delay=seconds,
+            seed=seed + attempts,
+            side_by_side=SIDE_BY_SIDE,
+        )
+        landed += report.killed
+        attempts += SIDE_BY_SIDE
+    return homes[attempts - 1]
 
 
 def _seconds_side_by_side(command: tuple[str, ...], prepared: Prepared) -> float:
     """How long ``command`` takes on copies of the prepared home with slow renames,
     :data:`SIDE_BY_SIDE` at once (as the kill loops run it): the longest run."""
-    runs = []
+    runs, logs = [], []
     for lane in range(SIDE_BY_SIDE):
         trial = prepared.home.parent / f"trial-{lane}"
         shutil.copytree(prepared.home, trial, symlinks=True)
-        out = (trial.parent / f"trial-{lane}.log").open("w")
-        proc = omni_process(*command, home=trial, slow_renames=SLOW_RENAMES, output=out)
-        runs.append((proc, time.perf_counter(), trial, out))
-    took = []
-    for proc, t0, trial, out in runs:
-        code = proc.wait(timeout=600)
-        took.append(time.perf_counter() - t0)
-        out.close()
-        log = Path(out.name)
+        logs.append(trial.parent / f"trial-{lane}.log")
+        with logs[-1].open("w") as out:  # the child has its own copy of the descriptor
+            proc = omni_process(*command, home=trial, slow_renames=SLOW_RENAMES, output=out)
+        runs.append((proc, time.perf_counter()))
+    ended = wait_each(runs, timeout=600)
+    for lane, ((code, _), log) in enumerate(zip(ended, logs, strict=True)):
         assert code == 0, f"omni {' '.join(command)}:\n{log.read_text()[-3000:]}"
-        shutil.rmtree(trial)
+        shutil.rmtree(prepared.home.parent / f"trial-{lane}")
         log.unlink()
-    return max(took)
+    return max(seconds for _, seconds in ended)
 
 
 def _complete_scores(folder: Path) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from killing import kill_loop, omni_process
+from killing import kill_loop, omni_process, wait_each
 from typer.testing import CliRunner
 
 from features.settings import get_settings
@@ -82,10 +82,9 @@ def _kill_loop(sources: dict[str, Path], tmp_path: Path, append: bool, seed: int
         runs.append(
             (omni_process(*args, home=full, slow_renames=RENAME_DELAY), time.perf_counter())
         )
-    durations = []
-    for proc, t0 in runs:
-        assert proc.wait(timeout=120) == 0
-        durations.append(time.perf_counter() - t0)
+    ended = wait_each(runs, timeout=120)
+    assert [code for code, _ in ended] == [0] * SIDE_BY_SIDE
+    durations = [seconds for _, seconds in ended]
     new_state = fingerprint(full / "store")
     assert new_state != old_state
 
