@@ -176,21 +176,19 @@ class Scorer:
         self.lists = None
         if self.recommender is not None:
             self._load_recommender(snapshot.arrays or {}, ranked_lists, precompute_candidates)
-        # the arrays it uses are its own now; the rest (the lists, in a scorer without
-        # them: the live refresh process) would be a few KB a customer held for nothing
-        models = dict(snapshot.models)
-        if self.recommender is not None:  # the one with the mapped state
-            models["recommender"] = self.recommender
-        self.snapshot = replace(snapshot, arrays=None, models=models)
+        features = table
         if not snapshot_rows:  # its columns stay (an empty refresh's table has them)
-            models = dict(self.snapshot.models)
-            if self.recommender is not None:  # it ranks the customers of fresh rows only
-                self.recommender = self.recommender.without_customer_parts()
-                models["recommender"] = self.recommender
             # a copy: ``iloc[:0]`` is a view that kept the whole table's blocks alive (~0.6
             # KB a customer of the refresh process's memory, stop 45)
-            empty = table.iloc[:0].copy()
-            self.snapshot = replace(self.snapshot, features=empty, models=models)
+            features = table.iloc[:0].copy()
+            if self.recommender is not None:  # it ranks the customers of fresh rows only
+                self.recommender = self.recommender.without_customer_parts()
+        models = dict(snapshot.models)
+        if self.recommender is not None:  # the one with the mapped state, or without parts
+            models["recommender"] = self.recommender
+        # the arrays it uses are its own now; the rest (the lists, in a scorer without
+        # them: the live refresh process) would be a few KB a customer held for nothing
+        self.snapshot = replace(snapshot, arrays=None, features=features, models=models)
         if ranked_lists:  # real time: every snapshot customer's predictions, batch-computed once
             everyone = np.arange(len(self.ids))
             self._churn, self._channel = self.churn(everyone), self.next_channel(everyone)
