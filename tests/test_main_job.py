@@ -35,6 +35,8 @@ def test_main_job_on_the_embedded_default(trained_home):
     # the finished flow: snapshot, batch scores, the service asked for one customer
     assert "customers scored" in out and (trained_home / "scores" / "latest").is_dir()
     assert "The service answered on port" in out and "curl -s http://127.0.0.1:" in out
+    log = trained_home / "service.log"  # what to read when the service does not come up
+    assert f"the service's log: {log}" in out and log.stat().st_size > 0
     start = out.index("\n{", out.index("curl -s")) + 1
     answer = json.loads(out[start : out.rindex("}") + 1])
     assert len(answer["items"]) == 3 and answer["churn"]["band"] in {"low", "medium", "high"}

@@ -14,6 +14,10 @@ from features.console import console, fail, say, step, user_errors
 from features.settings import Settings
 from serving.process import free_port
 
+SERVICE_LOG = "service.log"
+"""The service's output when the main job starts it, in the data home (overwritten each run):
+what to read when it does not come up."""
+
 
 def run(
     ctx: typer.Context,
@@ -70,6 +74,7 @@ def run_main_job(
         "   list: omni models list\n"
         f"  online snapshot (features + models as of now): {snapshot}\n"
         f"  batch scores (every customer): {scores}\n"
+        f"  the service's log: {settings.home / SERVICE_LOG}\n"
         f"\nThe service answered on port {port}:\n  {curl}\n{answer}\n"
     )
     if demo:
@@ -113,9 +118,10 @@ def _sample_request(
     body = {"customer_id": customer, "channel": "web", "k": 3}
     url = f"http://127.0.0.1:{port}"
     cmd, env = service_command(snapshot, port)
-    with step(f"start the service on port {port}"):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_ready(url, proc)
+    log = settings.home / SERVICE_LOG
+    with step(f"start the service on port {port}"), open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        wait_ready(url, proc, log=log)
     headers = {}
     if token:
         headers["Authorization"] = f"Bearer {token}"
