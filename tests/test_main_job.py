@@ -52,3 +52,36 @@ def test_complete_journey_loads_every_household(tmp_path):
     # A time range reads only its months: 2017-03 holds purchases, visits and mailers.
     march = read_events(store, start="2017-03-01", end="2017-04-01")
     assert march["ts"].dt.month.eq(3).all() and len(march) > 100_000
+
+
+def test_the_service_starts_on_another_port_when_its_port_is_taken_as_it_binds(
+    trained_home, tmp_path, monkeypatch
+):
+    """`omni run` checks that port 3000 is free, then starts the service there; another
+    process may take it in between (seen beside other test sessions): the service then
+    starts once more on a port the system picks, and the log said why."""
+    import socket
+
+    import requests
+
+    from features.settings import get_settings
+    from serving.cli import run
+    from serving.online import latest_snapshot
+    from serving.process import free_port
+
+    snapshot = latest_snapshot(get_settings({"OMNI_HOME": str(trained_home)}))
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        asked = iter([taken])  # the check says free; the bind then finds it taken
+        monkeypatch.setattr(run, "free_port", lambda preferred=0: next(asked, None) or free_port())
+        log = tmp_path / "service.log"
+        proc, port = run._start_service(snapshot, log)
+    try:
+        assert port != taken
+        assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
+        assert run.PORT_TAKEN not in log.read_text()  # the log of the start that worked
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

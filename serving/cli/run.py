@@ -17,6 +17,8 @@ from serving.process import free_port
 SERVICE_LOG = "service.log"
 """The service's output when the main job starts it, in the data home (overwritten each run):
 what to read when it does not come up."""
+PORT_TAKEN = "Address already in use"
+"""What the service logs when its port is taken as it binds it."""
 
 
 def run(
@@ -62,8 +64,7 @@ def run_main_job(
         snapshot = build_and_report(settings)
         scores = _batch_scores(settings)
     try:
-        port = free_port(3000)
-        answer, curl, demo = _sample_request(settings, snapshot, scores, port, keep_serving)
+        port, answer, curl, demo = _sample_request(settings, snapshot, scores, keep_serving)
     except (SnapshotError, RuntimeError) as exc:
         raise fail(f"the service did not answer: {exc}") from None
     console.print(
@@ -97,31 +98,24 @@ def _batch_scores(settings: Settings) -> Path:
     return out
 
 
-def _sample_request(
-    settings: Settings, snapshot: Path, scores: Path, port: int, keep_serving: bool
-):
+def _sample_request(settings: Settings, snapshot: Path, scores: Path, keep_serving: bool):
     """Start `omni serve` on the snapshot, ask for one customer's list, then run the live
-    demo (:mod:`serving.live.demo`); return the answer, the curl that asks the same and
-    the demo's result; stop the service unless ``keep_serving``."""
+    demo (:mod:`serving.live.demo`); return the port, the answer, the curl that asks the
+    same and the demo's result; stop the service unless ``keep_serving``."""
     import pandas as pd
     import requests
 
     from features.store.events import read_table
-    from serving.bentoml_server import service_command
     from serving.live.demo import run_demo
-    from serving.process import wait_ready
 
     token = settings.api_token
     scored = pd.read_parquet(scores / "customers.parquet", columns=["customer_id", "cold_start"])
     warm = scored.loc[~scored["cold_start"], "customer_id"]
     customer = str(warm.iloc[0] if len(warm) else scored["customer_id"].iloc[0])
     body = {"customer_id": customer, "channel": "web", "k": 3}
+    with step("start the service"):
+        proc, port = _start_service(snapshot, settings.home / SERVICE_LOG)
     url = f"http://127.0.0.1:{port}"
-    cmd, env = service_command(snapshot, port)
-    log = settings.home / SERVICE_LOG
-    with step(f"start the service on port {port}"), open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        wait_ready(url, proc, log=log)
     headers = {}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -143,17 +137,51 @@ def _sample_request(
         if keep_serving:
             console.print(f"serving on {url} (Ctrl-C stops it)")
             proc.wait()
-        return answer, curl, demo
+        return port, answer, curl, demo
     except requests.RequestException as exc:
         raise RuntimeError(str(exc)) from None
     except KeyboardInterrupt:
-        return "", "", None
+        return port, "", "", None
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _start_service(snapshot: Path, log: Path) -> tuple[subprocess.Popen, int]:
+    """The service on ``snapshot``, ready, and its port: 3000 when free, else one the
+    system picks; its output in ``log``. When another process takes the port between the
+    check and the service's bind, the service starts once more on a port the system picks."""
+    port = free_port(3000)
+    proc = _started(snapshot, port, log, port_may_be_taken=True)
+    if proc is None:
+        say(f"port {port} was taken as the service started; starting it on another")
+        port = free_port()
+        proc = _started(snapshot, port, log, port_may_be_taken=False)
+    assert proc is not None  # _started raises instead
+    return proc, port
+
+
+def _started(
+    snapshot: Path, port: int, log: Path, port_may_be_taken: bool
+) -> subprocess.Popen | None:
+    """The service on ``snapshot`` at ``port``, ready (RuntimeError quoting ``log`` if it
+    does not come up); None when ``port_may_be_taken`` and the service found it taken."""
+    from serving.bentoml_server import service_command
+    from serving.process import wait_ready
+
+    cmd, env = service_command(snapshot, port)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, log=log)
+    except RuntimeError:
+        if port_may_be_taken and PORT_TAKEN in log.read_text(errors="replace"):
+            return None
+        raise
+    return proc
 
 
 def _report_identity_quality(raw, result) -> None:
