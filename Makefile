@@ -21,11 +21,11 @@ $(UV):
 run: .venv/.synced
 	.venv/bin/omni run
 
-## Lint and the whole test suite (what CI runs).
+## Lint and the whole test suite (what CI runs), its files spread over two workers.
 test: .venv/.synced
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/pytest
+	.venv/bin/pytest -n 2 --dist loadfile
 
 ## The fast tier for your own loop (under 2 minutes on 2 cores): every test not marked slow.
 test-fast: .venv/.synced
