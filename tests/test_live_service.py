@@ -352,13 +352,19 @@ def test_fuzzing_events_finds_no_server_errors(home, tmp_path):
 
 
 def refresh_processes(proc) -> list:
+    """The running refresh processes under the server. One that was killed and is not
+    reaped yet (a zombie, whose command line cannot be read) or is gone by the time it is
+    read does not count."""
     import psutil
 
-    server = psutil.Process(proc.pid)
-    return [
-        p for p in server.children(recursive=True)
-        if "serving.live.refresher" in " ".join(p.cmdline())
-    ]  # fmt: skip
+    found = []
+    for p in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            if "serving.live.refresher" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.NoSuchProcess:  # ZombieProcess is one
+            continue
+    return found
 
 
 # issue 17: the refresh process is derived state: killed, a new one replays the journal
