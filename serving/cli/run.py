@@ -155,32 +155,26 @@ def _start_service(snapshot: Path, log: Path) -> tuple[subprocess.Popen, int]:
     system picks; its output in ``log``. When another process takes the port between the
     check and the service's bind, the service starts once more on a port the system picks."""
     port = free_port(3000)
-    proc = _started(snapshot, port, log, port_may_be_taken=True)
-    if proc is None:
-        say(f"port {port} was taken as the service started; starting it on another")
-        port = free_port()
-        proc = _started(snapshot, port, log, port_may_be_taken=False)
-    assert proc is not None  # _started raises instead
-    return proc, port
+    try:
+        return _started(snapshot, port, log), port
+    except RuntimeError:
+        if PORT_TAKEN not in log.read_text(errors="replace"):
+            raise
+    say(f"port {port} was taken as the service started; starting it on another")
+    port = free_port()
+    return _started(snapshot, port, log), port
 
 
-def _started(
-    snapshot: Path, port: int, log: Path, port_may_be_taken: bool
-) -> subprocess.Popen | None:
-    """The service on ``snapshot`` at ``port``, ready (RuntimeError quoting ``log`` if it
-    does not come up); None when ``port_may_be_taken`` and the service found it taken."""
+def _started(snapshot: Path, port: int, log: Path) -> subprocess.Popen:
+    """The service on ``snapshot`` at ``port``, ready; RuntimeError quoting ``log`` if it
+    does not come up."""
     from serving.bentoml_server import service_command
     from serving.process import wait_ready
 
     cmd, env = service_command(snapshot, port)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", proc, log=log)
-    except RuntimeError:
-        if port_may_be_taken and PORT_TAKEN in log.read_text(errors="replace"):
-            return None
-        raise
+    wait_ready(f"http://127.0.0.1:{port}", proc, log=log)
     return proc
 
 
