@@ -75,7 +75,7 @@ def start(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc, limit=300)
+    wait_ready(url, proc, limit=300, log=log)
     return proc, url
 
 
