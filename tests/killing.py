@@ -53,6 +53,16 @@ def omni_process(
     )
 
 
+def _kill_group(proc: subprocess.Popen) -> bool:
+    """SIGKILL the process group now; False if it had already ended."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    proc.wait(timeout=60)
+    return True
+
+
 def kill_at(proc: subprocess.Popen, delay: float) -> bool:
     """SIGKILL the process group after ``delay`` seconds; False if it had already ended."""
     try:
@@ -60,26 +70,42 @@ def kill_at(proc: subprocess.Popen, delay: float) -> bool:
         return False
     except subprocess.TimeoutExpired:
         pass
-    with_group = True
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        with_group = False
-    proc.wait(timeout=60)
-    return with_group
+    return _kill_group(proc)
 
 
-def kill_each_at(runs: list[tuple[subprocess.Popen, float]]) -> list[tuple[bool, float]]:
-    """SIGKILL each run's process group at its moment (``(process, moment)``, moments on
-    the :func:`time.perf_counter` clock), earliest first. For each run: whether the kill
+@dataclass
+class Run:
+    """One run to kill: ``delay`` seconds after ``zero`` (a :func:`time.perf_counter`
+    moment), or, with ``mark``, after that file appears (see tests/slow_renames)."""
+
+    proc: subprocess.Popen
+    zero: float
+    delay: float
+    mark: Path | None = None
+
+
+def kill_each_at(runs: list[Run], timeout: float = 300.0) -> list[tuple[bool, float]]:
+    """SIGKILL each run's process group at its moment. For each run: whether the kill
     landed while it still ran, and when it was seen to end. Runs side by side, each on its
     own home, take about the time of one: a writer under test mostly waits (its imports,
     the slow renames), and there are 2 cores."""
     out: list[tuple[bool, float]] = [(False, 0.0)] * len(runs)
-    for i in sorted(range(len(runs)), key=lambda i: runs[i][1]):
-        proc, moment = runs[i]
-        landed = kill_at(proc, max(0.0, moment - time.perf_counter()))
-        out[i] = (landed, time.perf_counter())
+    zero = {i: None if run.mark else run.zero for i, run in enumerate(runs)}
+    pending = set(range(len(runs)))
+    deadline = time.perf_counter() + timeout
+    while pending:
+        for i in sorted(pending):
+            run, now = runs[i], time.perf_counter()
+            if zero[i] is None and run.mark is not None and run.mark.exists():
+                zero[i] = now
+            if run.proc.poll() is not None:
+                out[i] = (False, now)
+            elif now > deadline or (zero[i] is not None and now >= zero[i] + run.delay):
+                out[i] = (_kill_group(run.proc), time.perf_counter())
+            else:
+                continue
+            pending.discard(i)
+        time.sleep(0.002)
     return out
 
 
@@ -103,26 +129,32 @@ def kill_loop(
     seed: int = 0,
     min_delay: float = 0.0,
     side_by_side: int = 1,
+    mark: Callable[[int], Path | None] = lambda i: None,
+    after_mark: tuple[float, float] = (0.0, 0.0),
 ) -> KillReport:
     """Run ``start(i)`` ``kills`` times, SIGKILL each after a random delay in
     [min_delay, max_delay) seconds from its start, then ``check(i)``; ``side_by_side``
     runs at once. ``start`` prepares the home itself (e.g. a copy of the old state) and
-    returns the running process."""
+    returns the running process. A run for which ``mark(i)`` names a file (the one its
+    ``OMNI_TEST_RENAME_MARK`` creates at its first rename) is killed a delay in
+    ``after_mark`` after that file appears instead: aimed at its writes, not at its
+    imports, however long those take on a busy machine."""
     rng = np.random.default_rng(seed)
     report = KillReport()
     for lo in range(0, kills, side_by_side):
         batch = range(lo, min(lo + side_by_side, kills))
-        runs, started = [], []
+        runs = []
         for i in batch:
-            delay = float(rng.uniform(min_delay, max_delay))
+            marked = mark(i)
+            low, high = after_mark if marked else (min_delay, max_delay)
+            delay = float(rng.uniform(low, high))
             proc = start(i)
-            started.append(time.perf_counter())
-            runs.append((proc, started[-1] + delay))
-        for t0, (landed, seen) in zip(started, kill_each_at(runs), strict=True):
+            runs.append(Run(proc, time.perf_counter(), delay, marked))
+        for run, (landed, seen) in zip(runs, kill_each_at(runs), strict=True):
             report.killed += landed
             report.finished += not landed
             if not landed:
-                report.lengths.append(seen - t0)  # its length, or a bound of it
+                report.lengths.append(seen - run.zero)  # its length, or a bound of it
         for i in batch:
             check(i)
     return report
