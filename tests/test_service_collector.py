@@ -256,6 +256,30 @@ def test_release_free_memory_gives_back_freed_heap():
     assert kept == "5000" and float(released_mb) > 50, out.stdout
 
 
+# stop 47: the main job's steps on Arrow's default pool (mimalloc) kept what a finished
+# step freed resident, so each step's peak stacked on the ones before it.
+def test_free_between_steps_gives_back_what_a_finished_step_freed():
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, pyarrow as pa, pyarrow.compute as pc;"
+        "from serving import collector;"
+        "src = pa.array(np.arange(100_000, dtype=np.int64));"
+        "step = [pc.add(src, i) for i in range(400)];"  # 400 x 0.8 MB from Arrow's pool
+        "del step; before = collector.resident_mb(); collector.free_between_steps();"
+        "print(pa.default_memory_pool().backend_name, before - collector.resident_mb())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    pool, released_mb = out.stdout.split()
+    # measured: without the call the 320 MB stay resident; with it 300+ MB go back
+    assert pool == "mimalloc" and float(released_mb) > 200, out.stdout
+
+
 def test_workers_run_arrow_on_the_system_allocator(monkeypatch, tmp_path):
     from serving.bentoml_server import service_command
 

@@ -50,6 +50,7 @@ def run_main_job(
     from serving.cli.data import synth_and_load
     from serving.cli.snapshot import build_and_report
     from serving.cli.train import train_and_report, train_recs_and_report
+    from serving.collector import free_between_steps
     from serving.online import SnapshotError
     from training.customer_models.job import JobConfig
     from training.job_names import CUSTOMER_JOBS, RECS_HORIZON_DAYS
@@ -59,9 +60,14 @@ def run_main_job(
     with user_errors():
         raw, result = synth_and_load(settings, customers, days, seed, end="2026-01-01")
         _report_identity_quality(raw, result)
+        del result  # it holds the loaded events: not through the steps that follow
+        free_between_steps()
         train_and_report(settings, CUSTOMER_JOBS, JobConfig(seed=seed))
+        free_between_steps()
         train_recs_and_report(settings, RECS_HORIZON_DAYS, seed)
+        free_between_steps()
         snapshot = build_and_report(settings)
+        free_between_steps()
         scores = _batch_scores(settings)
     try:
         port, answer, curl, demo = _sample_request(settings, snapshot, scores, keep_serving)

@@ -137,6 +137,7 @@ def _command(job: str):
         test_cutoff: TestCutoff = None,
         as_of: AsOf = None,
     ) -> None:
+        from serving.collector import free_between_steps
         from training.tracking import registry_errors
 
         settings = ctx.obj
@@ -146,6 +147,7 @@ def _command(job: str):
             config = _config(lookback, horizon, cutoffs, seed, settings, dates)
             train_and_report(settings, jobs, config, skip_one_channel=job == "all")
             if job == "all":
+                free_between_steps()
                 train_recs_and_report(settings, RECS_HORIZON_DAYS, seed, *dates)
 
     command.__doc__ = {

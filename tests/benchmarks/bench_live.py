@@ -16,6 +16,10 @@ worker, live events on, the journal on local disk). Each repeat, in this order:
   ``/recommend`` at one connection: accepted events/s and /recommend p50 / p99;
 - the same with ``/recommend`` paced at 100 requests a second (a reading load that leaves
   the worker time to ingest), reported apart;
+- steady (on a fresh copy of the home and a new service, after the rest): quiet reads,
+  then the ingest paced at the goal's 5,000 events/s (a batch every 0.2 s) while
+  ``/recommend`` is called back to back: the reads' p50 during an ingest at the goal's
+  rate, not at the most the machine takes (which leaves the reads no idle core);
 - the same with each random customer read three times back to back (a page's placements,
   or the next page), the second and third reads reported: what a live customer's kept
   list answers (their first read ranks them in full);
@@ -54,6 +58,8 @@ BATCH = 1000
 TIMEOUT = 30
 PACED_READS = 100.0
 """/recommend requests a second of the paced reader."""
+GOAL_RATE = 5000.0
+"""Events a second of the steady ingest: the issue's goal (issue 17)."""
 
 
 def prepare(home: Path) -> None:
@@ -172,13 +178,18 @@ def payloads(customers: list[str], products: list[str], tag: str, n: int, first:
     return out
 
 
-def ingest(url: str, bodies: list[bytes], stop, progress=None) -> tuple[int, float]:
-    """Post the prepared batches until ``stop`` (or none is left); returns (events
-    accepted, seconds). ``progress`` gets (seconds, events accepted so far) per batch."""
+def ingest(
+    url: str, bodies: list[bytes], stop, progress=None, rate: float | None = None
+) -> tuple[int, float]:
+    """Post the prepared batches until ``stop`` (or none is left), back to back or
+    ``rate`` events a second; returns (events accepted, seconds). ``progress`` gets
+    (seconds, events accepted so far) per batch."""
     session, accepted = requests.Session(), 0
     headers = {"Content-Type": "application/json"}
     t0 = time.perf_counter()
-    for body in bodies:
+    for n, body in enumerate(bodies):
+        if rate:  # the n-th batch goes out at n * BATCH / rate seconds
+            time.sleep(max(0.0, n * BATCH / rate - (time.perf_counter() - t0)))
         if stop.is_set():
             break
         answer = session.post(f"{url}/events", data=body, headers=headers, timeout=TIMEOUT)
@@ -189,27 +200,28 @@ def ingest(url: str, bodies: list[bytes], stop, progress=None) -> tuple[int, flo
     return accepted, time.perf_counter() - t0
 
 
-def _ingest_process(url, customers, products, tag, batches, ready, go, stop, results) -> None:
+def _ingest_process(url, customers, products, tag, batches, rate, ready, go, stop, results) -> None:
     """The ingest client in a process of its own (a load generator's CPU and GIL apart
     from the reader's): bodies built before ``go``, then posted until ``stop``."""
     bodies = payloads(customers, products, tag, batches)
     ready.set()
     go.wait()
     progress: list = []
-    ingest(url, bodies, stop, progress)
+    ingest(url, bodies, stop, progress, rate)
     results.put(progress)
 
 
 class IngestClient:
     """Starts :func:`_ingest_process` with enough batches for ``seconds`` at
-    ``max_rate`` events/s; :meth:`stop` returns its progress [(seconds, accepted)]."""
+    ``max_rate`` events/s (``rate``: posted at that pace, else back to back);
+    :meth:`stop` returns its progress [(seconds, accepted)]."""
 
-    def __init__(self, url, customers, products, tag, seconds, max_rate=20_000) -> None:
+    def __init__(self, url, customers, products, tag, seconds, max_rate=20_000, rate=None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.ready, self.go, self._stop = ctx.Event(), ctx.Event(), ctx.Event()
         self.results = ctx.Queue()
-        batches = int(seconds * max_rate / BATCH) + 1
-        args = (url, customers, products, tag, batches, self.ready, self.go, self._stop)
+        batches = int(seconds * (rate or max_rate) / BATCH) + 1
+        args = (url, customers, products, tag, batches, rate, self.ready, self.go, self._stop)
         self.proc = ctx.Process(target=_ingest_process, args=(*args, self.results))
         self.proc.start()
         self.ready.wait(timeout=300)
@@ -258,12 +270,14 @@ def ingest_while_reading(
     read_rate: float | None,
     times: int = 1,
     visible: bool = True,
+    ingest_rate: float | None = None,
 ) -> dict:
-    """One client ingesting (its own process) and one reading /recommend (back to back or
-    at ``read_rate``; ``times``: see :func:`recommend_latencies`): the ingest rate and
-    read latencies over ``duration``, then, while both go on, event-to-visible probes
-    (reported apart: their polling is load of its own; ``visible`` False: none)."""
-    client = IngestClient(url, customers, products, f"i{tag}", duration + 60)
+    """One client ingesting (its own process; back to back, or ``ingest_rate`` events a
+    second) and one reading /recommend (back to back or at ``read_rate``; ``times``: see
+    :func:`recommend_latencies`): the ingest rate and read latencies over ``duration``,
+    then, while both go on, event-to-visible probes (reported apart: their polling is
+    load of its own; ``visible`` False: none)."""
+    client = IngestClient(url, customers, products, f"i{tag}", duration + 60, rate=ingest_rate)
     stop, reads = threading.Event(), []
     args = (url, customers, stop, read_rate, reads, times)
     reader = threading.Thread(target=recommend_latencies, args=args)
@@ -332,6 +346,28 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
     return result
 
 
+def steady_repeat(source: Path, duration: float, r: int) -> dict:
+    """On a fresh copy of the home and service: quiet reads, then the ingest paced at
+    :data:`GOAL_RATE` while ``/recommend`` is called back to back (every result key
+    prefixed ``steady_``): the reads during an ingest at the goal's rate, from the same
+    starting state as the quiet ones, not after the other phases' events."""
+    work, home, customers, products = copied_home(source, "bench-live-steady-")
+    proc, url = start(home, work / "service.log")
+    try:
+        stop = threading.Event()
+        timer = threading.Timer(duration, stop.set)
+        timer.start()
+        result = {"quiet_recommend": percentiles(recommend_latencies(url, customers, stop))}
+        result |= ingest_while_reading(
+            url, customers, products, duration, f"steady_{r}", None, ingest_rate=GOAL_RATE
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    return {f"steady_{k}": v for k, v in result.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--home", type=Path, default=RESULTS_DIR / "live_home")
@@ -342,6 +378,7 @@ def main() -> None:
     runs = []
     for r in range(args.repeat):
         runs.append(one_repeat(args.home, args.duration, r))
+        runs[-1] |= steady_repeat(args.home, args.duration, r)
         print(f"repeat {r + 1}: {runs[-1]}  ({load_note()})", flush=True)
 
     def med(path: str, key: str | None = None) -> float:
@@ -357,10 +394,14 @@ def main() -> None:
     print(f"| ingest while /recommend is called {PACED_READS:.0f} times a second | {paced:,.0f} |")
     again = med("repeat_ingest_events_per_s")
     print(f"| ingest while customers are read three times in a row, events/s | {again:,.0f} |")
+    steady = med("steady_ingest_events_per_s")
+    print(f"| ingest paced at {GOAL_RATE:,.0f}/s while /recommend is called back to back, "
+          f"events/s | {steady:,.0f} |")  # fmt: skip
     for name in (
         "quiet_recommend", "ingest_recommend", "paced_ingest_recommend",
-        "repeat_ingest_recommend",
+        "repeat_ingest_recommend", "steady_quiet_recommend", "steady_ingest_recommend",
         "visible_quiet", "visible_during_ingest", "paced_visible_during_ingest",
+        "steady_visible_during_ingest",
     ):  # fmt: skip
         print(f"| {name} p50 / p99 ms | {med(name, 'p50_ms'):.1f} / {med(name, 'p99_ms'):.1f} |")
     n = f"{runs[0]['customers']:,} customers"
@@ -373,6 +414,9 @@ def main() -> None:
     print(f"| /recommend p50 during ingest / quiet | {ratio:.2f}x |")
     ratio = med("repeat_ingest_recommend", "p50_ms") / quiet
     print(f"| /recommend p50 of repeat reads during ingest / quiet | {ratio:.2f}x |")
+    steady_quiet = med("steady_quiet_recommend", "p50_ms")
+    ratio = med("steady_ingest_recommend", "p50_ms") / steady_quiet
+    print(f"| /recommend p50 during the ingest at {GOAL_RATE:,.0f}/s / quiet | {ratio:.2f}x |")
     save("live", {"runs": runs, "batch": BATCH, "duration_s": args.duration})
 
 
