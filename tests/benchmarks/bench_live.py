@@ -16,17 +16,17 @@ worker, live events on, the journal on local disk). Each repeat, in this order:
   ``/recommend`` at one connection: accepted events/s and /recommend p50 / p99;
 - the same with ``/recommend`` paced at 100 requests a second (a reading load that leaves
   the worker time to ingest), reported apart;
-- steady (on a fresh copy of the home and a new service, after the rest): quiet reads,
-  then the ingest paced at the goal's 5,000 events/s (a batch every 0.2 s) while
-  ``/recommend`` is called back to back: the reads' p50 during an ingest at the goal's
-  rate, not at the most the machine takes (which leaves the reads no idle core);
 - the same with each random customer read three times back to back (a page's placements,
   or the next page), the second and third reads reported: what a live customer's kept
   list answers (their first read ranks them in full);
 - visible (during each ingest too, after its rates are taken): single product views of
   customers the service does not know yet, each followed by ``/recommend`` polls every
   5 ms until the list is personal (no longer cold start): the time from the 2xx of
-  ``/events`` to the first answer that reflects it, p50 / p99 (alone, and during ingest).
+  ``/events`` to the first answer that reflects it, p50 / p99 (alone, and during ingest);
+- steady (last, on a fresh copy of the home and a new service): quiet reads, then the
+  ingest paced at the goal's 5,000 events/s (a batch every 0.2 s) while ``/recommend`` is
+  called back to back: the reads' p50 during an ingest at the goal's rate, not at the
+  most the machine takes (which leaves the reads no idle core).
 
 The service reads the environment: ``OMNI_LIVE_MAX_BEHIND=5000`` measures the
 back-pressure setting for throughput. Client and server share the machine's 2 cores;
@@ -36,6 +36,7 @@ the load average is printed beside the numbers. Results: bench_results/live.json
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import shutil
@@ -312,15 +313,32 @@ def copied_home(source: Path, prefix: str) -> tuple[Path, Path, list[str], list[
     return work, home, customers, products
 
 
-def one_repeat(source: Path, duration: float, r: int) -> dict:
-    work, home, customers, products = copied_home(source, "bench-live-")
+@contextlib.contextmanager
+def served_copy(source: Path, prefix: str):
+    """A service on a fresh copy of the home ``source`` (:func:`copied_home`), ready:
+    yields (its process, its url, the customer ids, the product ids); stopped and the
+    copy removed after."""
+    work, home, customers, products = copied_home(source, prefix)
     proc, url = start(home, work / "service.log")
-    result: dict = {"customers": len(customers), "rss_mb_at_start": rss_mb(proc)}
     try:
-        stop = threading.Event()
-        timer = threading.Timer(duration, stop.set)
-        timer.start()
-        result["quiet_recommend"] = percentiles(recommend_latencies(url, customers, stop))
+        yield proc, url, customers, products
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def quiet_reads(url: str, customers: list[str], duration: float) -> dict:
+    """/recommend p50 / p99 back to back for ``duration`` seconds, nothing else going on."""
+    stop = threading.Event()
+    threading.Timer(duration, stop.set).start()
+    return percentiles(recommend_latencies(url, customers, stop))
+
+
+def one_repeat(source: Path, duration: float, r: int) -> dict:
+    with served_copy(source, "bench-live-") as (proc, url, customers, products):
+        result: dict = {"customers": len(customers), "rss_mb_at_start": rss_mb(proc)}
+        result["quiet_recommend"] = quiet_reads(url, customers, duration)
         result["visible_quiet"] = percentiles(visible_latencies(url, 100, f"q{r}", products))
 
         client = IngestClient(url, customers, products, f"a{r}", duration / 2)
@@ -339,10 +357,6 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
         )
         result |= {f"repeat_{k}": v for k, v in measured.items()}
         result["rss_mb_after_ingest"] = rss_mb(proc)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
     return result
 
 
@@ -351,20 +365,11 @@ def steady_repeat(source: Path, duration: float, r: int) -> dict:
     :data:`GOAL_RATE` while ``/recommend`` is called back to back (every result key
     prefixed ``steady_``): the reads during an ingest at the goal's rate, from the same
     starting state as the quiet ones, not after the other phases' events."""
-    work, home, customers, products = copied_home(source, "bench-live-steady-")
-    proc, url = start(home, work / "service.log")
-    try:
-        stop = threading.Event()
-        timer = threading.Timer(duration, stop.set)
-        timer.start()
-        result = {"quiet_recommend": percentiles(recommend_latencies(url, customers, stop))}
+    with served_copy(source, "bench-live-steady-") as (_proc, url, customers, products):
+        result = {"quiet_recommend": quiet_reads(url, customers, duration)}
         result |= ingest_while_reading(
             url, customers, products, duration, f"steady_{r}", None, ingest_rate=GOAL_RATE
         )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
     return {f"steady_{k}": v for k, v in result.items()}
 
 

@@ -20,7 +20,6 @@ grows slower, as a larger store would. Results: bench_results/live_sustained.jso
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import threading
 import time
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from bench_live import IngestClient, copied_home, memory_mb, prepare, recommend_latencies, start
+from bench_live import IngestClient, memory_mb, prepare, recommend_latencies, served_copy
 from harness import RESULTS_DIR, load_note, save
 
 
@@ -59,9 +58,7 @@ def windows(
 
 
 def run(source: Path, duration: float, step: float) -> dict:
-    work, home, customers, products = copied_home(source, "bench-sustained-")
-    proc, url = start(home, work / "service.log")
-    try:
+    with served_copy(source, "bench-sustained-") as (proc, url, customers, products):
         client = IngestClient(url, customers, products, "s", duration + 10, max_rate=8_000)
         stop, latencies, t0 = threading.Event(), [], time.perf_counter()
         args = (url, customers, stop, None, latencies)
@@ -79,10 +76,6 @@ def run(source: Path, duration: float, step: float) -> dict:
         stop.set()
         progress = client.stop()
         reader.join()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
     reads = list(zip(stamps, latencies, strict=False))
     out = windows(progress, reads, duration, step)
     for w, mb in zip(out, memory[1:], strict=False):
