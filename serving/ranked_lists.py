@@ -8,6 +8,7 @@ and the scorer (:mod:`serving.scoring`, which reads them) both import it, not ea
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ PERSONAL_PARTS = ("indptr", "item", "sources", "als_rank")
 ``personal_<part>``."""
 LIST_PARTS = ("indptr", "item", "score", "reason")
 """The arrays of :class:`RankedLists`, stored as ``lists_<part>_<channel context>``."""
+AHEAD_PARTS = ("ranked", "indptr", "item", "score", "reason")
+"""The arrays of :class:`AheadLists`, in its fields' order."""
 
 
 Allows = Callable[[np.ndarray], np.ndarray]
@@ -129,6 +132,58 @@ class RankedLists:
         lo, hi = self.indptr[c][code], self.indptr[c][code + 1]
         item, score, reason = self.item[c][lo:hi], self.score[c][lo:hi], self.reason[c][lo:hi]
         return allowed_top(item, score, reason, allows, k, complete=hi - lo < self.depth)
+
+
+@dataclass
+class AheadLists:
+    """Lists the live refresh ranked ahead (:meth:`serving.scoring.Scorer.rank_ahead`)
+    for some customers of a live ranking, as a request without channel or store ranks
+    them: rows grouped by the ranking's customer codes, as in CSR. Flat arrays, so that a
+    round's lists cross to the worker in five arrays, not a few thousand. A customer's
+    list of 50 takes ~0.35 KB; the worker keeps it while the ranking ranks them."""
+
+    ranked: np.ndarray  # bool per code: has a list here
+    indptr: np.ndarray  # int64, codes + 1
+    item: np.ndarray  # item codes (int16 for fewer than 32,768 products), best first
+    score: np.ndarray  # float32
+    reason: np.ndarray  # int8 codes into REASONS
+
+    @classmethod
+    def of_rows(cls, n_codes: int, code: np.ndarray, rows: tuple[np.ndarray, ...]) -> AheadLists:
+        """From ranked rows (item, score, reason) of customers ``code`` (one code per row,
+        a customer's rows together and best first), for a ranking of ``n_codes``."""
+        item, score, reason = rows
+        order = np.argsort(code, kind="stable")  # customers by code, each list in its order
+        counts = np.bincount(code, minlength=n_codes)
+        indptr = np.zeros(n_codes + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        ranked = np.zeros(n_codes, bool)
+        ranked[code] = True
+        return cls(
+            ranked,
+            indptr,
+            item[order].astype(_code_dtype(item)),
+            score[order].astype(np.float32),
+            reason[order].astype(np.int8),
+        )
+
+    def get(self, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(items, scores, reasons) of customer ``code``'s list, or None: not ranked ahead."""
+        if not self.ranked[code]:
+            return None
+        lo, hi = self.indptr[code], self.indptr[code + 1]
+        return self.item[lo:hi], self.score[lo:hi], self.reason[lo:hi]
+
+    def of_customers(self, codes: np.ndarray) -> AheadLists:
+        """The lists of customers ``codes``, who are codes 0, 1, ... of the result."""
+        lo = self.indptr[codes]
+        counts = self.indptr[codes + 1] - lo
+        indptr = np.zeros(len(codes) + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        rows = np.repeat(lo - indptr[:-1], counts) + np.arange(indptr[-1])
+        return AheadLists(
+            self.ranked[codes], indptr, self.item[rows], self.score[rows], self.reason[rows]
+        )
 
 
 class PopularLists:

@@ -23,6 +23,7 @@ from serving.live.shared import LEASE_TTL_S, SharedState
 from serving.live.state import LiveState
 from serving.live.state_codec import StateFormatError, decode, encode
 from serving.online import LIST_DEPTH
+from serving.ranked_lists import AHEAD_PARTS
 from serving.scoring import Scorer
 
 
@@ -59,7 +60,9 @@ def test_a_refresh_survives_the_safe_formats(stored):  # noqa: F811
     from serving.live.ingest import checked
 
     events = checked([e for b in batches(stored) for e in b if "customer_id" in e])
-    refresh = state.refresh(events).portable()
+    refreshed = state.refresh(events)
+    assert scorer.rank_ahead(refreshed.update.ranking, LIST_DEPTH, chunk=3) > 0  # in chunks
+    refresh = refreshed.portable()
     back = decode(encode(refresh), scorer)
     pd.testing.assert_frame_equal(back.rows, refresh.rows)
     assert back.update.ids == refresh.update.ids and back.as_of == refresh.as_of
@@ -70,14 +73,17 @@ def test_a_refresh_survives_the_safe_formats(stored):  # noqa: F811
     assert got.codes == sent.codes and got.alive == sent.alive
     for name in ("indptr", "item", "sources", "als_rank"):
         np.testing.assert_array_equal(getattr(got.personal, name), getattr(sent.personal, name))
+    for name in AHEAD_PARTS:  # the lists ranked ahead
+        np.testing.assert_array_equal(getattr(got.ahead, name), getattr(sent.ahead, name))
     # the worker's lists from the decoded parts equal those from the sent ones
     one, two = (Scorer(stored["snapshot"], ranked_lists=LIST_DEPTH) for _ in range(2))
     one.apply_rows(refresh.update)
     two.apply_rows(back.update)
     ids = refresh.update.ids
-    a, b = one.recommend(ids, k=10), two.recommend(ids, k=10)
-    np.testing.assert_array_equal(a.item, b.item)
-    np.testing.assert_allclose(a.score, b.score)
+    for asked in (ids, *([c] for c in ids)):  # together: ranked in full; one: ranked ahead
+        a, b = one.recommend(asked, k=10), two.recommend(asked, k=10)
+        np.testing.assert_array_equal(a.item, b.item)
+        np.testing.assert_allclose(a.score, b.score)
 
 
 def test_an_entry_that_would_need_pickle_is_refused(stored):  # noqa: F811

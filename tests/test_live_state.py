@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -627,3 +628,57 @@ def test_a_live_link_merges_an_anonymous_customer_into_a_known_one(home, stored,
     own_only = before[before["customer_id"].astype("str") == stays]
     unmerged = build_customer_features(own_only, stored["customers"], state.clock)
     assert not unmerged.loc[[stays]].equals(expected.loc[[stays]])  # the merge shows
+
+
+# issue 17: the refresh process ranks lists ahead while it has the time; a customer's
+# first read then reads that list, the one the read would have ranked, and a ranking cut
+# down to its last customers keeps theirs
+def test_lists_ranked_ahead_are_what_the_first_read_ranks(home, stored):
+    snapshot = stored["snapshot"]
+    lean = Scorer(snapshot, num_threads=1, precompute_candidates=False, snapshot_rows=False)
+    state = LiveState(lean, stored["window"], stored["customers"], lean.as_of)
+    identity = OnlineIdentity(stored["graph"], home.max_identity_component)
+    reader = Scorer(snapshot, num_threads=1, ranked_lists=LIST_DEPTH)  # ranked ahead
+    lazy = Scorer(snapshot, num_threads=1, ranked_lists=LIST_DEPTH)  # ranks on first read
+    at = lean.as_of + pd.Timedelta(hours=1)
+    customers = lean.catalogue.customer_ids[60:72].tolist()
+
+    def views(who: list[str], minute: int) -> pd.DataFrame:
+        records = [
+            {"customer_id": c, "ts": (at + pd.Timedelta(minutes=minute)).isoformat(),
+             "channel": "app", "event_type": "view", "product_id": stored["products"][minute]}
+            for c in who
+        ]  # fmt: skip
+        return live_batch(records, identity)
+
+    def apply(update) -> None:  # as the update crosses the pipe, with and without the lists
+        sent = pickle.dumps(update)
+        reader.apply_rows(pickle.loads(sent))
+        update = pickle.loads(sent)  # its own: a ranking's lists fill as it is read
+        lazy.apply_rows(replace(update, ranking=replace(update.ranking, ahead=None)))
+
+    def same_answers(who: list[str]) -> None:
+        for ask in ({"k": 10}, {"k": 50}, {"k": 5, "channel": "app"}):
+            for c in who:
+                got, want = reader.recommend([c], **ask), lazy.recommend([c], **ask)
+                np.testing.assert_array_equal(got.item, want.item)
+                np.testing.assert_array_equal(got.reason, want.reason)
+                np.testing.assert_allclose(got.score, want.score, rtol=1e-6)
+
+    refresh = state.refresh(views(customers, 1))
+    ranking = refresh.update.ranking
+    chunks = iter([True, True, False])  # two chunks, then the process has work again
+    assert lean.rank_ahead(ranking, LIST_DEPTH, lambda: next(chunks), chunk=4) == 8
+    ahead = [c for c, code in ranking.codes.items() if ranking.ahead.ranked[code]]
+    apply(refresh.portable().update)
+    same_answers(customers)
+    for c in customers:  # those ranked ahead were read from there, the rest ranked
+        mine = reader.live_rankings[c]
+        assert ((mine.codes[c], -1, -1) in mine.lists) == (c not in ahead)
+    # the others' next events: the ranking of the first round keeps two of its customers
+    left = ahead[-2:]  # not its first codes: the kept ones are renumbered
+    apply(state.refresh(views([c for c in customers if c not in left], 2)).update)
+    kept = reader.live_rankings[left[0]]
+    assert kept.codes == {left[0]: 0, left[1]: 1} and kept.ahead.ranked.all()
+    same_answers(left)
+    assert all(key[1:] != (-1, -1) for key in kept.lists)  # read from the lists ranked ahead

@@ -51,6 +51,7 @@ import pandas as pd
 from features.settings import Settings
 from serving.live.id_set import EventIdSet, share
 from serving.live.state import Refresh
+from serving.online import LIST_DEPTH
 from serving.scoring import Scorer
 
 START_TIMEOUT_S = 600.0
@@ -77,6 +78,12 @@ round that releases back-pressure); a round is bulk work that can wait a time sl
 cores shared with the load, ``/recommend``'s p50 during an ingest went from 4.34 to
 3.32 ms, the ingest rate and the event-to-visible p99 staying within the runs' spread
 (issue 17, stop 38: ``bench_live.py``, 6 repeats each, alternated)."""
+
+
+RANK_AHEAD_WITHIN_S = 0.5
+"""How long after the process received a round's first events it may still be ranking
+lists ahead for them (:func:`_rank_ahead`): half the event-to-visible goal (1 s, issue
+17), as the round's answer waits for it."""
 
 
 class RefreshProcessError(RuntimeError):
@@ -269,9 +276,12 @@ def _serve(conn: Connection) -> None:
         n_ids = len(state.stored.event_ids)
         if not _send(conn, ("ok", first.portable(), 1)) or not _send_ids(conn, ids_file, n_ids):
             return
-    for kind, events, also, covers in _rounds(_received(conn)):
+    messages = _received(conn)
+    for kind, events, also, covers, received in _rounds(messages):
         try:
             refresh = state.rebased() if kind == "rebased" else state.refresh(events, also)
+            if kind == "events":
+                _rank_ahead(scorer, refresh, messages, received)
             answer = ("ok", refresh.portable(), covers)
         except Exception:  # the worker logs it and goes on: the events are journaled
             answer = ("error", traceback.format_exc(), covers)
@@ -281,6 +291,24 @@ def _serve(conn: Connection) -> None:
         state.fold_if_due(background=True)  # the next rounds do not wait for it either
         if state.stored is not stored:  # a fold was taken: hand what it replaced back
             release_free_memory()  # (glibc kept it resident: issue 17, stop 43, ~10%)
+
+
+def _rank_ahead(
+    scorer: Scorer, refresh: Refresh, messages: queue.SimpleQueue, received: float
+) -> None:
+    """Rank ahead the lists of ``refresh``'s customers (:meth:`Scorer.rank_ahead`) while
+    the process has nothing else to do: no message waits, and the round's first events
+    (``received``) are younger than :data:`RANK_AHEAD_WITHIN_S`. An ingest that keeps the
+    process busy never waits for lists a read may not ask for; the customers it could
+    not rank are ranked on their first read, as before."""
+    ranking = refresh.update.ranking
+    if ranking is None:
+        return
+
+    def idle() -> bool:
+        return messages.empty() and time.monotonic() - received < RANK_AHEAD_WITHIN_S
+
+    scorer.rank_ahead(ranking, LIST_DEPTH, idle)
 
 
 def _send_ids(conn: Connection, file: IO[bytes], n: int) -> bool:
@@ -310,6 +338,8 @@ def _received(conn: Connection) -> queue.SimpleQueue:
                 message = conn.recv()
             except (EOFError, OSError):  # the worker is gone
                 message = None
+            if message is not None and message[0] == "events":  # when it came
+                message = (*message, time.monotonic())
             messages.put(STOP if message is None else message)
             if message is None:
                 return
@@ -319,21 +349,24 @@ def _received(conn: Connection) -> queue.SimpleQueue:
 
 
 def _rounds(messages: queue.SimpleQueue, every: float = ROUND_EVERY_S, now_at: int = ROUND_NOW_AT):
-    """What to refresh next, as ``(kind, events, also, messages it covers)``, until
-    :data:`STOP`: ``refresh`` and ``rebased`` messages one by one; a streamed round takes
-    every ``events`` message received by its start, which is ``every`` seconds after the
-    last one's, or as soon as ``now_at`` events are in (:data:`ROUND_NOW_AT`)."""
+    """What to refresh next, as ``(kind, events, also, messages it covers, when the
+    first was received)`` (``time.monotonic``), until :data:`STOP`: ``refresh`` and
+    ``rebased`` messages one by one; a streamed round takes every ``events`` message
+    received by its start, which is ``every`` seconds after the last one's, or as soon as
+    ``now_at`` events are in (:data:`ROUND_NOW_AT`). An ``events`` message may carry the
+    time it was received third (:func:`_received`)."""
     held, last_start = None, time.monotonic() - every
     while True:
         message, held = held or messages.get(), None
         if message is STOP:
             return
         if message[0] == "refresh":
-            yield (*message, 1)
+            yield (*message, 1, time.monotonic())
             continue
         if message[0] == "rebased":
-            yield "rebased", None, None, 1
+            yield "rebased", None, None, 1, time.monotonic()
             continue
+        received = message[2] if len(message) > 2 else time.monotonic()
         batches = [message[1]]
         n_events = len(message[1])
         while held is None:  # until due (or now_at events are in), and whatever came by then
@@ -349,7 +382,7 @@ def _rounds(messages: queue.SimpleQueue, every: float = ROUND_EVERY_S, now_at: i
             else:  # after this round
                 held = message
         last_start = time.monotonic()
-        yield "events", pd.concat(batches, ignore_index=True), None, len(batches)
+        yield "events", pd.concat(batches, ignore_index=True), None, len(batches), received
 
 
 def _send(conn: Connection, answer: tuple) -> bool:

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from serving.live.state import Refresh
+from serving.ranked_lists import AHEAD_PARTS, AheadLists
 from serving.scoring import LiveRanking, RowUpdate, Scorer
 from training.recs.candidates import CandidateTable
 from training.recs.tables import PairTable
@@ -119,7 +120,11 @@ def _encode_ranking(ranking: LiveRanking, arrays: dict[str, np.ndarray]) -> dict
     if customers.folded_at is not None:
         arrays["r.folded_at"] = customers.folded_at
         arrays["r.folded"] = customers.folded
+    if ranking.ahead is not None:
+        for name in AHEAD_PARTS:
+            arrays[f"r.ahead.{name}"] = getattr(ranking.ahead, name)
     return {
+        "ahead": ranking.ahead is not None,
         "codes": list(ranking.codes),
         "code_values": list(ranking.codes.values()),
         "alive": int(ranking.alive),
@@ -160,7 +165,10 @@ def _decode_ranking(meta: dict, arrays: dict[str, np.ndarray], scorer: Scorer) -
         folded=arrays.get("r.folded"),
     )
     codes = dict(zip(meta["codes"], meta["code_values"], strict=True))
-    return LiveRanking(None, personal, codes, alive=meta["alive"], customers=customers)
+    ahead = None
+    if meta.get("ahead"):  # entries written before lists were ranked ahead have none
+        ahead = AheadLists(*(arrays[f"r.ahead.{name}"] for name in AHEAD_PARTS))
+    return LiveRanking(None, personal, codes, alive=meta["alive"], customers=customers, ahead=ahead)
 
 
 def _table_bytes(rows: pd.DataFrame) -> bytes:
