@@ -18,15 +18,18 @@ worker, live events on, the journal on local disk). Each repeat, in this order:
   the worker time to ingest), reported apart;
 - the same with each random customer read three times back to back (a page's placements,
   or the next page), the second and third reads reported: what a live customer's kept
-  list answers (their first read ranks them in full);
+  list answers (their first read ranks them in full, unless the refresh had the time
+  to rank them ahead);
 - visible (during each ingest too, after its rates are taken): single product views of
   customers the service does not know yet, each followed by ``/recommend`` polls every
   5 ms until the list is personal (no longer cold start): the time from the 2xx of
   ``/events`` to the first answer that reflects it, p50 / p99 (alone, and during ingest);
-- steady (last, on a fresh copy of the home and a new service): quiet reads, then the
+- steady (on a fresh copy of the home and a new service): quiet reads, then the
   ingest paced at the goal's 5,000 events/s (a batch every 0.2 s) while ``/recommend`` is
   called back to back: the reads' p50 during an ingest at the goal's rate, not at the
-  most the machine takes (which leaves the reads no idle core).
+  most the machine takes (which leaves the reads no idle core);
+- half (last): the same at half that rate, which leaves the refresh process idle time to
+  rank the touched customers' lists ahead (stop 48).
 
 The service reads the environment: ``OMNI_LIVE_MAX_BEHIND=5000`` measures the
 back-pressure setting for throughput. Client and server share the machine's 2 cores;
@@ -360,17 +363,23 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
     return result
 
 
-def steady_repeat(source: Path, duration: float, r: int) -> dict:
+def steady_repeat(source: Path, duration: float, r: int, rate: float = GOAL_RATE) -> dict:
     """On a fresh copy of the home and service: quiet reads, then the ingest paced at
-    :data:`GOAL_RATE` while ``/recommend`` is called back to back (every result key
-    prefixed ``steady_``): the reads during an ingest at the goal's rate, from the same
+    ``rate`` while ``/recommend`` is called back to back (every result key prefixed
+    :func:`steady_prefix`): the reads during an ingest at that rate, from the same
     starting state as the quiet ones, not after the other phases' events."""
+    prefix = steady_prefix(rate)
     with served_copy(source, "bench-live-steady-") as (_proc, url, customers, products):
         result = {"quiet_recommend": quiet_reads(url, customers, duration)}
         result |= ingest_while_reading(
-            url, customers, products, duration, f"steady_{r}", None, ingest_rate=GOAL_RATE
+            url, customers, products, duration, f"{prefix}{r}", None, ingest_rate=rate
         )
-    return {f"steady_{k}": v for k, v in result.items()}
+    return {f"{prefix}{k}": v for k, v in result.items()}
+
+
+def steady_prefix(rate: float) -> str:
+    """``steady_`` at the goal's rate, ``half_`` at half of it."""
+    return "steady_" if rate == GOAL_RATE else "half_"
 
 
 def main() -> None:
@@ -384,6 +393,7 @@ def main() -> None:
     for r in range(args.repeat):
         runs.append(one_repeat(args.home, args.duration, r))
         runs[-1] |= steady_repeat(args.home, args.duration, r)
+        runs[-1] |= steady_repeat(args.home, args.duration, r, GOAL_RATE / 2)
         print(f"repeat {r + 1}: {runs[-1]}  ({load_note()})", flush=True)
 
     def med(path: str, key: str | None = None) -> float:
@@ -422,6 +432,11 @@ def main() -> None:
     steady_quiet = med("steady_quiet_recommend", "p50_ms")
     ratio = med("steady_ingest_recommend", "p50_ms") / steady_quiet
     print(f"| /recommend p50 during the ingest at {GOAL_RATE:,.0f}/s / quiet | {ratio:.2f}x |")
+    half = med("half_ingest_events_per_s")
+    ratio = med("half_ingest_recommend", "p50_ms") / med("half_quiet_recommend", "p50_ms")
+    print(f"| ingest paced at {GOAL_RATE / 2:,.0f}/s, events/s; /recommend p50 / quiet; "
+          f"visible p99 ms | {half:,.0f}; {ratio:.2f}x; "
+          f"{med('half_visible_during_ingest', 'p99_ms'):.0f} |")  # fmt: skip
     save("live", {"runs": runs, "batch": BATCH, "duration_s": args.duration})
 
 
