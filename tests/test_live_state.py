@@ -408,6 +408,18 @@ def test_a_fold_in_the_background_changes_no_row(home, stored, monkeypatch):
     _assert_rows_as_batch(state, stored, taken, customers)
 
 
+def views_of(
+    who: list[str], when: pd.Timestamp, product: str, identity: OnlineIdentity
+) -> pd.DataFrame:
+    """A web view of ``product`` by each customer of ``who`` at ``when``, taken live."""
+    records = [
+        {"customer_id": c, "ts": when.isoformat(), "channel": "web", "event_type": "view",
+         "product_id": product}
+        for c in who
+    ]  # fmt: skip
+    return live_batch(records, identity)
+
+
 def _purchases(stored, identity, customers: list[str], day: int, tag: str) -> pd.DataFrame:
     """A live batch: each of ``customers`` buys the ``day``-th product on January
     ``day + 1`` (order ids start with ``tag``)."""
@@ -439,12 +451,9 @@ def test_old_rankings_are_let_go(home, stored):
     left = [customers[3], customers[8]]  # not the first codes: the kept ones are renumbered
 
     def views(who: list[str], minute: int) -> pd.DataFrame:
-        records = [
-            {"customer_id": c, "ts": (at + pd.Timedelta(minutes=minute)).isoformat(),
-             "channel": "web", "event_type": "view", "product_id": stored["products"][minute]}
-            for c in who
-        ]  # fmt: skip
-        return live_batch(records, identity)
+        return views_of(
+            who, at + pd.Timedelta(minutes=minute), stored["products"][minute], identity
+        )
 
     def lists() -> list:
         asks = [{"k": 10}, {"k": 5, "channel": "app"}, {"k": 10, "channel": "email"}]
@@ -644,12 +653,9 @@ def test_lists_ranked_ahead_are_what_the_first_read_ranks(home, stored):
     customers = lean.catalogue.customer_ids[60:72].tolist()
 
     def views(who: list[str], minute: int) -> pd.DataFrame:
-        records = [
-            {"customer_id": c, "ts": (at + pd.Timedelta(minutes=minute)).isoformat(),
-             "channel": "app", "event_type": "view", "product_id": stored["products"][minute]}
-            for c in who
-        ]  # fmt: skip
-        return live_batch(records, identity)
+        return views_of(
+            who, at + pd.Timedelta(minutes=minute), stored["products"][minute], identity
+        )
 
     def apply(update) -> None:  # as the update crosses the pipe, with and without the lists
         sent = pickle.dumps(update)
