@@ -18,6 +18,7 @@ from training.recs.base import _top_k
 from training.recs.candidates import CandidateTable, resolve_customers
 from training.recs.coldstart import popularity_rows
 from training.recs.cutoff_state import customer_arrays
+from training.recs.tables import csr_rows
 
 PERSONAL_PARTS = ("indptr", "item", "sources", "als_rank")
 """The arrays of a :class:`~training.recs.candidates.CandidateTable`, stored as
@@ -176,11 +177,7 @@ class AheadLists:
 
     def of_customers(self, codes: np.ndarray) -> AheadLists:
         """The lists of customers ``codes``, who are codes 0, 1, ... of the result."""
-        lo = self.indptr[codes]
-        counts = self.indptr[codes + 1] - lo
-        indptr = np.zeros(len(codes) + 1, np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        rows = np.repeat(lo - indptr[:-1], counts) + np.arange(indptr[-1])
+        indptr, rows = csr_rows(self.indptr, codes)
         return AheadLists(
             self.ranked[codes], indptr, self.item[rows], self.score[rows], self.reason[rows]
         )

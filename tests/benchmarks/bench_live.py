@@ -363,23 +363,19 @@ def one_repeat(source: Path, duration: float, r: int) -> dict:
     return result
 
 
-def steady_repeat(source: Path, duration: float, r: int, rate: float = GOAL_RATE) -> dict:
+def steady_repeat(
+    source: Path, duration: float, r: int, rate: float = GOAL_RATE, prefix: str = "steady_"
+) -> dict:
     """On a fresh copy of the home and service: quiet reads, then the ingest paced at
     ``rate`` while ``/recommend`` is called back to back (every result key prefixed
-    :func:`steady_prefix`): the reads during an ingest at that rate, from the same
-    starting state as the quiet ones, not after the other phases' events."""
-    prefix = steady_prefix(rate)
+    ``prefix``): the reads during an ingest at that rate, from the same starting state as
+    the quiet ones, not after the other phases' events."""
     with served_copy(source, "bench-live-steady-") as (_proc, url, customers, products):
         result = {"quiet_recommend": quiet_reads(url, customers, duration)}
         result |= ingest_while_reading(
             url, customers, products, duration, f"{prefix}{r}", None, ingest_rate=rate
         )
     return {f"{prefix}{k}": v for k, v in result.items()}
-
-
-def steady_prefix(rate: float) -> str:
-    """``steady_`` at the goal's rate, ``half_`` at half of it."""
-    return "steady_" if rate == GOAL_RATE else "half_"
 
 
 def main() -> None:
@@ -393,7 +389,7 @@ def main() -> None:
     for r in range(args.repeat):
         runs.append(one_repeat(args.home, args.duration, r))
         runs[-1] |= steady_repeat(args.home, args.duration, r)
-        runs[-1] |= steady_repeat(args.home, args.duration, r, GOAL_RATE / 2)
+        runs[-1] |= steady_repeat(args.home, args.duration, r, GOAL_RATE / 2, "half_")
         print(f"repeat {r + 1}: {runs[-1]}  ({load_note()})", flush=True)
 
     def med(path: str, key: str | None = None) -> float:

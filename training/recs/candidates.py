@@ -24,7 +24,7 @@ from training.recs.als import top_n
 from training.recs.cutoff_state import CutoffState
 from training.recs.data import Catalogue
 from training.recs.product_tables import repurchase_gap
-from training.recs.tables import run_starts
+from training.recs.tables import csr_rows, run_starts
 
 SOURCES: tuple[str, ...] = (
     "als",
@@ -310,11 +310,7 @@ class CandidateTable:
     def of_customers(self, codes: np.ndarray) -> CandidateTable:
         """The candidates of customers ``codes`` alone, numbered 0 .. len(codes) - 1 in
         that order."""
-        lo = self.indptr[codes]
-        counts = self.indptr[codes + 1] - lo
-        indptr = np.zeros(len(codes) + 1, np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        rows = np.repeat(lo - indptr[:-1], counts) + np.arange(indptr[-1])
+        indptr, rows = csr_rows(self.indptr, codes)
         return CandidateTable(indptr, self.item[rows], self.sources[rows], self.als_rank[rows])
 
     @classmethod

@@ -29,6 +29,16 @@ def run_starts(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def csr_rows(indptr: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of groups ``codes`` of a CSR layout (``indptr``), in that order, as the
+    layout of those groups alone: (their new ``indptr``, the old row of each new row)."""
+    lo = indptr[codes]
+    counts = indptr[codes + 1] - lo
+    new = np.zeros(len(codes) + 1, np.int64)
+    np.cumsum(counts, out=new[1:])
+    return new, np.repeat(lo - new[:-1], counts) + np.arange(new[-1])
+
+
 def positions_in(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(position of each of ``values`` in ``sorted_values``, whether it is there)."""
     at = np.searchsorted(sorted_values, values)
